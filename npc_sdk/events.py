@@ -1,0 +1,40 @@
+"""Events a streamed reply yields: text deltas as they are decoded, then one Done with the whole reply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str  # new text since the previous event
+    snapshot: str  # the reply so far, this delta included
+    type: Literal["delta"] = "delta"
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int  # positions the decoder read for this turn (tokens + prefix vectors)
+    completion_tokens: int  # tokens generated, the stopping one included
+    cached_tokens: int = 0  # prompt positions served from a reused KV state
+
+
+@dataclass(frozen=True)
+class Timings:
+    ttft_ms: float  # from the call to the first token (encoders, fusion and prefill included)
+    total_ms: float  # from the call to the last token
+    decode_tokens_per_second: float  # tokens after the first, over the time after the first
+
+
+@dataclass(frozen=True)
+class Done:
+    text: str  # the whole reply, stop string excluded
+    finish_reason: Literal["stop", "length"]  # EOS or a stop string / max_tokens reached
+    usage: Usage
+    timings: Timings
+    token_ids: tuple[int, ...] = field(default=(), repr=False)  # generated ids (EOS included when it ended the reply)
+    type: Literal["done"] = "done"
+
+
+ReplyEvent = Union[Delta, Done]

@@ -1,0 +1,101 @@
+"""The decoder's prompt: persona, history and the player's line in SmolLM2's chat format, with prefix slots.
+
+Layout (ChatML, as SmolLM2 was tuned on):
+
+    <|im_start|>system\n{persona system prompt}<|im_end|>\n
+    <|im_start|>assistant\n{greeting}<|im_end|>\n                         (when the persona has one)
+    <|im_start|>user\n[prefix]{player}<|im_end|>\n<|im_start|>assistant\n{reply}<|im_end|>\n   (each past turn)
+    <|im_start|>user\n[prefix]{player text}<|im_end|>\n<|im_start|>assistant\n                (this turn)
+
+The K fusion vectors ("[prefix]") sit inside the user turn they belong to, after persona and history, so the
+tokens before the current turn are the same from one turn to the next and their KV state can be reused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from .errors import InvalidInputError
+from .persona import Persona
+
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+MAX_TEXT_CHARS = 2000  # a player's line; longer ones are refused rather than silently cut
+
+
+@dataclass
+class Turn:
+    user: str  # what the player said
+    reply: str  # what the NPC answered
+    prefix: np.ndarray | None = None  # [K, hidden] fusion vectors the decoder saw in this turn, if any
+
+
+@dataclass
+class Prompt:
+    """Token ids and prefix blocks in decoder order; `embed` turns it into one inputs_embeds matrix."""
+
+    segments: list[list[int] | np.ndarray] = field(default_factory=list)
+
+    def add_ids(self, ids: Sequence[int]) -> None:
+        if self.segments and isinstance(self.segments[-1], list):
+            self.segments[-1].extend(ids)
+        else:
+            self.segments.append(list(ids))
+
+    def add_prefix(self, prefix: np.ndarray | None) -> None:
+        if prefix is not None and len(prefix):
+            self.segments.append(np.asarray(prefix, dtype=np.float32))
+
+    @property
+    def length(self) -> int:
+        return sum(len(s) for s in self.segments)
+
+    @property
+    def token_ids(self) -> list[int]:
+        """The text tokens only (what `prompt_tokens` counts when no prefix is present)."""
+        return [t for s in self.segments if isinstance(s, list) for t in s]
+
+    def embed(self, table: np.ndarray) -> np.ndarray:
+        """[T, hidden] inputs_embeds: table rows for tokens, prefix vectors as they are."""
+        rows = [table[np.asarray(s, dtype=np.int64)] if isinstance(s, list) else s for s in self.segments]
+        return np.concatenate(rows, axis=0).astype(np.float32, copy=False)
+
+
+def check_text(text: object, field_name: str = "text") -> str:
+    if not isinstance(text, str):
+        raise InvalidInputError(field_name, f"must be text, got {type(text).__name__}")
+    if not text.strip():
+        raise InvalidInputError(field_name, "is empty")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidInputError(field_name, f"is {len(text)} characters, over the limit of {MAX_TEXT_CHARS}")
+    return text
+
+
+def build_prompt(
+    tokenizer: Tokenizer,
+    persona: Persona,
+    history: Sequence[Turn],
+    text: str,
+    prefix: np.ndarray | None = None,
+) -> Prompt:
+    check_text(text)
+
+    def enc(s: str) -> list[int]:
+        return tokenizer.encode(s, add_special_tokens=False).ids
+
+    prompt = Prompt()
+    prompt.add_ids(enc(f"{IM_START}system\n{persona.system_prompt()}{IM_END}\n"))
+    if persona.greeting:
+        prompt.add_ids(enc(f"{IM_START}assistant\n{persona.greeting}{IM_END}\n"))
+    for turn in history:
+        prompt.add_ids(enc(f"{IM_START}user\n"))
+        prompt.add_prefix(turn.prefix)
+        prompt.add_ids(enc(f"{turn.user}{IM_END}\n{IM_START}assistant\n{turn.reply}{IM_END}\n"))
+    prompt.add_ids(enc(f"{IM_START}user\n"))
+    prompt.add_prefix(prefix)
+    prompt.add_ids(enc(f"{text}{IM_END}\n{IM_START}assistant\n"))
+    return prompt

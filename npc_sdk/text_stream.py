@@ -1,0 +1,61 @@
+"""Token ids -> streamed text deltas that never split a UTF-8 character and never leak a stop string."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tokenizers import Tokenizer
+
+_REPLACEMENT = "\ufffd"  # what byte-level BPE decodes an incomplete UTF-8 sequence to
+
+
+class TextStream:
+    """Feed token ids with `push`; each call returns the text that is safe to show now.
+
+    Text is held back while it ends in an incomplete UTF-8 character or in what could be the start of a stop
+    string. When a stop string appears, `stopped` turns true and the text is cut before it.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, stop: Sequence[str] = ()) -> None:
+        self.tokenizer = tokenizer
+        self.stop = tuple(stop)
+        self.ids: list[int] = []
+        self.text = ""  # the reply so far, stop string excluded
+        self.emitted = 0  # characters of `text` already handed out
+        self.stopped = False
+
+    def _holdback(self, text: str) -> int:
+        """How many trailing characters could still grow into a stop string."""
+        hold = 0
+        for s in self.stop:
+            for n in range(min(len(s) - 1, len(text)), 0, -1):
+                if text.endswith(s[:n]):
+                    hold = max(hold, n)
+                    break
+        return hold
+
+    def push(self, token_id: int) -> str:
+        if self.stopped:
+            return ""
+        self.ids.append(token_id)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        cut = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            self.text = text[:cut]
+            return self._take(len(self.text))
+        self.text = text
+        if text.endswith(_REPLACEMENT):
+            return ""
+        return self._take(len(text) - self._holdback(text))
+
+    def finish(self) -> str:
+        """Everything not yet emitted (called once the reply ends for any reason)."""
+        return self._take(len(self.text.rstrip(_REPLACEMENT)) if not self.stopped else len(self.text))
+
+    def _take(self, upto: int) -> str:
+        if upto <= self.emitted:
+            return ""
+        delta = self.text[self.emitted : upto]
+        self.emitted = upto
+        return delta
