@@ -35,7 +35,7 @@ def bench_reference(repeats: int = 3, log: Callable[[str], None] = print) -> dic
     load_s = time.perf_counter() - t0
     ids = model.decoder.tokenizer.encode(BENCH_PROMPT, add_special_tokens=False).ids
     _greedy_run(model, ids, 4)  # warm-up: first-call allocations are not what a running server pays
-    ttft, tps = zip(*(_greedy_run(model, ids, BENCH_NEW_TOKENS) for _ in range(repeats)))
+    ttft, tps = zip(*(_greedy_run(model, ids, BENCH_NEW_TOKENS) for _ in range(repeats)), strict=True)
 
     # The whole pipeline for a turn with a screenshot: image + text + role encoders, fusion, prompt, prefill.
     cfg = GenerationConfig(max_tokens=1, temperature=0.0)

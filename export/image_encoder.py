@@ -84,11 +84,15 @@ class ImageEncoder(nn.Module):
         blocks = []
         for repeats, kernel, stride, expand, c_in, c_out in STAGES:
             for i in range(repeats):
-                blocks.append(MBConvBlock(kernel, stride if i == 0 else 1, expand, c_in if i == 0 else c_out, c_out))
+                blocks.append(
+                    MBConvBlock(kernel, stride if i == 0 else 1, expand, c_in if i == 0 else c_out, c_out)
+                )
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = SameConv2d(320, GRID_CHANNELS, 1, bias=False)
         self._bn1 = _bn(GRID_CHANNELS)
-        self._fc = nn.Linear(GRID_CHANNELS, 1000)  # ImageNet classifier: kept to check the weights, unused for v_I
+        self._fc = nn.Linear(
+            GRID_CHANNELS, 1000
+        )  # ImageNet classifier: kept to check the weights, unused for v_I
 
     def grid(self, pixels: torch.Tensor) -> torch.Tensor:
         x = F.relu6(self._bn0(self._conv_stem(pixels)))

@@ -20,7 +20,15 @@ from npc_sdk.persona import Persona
 from npc_sdk.prompt import Turn, build_prompt, check_text
 from npc_sdk.sampling import TokenSampler, role_word_bias
 from npc_sdk.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS, encode_batch, encoder_tokenizer
-from npc_sdk.weights import BASE_PACKAGES, DECODER, IMAGE_ENCODER, TEXT_ENCODER, local_path, pull, require_pulled
+from npc_sdk.weights import (
+    BASE_PACKAGES,
+    DECODER,
+    IMAGE_ENCODER,
+    TEXT_ENCODER,
+    local_path,
+    pull,
+    require_pulled,
+)
 
 from .decoder import Decoder
 from .fusion import CoAttentionFusion, FusionConfig
@@ -87,7 +95,11 @@ class NpcModel:
     # ---- loading -------------------------------------------------------------------------------------------
     @classmethod
     def load(
-        cls, *, fusion_weights: Path | None = None, pull_missing: bool = True, log: Callable[[str], None] = print
+        cls,
+        *,
+        fusion_weights: Path | None = None,
+        pull_missing: bool = True,
+        log: Callable[[str], None] = print,
     ) -> NpcModel:
         if pull_missing:
             pull(BASE_PACKAGES, log=log)

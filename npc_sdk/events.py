@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,10 @@ class Done:
     finish_reason: Literal["stop", "length"]  # EOS or a stop string / max_tokens reached
     usage: Usage
     timings: Timings
-    token_ids: tuple[int, ...] = field(default=(), repr=False)  # generated ids (EOS included when it ended the reply)
+    token_ids: tuple[int, ...] = field(
+        default=(), repr=False
+    )  # generated ids (EOS included when it ended the reply)
     type: Literal["done"] = "done"
 
 
-ReplyEvent = Union[Delta, Done]
+ReplyEvent = Delta | Done

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -24,7 +23,7 @@ PIXEL_MEAN = 127.0  # on 0..255 values, same for R, G and B
 PIXEL_STD = 128.0
 MAX_PIXELS = 8192 * 8192  # larger declared sizes are refused before decoding (decompression bombs)
 
-ImageInput = Union[Image.Image, np.ndarray, bytes, str, Path]
+ImageInput = Image.Image | np.ndarray | bytes | str | Path
 
 
 def _check_size(width: int, height: int, field: str) -> None:

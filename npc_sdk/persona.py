@@ -36,11 +36,16 @@ class Persona:
             if not isinstance(value, str):
                 raise InvalidInputError(f"persona.{key}", f"must be text, got {type(value).__name__}")
             if len(value) > MAX_FIELD_CHARS:
-                raise InvalidInputError(f"persona.{key}", f"is {len(value)} characters, over {MAX_FIELD_CHARS}")
+                raise InvalidInputError(
+                    f"persona.{key}", f"is {len(value)} characters, over {MAX_FIELD_CHARS}"
+                )
         for word, weight in self.role_words.items():
             if not isinstance(word, str) or not word.strip():
                 raise InvalidInputError("persona.role_words", "role words must be non-empty text")
-            if not isinstance(weight, (int, float)) or not -MAX_ROLE_WORD_WEIGHT <= weight <= MAX_ROLE_WORD_WEIGHT:
+            if (
+                not isinstance(weight, (int, float))
+                or not -MAX_ROLE_WORD_WEIGHT <= weight <= MAX_ROLE_WORD_WEIGHT
+            ):
                 raise InvalidInputError(
                     f"persona.role_words[{word!r}]",
                     f"weight must be a number in [-{MAX_ROLE_WORD_WEIGHT}, {MAX_ROLE_WORD_WEIGHT}], got {weight!r}",
@@ -51,7 +56,9 @@ class Persona:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise InvalidInputError(f"persona.{unknown[0]}", f"unknown field (known: {', '.join(sorted(known))})")
+            raise InvalidInputError(
+                f"persona.{unknown[0]}", f"unknown field (known: {', '.join(sorted(known))})"
+            )
         if "name" not in data:
             raise InvalidInputError("persona.name", "a persona needs a non-empty name")
         values = dict(data)

