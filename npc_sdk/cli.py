@@ -61,6 +61,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_model_dir(precision: str) -> Path:
+    from .cache import cache_dir
+
+    return cache_dir() / "models" / f"npc-default-{precision}"
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else default_model_dir(args.precision)
+    export = _torch_side("npc_export.onnx_export")
+    model = _torch_side("npc_export").NpcModel.load(log=print)
+    export.export_model(out, args.precision, model=model, log=print)
+    if args.verify:
+        report = _torch_side("npc_export.verify").verify_folder(out, reference=model, log=print)
+        (out / "verification.json").write_text(json.dumps(report, indent=2) + "\n")
+        for key, value in report.items():
+            print(f"{key:34s} {value}")
+        if not report["ok"]:
+            print("npc-sdk: verification failed: " + "; ".join(report["failures"]), file=sys.stderr)
+            return 1
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if not args.reference:
         raise SystemExit(
@@ -90,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=7, help="fixes the sampled replies")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("export", help="export the model to an onnxruntime model folder (needs the torch side)")
+    p.add_argument("--out", help="target folder (default: the cache's models/npc-default-PRECISION)")
+    p.add_argument("--precision", choices=("fp32", "int8", "int4"), default="int4")
+    p.add_argument("--verify", action="store_true", help="compare every component with the PyTorch reference")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="print speed figures (load, time to first token, decode tok/s)")
     p.add_argument("--reference", action="store_true", help="benchmark the PyTorch reference model")

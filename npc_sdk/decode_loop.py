@@ -1,7 +1,7 @@
-"""The token-by-token loop shared by the torch reference and the onnxruntime runtime.
+"""The token-by-token logic shared by the torch reference, the onnxruntime runtime and batched decoding.
 
-Both provide a `LogitsSource` (prefill a block of embeddings, then feed one token at a time); sampling, stop
-handling, streaming and timing are this one function, so the two engines differ only in how logits are made.
+`ReplyState` turns each step's logits into a token, text deltas and, at the end, one Done; the engines differ
+only in how logits are made (`LogitsSource`), and a batch simply holds one ReplyState per sequence.
 """
 
 from __future__ import annotations
@@ -29,6 +29,87 @@ class LogitsSource(Protocol):
         ...
 
 
+class ReplyState:
+    """One reply being decoded: sampler, stop handling, streamed text, counts and timings."""
+
+    def __init__(
+        self,
+        *,
+        tokenizer: Tokenizer,
+        config: GenerationConfig,
+        sampler: TokenSampler,
+        eos_id: int,
+        prompt_tokens: int,
+        cached_tokens: int = 0,
+        started: float | None = None,
+    ) -> None:
+        self.config = config
+        self.sampler = sampler
+        self.eos_id = eos_id
+        self.prompt_tokens = prompt_tokens
+        self.cached_tokens = cached_tokens
+        self.started = time.perf_counter() if started is None else started
+        self.stream = TextStream(tokenizer, config.stop)
+        self.generated: list[int] = []
+        self.first_at = self.last_at = 0.0
+        self.finish_reason: str | None = None  # set when the reply is over
+        self.events: list[ReplyEvent] = []  # produced, not yet handed out
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def accept(self, logits: np.ndarray) -> int | None:
+        """Pick the next token from `logits`; return it if it must be fed to the decoder, None when done."""
+        token = self.sampler(logits, self.generated)
+        self.generated.append(token)
+        self.last_at = time.perf_counter()
+        if len(self.generated) == 1:
+            self.first_at = self.last_at
+        if token == self.eos_id:
+            self._finish("stop")
+            return None
+        delta = self.stream.push(token)
+        if delta:
+            self.events.append(Delta(delta, self.stream.text[: self.stream.emitted]))
+        if self.stream.stopped:
+            self._finish("stop")
+            return None
+        if len(self.generated) >= self.config.max_tokens:
+            self._finish("length")
+            return None
+        return token
+
+    def _finish(self, reason: str) -> None:
+        self.finish_reason = reason
+        tail = self.stream.finish()
+        if tail:
+            self.events.append(Delta(tail, self.stream.text[: self.stream.emitted]))
+        self.events.append(self.done())
+
+    def done(self) -> Done:
+        decode_s = self.last_at - self.first_at
+        return Done(
+            text=self.stream.text[: self.stream.emitted],
+            finish_reason=self.finish_reason or "length",  # type: ignore[arg-type]
+            usage=Usage(
+                prompt_tokens=self.prompt_tokens,
+                completion_tokens=len(self.generated),
+                cached_tokens=self.cached_tokens,
+            ),
+            timings=Timings(
+                ttft_ms=(self.first_at - self.started) * 1000,
+                total_ms=(self.last_at - self.started) * 1000,
+                decode_tokens_per_second=(len(self.generated) - 1) / decode_s if decode_s > 0 else 0.0,
+            ),
+            token_ids=tuple(self.generated),
+        )
+
+    def drain(self) -> list[ReplyEvent]:
+        events, self.events = self.events, []
+        return events
+
+
 def stream_reply(
     source: LogitsSource,
     embeds: np.ndarray,
@@ -39,44 +120,20 @@ def stream_reply(
     eos_id: int,
     started: float | None = None,
     cached_tokens: int = 0,
+    prompt_tokens: int | None = None,
 ) -> Iterator[ReplyEvent]:
     """Prefill `embeds`, then sample until EOS, a stop string or max_tokens; yield Deltas and one Done."""
-    started = time.perf_counter() if started is None else started
-    stream = TextStream(tokenizer, config.stop)
-    generated: list[int] = []
-    logits = source.prefill(embeds)
-    first_at = last_at = time.perf_counter()
-    finish: str = "length"
-    while True:
-        token = sampler(logits, generated)
-        generated.append(token)
-        last_at = time.perf_counter()
-        if len(generated) == 1:
-            first_at = last_at
-        if token == eos_id:
-            finish = "stop"
-            break
-        delta = stream.push(token)
-        if delta:
-            yield Delta(delta, stream.text[: stream.emitted])
-        if stream.stopped:
-            finish = "stop"
-            break
-        if len(generated) >= config.max_tokens:
-            break
-        logits = source.step(token)
-    tail = stream.finish()
-    if tail:
-        yield Delta(tail, stream.text[: stream.emitted])
-    decode_s = last_at - first_at
-    yield Done(
-        text=stream.text[: stream.emitted],
-        finish_reason=finish,  # type: ignore[arg-type]
-        usage=Usage(prompt_tokens=len(embeds), completion_tokens=len(generated), cached_tokens=cached_tokens),
-        timings=Timings(
-            ttft_ms=(first_at - started) * 1000,
-            total_ms=(last_at - started) * 1000,
-            decode_tokens_per_second=(len(generated) - 1) / decode_s if decode_s > 0 else 0.0,
-        ),
-        token_ids=tuple(generated),
+    state = ReplyState(
+        tokenizer=tokenizer,
+        config=config,
+        sampler=sampler,
+        eos_id=eos_id,
+        prompt_tokens=len(embeds) + cached_tokens if prompt_tokens is None else prompt_tokens,
+        cached_tokens=cached_tokens,
+        started=started,
     )
+    token = state.accept(source.prefill(embeds))
+    yield from state.drain()
+    while token is not None:
+        token = state.accept(source.step(token))
+        yield from state.drain()

@@ -59,9 +59,46 @@ class Prompt:
         """The text tokens only (what `prompt_tokens` counts when no prefix is present)."""
         return [t for s in self.segments if isinstance(s, list) for t in s]
 
+    def common_prefix(self, other: Prompt) -> int:
+        """How many leading positions the two prompts share (tokens equal, prefix vectors identical)."""
+        n = 0
+        for a, b in zip(self.segments, other.segments, strict=False):
+            if isinstance(a, list) and isinstance(b, list):
+                same = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+                n += same
+                if same < len(a) or same < len(b):
+                    return n
+            elif isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b):
+                n += len(a)
+            else:
+                return n
+        return n
+
+    def tail(self, start: int) -> Prompt:
+        """The positions from `start` on."""
+        out = Prompt()
+        for seg in self.segments:
+            if start >= len(seg):
+                start -= len(seg)
+                continue
+            piece = seg[start:]
+            start = 0
+            if isinstance(piece, list):
+                out.add_ids(piece)
+            else:
+                out.add_prefix(piece)
+        return out
+
+    def extended(self, ids: Sequence[int]) -> Prompt:
+        out = Prompt([list(s) if isinstance(s, list) else s for s in self.segments])
+        out.add_ids(ids)
+        return out
+
     def embed(self, table: np.ndarray) -> np.ndarray:
         """[T, hidden] inputs_embeds: table rows for tokens, prefix vectors as they are."""
         rows = [table[np.asarray(s, dtype=np.int64)] if isinstance(s, list) else s for s in self.segments]
+        if not rows:
+            return np.zeros((0, table.shape[1]), dtype=np.float32)
         return np.concatenate(rows, axis=0).astype(np.float32, copy=False)
 
 

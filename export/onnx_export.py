@@ -1,0 +1,247 @@
+"""`npc-sdk export`: the reference model -> a model folder that runs with onnxruntime alone.
+
+Writes image_encoder.onnx, text_encoder.onnx (v_T and v_R), fusion.onnx, decoder.onnx, embeddings.npy, the two
+tokenizers and manifest.json (format version, sources, dimensions, I/O names and shapes, precision, opset, and the
+sha256 of every file). Nothing in it depends on time or randomness, so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+import transformers
+
+from npc_sdk import __version__
+from npc_sdk.generation import GenerationConfig
+from npc_sdk.images import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
+from npc_sdk.model_folder import FORMAT_VERSION, MANIFEST, PRECISIONS
+from npc_sdk.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS
+from npc_sdk.weights import BASE_PACKAGES, local_path
+
+from .decoder import converted_dir
+from .fusion import CoAttentionFusion
+from .model import NpcModel
+from .onnx_decoder import OPSET, build_decoder, dims_from_config, io_names
+from .quantize import quantize_decoder
+
+ENCODER_OPSET = 17  # the torch exporter's well-trodden opset for the encoders and fusion
+MAX_POSITIONS = 4096  # rotary cache length of decoder.onnx: the longest dialogue a session may reach
+
+
+class TextEncoderOnnx(torch.nn.Module):
+    def __init__(self, model: NpcModel) -> None:
+        super().__init__()
+        self.encoder = model.text_encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        return self.encoder(input_ids, attention_mask)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _torch_export(module: torch.nn.Module, args: tuple, path: Path, names_in, names_out, dynamic) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about the static 224x224 padding arithmetic
+        torch.onnx.export(
+            module.eval(),
+            args,
+            str(path),
+            dynamo=False,
+            opset_version=ENCODER_OPSET,
+            input_names=names_in,
+            output_names=names_out,
+            dynamic_axes=dynamic,
+        )
+
+
+def export_fusion(fusion: CoAttentionFusion, path: Path) -> None:
+    cfg = fusion.cfg
+    _torch_export(
+        fusion,
+        (
+            torch.zeros(2, cfg.image_cells, cfg.image_dim),
+            torch.ones(2),
+            torch.zeros(2, 8, cfg.text_dim),
+            torch.ones(2, 8),
+            torch.zeros(2, cfg.text_dim),
+        ),
+        path,
+        ["v_I", "has_image", "v_T", "text_mask", "v_R"],
+        ["prefix"],
+        {
+            "v_I": {0: "batch"},
+            "has_image": {0: "batch"},
+            "v_T": {0: "batch", 1: "tokens"},
+            "text_mask": {0: "batch", 1: "tokens"},
+            "v_R": {0: "batch"},
+            "prefix": {0: "batch"},
+        },
+    )
+
+
+def export_model(
+    out: Path,
+    precision: str = "int4",
+    *,
+    model: NpcModel | None = None,
+    fusion_weights: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Export into `out` (replaced atomically when complete); return the folder."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    model = model or NpcModel.load(fusion_weights=fusion_weights, log=log)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    try:
+        manifest = _write_folder(tmp, model, precision, log)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"wrote {out} ({precision})")
+    return out
+
+
+def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[str], None]) -> dict:
+    fcfg = model.fusion.cfg
+    log("[1/5] image encoder -> image_encoder.onnx")
+    _torch_export(
+        model.image_encoder,
+        (torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE),),
+        folder / "image_encoder.onnx",
+        ["pixels"],
+        ["v_I"],
+        {"pixels": {0: "batch"}, "v_I": {0: "batch"}},
+    )
+    log("[2/5] text + role encoder -> text_encoder.onnx")
+    ids = torch.ones(2, 8, dtype=torch.int64)  # dummy batch and length >= 2: size-1 dims would be specialised
+    _torch_export(
+        TextEncoderOnnx(model),
+        (ids, torch.ones_like(ids)),
+        folder / "text_encoder.onnx",
+        ["input_ids", "attention_mask"],
+        ["token_states", "pooled"],
+        {
+            "input_ids": {0: "batch", 1: "tokens"},
+            "attention_mask": {0: "batch", 1: "tokens"},
+            "token_states": {0: "batch", 1: "tokens"},
+            "pooled": {0: "batch"},
+        },
+    )
+    log("[3/5] fusion -> fusion.onnx")
+    export_fusion(model.fusion, folder / "fusion.onnx")
+    log(f"[4/5] decoder -> decoder.onnx ({precision})")
+    lm = model.decoder.lm
+    dims = dims_from_config(lm.config, MAX_POSITIONS)
+    state = {k: v.detach().float().numpy() for k, v in lm.state_dict().items()}
+    graph = build_decoder(state, dims)
+    del state
+    if precision != "fp32":
+        graph = quantize_decoder(graph, bits=8 if precision == "int8" else 4)
+    onnx.save(graph, str(folder / "decoder.onnx"))
+    del graph
+
+    log("[5/5] embeddings, tokenizers, manifest")
+    table = model.embedding_table.astype(np.float32 if precision == "fp32" else np.float16)
+    np.save(folder / "embeddings.npy", table)
+    shutil.copyfile(converted_dir() / "tokenizer.json", folder / "tokenizer.json")
+    shutil.copyfile(local_path(BASE_PACKAGES[1]).parent / "tokenizer.json", folder / "text_tokenizer.json")
+
+    past, present = io_names(dims.layers)
+    kv = ["batch", dims.kv_heads, "max_len", dims.head_dim]
+    files = sorted(p.name for p in folder.iterdir() if p.is_file())
+    return {
+        "format": "npc-sdk-model",
+        "format_version": FORMAT_VERSION,
+        "precision": precision,
+        "opset": {"decoder": OPSET, "encoders": ENCODER_OPSET},
+        "producer": {
+            "npc_sdk": __version__,
+            "torch": torch.__version__.split("+")[0],
+            "transformers": transformers.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
+        "sources": [
+            {"package": p.package, "version": p.version, "file": f.member, "sha256": f.sha256}
+            for p in BASE_PACKAGES
+            for f in p.files[:1]
+        ],
+        "fusion": {"source": model.fusion_info.source, "trained": model.fusion_info.trained,
+                   "config": fcfg.to_dict()},
+        "decoder": {
+            **dims.to_dict(),
+            "eos_token_id": model.decoder.eos_id,
+            "im_start": "<|im_start|>",
+            "im_end": "<|im_end|>",
+        },
+        "preprocessing": {"image_size": IMAGE_SIZE, "pixel_mean": PIXEL_MEAN, "pixel_std": PIXEL_STD,
+                          "text_max_tokens": TEXT_MAX_TOKENS, "role_max_tokens": ROLE_MAX_TOKENS},
+        "model": {
+            "image_encoder": {
+                "filename": "image_encoder.onnx",
+                "inputs": {"pixels": ["batch", 3, IMAGE_SIZE, IMAGE_SIZE]},
+                "outputs": {"v_I": ["batch", fcfg.image_cells, fcfg.image_dim]},
+            },
+            "text_encoder": {
+                "filename": "text_encoder.onnx",
+                "inputs": {"input_ids": ["batch", "tokens"], "attention_mask": ["batch", "tokens"]},
+                "outputs": {"token_states": ["batch", "tokens", fcfg.text_dim], "pooled": ["batch", fcfg.text_dim]},
+            },
+            "fusion": {
+                "filename": "fusion.onnx",
+                "inputs": {
+                    "v_I": ["batch", fcfg.image_cells, fcfg.image_dim],
+                    "has_image": ["batch"],
+                    "v_T": ["batch", "tokens", fcfg.text_dim],
+                    "text_mask": ["batch", "tokens"],
+                    "v_R": ["batch", fcfg.text_dim],
+                },
+                "outputs": {"prefix": ["batch", fcfg.prefix_len, dims.hidden]},
+            },
+            "decoder": {
+                "filename": "decoder.onnx",
+                "inputs": {
+                    "inputs_embeds": ["batch", "seq", dims.hidden],
+                    "attention_mask": ["batch", "total"],
+                    "position_ids": ["batch", "seq"],
+                    **{n: kv for n in past},
+                },
+                "outputs": {"logits": ["batch", dims.vocab], **{n: kv for n in present}},
+                "past_key_names": "past_key_values.%d.key",
+                "past_value_names": "past_key_values.%d.value",
+                "present_key_names": "present.%d.key",
+                "present_value_names": "present.%d.value",
+                "kv_shared_buffer": True,
+            },
+            "embeddings": {"filename": "embeddings.npy", "dtype": str(table.dtype), "shape": list(table.shape)},
+            "tokenizer": {"filename": "tokenizer.json"},
+            "text_tokenizer": {"filename": "text_tokenizer.json"},
+        },
+        "search": {
+            k: v for k, v in GenerationConfig().__dict__.items() if k not in ("seed", "stop")
+        },
+        "files": {name: _sha256(folder / name) for name in files},
+    }

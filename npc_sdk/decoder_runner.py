@@ -1,0 +1,66 @@
+"""One onnxruntime call of decoder.onnx over a run of cache slots, with everything bound in place.
+
+The KV buffers are bound as both past and present (GroupQueryAttention appends into them), and logits land in
+a preallocated array; the IOBinding for a run of slots is made once and reused, so a decode step copies
+nothing but the new token's embedding in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from .kv_cache import KVCache
+
+
+class DecoderRunner:
+    def __init__(self, session: ort.InferenceSession, cache: KVCache, vocab: int, device: str = "cpu") -> None:
+        self.session = session
+        self.cache = cache
+        self.device = device
+        names = [i.name for i in session.get_inputs()]
+        self.past_names = [n for n in names if n.startswith("past_key_values.")]
+        self.present_names = [o.name for o in session.get_outputs() if o.name.startswith("present.")]
+        self.logits = np.zeros((cache.slots, vocab), dtype=np.float32)
+        self._bindings: dict[tuple[int, int], ort.IOBinding] = {}
+        self._keep: dict[tuple[int, int], list[ort.OrtValue]] = {}
+
+    def _binding(self, start: int, stop: int) -> ort.IOBinding:
+        key = (start, stop)
+        binding = self._bindings.get(key)
+        if binding is None:
+            binding = self.session.io_binding()
+            values = [ort.OrtValue.ortvalue_from_numpy(view) for view in self.cache.block(start, stop)]
+            for past, present, value in zip(self.past_names, self.present_names, values, strict=True):
+                binding.bind_ortvalue_input(past, value)
+                binding.bind_ortvalue_output(present, value)
+            logits = ort.OrtValue.ortvalue_from_numpy(self.logits[start:stop])
+            binding.bind_ortvalue_output("logits", logits)
+            self._bindings[key] = binding
+            self._keep[key] = [*values, logits]
+        return binding
+
+    def run(self, start: int, embeds: np.ndarray, advance: Sequence[bool] | None = None) -> np.ndarray:
+        """Feed embeds [n, S, hidden] to slots start..start+n-1 after what each holds; return logits [n, vocab].
+
+        Rows with `advance` False ride along (their output is ignored and their length does not grow): that lets
+        a decode step cover a run of slots with idle ones in between without moving any cache.
+        """
+        n, s = embeds.shape[0], embeds.shape[1]
+        stop = start + n
+        lengths = self.cache.lengths[start:stop].copy()
+        for row in range(n):
+            self.cache.check_room(start + row, s)
+        total = int(lengths.max()) + s
+        mask = (np.arange(total)[None, :] < (lengths + s)[:, None]).astype(np.int64)  # [n, total], right-padded
+        positions = lengths[:, None] + np.arange(s)[None, :]  # [n, S]
+        binding = self._binding(start, stop)
+        binding.bind_cpu_input("inputs_embeds", np.ascontiguousarray(embeds, dtype=np.float32))
+        binding.bind_cpu_input("attention_mask", mask)
+        binding.bind_cpu_input("position_ids", positions.astype(np.int64))
+        self.session.run_with_iobinding(binding)
+        grow = np.full(n, s) if advance is None else np.where(np.asarray(advance), s, 0)
+        self.cache.lengths[start:stop] = lengths + grow
+        return self.logits[start:stop]
