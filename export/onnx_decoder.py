@@ -165,7 +165,9 @@ def build_decoder(state: dict[str, np.ndarray], dims: DecoderDims) -> onnx.Model
             epsilon=d.rms_eps,
         )
         residual = f"l{i}.resid_mid"
-        w_gu = linear_t(f"l{i}.gate_up.weight", state[p + "mlp.gate_proj.weight"], state[p + "mlp.up_proj.weight"])
+        w_gu = linear_t(
+            f"l{i}.gate_up.weight", state[p + "mlp.gate_proj.weight"], state[p + "mlp.up_proj.weight"]
+        )
         node("MatMul", [f"l{i}.h", w_gu], [f"l{i}.gu"])
         node("Split", [f"l{i}.gu", "split.mlp"], [f"l{i}.gate", f"l{i}.up"], axis=-1)
         node("Sigmoid", [f"l{i}.gate"], [f"l{i}.gate_sig"])

@@ -189,16 +189,24 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
             for p in BASE_PACKAGES
             for f in p.files[:1]
         ],
-        "fusion": {"source": model.fusion_info.source, "trained": model.fusion_info.trained,
-                   "config": fcfg.to_dict()},
+        "fusion": {
+            "source": model.fusion_info.source,
+            "trained": model.fusion_info.trained,
+            "config": fcfg.to_dict(),
+        },
         "decoder": {
             **dims.to_dict(),
             "eos_token_id": model.decoder.eos_id,
             "im_start": "<|im_start|>",
             "im_end": "<|im_end|>",
         },
-        "preprocessing": {"image_size": IMAGE_SIZE, "pixel_mean": PIXEL_MEAN, "pixel_std": PIXEL_STD,
-                          "text_max_tokens": TEXT_MAX_TOKENS, "role_max_tokens": ROLE_MAX_TOKENS},
+        "preprocessing": {
+            "image_size": IMAGE_SIZE,
+            "pixel_mean": PIXEL_MEAN,
+            "pixel_std": PIXEL_STD,
+            "text_max_tokens": TEXT_MAX_TOKENS,
+            "role_max_tokens": ROLE_MAX_TOKENS,
+        },
         "model": {
             "image_encoder": {
                 "filename": "image_encoder.onnx",
@@ -208,7 +216,10 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
             "text_encoder": {
                 "filename": "text_encoder.onnx",
                 "inputs": {"input_ids": ["batch", "tokens"], "attention_mask": ["batch", "tokens"]},
-                "outputs": {"token_states": ["batch", "tokens", fcfg.text_dim], "pooled": ["batch", fcfg.text_dim]},
+                "outputs": {
+                    "token_states": ["batch", "tokens", fcfg.text_dim],
+                    "pooled": ["batch", fcfg.text_dim],
+                },
             },
             "fusion": {
                 "filename": "fusion.onnx",
@@ -236,12 +247,14 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
                 "present_value_names": "present.%d.value",
                 "kv_shared_buffer": True,
             },
-            "embeddings": {"filename": "embeddings.npy", "dtype": str(table.dtype), "shape": list(table.shape)},
+            "embeddings": {
+                "filename": "embeddings.npy",
+                "dtype": str(table.dtype),
+                "shape": list(table.shape),
+            },
             "tokenizer": {"filename": "tokenizer.json"},
             "text_tokenizer": {"filename": "text_tokenizer.json"},
         },
-        "search": {
-            k: v for k, v in GenerationConfig().__dict__.items() if k not in ("seed", "stop")
-        },
+        "search": {k: v for k, v in GenerationConfig().__dict__.items() if k not in ("seed", "stop")},
         "files": {name: _sha256(folder / name) for name in files},
     }

@@ -23,7 +23,11 @@ def quantize_decoder(model: onnx.ModelProto, bits: int) -> onnx.ModelProto:
         block_size=BLOCK_SIZE, is_symmetric=True, accuracy_level=ACCURACY_LEVEL, bits=bits
     )
     quantizer = MatMulNBitsQuantizer(
-        model, bits=bits, block_size=BLOCK_SIZE, is_symmetric=True, accuracy_level=ACCURACY_LEVEL,
+        model,
+        bits=bits,
+        block_size=BLOCK_SIZE,
+        is_symmetric=True,
+        accuracy_level=ACCURACY_LEVEL,
         algo_config=config,
     )
     quantizer.process()

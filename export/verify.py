@@ -35,8 +35,14 @@ GREEDY_TOKENS = 64
 
 VERIFY_PROMPTS = (
     (DEMO_PERSONA, "Hello! Can you fix my sword? I see a dragon flying over the forge."),
-    (Persona(name="Captain Hale", description="The stern captain of the city guard."), "Is the north road safe?"),
-    (Persona(name="Zib", description="A shady merchant with a cart of curiosities."), "What's the best thing you sell?"),
+    (
+        Persona(name="Captain Hale", description="The stern captain of the city guard."),
+        "Is the north road safe?",
+    ),
+    (
+        Persona(name="Zib", description="A shady merchant with a cart of curiosities."),
+        "What's the best thing you sell?",
+    ),
 )
 PERPLEXITY_TEXT = (
     "The blacksmith wiped the soot from her brow and set the hammer down beside the anvil. Outside, snow had begun "
@@ -90,21 +96,28 @@ def verify_folder(
     pixels = preprocess(scene)
     with torch.inference_mode():
         v_I_ref = ref.image_encoder(torch.from_numpy(pixels)).numpy()
-    check("image_encoder_max_abs_diff", float(np.abs(onnx_model.encode_image(scene) - v_I_ref).max()),
-          ENCODER_TOLERANCE)
+    check(
+        "image_encoder_max_abs_diff",
+        float(np.abs(onnx_model.encode_image(scene) - v_I_ref).max()),
+        ENCODER_TOLERANCE,
+    )
     text = "What is that green slime doing on the path?"
     v_T_ref, _ = ref.encode_text(text)
     v_T, _ = onnx_model.encode_text(text)
     check("text_encoder_max_abs_diff", float(np.abs(v_T - v_T_ref.numpy()).max()), ENCODER_TOLERANCE)
-    check("role_encoder_max_abs_diff",
-          float(np.abs(onnx_model.encode_role(DEMO_PERSONA) - ref.encode_role(DEMO_PERSONA).numpy()).max()),
-          ENCODER_TOLERANCE)
+    check(
+        "role_encoder_max_abs_diff",
+        float(np.abs(onnx_model.encode_role(DEMO_PERSONA) - ref.encode_role(DEMO_PERSONA).numpy()).max()),
+        ENCODER_TOLERANCE,
+    )
     report["fusion_max_abs_diff_gate_open"] = _check_fusion_graph(ref, text)
     if report["fusion_max_abs_diff_gate_open"] > ENCODER_TOLERANCE:
         report["failures"].append("fusion graph differs from torch with its gate opened")
-    check("fusion_file_max_abs_diff",
-          float(np.abs(onnx_model.fuse(text, DEMO_PERSONA, scene) - ref.fuse(text, DEMO_PERSONA, scene)).max()),
-          ENCODER_TOLERANCE)
+    check(
+        "fusion_file_max_abs_diff",
+        float(np.abs(onnx_model.fuse(text, DEMO_PERSONA, scene) - ref.fuse(text, DEMO_PERSONA, scene)).max()),
+        ENCODER_TOLERANCE,
+    )
 
     # decoder logits with a non-empty past: prefill 2/3 of a prompt, then the rest on top of it
     persona, line = VERIFY_PROMPTS[0]
@@ -139,21 +152,25 @@ def verify_folder(
         identical += int(got_tokens == want)
         agree += sum(int(np.argmax(lg)) == t for lg, t in zip(forced, want, strict=True))
         total += len(want)
-        first_div.append(next((i for i, (a, b) in enumerate(zip(got_tokens, want, strict=True)) if a != b),
-                              GREEDY_TOKENS))
+        first_div.append(
+            next((i for i, (a, b) in enumerate(zip(got_tokens, want, strict=True)) if a != b), GREEDY_TOKENS)
+        )
     report["greedy_prompts_identical"] = f"{identical}/{len(VERIFY_PROMPTS)}"
     report["greedy_first_divergence"] = first_div
     report["greedy_teacher_forced_agreement"] = round(agree / total, 4)
     if precision == "fp32" and identical != len(VERIFY_PROMPTS):
-        report["failures"].append(f"greedy tokens differ from the reference on {len(VERIFY_PROMPTS) - identical} prompts")
+        report["failures"].append(
+            f"greedy tokens differ from the reference on {len(VERIFY_PROMPTS) - identical} prompts"
+        )
 
     ids = ref.decoder.tokenizer.encode(PERPLEXITY_TEXT).ids
     start = ref.embedding_table[np.asarray(ids[:1])]
     ppl_ref = _perplexity(_teacher_forced(TorchLogitsSource(ref.decoder), start, ids[1:]), ids[1:])
     slot = onnx_model.acquire_slot()
     try:
-        ppl = _perplexity(_teacher_forced(SlotSource(onnx_model, slot), onnx_model.embed_ids(ids[:1]), ids[1:]),
-                          ids[1:])
+        ppl = _perplexity(
+            _teacher_forced(SlotSource(onnx_model, slot), onnx_model.embed_ids(ids[:1]), ids[1:]), ids[1:]
+        )
     finally:
         onnx_model.release_slot(slot)
     report["perplexity_reference"] = round(ppl_ref, 3)
@@ -180,7 +197,14 @@ def _check_fusion_graph(ref: NpcModel, text: str) -> float:
         path = Path(tmp) / "fusion.onnx"
         export_fusion(fusion, path)
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        got = sess.run(None, {"v_I": v_I.numpy(), "has_image": has.numpy(), "v_T": v_T.numpy(),
-                              "text_mask": mask.numpy().astype(np.float32), "v_R": v_R.numpy()})[0]
+        got = sess.run(
+            None,
+            {
+                "v_I": v_I.numpy(),
+                "has_image": has.numpy(),
+                "v_T": v_T.numpy(),
+                "text_mask": mask.numpy().astype(np.float32),
+                "v_R": v_R.numpy(),
+            },
+        )[0]
     return float(np.abs(got - want).max())
-

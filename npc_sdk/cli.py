@@ -83,16 +83,35 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def ensure_model(path: str | None, precision: str = "int4") -> Path:
+    """The model folder to run: `path`, or the default one in the cache (exported on first use)."""
+    if path:
+        return Path(path)
+    folder = default_model_dir(precision)
+    if not (folder / "manifest.json").is_file():
+        print(f"[setup] no exported model yet; exporting the default {precision} model to {folder} (once)")
+        model = _torch_side("npc_export").NpcModel.load(log=lambda msg: print(f"[setup] {msg}"))
+        _torch_side("npc_export.onnx_export").export_model(folder, precision, model=model, log=print)
+    return folder
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    if not args.reference:
-        raise SystemExit(
-            "only `npc-sdk bench --reference` exists so far (the ONNX runtime bench comes with export)"
+    if args.reference and not args.model:
+        figures = _torch_side("npc_export.bench_reference").bench_reference(repeats=args.repeats)
+    else:
+        from .bench import bench_model
+
+        figures = bench_model(
+            ensure_model(args.model),
+            repeats=args.repeats,
+            threads=args.threads,
+            reference=not args.no_reference,
+            peer=args.peer,
         )
-    figures = _torch_side("npc_export.bench_reference").bench_reference(repeats=args.repeats)
     for key, value in figures.items():
-        print(f"{key:28s} {value}")
+        print(f"{key:34s} {value}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"reference": figures}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 
@@ -113,14 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="fixes the sampled replies")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("export", help="export the model to an onnxruntime model folder (needs the torch side)")
+    p = sub.add_parser(
+        "export", help="export the model to an onnxruntime model folder (needs the torch side)"
+    )
     p.add_argument("--out", help="target folder (default: the cache's models/npc-default-PRECISION)")
     p.add_argument("--precision", choices=("fp32", "int8", "int4"), default="int4")
     p.add_argument("--verify", action="store_true", help="compare every component with the PyTorch reference")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("bench", help="print speed figures (load, time to first token, decode tok/s)")
-    p.add_argument("--reference", action="store_true", help="benchmark the PyTorch reference model")
+    p = sub.add_parser("bench", help="print speed figures (load, time to first token, decode tok/s, memory)")
+    p.add_argument(
+        "--model", help="model folder to benchmark (default: the cached int4 export, built if missing)"
+    )
+    p.add_argument("--reference", action="store_true", help="benchmark only the PyTorch reference model")
+    p.add_argument(
+        "--no-reference", action="store_true", help="skip the PyTorch reference run beside the model"
+    )
+    p.add_argument("--peer", help="command printing a peer's figures (e.g. ../shared/bench/peer-ortgenai)")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: all cores)")
     p.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.set_defaults(func=cmd_bench)

@@ -90,7 +90,9 @@ class Conversation:
         check_text(text)
         if use_prefix and prefix is None:
             prefix = self.model.fuse(text, self.persona, screenshot)
-        target = build_prompt(self.model.tokenizer, self.persona, self.history, text, prefix if use_prefix else None)
+        target = build_prompt(
+            self.model.tokenizer, self.persona, self.history, text, prefix if use_prefix else None
+        )
         slot = self._attach()
         cache = self.model.cache
         common = min(target.common_prefix(self.fed), target.length - 1)  # at least one position to prefill
@@ -135,4 +137,3 @@ class Conversation:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

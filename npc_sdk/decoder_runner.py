@@ -16,7 +16,9 @@ from .kv_cache import KVCache
 
 
 class DecoderRunner:
-    def __init__(self, session: ort.InferenceSession, cache: KVCache, vocab: int, device: str = "cpu") -> None:
+    def __init__(
+        self, session: ort.InferenceSession, cache: KVCache, vocab: int, device: str = "cpu"
+    ) -> None:
         self.session = session
         self.cache = cache
         self.device = device
@@ -54,7 +56,9 @@ class DecoderRunner:
         for row in range(n):
             self.cache.check_room(start + row, s)
         total = int(lengths.max()) + s
-        mask = (np.arange(total)[None, :] < (lengths + s)[:, None]).astype(np.int64)  # [n, total], right-padded
+        mask = (np.arange(total)[None, :] < (lengths + s)[:, None]).astype(
+            np.int64
+        )  # [n, total], right-padded
         positions = lengths[:, None] + np.arange(s)[None, :]  # [n, S]
         binding = self._binding(start, stop)
         binding.bind_cpu_input("inputs_embeds", np.ascontiguousarray(embeds, dtype=np.float32))

@@ -64,7 +64,9 @@ class Prompt:
         n = 0
         for a, b in zip(self.segments, other.segments, strict=False):
             if isinstance(a, list) and isinstance(b, list):
-                same = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+                same = next(
+                    (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+                )
                 n += same
                 if same < len(a) or same < len(b):
                     return n
