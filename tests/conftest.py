@@ -16,3 +16,29 @@ def model():
     from npc_export import NpcModel
 
     return NpcModel.load(log=lambda _msg: None)
+
+
+def _export(model, precision: str):
+    """Export once per test session into the cache (a fresh export: the test checks today's code)."""
+    from npc_export.onnx_export import export_model
+
+    from npc_sdk.cache import cache_dir
+
+    return export_model(cache_dir() / "test-models" / precision, precision, model=model, log=lambda _m: None)
+
+
+@pytest.fixture(scope="session")
+def exported_fp32(model):
+    return _export(model, "fp32")
+
+
+@pytest.fixture(scope="session")
+def exported_int4(model):
+    return _export(model, "int4")
+
+
+@pytest.fixture(scope="session")
+def runtime_int4(exported_int4):
+    from npc_sdk.runtime import OnnxNpcModel
+
+    return OnnxNpcModel.load(exported_int4, slots=4)

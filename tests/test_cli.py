@@ -45,3 +45,26 @@ def test_bench_reference_writes_its_figures(tmp_path):
     for key in ("load_s", "ttft_ms", "decode_tokens_per_second", "ttft_ms_with_screenshot"):
         assert figures[key] > 0, key
     assert "decode_tokens_per_second" in out.stdout
+
+
+def test_bench_model_writes_the_runtime_figures(exported_int4, tmp_path):
+    target = tmp_path / "bench.json"
+    out = _run(
+        "bench", "--model", str(exported_int4), "--no-reference", "--repeats", "1", "--json", str(target)
+    )
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(target.read_text())
+    for key in (
+        "decode_tokens_per_second",
+        "ttft_ms_cold",
+        "ttft_ms_prefix_reuse",
+        "ttft_ms_with_screenshot",
+        "peak_rss_mb",
+    ):
+        assert figures[key] > 0, key
+    assert figures["prefix_reuse_cached_positions"] > figures["prefix_reuse_new_positions"]
+
+
+def test_export_refuses_an_unknown_precision():
+    out = _run("export", "--precision", "int3")
+    assert out.returncode != 0 and "invalid choice" in out.stderr

@@ -16,6 +16,13 @@ RUNTIME_MODULES = [
     "npc_sdk.text_stream",
     "npc_sdk.text_tokens",
     "npc_sdk.weights",
+    "npc_sdk.runtime",
+    "npc_sdk.conversation",
+    "npc_sdk.batch",
+    "npc_sdk.bench",
+    "npc_sdk.kv_cache",
+    "npc_sdk.decoder_runner",
+    "npc_sdk.model_folder",
 ]
 
 
