@@ -116,6 +116,93 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from .cache import cache_dir
+    from .server import ServerConfig, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        data_dir=Path(args.data_dir) if args.data_dir else cache_dir() / "server",
+        api_key=args.api_key,
+        slots=args.slots,
+        max_sessions=args.max_sessions,
+        max_queued=args.max_queued,
+        max_message_mb=args.max_message_mb,
+        kv_budget_mb=args.kv_budget_mb,
+    )
+    asyncio.run(serve(ensure_model(args.model), config))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    import grpc
+
+    from .client import Client
+    from .events import Delta, Done
+
+    with Client(args.address, api_key=args.api_key) as client:
+        if args.session:
+            session = client.get_session(args.session)
+        else:
+            persona = {"name": args.name, "description": args.description}
+            session = client.create_session(persona)
+        name = session.persona.name
+        print(f"session {session.session_id} with {name}. /look FILE attaches a screenshot, /quit leaves.")
+        screenshot = None
+        while True:
+            try:
+                line = input("you> ").strip()
+            except EOFError:
+                break
+            if not line:
+                continue
+            if line in ("/quit", "/exit"):
+                break
+            if line.startswith("/look "):
+                screenshot = Path(line[6:].strip()).expanduser()
+                print(
+                    f"(next line shows {screenshot})" if screenshot.is_file() else f"(no file {screenshot})"
+                )
+                screenshot = screenshot if screenshot.is_file() else None
+                continue
+            print(f"{name}> ", end="", flush=True)
+            try:
+                with client.chat(session.session_id, line, screenshot=screenshot) as stream:
+                    for event in stream:
+                        if isinstance(event, Delta):
+                            print(event.text, end="", flush=True)
+                        elif isinstance(event, Done):
+                            print(f"   [{event.timings.ttft_ms:.0f} ms to first token]")
+            except grpc.RpcError as exc:
+                print(f"\n[error {exc.code().name}: {exc.details()}]")
+            screenshot = None
+    return 0
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from .loadtest import run_loadtest
+
+    figures = run_loadtest(
+        args.address,
+        sessions=args.sessions,
+        turns=args.turns,
+        api_key=args.api_key,
+        max_tokens=args.max_tokens,
+        idle_sessions=args.idle_sessions,
+        server_pid=args.server_pid,
+    )
+    for key, value in figures.items():
+        print(f"{key:34s} {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0 if figures["errors"] == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="npc-sdk", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +226,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "int8", "int4"), default="int4")
     p.add_argument("--verify", action="store_true", help="compare every component with the PyTorch reference")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="run the gRPC server (npc.v1.NpcService) on the default or given model")
+    p.add_argument("--model", help="model folder (default: the cached int4 export, built on first run)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=50051, help="0 picks a free port")
+    p.add_argument("--data-dir", help="where sessions.sqlite3 lives (default: the cache's server/)")
+    p.add_argument("--api-key", help="require 'authorization: Bearer KEY' on every RPC but health")
+    p.add_argument("--slots", type=int, default=8, help="turns decoded at once")
+    p.add_argument("--max-sessions", type=int, default=100_000)
+    p.add_argument(
+        "--max-queued", type=int, default=64, help="turns waiting for a slot before RESOURCE_EXHAUSTED"
+    )
+    p.add_argument(
+        "--max-message-mb", type=int, default=64, help="largest request (a 4K RGBA8 frame is 33 MB)"
+    )
+    p.add_argument("--kv-budget-mb", type=int, default=512, help="host memory for idle sessions' KV state")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("chat", help="talk to an NPC on a running server from the terminal")
+    p.add_argument("--address", default="127.0.0.1:50051")
+    p.add_argument("--api-key")
+    p.add_argument("--session", help="continue this session instead of creating one")
+    p.add_argument("--name", default="Brakka")
+    p.add_argument("--description", default="A gruff dwarven blacksmith who runs the village forge.")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser(
+        "loadtest", help="concurrent sessions against a running server: TTFT percentiles, tok/s"
+    )
+    p.add_argument("--address", default="127.0.0.1:50051")
+    p.add_argument("--api-key")
+    p.add_argument("--sessions", type=int, default=8)
+    p.add_argument("--turns", type=int, default=3)
+    p.add_argument("--max-tokens", type=int, default=40)
+    p.add_argument("--idle-sessions", type=int, default=0, help="extra sessions created and left idle first")
+    p.add_argument("--server-pid", type=int, help="read this server process's resident memory (Linux)")
+    p.add_argument("--json", help="also write the figures here")
+    p.set_defaults(func=cmd_loadtest)
 
     p = sub.add_parser("bench", help="print speed figures (load, time to first token, decode tok/s, memory)")
     p.add_argument(

@@ -3,6 +3,11 @@
 The conversation remembers exactly which positions its KV state holds (`fed`). A new turn renders the full
 prompt, keeps the longest common prefix with `fed`, rewinds the cache to it and prefills the rest: usually just
 the closing of the last reply and the new user block. A snapshot (prompt log + KV copy) restores it anywhere.
+
+History window: when persona + history + this turn + max_tokens would not fit in the cache slot, the oldest
+turns are left out of the prompt (persona and greeting always stay). The window only moves forward, so the
+prompt prefix, and with it the KV state, stays reusable until the window has to move again. Stored history is
+never dropped; only what the decoder reads is.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .decode_loop import stream_reply
+from .decode_loop import ReplyState, run_reply
+from .errors import InvalidInputError
 from .events import Done, ReplyEvent
 from .generation import GenerationConfig
 from .images import ImageInput
@@ -28,6 +34,18 @@ class ConversationSnapshot:
     history: list[Turn]  # finished turns
     fed: Prompt  # what the KV state holds, position by position
     kv: KVSnapshot | None  # the decoder state itself (None: rebuilt on the next turn)
+    window_start: int = 0  # first history turn the prompt shows
+
+
+@dataclass
+class PreparedTurn:
+    """A turn ready to decode: the prompt, what of it must be prefilled, and its reply state."""
+
+    text: str
+    prefix: np.ndarray | None  # this turn's fusion vectors (kept with the turn for exact rebuilds)
+    target: Prompt  # the whole prompt
+    embeds: np.ndarray  # [new positions, hidden]: the part the cache does not hold yet
+    state: ReplyState
 
 
 @dataclass
@@ -38,10 +56,13 @@ class Conversation:
     fed: Prompt = field(default_factory=Prompt)
     slot: int | None = None
     parked: KVSnapshot | None = None  # KV state held in host memory while the slot is given back
+    window_start: int = 0
 
-    def _attach(self) -> int:
+    # ---- residency ---------------------------------------------------------------------------------------
+    def attach(self, slot: int | None = None) -> int:
+        """Give the conversation a cache slot (its parked state restored into it); return the slot."""
         if self.slot is None:
-            self.slot = self.model.acquire_slot()
+            self.slot = self.model.acquire_slot() if slot is None else slot
             if self.parked is not None:
                 self.model.cache.restore(self.slot, self.parked)
                 self.parked = None
@@ -52,9 +73,14 @@ class Conversation:
     def park(self) -> None:
         """Copy the KV state out and give the slot back (for LRU eviction of idle dialogues)."""
         if self.slot is not None:
-            self.parked = self.model.cache.snapshot(self.slot)
+            self.parked = self.model.cache.snapshot(self.slot) if self.fed.length else None
             self.model.release_slot(self.slot)
             self.slot = None
+
+    def drop_kv(self) -> None:
+        """Forget the KV state entirely (it is rebuilt from the history on the next turn)."""
+        self.close()
+        self.fed = Prompt()
 
     def close(self) -> None:
         if self.slot is not None:
@@ -62,20 +88,43 @@ class Conversation:
             self.slot = None
         self.parked = None
 
+    @property
+    def kv_bytes(self) -> int:
+        return self.parked.nbytes if self.parked is not None else 0
+
     def snapshot(self) -> ConversationSnapshot:
         kv = self.model.cache.snapshot(self.slot) if self.slot is not None else self.parked
-        return ConversationSnapshot(list(self.history), Prompt(list(self.fed.segments)), kv)
+        return ConversationSnapshot(
+            list(self.history), Prompt(list(self.fed.segments)), kv, self.window_start
+        )
 
     @classmethod
     def restore(cls, model: OnnxNpcModel, persona: Persona, snap: ConversationSnapshot) -> Conversation:
-        fed = snap.fed if snap.kv is not None and snap.kv.length == snap.fed.length else Prompt()
-        return cls(model, persona, list(snap.history), fed, None, snap.kv if fed.length else None)
+        usable = snap.kv is not None and snap.kv.length == snap.fed.length > 0
+        fed = snap.fed if usable else Prompt()
+        return cls(
+            model, persona, list(snap.history), fed, None, snap.kv if usable else None, snap.window_start
+        )
 
     @property
     def cached_positions(self) -> int:
         return self.fed.length
 
-    def stream(
+    # ---- turns -------------------------------------------------------------------------------------------
+    def _render(self, text: str, prefix: np.ndarray | None, budget: int) -> Prompt:
+        while True:
+            window = self.history[self.window_start :]
+            target = build_prompt(self.model.tokenizer, self.persona, window, text, prefix)
+            if target.length <= budget:
+                return target
+            if not window:
+                raise InvalidInputError(
+                    "text",
+                    f"the persona and this line take {target.length} positions; the context holds {budget}",
+                )
+            self.window_start += 1
+
+    def prepare(
         self,
         text: str,
         *,
@@ -83,49 +132,62 @@ class Conversation:
         config: GenerationConfig | None = None,
         use_prefix: bool = True,
         prefix: np.ndarray | None = None,
-    ) -> Iterator[ReplyEvent]:
-        """Yield the reply's events; the turn joins `history` only when its Done has been produced."""
+        started: float | None = None,
+    ) -> PreparedTurn:
+        """Encode, fuse and render the turn, and rewind the cache to what can be reused.
+
+        Everything that can fail on bad input happens before the cache is touched.
+        """
         config = config or GenerationConfig()
-        started = time.perf_counter()
+        started = time.perf_counter() if started is None else started
         check_text(text)
-        if use_prefix and prefix is None:
+        if not use_prefix:
+            prefix = None
+        elif prefix is None:
             prefix = self.model.fuse(text, self.persona, screenshot)
-        target = build_prompt(
-            self.model.tokenizer, self.persona, self.history, text, prefix if use_prefix else None
-        )
-        slot = self._attach()
-        cache = self.model.cache
+        target = self._render(text, prefix, self.model.cache.max_len - config.max_tokens)
+        slot = self.attach()
         common = min(target.common_prefix(self.fed), target.length - 1)  # at least one position to prefill
-        cache.rewind(slot, common)
+        self.model.cache.rewind(slot, common)
+        self.fed = _head(target, common)
+        state = ReplyState(
+            tokenizer=self.model.tokenizer,
+            config=config,
+            sampler=self.model.sampler(self.persona, config),
+            eos_id=self.model.eos_id,
+            prompt_tokens=target.length,
+            cached_tokens=common,
+            started=started,
+        )
+        return PreparedTurn(text, prefix, target, self.model.embed(target.tail(common)), state)
+
+    def finish(self, turn: PreparedTurn, done: Done | None) -> None:
+        """Record the end of a turn: `done` joins the history; None (cancelled, failed) leaves no trace."""
+        assert self.slot is not None
+        cache = self.model.cache
+        held = int(cache.lengths[self.slot])
+        if done is not None and held >= turn.target.length:
+            self.fed = turn.target.extended(list(done.token_ids)[: held - turn.target.length])
+            self.history.append(Turn(turn.text, done.text, turn.prefix))
+        elif held >= turn.target.length:
+            cache.rewind(self.slot, turn.target.length)  # drop the half reply, keep the prompt's state
+            self.fed = turn.target
+        else:
+            cache.rewind(self.slot, 0)
+            self.fed = Prompt()
+
+    def stream(self, text: str, **kwargs) -> Iterator[ReplyEvent]:
+        """Yield the reply's events; the turn joins `history` only when its Done has been produced."""
+        turn = self.prepare(text, **kwargs)
+        assert self.slot is not None
         done: Done | None = None
         try:
-            for event in stream_reply(
-                SlotSource(self.model, slot),
-                self.model.embed(target.tail(common)),
-                tokenizer=self.model.tokenizer,
-                config=config,
-                sampler=self.model.sampler(self.persona, config),
-                eos_id=self.model.eos_id,
-                started=started,
-                cached_tokens=common,
-                prompt_tokens=target.length,
-            ):
+            for event in run_reply(SlotSource(self.model, self.slot), turn.embeds, turn.state):
                 if isinstance(event, Done):
                     done = event
                 yield event
         finally:
-            # Whatever happened, `fed` must describe the cache: the prompt plus the reply tokens fed so far.
-            held = int(cache.lengths[slot])
-            generated = list(done.token_ids) if done else []
-            if held >= target.length:
-                self.fed = target.extended(generated[: held - target.length]) if done else target
-                if not done:
-                    cache.rewind(slot, target.length)
-            else:
-                self.fed = Prompt()
-                cache.rewind(slot, 0)
-        if done is not None:
-            self.history.append(Turn(text, done.text, prefix if use_prefix else None))
+            self.finish(turn, done)
 
     def reply(self, text: str, **kwargs) -> Done:
         *_, done = self.stream(text, **kwargs)
@@ -137,3 +199,18 @@ class Conversation:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _head(prompt: Prompt, length: int) -> Prompt:
+    """The first `length` positions of `prompt`."""
+    out = Prompt()
+    for seg in prompt.segments:
+        if length <= 0:
+            break
+        piece = seg[:length]
+        length -= len(piece)
+        if isinstance(piece, list):
+            out.add_ids(piece)
+        else:
+            out.add_prefix(piece)
+    return out

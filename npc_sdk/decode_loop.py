@@ -132,6 +132,11 @@ def stream_reply(
         cached_tokens=cached_tokens,
         started=started,
     )
+    yield from run_reply(source, embeds, state)
+
+
+def run_reply(source: LogitsSource, embeds: np.ndarray, state: ReplyState) -> Iterator[ReplyEvent]:
+    """Drive `state` to the end of its reply on one sequence."""
     token = state.accept(source.prefill(embeds))
     yield from state.drain()
     while token is not None:

@@ -22,3 +22,23 @@ class WeightsError(NpcError):
 
 class ModelFolderError(NpcError):
     """A model folder is missing a file, or a file does not match its manifest."""
+
+
+class SessionNotFoundError(NpcError):
+    """No session with that id."""
+
+
+class SessionExistsError(NpcError):
+    """A session with that id exists already."""
+
+
+class SessionBusyError(NpcError):
+    """The session already has a turn in flight."""
+
+
+class LimitExceededError(NpcError):
+    """A configured limit (sessions, queued turns, message size) was reached."""
+
+
+class UnavailableError(NpcError):
+    """The server is shutting down or cannot take work now."""

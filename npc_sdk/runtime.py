@@ -118,6 +118,10 @@ class OnnxNpcModel:
         self.cache.lengths[slot] = 0
         return slot
 
+    @property
+    def free_slots(self) -> int:
+        return len(self._free_slots)
+
     def release_slot(self, slot: int) -> None:
         self.cache.lengths[slot] = 0
         self._free_slots.append(slot)

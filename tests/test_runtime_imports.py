@@ -23,6 +23,12 @@ RUNTIME_MODULES = [
     "npc_sdk.kv_cache",
     "npc_sdk.decoder_runner",
     "npc_sdk.model_folder",
+    "npc_sdk.client",
+    "npc_sdk.server",
+    "npc_sdk.scheduler",
+    "npc_sdk.store",
+    "npc_sdk.wire",
+    "npc_sdk.loadtest",
 ]
 
 

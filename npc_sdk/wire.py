@@ -1,0 +1,139 @@
+"""Conversions between the proto messages engines send and the SDK's own types, with field-naming errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from PIL import Image
+
+from ._proto.npc.v1 import npc_pb2 as pb
+from .errors import InvalidInputError
+from .events import Delta, Done, ReplyEvent, Timings, Usage
+from .generation import GenerationConfig
+from .images import decode_bytes, decode_raw
+from .persona import Persona
+from .prompt import Turn
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_ENCODED = {pb.Image.PNG: "PNG", pb.Image.JPEG: "JPEG"}
+_RAW_CHANNELS = {pb.Image.RGBA8: 4, pb.Image.RGB8: 3}
+
+
+def check_session_id(session_id: str, field: str = "session_id") -> str:
+    if not SESSION_ID.match(session_id):
+        raise InvalidInputError(field, "must be 1-64 characters of letters, digits, '_', '.' or '-'")
+    return session_id
+
+
+def persona_from_proto(msg: pb.Persona, field: str = "persona") -> Persona:
+    try:
+        return Persona(
+            name=msg.name,
+            description=msg.description,
+            personality=msg.personality,
+            scenario=msg.scenario,
+            greeting=msg.greeting,
+            style=msg.style,
+            role_words=dict(msg.role_words),
+        )
+    except InvalidInputError as exc:
+        raise InvalidInputError(exc.field.replace("persona", field, 1), exc.message) from exc
+
+
+def persona_to_proto(persona: Persona) -> pb.Persona:
+    return pb.Persona(
+        name=persona.name,
+        description=persona.description,
+        personality=persona.personality,
+        scenario=persona.scenario,
+        greeting=persona.greeting,
+        style=persona.style,
+        role_words=persona.role_words,
+    )
+
+
+def config_from_proto(msg: pb.GenerationConfig, defaults: GenerationConfig) -> GenerationConfig:
+    changes = {
+        name: getattr(msg, name)
+        for name in ("max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")
+        if msg.HasField(name)
+    }
+    if msg.stop:
+        changes["stop"] = tuple(msg.stop)
+    for name in ("temperature", "top_p", "repetition_penalty"):
+        if name in changes:
+            changes[name] = round(float(changes[name]), 6)  # float32 on the wire: 0.7 arrives as 0.69999998
+    return defaults.with_(**changes)  # validated: out-of-range values raise naming generation.<field>
+
+
+def image_from_proto(msg: pb.Image, field: str = "screenshot") -> Image.Image:
+    if msg.encoding in _ENCODED:
+        if msg.bottom_up:
+            raise InvalidInputError(
+                f"{field}.bottom_up", "applies to raw RGBA8/RGB8 pixels only, not PNG or JPEG"
+            )
+        image = decode_bytes(msg.data, field)
+        if image.format != _ENCODED[msg.encoding]:
+            raise InvalidInputError(
+                f"{field}.encoding",
+                f"says {_ENCODED[msg.encoding]} but the data is {image.format or 'unknown'}",
+            )
+        return image
+    if msg.encoding in _RAW_CHANNELS:
+        return decode_raw(
+            msg.data, msg.width, msg.height, _RAW_CHANNELS[msg.encoding], bottom_up=msg.bottom_up, field=field
+        )
+    raise InvalidInputError(
+        f"{field}.encoding", f"unknown encoding {msg.encoding}; use PNG, JPEG, RGBA8 or RGB8"
+    )
+
+
+def event_to_proto(event: ReplyEvent) -> pb.ChatEvent:
+    if isinstance(event, Delta):
+        return pb.ChatEvent(delta=pb.Delta(text=event.text))
+    u, t = event.usage, event.timings
+    return pb.ChatEvent(
+        done=pb.Done(
+            text=event.text,
+            finish_reason=event.finish_reason,
+            usage=pb.Usage(
+                prompt_tokens=u.prompt_tokens,
+                cached_tokens=u.cached_tokens,
+                completion_tokens=u.completion_tokens,
+            ),
+            timings=pb.Timings(
+                ttft_ms=t.ttft_ms, total_ms=t.total_ms, decode_tokens_per_second=t.decode_tokens_per_second
+            ),
+        )
+    )
+
+
+def event_from_proto(msg: pb.ChatEvent, text_so_far: str) -> ReplyEvent:
+    if msg.WhichOneof("event") == "delta":
+        return Delta(msg.delta.text, text_so_far + msg.delta.text)
+    d = msg.done
+    return Done(
+        text=d.text,
+        finish_reason=d.finish_reason,  # type: ignore[arg-type]
+        usage=Usage(d.usage.prompt_tokens, d.usage.completion_tokens, d.usage.cached_tokens),
+        timings=Timings(d.timings.ttft_ms, d.timings.total_ms, d.timings.decode_tokens_per_second),
+    )
+
+
+def session_to_proto(
+    session_id: str,
+    persona: Persona,
+    created_ms: int,
+    turns: Sequence[Turn] = (),
+    times_ms: Sequence[int] = (),
+) -> pb.Session:
+    return pb.Session(
+        session_id=session_id,
+        persona=persona_to_proto(persona),
+        created_unix_ms=created_ms,
+        turns=[
+            pb.Turn(user=t.user, reply=t.reply, created_unix_ms=times_ms[i] if i < len(times_ms) else 0)
+            for i, t in enumerate(turns)
+        ],
+    )

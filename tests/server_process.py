@@ -1,0 +1,78 @@
+"""A real `npc-sdk serve` process on loopback for tests: start, wait for its port, stop with a signal."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+class ServerProcess:
+    def __init__(self, model: Path, data_dir: Path, *extra: str) -> None:
+        self.model, self.data_dir, self.extra = model, data_dir, extra
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.output: list[str] = []
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> ServerProcess:
+        cmd = [
+            sys.executable,
+            "-m",
+            "npc_sdk.cli",
+            "serve",
+            "--model",
+            str(self.model),
+            "--port",
+            "0",
+            "--data-dir",
+            str(self.data_dir),
+            *self.extra,
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert self.proc and self.proc.stdout
+            for line in self.proc.stdout:
+                self.output.append(line)
+                m = re.search(r" on 127\.0\.0\.1:(\d+)$", line.strip())
+                if m:
+                    self.port = int(m[1])
+                    ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.time() + timeout
+        while not ready.wait(0.2):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("server did not start:\n" + "".join(self.output))
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        time.sleep(0.1)  # let the pump thread read the last lines
+        return code
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.stop(signal.SIGKILL)
