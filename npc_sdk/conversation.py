@@ -25,7 +25,7 @@ from .generation import GenerationConfig
 from .images import ImageInput
 from .kv_cache import KVSnapshot
 from .persona import Persona
-from .prompt import Prompt, Turn, build_prompt, check_text
+from .prompt import Prompt, Turn, build_prompt, check_text, persona_block
 from .runtime import OnnxNpcModel, SlotSource
 
 
@@ -147,6 +147,12 @@ class Conversation:
             prefix = self.model.fuse(text, self.persona, screenshot)
         target = self._render(text, prefix, self.model.cache.max_len - config.max_tokens)
         slot = self.attach()
+        if not self.fed.length:
+            block = persona_block(self.model.tokenizer, self.persona)
+            shared = self.model.cached_persona_kv(block)
+            if shared is not None:  # another session of this persona computed it already
+                self.model.cache.restore(slot, shared)
+                self.fed = Prompt([list(block)])
         common = min(target.common_prefix(self.fed), target.length - 1)  # at least one position to prefill
         self.model.cache.rewind(slot, common)
         self.fed = _head(target, common)
@@ -167,6 +173,7 @@ class Conversation:
         cache = self.model.cache
         held = int(cache.lengths[self.slot])
         if done is not None and held >= turn.target.length:
+            self.model.remember_persona_kv(persona_block(self.model.tokenizer, self.persona), self.slot)
             self.fed = turn.target.extended(list(done.token_ids)[: held - turn.target.length])
             self.history.append(Turn(turn.text, done.text, turn.prefix))
         elif held >= turn.target.length:

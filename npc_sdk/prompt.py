@@ -114,6 +114,14 @@ def check_text(text: object, field_name: str = "text") -> str:
     return text
 
 
+def persona_block(tokenizer: Tokenizer, persona: Persona) -> list[int]:
+    """The tokens every prompt of this persona starts with: system message and greeting."""
+    text = f"{IM_START}system\n{persona.system_prompt()}{IM_END}\n"
+    if persona.greeting:
+        text += f"{IM_START}assistant\n{persona.greeting}{IM_END}\n"
+    return tokenizer.encode(text, add_special_tokens=False).ids
+
+
 def build_prompt(
     tokenizer: Tokenizer,
     persona: Persona,
@@ -127,9 +135,7 @@ def build_prompt(
         return tokenizer.encode(s, add_special_tokens=False).ids
 
     prompt = Prompt()
-    prompt.add_ids(enc(f"{IM_START}system\n{persona.system_prompt()}{IM_END}\n"))
-    if persona.greeting:
-        prompt.add_ids(enc(f"{IM_START}assistant\n{persona.greeting}{IM_END}\n"))
+    prompt.add_ids(persona_block(tokenizer, persona))
     for turn in history:
         prompt.add_ids(enc(f"{IM_START}user\n"))
         prompt.add_prefix(turn.prefix)

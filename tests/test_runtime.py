@@ -159,3 +159,17 @@ def test_prefix_vectors_come_from_the_fusion_graph(runtime_int4):
     prefix = runtime_int4.fuse("What is that?", DEMO_PERSONA, SCENE)
     assert prefix.shape == (8, 576) and prefix.dtype == np.float32
     assert not runtime_int4.fusion_trained and not prefix.any()  # untrained: zero-gated
+
+
+def test_a_new_session_reuses_the_personas_kv_state(runtime_int4):
+    from npc_sdk.prompt import persona_block
+
+    persona = Persona(name="Oma Brin", description="The village herbalist, patient and sly.")
+    block = persona_block(runtime_int4.tokenizer, persona)
+    with Conversation(runtime_int4, persona) as first:
+        cold = first.reply("Do you have anything for a cough?", config=GREEDY)
+    assert cold.usage.cached_tokens == 0
+    with Conversation(runtime_int4, persona) as second:
+        warm = second.reply("Do you have anything for a cough?", config=GREEDY)
+    assert warm.usage.cached_tokens == len(block)
+    assert warm.token_ids == cold.token_ids
