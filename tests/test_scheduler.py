@@ -51,14 +51,17 @@ def test_more_sessions_than_slots_park_and_rebuild(scheduler):
         scheduler.call(lambda sid=sid: scheduler.store.create(sid, DEMO_PERSONA)).result(10)
     first = {sid: _turn(scheduler, sid, "Good evening.") for sid in ids}  # the third parks the first
     states = scheduler.call(
-        lambda: {sid: (live.conversation.slot, live.conversation.parked) for sid, live in scheduler.live.items()}
+        lambda: {
+            sid: (live.conversation.slot, live.conversation.parked) for sid, live in scheduler.live.items()
+        }
     ).result(10)
     assert sum(slot is not None for slot, _ in states.values()) == 2
     assert all(parked is None for _, parked in states.values())  # budget 0: parked KV was dropped
     assert scheduler.call(lambda: scheduler.kv_parked_bytes).result(10) == 0
     again = _turn(scheduler, "s0", "Can you fix my sword?")  # s0 lost its KV: rebuilt from the stored history
     block = persona_block(scheduler.model.tokenizer, DEMO_PERSONA)
-    assert again.usage.cached_tokens == len(block)  # only the shared persona block; the history was recomputed
+    # only the shared persona block came from a cache; the history was recomputed
+    assert again.usage.cached_tokens == len(block)
     stored = scheduler.call(lambda: scheduler.store.load("s0")).result(10)
     assert [t.reply for t in stored.turns] == [first["s0"].text, again.text]
 
