@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from npc_sdk.decode_loop import timed_greedy
 from npc_sdk.demo import BENCH_NEW_TOKENS, BENCH_PROMPT, DEMO_PERSONA, scene_path
 from npc_sdk.generation import GenerationConfig
 
@@ -17,15 +18,7 @@ from .model import NpcModel, TorchLogitsSource
 
 def _greedy_run(model: NpcModel, ids: list[int], new_tokens: int) -> tuple[float, float]:
     """(ms to the first token, decode tok/s) for plain greedy decoding that ignores EOS."""
-    source = TorchLogitsSource(model.decoder)
-    embeds = model.embedding_table[np.asarray(ids)]
-    start = time.perf_counter()
-    token = int(np.argmax(source.prefill(embeds)))
-    first = time.perf_counter()
-    for _ in range(new_tokens - 1):
-        token = int(np.argmax(source.step(token)))
-    end = time.perf_counter()
-    return (first - start) * 1000, (new_tokens - 1) / (end - first)
+    return timed_greedy(TorchLogitsSource(model.decoder), model.embedding_table[np.asarray(ids)], new_tokens)
 
 
 def bench_reference(repeats: int = 3, log: Callable[[str], None] = print) -> dict[str, float | int | str]:

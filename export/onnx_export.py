@@ -7,7 +7,6 @@ sha256 of every file). Nothing in it depends on time or randomness, so the same 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,7 +26,7 @@ from npc_sdk.generation import GenerationConfig
 from npc_sdk.images import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
 from npc_sdk.model_folder import FORMAT_VERSION, MANIFEST, PRECISIONS
 from npc_sdk.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS
-from npc_sdk.weights import BASE_PACKAGES, local_path
+from npc_sdk.weights import BASE_PACKAGES, local_path, sha256_file
 
 from .decoder import converted_dir
 from .fusion import CoAttentionFusion
@@ -46,14 +45,6 @@ class TextEncoderOnnx(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         return self.encoder(input_ids, attention_mask)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _torch_export(module: torch.nn.Module, args: tuple, path: Path, names_in, names_out, dynamic) -> None:
@@ -256,5 +247,5 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
             "text_tokenizer": {"filename": "text_tokenizer.json"},
         },
         "search": {k: v for k, v in GenerationConfig().__dict__.items() if k not in ("seed", "stop")},
-        "files": {name: _sha256(folder / name) for name in files},
+        "files": {name: sha256_file(folder / name) for name in files},
     }

@@ -18,8 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
+from .decode_loop import timed_greedy
 from .demo import BENCH_NEW_TOKENS, BENCH_PROMPT, DEMO_PERSONA, scene_path
 from .generation import GenerationConfig
 from .runtime import OnnxNpcModel, SlotSource
@@ -31,17 +30,9 @@ OPENING_LINE = "Good evening, smith. Cold night for it."
 def _greedy_timing(model: OnnxNpcModel, ids: list[int], new_tokens: int) -> tuple[float, float]:
     slot = model.acquire_slot()
     try:
-        source = SlotSource(model, slot)
-        embeds = model.embed_ids(ids)
-        start = time.perf_counter()
-        token = int(np.argmax(source.prefill(embeds)))
-        first = time.perf_counter()
-        for _ in range(new_tokens - 1):
-            token = int(np.argmax(source.step(token)))
-        end = time.perf_counter()
+        return timed_greedy(SlotSource(model, slot), model.embed_ids(ids), new_tokens)
     finally:
         model.release_slot(slot)
-    return (first - start) * 1000, (new_tokens - 1) / (end - first)
 
 
 def _turn_ttft(model: OnnxNpcModel, screenshot: bytes | None) -> tuple[float, int, int]:

@@ -142,3 +142,14 @@ def run_reply(source: LogitsSource, embeds: np.ndarray, state: ReplyState) -> It
     while token is not None:
         token = state.accept(source.step(token))
         yield from state.drain()
+
+
+def timed_greedy(source: LogitsSource, embeds: np.ndarray, new_tokens: int) -> tuple[float, float]:
+    """(ms to the first token, decode tokens/s) of plain greedy decoding that ignores EOS: the benchmark loop."""
+    start = time.perf_counter()
+    token = int(np.argmax(source.prefill(embeds)))
+    first = time.perf_counter()
+    for _ in range(new_tokens - 1):
+        token = int(np.argmax(source.step(token)))
+    end = time.perf_counter()
+    return (first - start) * 1000, (new_tokens - 1) / (end - first)
