@@ -17,8 +17,8 @@ from npc_sdk.events import Done, ReplyEvent
 from npc_sdk.generation import GenerationConfig
 from npc_sdk.images import ImageInput, preprocess
 from npc_sdk.persona import Persona
-from npc_sdk.prompt import Turn, build_prompt, check_text
-from npc_sdk.sampling import TokenSampler, role_word_bias
+from npc_sdk.prompt import Turn, build_prompt, check_text, turn_context
+from npc_sdk.sampling import make_sampler
 from npc_sdk.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS, encode_batch, encoder_tokenizer
 from npc_sdk.weights import (
     BASE_PACKAGES,
@@ -162,17 +162,16 @@ class NpcModel:
         The prefix vectors come from `fuse` unless given (a caller that keeps them for its history passes them
         in); `use_prefix=False` leaves them out and the decoder sees the plain chat prompt.
         """
-        config = config or GenerationConfig()
+        config = config or persona.generation_defaults()
         started = time.perf_counter()
         check_text(text)
         if not use_prefix:
             prefix = None
         elif prefix is None:
             prefix = self.fuse(text, persona, screenshot)
-        prompt = build_prompt(self.decoder.tokenizer, persona, history, text, prefix)
-        sampler = TokenSampler(
-            config, self.decoder.vocab_size, role_word_bias(self.decoder.tokenizer, persona.role_words)
-        )
+        tok = self.decoder.tokenizer
+        prompt = build_prompt(tok, persona, history, text, prefix, turn_context(tok, persona, history, text))
+        sampler = make_sampler(tok, persona, config, self.decoder.vocab_size, self.decoder.eos_id)
         yield from stream_reply(
             TorchLogitsSource(self.decoder),
             prompt.embed(self.embedding_table),

@@ -25,7 +25,7 @@ from .generation import GenerationConfig
 from .images import ImageInput
 from .kv_cache import KVSnapshot
 from .persona import Persona
-from .prompt import Prompt, Turn, build_prompt, check_text, persona_block
+from .prompt import Prompt, Turn, build_prompt, check_text, persona_block, turn_context
 from .runtime import OnnxNpcModel, SlotSource
 
 
@@ -43,6 +43,7 @@ class PreparedTurn:
 
     text: str
     prefix: np.ndarray | None  # this turn's fusion vectors (kept with the turn for exact rebuilds)
+    context: str  # lore and instructions shown with the line (kept with the turn too)
     target: Prompt  # the whole prompt
     embeds: np.ndarray  # [new positions, hidden]: the part the cache does not hold yet
     state: ReplyState
@@ -111,12 +112,14 @@ class Conversation:
         return self.fed.length
 
     # ---- turns -------------------------------------------------------------------------------------------
-    def _render(self, text: str, prefix: np.ndarray | None, budget: int) -> Prompt:
+    def _render(self, text: str, prefix: np.ndarray | None, budget: int) -> tuple[Prompt, str]:
+        tok = self.model.tokenizer
+        context = turn_context(tok, self.persona, self.history, text)
         while True:
             window = self.history[self.window_start :]
-            target = build_prompt(self.model.tokenizer, self.persona, window, text, prefix)
+            target = build_prompt(tok, self.persona, window, text, prefix, context)
             if target.length <= budget:
-                return target
+                return target, context
             if not window:
                 raise InvalidInputError(
                     "text",
@@ -138,14 +141,14 @@ class Conversation:
 
         Everything that can fail on bad input happens before the cache is touched.
         """
-        config = config or GenerationConfig()
+        config = config or self.persona.generation_defaults()
         started = time.perf_counter() if started is None else started
         check_text(text)
         if not use_prefix:
             prefix = None
         elif prefix is None:
             prefix = self.model.fuse(text, self.persona, screenshot)
-        target = self._render(text, prefix, self.model.cache.max_len - config.max_tokens)
+        target, context = self._render(text, prefix, self.model.cache.max_len - config.max_tokens)
         slot = self.attach()
         if not self.fed.length:
             block = persona_block(self.model.tokenizer, self.persona)
@@ -165,7 +168,7 @@ class Conversation:
             cached_tokens=common,
             started=started,
         )
-        return PreparedTurn(text, prefix, target, self.model.embed(target.tail(common)), state)
+        return PreparedTurn(text, prefix, context, target, self.model.embed(target.tail(common)), state)
 
     def finish(self, turn: PreparedTurn, done: Done | None) -> None:
         """Record the end of a turn: `done` joins the history; None (cancelled, failed) leaves no trace."""
@@ -175,7 +178,7 @@ class Conversation:
         if done is not None and held >= turn.target.length:
             self.model.remember_persona_kv(persona_block(self.model.tokenizer, self.persona), self.slot)
             self.fed = turn.target.extended(list(done.token_ids)[: held - turn.target.length])
-            self.history.append(Turn(turn.text, done.text, turn.prefix))
+            self.history.append(Turn(turn.text, done.text, turn.prefix, turn.context))
         elif held >= turn.target.length:
             cache.rewind(self.slot, turn.target.length)  # drop the half reply, keep the prompt's state
             self.fed = turn.target

@@ -32,6 +32,7 @@ class Turn:
     user: str  # what the player said
     reply: str  # what the NPC answered
     prefix: np.ndarray | None = None  # [K, hidden] fusion vectors the decoder saw in this turn, if any
+    context: str = ""  # lore and instructions shown just before the player's line in this turn
 
 
 @dataclass
@@ -122,12 +123,21 @@ def persona_block(tokenizer: Tokenizer, persona: Persona) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=False).ids
 
 
+def turn_context(tokenizer: Tokenizer, persona: Persona, history: Sequence[Turn], text: str) -> str:
+    """Lore triggered by this line or the last `persona.lore_scan_turns` turns, plus post-history notes."""
+    recent = [text]
+    for turn in list(history)[-persona.lore_scan_turns :] if persona.lore_scan_turns else []:
+        recent += [turn.user, turn.reply]
+    return persona.turn_context(recent, lambda s: len(tokenizer.encode(s, add_special_tokens=False).ids))
+
+
 def build_prompt(
     tokenizer: Tokenizer,
     persona: Persona,
     history: Sequence[Turn],
     text: str,
     prefix: np.ndarray | None = None,
+    context: str = "",
 ) -> Prompt:
     check_text(text)
 
@@ -139,8 +149,8 @@ def build_prompt(
     for turn in history:
         prompt.add_ids(enc(f"{IM_START}user\n"))
         prompt.add_prefix(turn.prefix)
-        prompt.add_ids(enc(f"{turn.user}{IM_END}\n{IM_START}assistant\n{turn.reply}{IM_END}\n"))
+        prompt.add_ids(enc(f"{turn.context}{turn.user}{IM_END}\n{IM_START}assistant\n{turn.reply}{IM_END}\n"))
     prompt.add_ids(enc(f"{IM_START}user\n"))
     prompt.add_prefix(prefix)
-    prompt.add_ids(enc(f"{text}{IM_END}\n{IM_START}assistant\n"))
+    prompt.add_ids(enc(f"{context}{text}{IM_END}\n{IM_START}assistant\n"))
     return prompt

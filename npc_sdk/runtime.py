@@ -20,8 +20,8 @@ from .images import ImageInput, preprocess
 from .kv_cache import KVCache, KVSnapshot
 from .model_folder import ModelFolder
 from .persona import Persona
-from .prompt import Prompt, Turn, build_prompt, check_text
-from .sampling import TokenSampler, role_word_bias
+from .prompt import Prompt, Turn, build_prompt, check_text, turn_context
+from .sampling import TokenSampler, make_sampler
 from .text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS, encode_batch, encoder_tokenizer
 
 DEFAULT_MAX_LEN = 2048  # positions per cache slot: persona + history + this turn + reply
@@ -192,7 +192,7 @@ class OnnxNpcModel:
         return self.fusion_session.run(None, feeds)[0][0]
 
     def sampler(self, persona: Persona, config: GenerationConfig) -> TokenSampler:
-        return TokenSampler(config, self.vocab_size, role_word_bias(self.tokenizer, persona.role_words))
+        return make_sampler(self.tokenizer, persona, config, self.vocab_size, self.eos_id)
 
     # ---- one stateless turn (the reference's API) ----------------------------------------------------------
     def stream(
@@ -207,14 +207,15 @@ class OnnxNpcModel:
         prefix: np.ndarray | None = None,
     ) -> Iterator[ReplyEvent]:
         """A turn from an empty cache; for dialogues that reuse their KV state, use `Conversation`."""
-        config = config or GenerationConfig()
+        config = config or persona.generation_defaults()
         started = time.perf_counter()
         check_text(text)
         if not use_prefix:
             prefix = None
         elif prefix is None:
             prefix = self.fuse(text, persona, screenshot)
-        prompt = build_prompt(self.tokenizer, persona, history, text, prefix)
+        context = turn_context(self.tokenizer, persona, history, text)
+        prompt = build_prompt(self.tokenizer, persona, history, text, prefix, context)
         slot = self.acquire_slot()
         try:
             yield from stream_reply(

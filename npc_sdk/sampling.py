@@ -6,12 +6,14 @@ seed, the very same random stream.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
 
+from .banned import BannedWords
 from .generation import GenerationConfig
+from .persona import Persona
 
 
 def role_word_bias(tokenizer: Tokenizer, role_words: Mapping[str, float]) -> dict[int, float]:
@@ -36,9 +38,14 @@ class TokenSampler:
     """Chooses tokens for one reply; holds the reply's random stream and the dense role-word bias."""
 
     def __init__(
-        self, config: GenerationConfig, vocab_size: int, bias: Mapping[int, float] | None = None
+        self,
+        config: GenerationConfig,
+        vocab_size: int,
+        bias: Mapping[int, float] | None = None,
+        banned: BannedWords | None = None,
     ) -> None:
         self.config = config
+        self.banned = banned if banned is not None and banned.pattern is not None else None
         self.rng = np.random.default_rng(config.seed)
         self.bias: np.ndarray | None = None
         if bias and config.role_word_scale:
@@ -59,12 +66,23 @@ class TokenSampler:
                 scores[seen] = np.where(picked > 0, picked / penalty, picked * penalty)
         return scores
 
-    def __call__(self, logits: np.ndarray, generated: Iterable[int] = ()) -> int:
+    def __call__(self, logits: np.ndarray, generated: Sequence[int] = ()) -> int:
         scores = self.adjust(logits, generated)
+        if self.banned is None:
+            return self._pick(scores)
+        text = self.banned.mask(scores, generated)
+        for _ in range(64):  # each refusal masks one token; a handful is the most seen in practice
+            token = self._pick(scores)
+            if self.banned.allows(token, text):
+                return token
+            scores[token] = -np.inf
+        return self.banned.eos_id  # nothing acceptable among the likely tokens: end the reply instead
+
+    def _pick(self, scores: np.ndarray) -> int:
         cfg = self.config
         if cfg.greedy:
             return int(np.argmax(scores))
-        scores = scores / cfg.temperature
+        scores = scores / cfg.temperature  # a copy: callers may mask more tokens in `scores` and pick again
         if 0 < cfg.top_k < scores.size:
             kth = np.partition(scores, -cfg.top_k)[-cfg.top_k]
             scores = np.where(scores < kth, -np.inf, scores)
@@ -77,3 +95,11 @@ class TokenSampler:
             probs = probs[:keep] / probs[:keep].sum()
             order = order[:keep]
         return int(order[self.rng.choice(probs.size, p=probs)])
+
+
+def make_sampler(
+    tokenizer: Tokenizer, persona: Persona, config: GenerationConfig, vocab_size: int, eos_id: int
+) -> TokenSampler:
+    """The sampler for one reply of `persona`: its role-word bias and its banned words."""
+    banned = BannedWords(tokenizer, persona.banned_words, eos_id) if persona.banned_words else None
+    return TokenSampler(config, vocab_size, role_word_bias(tokenizer, persona.role_words), banned)

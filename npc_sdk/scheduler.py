@@ -43,7 +43,7 @@ class ChatJob:
     session_id: str
     text: str
     screenshot: Image.Image | None
-    config: GenerationConfig
+    config: GenerationConfig | Callable[[Persona], GenerationConfig]  # or made from the session's persona
     emit: Callable[[ReplyEvent | BaseException], None]  # thread-safe hand-off to the waiting RPC
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.perf_counter)
@@ -203,9 +203,8 @@ class Scheduler:
             live.running = True
             turn: PreparedTurn | None = None
             try:
-                turn = conv.prepare(
-                    job.text, screenshot=job.screenshot, config=job.config, started=job.submitted
-                )
+                config = job.config(live.persona) if callable(job.config) else job.config
+                turn = conv.prepare(job.text, screenshot=job.screenshot, config=config, started=job.submitted)
                 assert conv.slot is not None
                 events = self.batch.add(conv.slot, turn.embeds, turn.state)
             except (
@@ -233,7 +232,9 @@ class Scheduler:
         try:
             # durable before the client hears "done": a crash after this line never loses the turn
             self.store.append_turn(
-                run.session.id, len(conv.history), Turn(run.turn.text, done.text, run.turn.prefix)
+                run.session.id,
+                len(conv.history),
+                Turn(run.turn.text, done.text, run.turn.prefix, run.turn.context),
             )
         except BaseException as exc:
             conv.finish(run.turn, None)

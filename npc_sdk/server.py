@@ -35,6 +35,8 @@ from .errors import (
 )
 from .events import Done
 from .generation import GenerationConfig
+from .persona import Persona
+from .persona_library import PersonaLibrary
 from .prompt import Turn, check_text
 from .runtime import OnnxNpcModel
 from .scheduler import ChatJob, Scheduler
@@ -65,6 +67,7 @@ class ServerConfig:
     max_message_mb: int = 64
     kv_budget_mb: int = 512  # host memory for the KV state of idle sessions
     grace_s: float = 5.0  # on SIGTERM: how long running turns may finish
+    personas_dir: Path | None = None  # persona files (TOML, JSON, V2 cards) offered by persona_id
     defaults: GenerationConfig = field(default_factory=GenerationConfig)
 
 
@@ -86,10 +89,13 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
 
 
 class NpcServicer(pb_grpc.NpcServiceServicer):
-    def __init__(self, scheduler: Scheduler, store: SessionStore, config: ServerConfig) -> None:
+    def __init__(
+        self, scheduler: Scheduler, store: SessionStore, config: ServerConfig, personas: PersonaLibrary
+    ) -> None:
         self.scheduler = scheduler
         self.store = store
         self.config = config
+        self.personas = personas
 
     async def _run(self, fn):
         """Run `fn` on the scheduler thread (which owns sessions and the model) and await it."""
@@ -104,11 +110,15 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
     async def CreateSession(self, request: pb.CreateSessionRequest, context) -> pb.Session:
         try:
             source = request.WhichOneof("persona_source")
-            if source == "persona_id":
-                raise InvalidInputError("persona_id", f"no persona file {request.persona_id!r} is loaded")
             if source is None:
                 raise InvalidInputError("persona", "give a persona (at least a name) or a persona_id")
-            persona = persona_from_proto(request.persona)
+            if source == "persona_id":
+                found = self.personas.get(request.persona_id)
+                if found is None:
+                    raise SessionNotFoundError(f"persona_id: no persona {request.persona_id!r} is loaded")
+                persona = found  # the session keeps this snapshot even if the file changes later
+            else:
+                persona = persona_from_proto(request.persona)
             session_id = check_session_id(request.session_id) if request.session_id else secrets.token_hex(8)
 
             def create() -> int:
@@ -220,6 +230,27 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
         except NpcError as exc:
             await self._fail(context, exc)
 
+    async def ListPersonas(self, request: pb.ListPersonasRequest, context) -> pb.ListPersonasResponse:
+        return pb.ListPersonasResponse(
+            personas=[persona_to_proto(p) for p in self.personas.all()],
+            problems=self.personas.problem_lines(),
+        )
+
+    async def GetPersona(self, request: pb.GetPersonaRequest, context) -> pb.Persona:
+        persona = self.personas.get(request.id)
+        if persona is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"id: no persona {request.id!r} is loaded")
+        return persona_to_proto(persona)
+
+    async def UpsertPersona(self, request: pb.Persona, context) -> pb.Persona:
+        try:
+            if not request.id:
+                raise InvalidInputError("id", "a persona needs an id to be stored")
+            persona = persona_from_proto(request)
+            return persona_to_proto(await asyncio.to_thread(self.personas.upsert, persona))
+        except NpcError as exc:
+            await self._fail(context, exc)
+
     async def Chat(self, request: pb.ChatRequest, context) -> AsyncIterator[pb.ChatEvent]:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
@@ -228,7 +259,17 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
         try:
             session_id = check_session_id(request.session_id)
             text = check_text(request.text)
-            config = config_from_proto(request.generation, self.config.defaults)
+            config_from_proto(
+                request.generation, self.config.defaults
+            )  # out-of-range values fail here, early
+
+            def config(
+                persona: Persona,
+            ) -> GenerationConfig:  # request values over persona over server defaults
+                return config_from_proto(
+                    request.generation, persona.generation_defaults(self.config.defaults)
+                )
+
             screenshot = None
             if request.HasField("screenshot"):
                 # decoding a large PNG takes tens of ms: keep it off the event loop
@@ -324,7 +365,9 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
         interceptors=[ApiKeyInterceptor(config.api_key)] if config.api_key else [],
         options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)],
     )
-    pb_grpc.add_NpcServiceServicer_to_server(NpcServicer(scheduler, store, config), server)
+    personas = PersonaLibrary(Path(config.personas_dir) if config.personas_dir else None)
+    personas.start()
+    pb_grpc.add_NpcServiceServicer_to_server(NpcServicer(scheduler, store, config, personas), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     service_name = pb.DESCRIPTOR.services_by_name["NpcService"].full_name
@@ -346,6 +389,7 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
         await health_servicer.enter_graceful_shutdown()
     finally:
         await server.stop(config.grace_s)
+        personas.stop()
         scheduler.stop()
         store.close()
         print("npc-sdk: stopped; store closed", flush=True)

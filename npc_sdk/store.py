@@ -10,7 +10,7 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS turns (
     reply TEXT NOT NULL,
     prefix BLOB,                                -- float32 [K, hidden] fusion vectors, or NULL
     prefix_rows INTEGER NOT NULL DEFAULT 0,
+    context TEXT NOT NULL DEFAULT '',           -- lore / instructions shown with the line
     created_ms INTEGER NOT NULL,
     PRIMARY KEY (session_id, idx)
 );
@@ -61,6 +62,9 @@ class SessionStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(turns)")}
+        if "context" not in columns:  # stores written before turns kept their lore context
+            self._db.execute("ALTER TABLE turns ADD COLUMN context TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         with self._lock:
@@ -71,7 +75,7 @@ class SessionStore:
         with self._lock:
             self._db.execute(
                 "INSERT INTO sessions (id, persona, created_ms) VALUES (?, ?, ?)",
-                (session_id, json.dumps(asdict(persona)), created),
+                (session_id, json.dumps(persona.to_dict()), created),
             )
         return created
 
@@ -93,16 +97,18 @@ class SessionStore:
             if row is None:
                 return None
             turns = self._db.execute(
-                "SELECT user, reply, prefix, prefix_rows, created_ms FROM turns WHERE session_id = ? ORDER BY idx",
+                "SELECT user, reply, prefix, prefix_rows, context, created_ms FROM turns WHERE session_id = ? "
+                "ORDER BY idx",
                 (session_id,),
             ).fetchall()
         history = [
-            Turn(u, r, np.frombuffer(p, dtype=np.float32).reshape(n, -1).copy() if p is not None else None)
-            for u, r, p, n, _ in turns
+            Turn(
+                u, r, np.frombuffer(p, dtype=np.float32).reshape(n, -1).copy() if p is not None else None, ctx
+            )
+            for u, r, p, n, ctx, _ in turns
         ]
-        return StoredSession(
-            session_id, Persona.from_dict(json.loads(row[0])), row[1], history, [t[4] for t in turns]
-        )
+        times = [t[5] for t in turns]
+        return StoredSession(session_id, Persona.from_dict(json.loads(row[0])), row[1], history, times)
 
     def page(self, after_seq: int, limit: int) -> list[tuple[int, str, Persona, int]]:
         """(seq, id, persona, created_ms) of up to `limit` sessions created after `after_seq`."""
@@ -119,9 +125,9 @@ class SessionStore:
         rows = 0 if turn.prefix is None else int(turn.prefix.shape[0])
         with self._lock:
             self._db.execute(
-                "INSERT INTO turns (session_id, idx, user, reply, prefix, prefix_rows, created_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (session_id, index, turn.user, turn.reply, blob, rows, now_ms()),
+                "INSERT INTO turns (session_id, idx, user, reply, prefix, prefix_rows, context, created_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, index, turn.user, turn.reply, blob, rows, turn.context, now_ms()),
             )
 
     def import_session(self, session_id: str, persona: Persona, created_ms: int, turns: list[Turn]) -> None:
@@ -130,7 +136,7 @@ class SessionStore:
             try:
                 self._db.execute(
                     "INSERT INTO sessions (id, persona, created_ms) VALUES (?, ?, ?)",
-                    (session_id, json.dumps(asdict(persona)), created_ms),
+                    (session_id, json.dumps(persona.to_dict()), created_ms),
                 )
                 for i, t in enumerate(turns):
                     self._db.execute(

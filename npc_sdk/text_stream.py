@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from tokenizers import Tokenizer
 
+from .banned import word_pattern
+
 _REPLACEMENT = "\ufffd"  # what byte-level BPE decodes an incomplete UTF-8 sequence to
 
 
@@ -16,17 +18,26 @@ class TextStream:
     string. When a stop string appears, `stopped` turns true and the text is cut before it.
     """
 
-    def __init__(self, tokenizer: Tokenizer, stop: Sequence[str] = ()) -> None:
+    def __init__(self, tokenizer: Tokenizer, stop: Sequence[str] = (), banned: Sequence[str] = ()) -> None:
         self.tokenizer = tokenizer
         self.stop = tuple(stop)
+        self.banned = word_pattern(banned)
         self.ids: list[int] = []
         self.text = ""  # the reply so far, stop string excluded
         self.emitted = 0  # characters of `text` already handed out
         self.stopped = False
 
+    def _banned_tail(self, text: str) -> int:
+        """Length of a banned word the text ends in (0 if none): it may yet turn out to start a longer word."""
+        if self.banned is None:
+            return 0
+        lowered = text.lower()
+        ends = [m for m in self.banned.finditer(lowered, max(0, len(text) - 64)) if m.end() == len(text)]
+        return max((m.end() - m.start() for m in ends), default=0)
+
     def _holdback(self, text: str) -> int:
-        """How many trailing characters could still grow into a stop string."""
-        hold = 0
+        """How many trailing characters could still grow into a stop string or be a banned word."""
+        hold = self._banned_tail(text)
         for s in self.stop:
             for n in range(min(len(s) - 1, len(text)), 0, -1):
                 if text.endswith(s[:n]):
@@ -51,7 +62,12 @@ class TextStream:
 
     def finish(self) -> str:
         """Everything not yet emitted (called once the reply ends for any reason)."""
-        return self._take(len(self.text.rstrip(_REPLACEMENT)) if not self.stopped else len(self.text))
+        if not self.stopped:
+            self.text = self.text.rstrip(_REPLACEMENT)
+            cut = self._banned_tail(self.text)
+            if cut:  # the reply stopped right after a banned word: it never reaches the player
+                self.text = self.text[: len(self.text) - cut].rstrip()
+        return self._take(len(self.text))
 
     def _take(self, upto: int) -> str:
         if upto <= self.emitted:

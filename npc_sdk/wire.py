@@ -12,7 +12,7 @@ from .errors import InvalidInputError
 from .events import Delta, Done, ReplyEvent, Timings, Usage
 from .generation import GenerationConfig
 from .images import decode_bytes, decode_raw
-from .persona import Persona
+from .persona import Example, LoreEntry, Persona
 from .prompt import Turn
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -26,7 +26,16 @@ def check_session_id(session_id: str, field: str = "session_id") -> str:
     return session_id
 
 
+_GEN_FIELDS = ("max_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
+
+
 def persona_from_proto(msg: pb.Persona, field: str = "persona") -> Persona:
+    generation: dict = {k: getattr(msg.generation, k) for k in _GEN_FIELDS if msg.generation.HasField(k)}
+    for k in ("temperature", "top_p", "repetition_penalty"):
+        if k in generation:
+            generation[k] = round(float(generation[k]), 6)
+    if msg.generation.stop:
+        generation["stop"] = list(msg.generation.stop)
     try:
         return Persona(
             name=msg.name,
@@ -36,12 +45,22 @@ def persona_from_proto(msg: pb.Persona, field: str = "persona") -> Persona:
             greeting=msg.greeting,
             style=msg.style,
             role_words=dict(msg.role_words),
+            id=msg.id,
+            alternate_greetings=list(msg.alternate_greetings),
+            system_prompt_override=msg.system_prompt,
+            post_history=msg.post_history,
+            examples=[Example(e.user, e.npc) for e in msg.examples],
+            banned_words=list(msg.banned_words),
+            lore=[LoreEntry(list(e.keys), e.text, e.enabled, e.order) for e in msg.lore],
+            lore_budget_tokens=msg.lore_budget_tokens or 200,
+            generation=generation,
         )
     except InvalidInputError as exc:
         raise InvalidInputError(exc.field.replace("persona", field, 1), exc.message) from exc
 
 
 def persona_to_proto(persona: Persona) -> pb.Persona:
+    gen = {k: v for k, v in persona.generation.items() if k != "stop"}
     return pb.Persona(
         name=persona.name,
         description=persona.description,
@@ -50,6 +69,15 @@ def persona_to_proto(persona: Persona) -> pb.Persona:
         greeting=persona.greeting,
         style=persona.style,
         role_words=persona.role_words,
+        id=persona.id,
+        alternate_greetings=persona.alternate_greetings,
+        system_prompt=persona.system_prompt_override,
+        post_history=persona.post_history,
+        examples=[pb.Example(user=e.user, npc=e.npc) for e in persona.examples],
+        banned_words=persona.banned_words,
+        lore=[pb.LoreEntry(keys=e.keys, text=e.text, enabled=e.enabled, order=e.order) for e in persona.lore],
+        lore_budget_tokens=persona.lore_budget_tokens,
+        generation=pb.GenerationConfig(stop=list(persona.generation.get("stop", ())), **gen),
     )
 
 

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Persona(_message.Message):
-    __slots__ = ("name", "description", "personality", "scenario", "greeting", "style", "role_words")
+    __slots__ = ("name", "description", "personality", "scenario", "greeting", "style", "role_words", "id", "alternate_greetings", "system_prompt", "post_history", "examples", "banned_words", "lore", "lore_budget_tokens", "generation")
     class RoleWordsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,15 @@ class Persona(_message.Message):
     GREETING_FIELD_NUMBER: _ClassVar[int]
     STYLE_FIELD_NUMBER: _ClassVar[int]
     ROLE_WORDS_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATE_GREETINGS_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    POST_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    BANNED_WORDS_FIELD_NUMBER: _ClassVar[int]
+    LORE_FIELD_NUMBER: _ClassVar[int]
+    LORE_BUDGET_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     personality: str
@@ -30,7 +39,54 @@ class Persona(_message.Message):
     greeting: str
     style: str
     role_words: _containers.ScalarMap[str, float]
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., personality: _Optional[str] = ..., scenario: _Optional[str] = ..., greeting: _Optional[str] = ..., style: _Optional[str] = ..., role_words: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    id: str
+    alternate_greetings: _containers.RepeatedScalarFieldContainer[str]
+    system_prompt: str
+    post_history: str
+    examples: _containers.RepeatedCompositeFieldContainer[Example]
+    banned_words: _containers.RepeatedScalarFieldContainer[str]
+    lore: _containers.RepeatedCompositeFieldContainer[LoreEntry]
+    lore_budget_tokens: int
+    generation: GenerationConfig
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., personality: _Optional[str] = ..., scenario: _Optional[str] = ..., greeting: _Optional[str] = ..., style: _Optional[str] = ..., role_words: _Optional[_Mapping[str, float]] = ..., id: _Optional[str] = ..., alternate_greetings: _Optional[_Iterable[str]] = ..., system_prompt: _Optional[str] = ..., post_history: _Optional[str] = ..., examples: _Optional[_Iterable[_Union[Example, _Mapping]]] = ..., banned_words: _Optional[_Iterable[str]] = ..., lore: _Optional[_Iterable[_Union[LoreEntry, _Mapping]]] = ..., lore_budget_tokens: _Optional[int] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ...) -> None: ...
+
+class Example(_message.Message):
+    __slots__ = ("user", "npc")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    NPC_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    npc: str
+    def __init__(self, user: _Optional[str] = ..., npc: _Optional[str] = ...) -> None: ...
+
+class LoreEntry(_message.Message):
+    __slots__ = ("keys", "text", "enabled", "order")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    text: str
+    enabled: bool
+    order: int
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., text: _Optional[str] = ..., enabled: _Optional[bool] = ..., order: _Optional[int] = ...) -> None: ...
+
+class ListPersonasRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPersonasResponse(_message.Message):
+    __slots__ = ("personas", "problems")
+    PERSONAS_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    personas: _containers.RepeatedCompositeFieldContainer[Persona]
+    problems: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, personas: _Optional[_Iterable[_Union[Persona, _Mapping]]] = ..., problems: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetPersonaRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
     __slots__ = ("persona", "persona_id", "session_id")

@@ -69,6 +69,21 @@ class NpcServiceStub:
                 request_serializer=npc_dot_v1_dot_npc__pb2.SessionSnapshot.SerializeToString,
                 response_deserializer=npc_dot_v1_dot_npc__pb2.Session.FromString,
                 _registered_method=True)
+        self.ListPersonas = channel.unary_unary(
+                '/npc.v1.NpcService/ListPersonas',
+                request_serializer=npc_dot_v1_dot_npc__pb2.ListPersonasRequest.SerializeToString,
+                response_deserializer=npc_dot_v1_dot_npc__pb2.ListPersonasResponse.FromString,
+                _registered_method=True)
+        self.GetPersona = channel.unary_unary(
+                '/npc.v1.NpcService/GetPersona',
+                request_serializer=npc_dot_v1_dot_npc__pb2.GetPersonaRequest.SerializeToString,
+                response_deserializer=npc_dot_v1_dot_npc__pb2.Persona.FromString,
+                _registered_method=True)
+        self.UpsertPersona = channel.unary_unary(
+                '/npc.v1.NpcService/UpsertPersona',
+                request_serializer=npc_dot_v1_dot_npc__pb2.Persona.SerializeToString,
+                response_deserializer=npc_dot_v1_dot_npc__pb2.Persona.FromString,
+                _registered_method=True)
 
 
 class NpcServiceServicer:
@@ -120,6 +135,26 @@ class NpcServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPersonas(self, request, context):
+        """Personas loaded from the server's --personas folder (changed files are picked up without a restart).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPersona(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertPersona(self, request, context):
+        """Add or replace a persona (persisted in the personas folder); sessions keep the snapshot they started with.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NpcServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +192,21 @@ def add_NpcServiceServicer_to_server(servicer, server):
                     servicer.ImportSession,
                     request_deserializer=npc_dot_v1_dot_npc__pb2.SessionSnapshot.FromString,
                     response_serializer=npc_dot_v1_dot_npc__pb2.Session.SerializeToString,
+            ),
+            'ListPersonas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPersonas,
+                    request_deserializer=npc_dot_v1_dot_npc__pb2.ListPersonasRequest.FromString,
+                    response_serializer=npc_dot_v1_dot_npc__pb2.ListPersonasResponse.SerializeToString,
+            ),
+            'GetPersona': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPersona,
+                    request_deserializer=npc_dot_v1_dot_npc__pb2.GetPersonaRequest.FromString,
+                    response_serializer=npc_dot_v1_dot_npc__pb2.Persona.SerializeToString,
+            ),
+            'UpsertPersona': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertPersona,
+                    request_deserializer=npc_dot_v1_dot_npc__pb2.Persona.FromString,
+                    response_serializer=npc_dot_v1_dot_npc__pb2.Persona.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -348,6 +398,87 @@ class NpcService:
             '/npc.v1.NpcService/ImportSession',
             npc_dot_v1_dot_npc__pb2.SessionSnapshot.SerializeToString,
             npc_dot_v1_dot_npc__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPersonas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcService/ListPersonas',
+            npc_dot_v1_dot_npc__pb2.ListPersonasRequest.SerializeToString,
+            npc_dot_v1_dot_npc__pb2.ListPersonasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPersona(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcService/GetPersona',
+            npc_dot_v1_dot_npc__pb2.GetPersonaRequest.SerializeToString,
+            npc_dot_v1_dot_npc__pb2.Persona.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertPersona(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcService/UpsertPersona',
+            npc_dot_v1_dot_npc__pb2.Persona.SerializeToString,
+            npc_dot_v1_dot_npc__pb2.Persona.FromString,
             options,
             channel_credentials,
             insecure,
