@@ -279,3 +279,22 @@ def test_png_bytes_from_a_pil_image_work_like_files(client):
     )
     jpeg = pb.Image(data=buf.getvalue(), encoding=pb.Image.JPEG)  # PNG bytes labelled JPEG
     assert _code(lambda: client.say(sid, "And this?", screenshot=jpeg)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_terminal_chat_streams_and_attaches_a_screenshot(server):
+    import subprocess
+    import sys
+
+    lines = f"Hello there!\n/look {SCENE}\nWhat is this place?\n/quit\n"
+    out = subprocess.run(
+        [sys.executable, "-m", "npc_sdk.cli", "chat", "--address", server.address, "--name", "Brakka"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("ms to first token") == 2 and "(next line shows" in out.stdout
+    session_id = out.stdout.split("session ", 1)[1].split()[0]
+    with Client(server.address) as c:
+        assert [t.user for t in c.get_session(session_id).turns] == ["Hello there!", "What is this place?"]
