@@ -135,6 +135,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_message_mb=args.max_message_mb,
         kv_budget_mb=args.kv_budget_mb,
         personas_dir=Path(args.personas) if args.personas else None,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
     )
     asyncio.run(serve(ensure_model(args.model), config))
     return 0
@@ -146,7 +148,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from .client import Client
     from .events import Delta, Done
 
-    with Client(args.address, api_key=args.api_key) as client:
+    with Client(args.address, api_key=args.api_key, tls_ca=args.tls_ca) as client:
         if args.session:
             session = client.get_session(args.session)
         else:
@@ -285,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--personas", help="folder of persona files (TOML, JSON, V2 cards), reloaded when they change"
     )
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("chat", help="talk to an NPC on a running server from the terminal")
@@ -293,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session", help="continue this session instead of creating one")
     p.add_argument("--name", default="Brakka")
     p.add_argument("--description", default="A gruff dwarven blacksmith who runs the village forge.")
+    p.add_argument("--tls-ca", help="PEM file to trust for a TLS server (its certificate, if self-signed)")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser(

@@ -89,16 +89,29 @@ class ChatStream:
             self.close()
 
 
+def _channel_options() -> list[tuple[str, int]]:
+    return [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)]
+
+
+def _tls(tls_ca: str | Path | None) -> grpc.ChannelCredentials | None:
+    """Credentials trusting `tls_ca` (a PEM file: the server's own certificate when it is self-signed)."""
+    return grpc.ssl_channel_credentials(Path(tls_ca).read_bytes()) if tls_ca else None
+
+
 class Client:
     def __init__(
-        self, address: str = "127.0.0.1:50051", *, api_key: str | None = None, timeout: float = 60.0
+        self,
+        address: str = "127.0.0.1:50051",
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        tls_ca: str | Path | None = None,
     ):
-        self.channel = grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_send_message_length", MAX_MESSAGE),
-                ("grpc.max_receive_message_length", MAX_MESSAGE),
-            ],
+        creds = _tls(tls_ca)
+        self.channel = (
+            grpc.secure_channel(address, creds, options=_channel_options())
+            if creds
+            else grpc.insecure_channel(address, options=_channel_options())
         )
         self.stub = pb_grpc.NpcServiceStub(self.channel)
         self.metadata = _metadata(api_key)
@@ -198,14 +211,18 @@ class AsyncClient:
     """asyncio twin of Client (grpc.aio)."""
 
     def __init__(
-        self, address: str = "127.0.0.1:50051", *, api_key: str | None = None, timeout: float = 60.0
+        self,
+        address: str = "127.0.0.1:50051",
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        tls_ca: str | Path | None = None,
     ):
-        self.channel = grpc.aio.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_send_message_length", MAX_MESSAGE),
-                ("grpc.max_receive_message_length", MAX_MESSAGE),
-            ],
+        creds = _tls(tls_ca)
+        self.channel = (
+            grpc.aio.secure_channel(address, creds, options=_channel_options())
+            if creds
+            else grpc.aio.insecure_channel(address, options=_channel_options())
         )
         self.stub = pb_grpc.NpcServiceStub(self.channel)
         self.metadata = _metadata(api_key)

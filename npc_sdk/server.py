@@ -10,8 +10,10 @@ session wait, more get RESOURCE_EXHAUSTED. (Queueing means a cancel followed at 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
+import os
 import secrets
 import signal
 from collections.abc import AsyncIterator
@@ -68,6 +70,9 @@ class ServerConfig:
     kv_budget_mb: int = 512  # host memory for the KV state of idle sessions
     grace_s: float = 5.0  # on SIGTERM: how long running turns may finish
     personas_dir: Path | None = None  # persona files (TOML, JSON, V2 cards) offered by persona_id
+    tls_cert: Path | None = None  # PEM certificate chain: serve TLS instead of plaintext
+    tls_key: Path | None = None  # its PEM private key
+    snapshot_key: bytes | None = None  # HMAC key for save games; default: data_dir/snapshot.key, made once
     defaults: GenerationConfig = field(default_factory=GenerationConfig)
 
 
@@ -96,6 +101,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
         self.store = store
         self.config = config
         self.personas = personas
+        self.snapshot_key = config.snapshot_key or load_snapshot_key(Path(config.data_dir))
 
     async def _run(self, fn):
         """Run `fn` on the scheduler thread (which owns sessions and the model) and await it."""
@@ -187,7 +193,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
             stored = await self._run(lambda: self.store.load(check_session_id(request.session_id)))
             if stored is None:
                 raise SessionNotFoundError(f"session_id: no session {request.session_id!r}")
-            return pb.SessionSnapshot(
+            snapshot = pb.SessionSnapshot(
                 format_version=SNAPSHOT_FORMAT,
                 session_id=stored.id,
                 persona=persona_to_proto(stored.persona),
@@ -197,6 +203,8 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                 ],
                 created_unix_ms=stored.created_ms,
             )
+            snapshot.signature = sign_snapshot(snapshot, self.snapshot_key)
+            return snapshot
         except NpcError as exc:
             await self._fail(context, exc)
 
@@ -206,6 +214,11 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                 raise InvalidInputError(
                     "format_version",
                     f"is {request.format_version}; this server reads version {SNAPSHOT_FORMAT}",
+                )
+            if not hmac.compare_digest(request.signature, sign_snapshot(request, self.snapshot_key)):
+                raise InvalidInputError(
+                    "signature",
+                    "does not match: the save game was changed, or exported by a server with another key",
                 )
             session_id = check_session_id(request.session_id)
             persona = persona_from_proto(request.persona)
@@ -300,6 +313,24 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                 job.cancelled.set()  # the client went away or its deadline passed: stop within a step
 
 
+def load_snapshot_key(data_dir: Path) -> bytes:
+    """The server's save-game HMAC key: data_dir/snapshot.key, created (0600) on first use."""
+    path = data_dir / "snapshot.key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def sign_snapshot(snapshot: pb.SessionSnapshot, key: bytes) -> bytes:
+    unsigned = pb.SessionSnapshot()
+    unsigned.CopyFrom(snapshot)
+    unsigned.ClearField("signature")
+    return hmac.new(key, unsigned.SerializeToString(deterministic=True), hashlib.sha256).digest()
+
+
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
     """Every RPC but health needs `authorization: Bearer <key>`; compared in constant time."""
 
@@ -372,7 +403,16 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     service_name = pb.DESCRIPTOR.services_by_name["NpcService"].full_name
     reflection.enable_server_reflection((service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    address = f"{config.host}:{config.port}"
+    if config.tls_cert or config.tls_key:
+        if not (config.tls_cert and config.tls_key):
+            raise InvalidInputError("tls", "give both --tls-cert and --tls-key")
+        creds = grpc.ssl_server_credentials(
+            [(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())]
+        )
+        port = server.add_secure_port(address, creds)
+    else:
+        port = server.add_insecure_port(address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -261,15 +261,17 @@ class ExportSessionRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class SessionSnapshot(_message.Message):
-    __slots__ = ("format_version", "session_id", "persona", "turns", "created_unix_ms")
+    __slots__ = ("format_version", "session_id", "persona", "turns", "created_unix_ms", "signature")
     FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     PERSONA_FIELD_NUMBER: _ClassVar[int]
     TURNS_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     format_version: int
     session_id: str
     persona: Persona
     turns: _containers.RepeatedCompositeFieldContainer[Turn]
     created_unix_ms: int
-    def __init__(self, format_version: _Optional[int] = ..., session_id: _Optional[str] = ..., persona: _Optional[_Union[Persona, _Mapping]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+    signature: bytes
+    def __init__(self, format_version: _Optional[int] = ..., session_id: _Optional[str] = ..., persona: _Optional[_Union[Persona, _Mapping]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., created_unix_ms: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
