@@ -55,6 +55,7 @@ from .wire import (
 
 log = logging.getLogger("npc_sdk.server")
 SNAPSHOT_FORMAT = 1
+MAX_REPLY_CHARS = 16_000  # a stored reply: 1024 tokens of text with room to spare
 
 
 @dataclass
@@ -210,22 +211,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
 
     async def ImportSession(self, request: pb.SessionSnapshot, context) -> pb.Session:
         try:
-            if request.format_version != SNAPSHOT_FORMAT:
-                raise InvalidInputError(
-                    "format_version",
-                    f"is {request.format_version}; this server reads version {SNAPSHOT_FORMAT}",
-                )
-            if not hmac.compare_digest(request.signature, sign_snapshot(request, self.snapshot_key)):
-                raise InvalidInputError(
-                    "signature",
-                    "does not match: the save game was changed, or exported by a server with another key",
-                )
-            session_id = check_session_id(request.session_id)
-            persona = persona_from_proto(request.persona)
-            turns = []
-            for i, t in enumerate(request.turns):
-                check_text(t.user, f"turns[{i}].user")
-                turns.append(Turn(t.user, t.reply))
+            session_id, persona, turns = read_snapshot(request, self.snapshot_key)
 
             def do_import() -> None:
                 if self.store.exists(session_id):
@@ -322,6 +308,29 @@ def load_snapshot_key(data_dir: Path) -> bytes:
         with os.fdopen(fd, "wb") as fh:
             fh.write(secrets.token_bytes(32))
     return path.read_bytes()
+
+
+def read_snapshot(snapshot: pb.SessionSnapshot, key: bytes) -> tuple[str, Persona, list[Turn]]:
+    """Check a save game (version, signature, every field) and return what it holds; raise naming the field."""
+    if snapshot.format_version != SNAPSHOT_FORMAT:
+        raise InvalidInputError(
+            "format_version", f"is {snapshot.format_version}; this server reads version {SNAPSHOT_FORMAT}"
+        )
+    if not hmac.compare_digest(snapshot.signature, sign_snapshot(snapshot, key)):
+        raise InvalidInputError(
+            "signature", "does not match: the save game was changed, or exported by a server with another key"
+        )
+    session_id = check_session_id(snapshot.session_id)
+    persona = persona_from_proto(snapshot.persona)
+    turns = []
+    for i, t in enumerate(snapshot.turns):
+        check_text(t.user, f"turns[{i}].user")
+        if len(t.reply) > MAX_REPLY_CHARS:
+            raise InvalidInputError(
+                f"turns[{i}].reply", f"is {len(t.reply)} characters, over {MAX_REPLY_CHARS}"
+            )
+        turns.append(Turn(t.user, t.reply))
+    return session_id, persona, turns
 
 
 def sign_snapshot(snapshot: pb.SessionSnapshot, key: bytes) -> bytes:
