@@ -120,6 +120,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
+    from .api_keys import load_keys
     from .cache import cache_dir
     from .server import ServerConfig, serve
 
@@ -135,6 +136,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_message_mb=args.max_message_mb,
         kv_budget_mb=args.kv_budget_mb,
         personas_dir=Path(args.personas) if args.personas else None,
+        api_keys=load_keys(Path(args.api_keys)) if args.api_keys else [],
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
     )
@@ -287,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--personas", help="folder of persona files (TOML, JSON, V2 cards), reloaded when they change"
     )
+    p.add_argument("--api-keys", help="TOML file of [[key]] name/secret/max_sessions/max_concurrent_turns")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p.set_defaults(func=cmd_serve)

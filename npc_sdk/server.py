@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ._proto.npc.v1 import npc_pb2 as pb
 from ._proto.npc.v1 import npc_pb2_grpc as pb_grpc
+from .api_keys import ApiKey, match
 from .errors import (
     InvalidInputError,
     LimitExceededError,
@@ -73,6 +74,7 @@ class ServerConfig:
     personas_dir: Path | None = None  # persona files (TOML, JSON, V2 cards) offered by persona_id
     tls_cert: Path | None = None  # PEM certificate chain: serve TLS instead of plaintext
     tls_key: Path | None = None  # its PEM private key
+    api_keys: list[ApiKey] = field(default_factory=list)  # keys with per-key limits (--api-keys FILE)
     snapshot_key: bytes | None = None  # HMAC key for save games; default: data_dir/snapshot.key, made once
     defaults: GenerationConfig = field(default_factory=GenerationConfig)
 
@@ -103,6 +105,21 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
         self.config = config
         self.personas = personas
         self.snapshot_key = config.snapshot_key or load_snapshot_key(Path(config.data_dir))
+        self.keys = [*config.api_keys, *([ApiKey("default", config.api_key)] if config.api_key else [])]
+        self.turns_by_key: dict[str, int] = {}  # Chat calls streaming now, per key name
+
+    def caller(self, context) -> ApiKey | None:
+        """The API key of this call (None when the server has no keys)."""
+        if not self.keys:
+            return None
+        return match(self.keys, dict(context.invocation_metadata() or ()).get("authorization", ""))
+
+    def check_session_quota(self, key: ApiKey | None) -> None:
+        """Scheduler thread: refuse a new session past the server's or the key's limit."""
+        if self.store.count() >= self.config.max_sessions:
+            raise LimitExceededError(f"the server holds its limit of {self.config.max_sessions} sessions")
+        if key and key.max_sessions and self.store.count(owner=key.name) >= key.max_sessions:
+            raise LimitExceededError(f"API key {key.name!r} holds its limit of {key.max_sessions} sessions")
 
     async def _run(self, fn):
         """Run `fn` on the scheduler thread (which owns sessions and the model) and await it."""
@@ -128,14 +145,13 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                 persona = persona_from_proto(request.persona)
             session_id = check_session_id(request.session_id) if request.session_id else secrets.token_hex(8)
 
+            key = self.caller(context)
+
             def create() -> int:
-                if self.store.count() >= self.config.max_sessions:
-                    raise LimitExceededError(
-                        f"the server holds its limit of {self.config.max_sessions} sessions"
-                    )
+                self.check_session_quota(key)
                 if self.store.exists(session_id):
                     raise SessionExistsError(f"session_id: {session_id!r} exists already")
-                created = self.store.create(session_id, persona)
+                created = self.store.create(session_id, persona, owner=key.name if key else "")
                 live = self.scheduler.session(session_id)
                 self.scheduler.model.encode_role(live.persona)  # v_R computed once, here
                 return created
@@ -213,16 +229,17 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
         try:
             session_id, persona, turns = read_snapshot(request, self.snapshot_key)
 
+            key = self.caller(context)
+
             def do_import() -> None:
                 if self.store.exists(session_id):
                     raise SessionExistsError(
                         f"session_id: {session_id!r} exists already; delete it or pick another id"
                     )
-                if self.store.count() >= self.config.max_sessions:
-                    raise LimitExceededError(
-                        f"the server holds its limit of {self.config.max_sessions} sessions"
-                    )
-                self.store.import_session(session_id, persona, request.created_unix_ms, turns)
+                self.check_session_quota(key)
+                self.store.import_session(
+                    session_id, persona, request.created_unix_ms, turns, owner=key.name if key else ""
+                )
 
             await self._run(do_import)
             return session_to_proto(session_id, persona, request.created_unix_ms, turns)
@@ -255,7 +272,16 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
         events: asyncio.Queue = asyncio.Queue()
         job: ChatJob | None = None
         finished = False
+        key = self.caller(context)
+        counted = False
         try:
+            if key and key.max_concurrent_turns:
+                if self.turns_by_key.get(key.name, 0) >= key.max_concurrent_turns:
+                    raise LimitExceededError(
+                        f"API key {key.name!r} already streams {key.max_concurrent_turns} turns; wait for one to end"
+                    )
+                self.turns_by_key[key.name] = self.turns_by_key.get(key.name, 0) + 1
+                counted = True
             session_id = check_session_id(request.session_id)
             text = check_text(request.text)
             config_from_proto(
@@ -295,6 +321,8 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
             finished = True
             await self._fail(context, exc)
         finally:
+            if counted:
+                self.turns_by_key[key.name] -= 1
             if job is not None and not finished:
                 job.cancelled.set()  # the client went away or its deadline passed: stop within a step
 
@@ -343,15 +371,14 @@ def sign_snapshot(snapshot: pb.SessionSnapshot, key: bytes) -> bytes:
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
     """Every RPC but health needs `authorization: Bearer <key>`; compared in constant time."""
 
-    def __init__(self, key: str) -> None:
-        self.expected = f"Bearer {key}".encode()
+    def __init__(self, keys: list[ApiKey]) -> None:
+        self.keys = keys
 
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
         if handler is None or details.method.startswith("/grpc.health.v1.Health/"):
             return handler
-        given = dict(details.invocation_metadata or ()).get("authorization", "")
-        if hmac.compare_digest(given.encode() if isinstance(given, str) else given, self.expected):
+        if match(self.keys, dict(details.invocation_metadata or ()).get("authorization", "")):
             return handler
         return _denied(handler)
 
@@ -400,9 +427,12 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
         model, store, kv_budget_bytes=config.kv_budget_mb << 20, max_queued=config.max_queued
     )
     scheduler.start()
+    keys = list(config.api_keys)
+    if config.api_key:
+        keys.append(ApiKey("default", config.api_key))
     size = config.max_message_mb << 20
     server = grpc.aio.server(
-        interceptors=[ApiKeyInterceptor(config.api_key)] if config.api_key else [],
+        interceptors=[ApiKeyInterceptor(keys)] if keys else [],
         options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)],
     )
     personas = PersonaLibrary(Path(config.personas_dir) if config.personas_dir else None)

@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,      -- creation order, for paging
     id TEXT UNIQUE NOT NULL,
     persona TEXT NOT NULL,                      -- JSON of the persona snapshot the session was created with
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL,
+    owner TEXT NOT NULL DEFAULT ''              -- the API key name that created it ('' without keys)
 );
 CREATE TABLE IF NOT EXISTS turns (
     session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
@@ -62,6 +63,8 @@ class SessionStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        if "owner" not in {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}:
+            self._db.execute("ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(turns)")}
         if "context" not in columns:  # stores written before turns kept their lore context
             self._db.execute("ALTER TABLE turns ADD COLUMN context TEXT NOT NULL DEFAULT ''")
@@ -70,12 +73,14 @@ class SessionStore:
         with self._lock:
             self._db.close()
 
-    def create(self, session_id: str, persona: Persona, created_ms: int | None = None) -> int:
+    def create(
+        self, session_id: str, persona: Persona, created_ms: int | None = None, owner: str = ""
+    ) -> int:
         created = created_ms or now_ms()
         with self._lock:
             self._db.execute(
-                "INSERT INTO sessions (id, persona, created_ms) VALUES (?, ?, ?)",
-                (session_id, json.dumps(persona.to_dict()), created),
+                "INSERT INTO sessions (id, persona, created_ms, owner) VALUES (?, ?, ?, ?)",
+                (session_id, json.dumps(persona.to_dict()), created, owner),
             )
         return created
 
@@ -85,9 +90,13 @@ class SessionStore:
                 self._db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is not None
             )
 
-    def count(self) -> int:
+    def count(self, owner: str | None = None) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+            if owner is None:
+                return int(self._db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+            return int(
+                self._db.execute("SELECT COUNT(*) FROM sessions WHERE owner = ?", (owner,)).fetchone()[0]
+            )
 
     def load(self, session_id: str) -> StoredSession | None:
         with self._lock:
@@ -130,13 +139,15 @@ class SessionStore:
                 (session_id, index, turn.user, turn.reply, blob, rows, turn.context, now_ms()),
             )
 
-    def import_session(self, session_id: str, persona: Persona, created_ms: int, turns: list[Turn]) -> None:
+    def import_session(
+        self, session_id: str, persona: Persona, created_ms: int, turns: list[Turn], owner: str = ""
+    ) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
-                    "INSERT INTO sessions (id, persona, created_ms) VALUES (?, ?, ?)",
-                    (session_id, json.dumps(persona.to_dict()), created_ms),
+                    "INSERT INTO sessions (id, persona, created_ms, owner) VALUES (?, ?, ?, ?)",
+                    (session_id, json.dumps(persona.to_dict()), created_ms, owner),
                 )
                 for i, t in enumerate(turns):
                     self._db.execute(

@@ -81,3 +81,32 @@ def test_tampered_save_game_is_refused_and_nothing_is_stored(exported_int4, tmp_
     with ServerProcess(exported_int4, tmp_path) as proc, Client(proc.address, timeout=60) as c:
         c.delete_session(sid)
         assert [t.user for t in c.import_session(snapshot).turns] == ["Remember: the vault code is 1234."]
+
+
+def test_per_key_limits_on_sessions_and_concurrent_turns(exported_int4, tmp_path):
+    keys = tmp_path / "keys.toml"
+    keys.write_text(
+        '[[key]]\nname = "small"\nsecret = "small-secret-0123456789"\nmax_sessions = 1\n\n'
+        '[[key]]\nname = "busy"\nsecret = "busy-secret-0123456789"\nmax_sessions = 5\nmax_concurrent_turns = 1\n'
+    )
+    with ServerProcess(exported_int4, tmp_path / "data", "--api-keys", str(keys)) as proc:
+        with Client(proc.address, api_key="small-secret-0123456789", timeout=60) as small:
+            small.create_session(DEMO_PERSONA)
+            with pytest.raises(grpc.RpcError) as err:
+                small.create_session(DEMO_PERSONA)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "small" in err.value.details()
+        with Client(proc.address, api_key="busy-secret-0123456789", timeout=60) as busy:
+            a = busy.create_session(DEMO_PERSONA).session_id
+            b = busy.create_session(DEMO_PERSONA).session_id  # the small key's limit is not this key's
+            with busy.chat(a, "Tell me a long story about your forge.", max_tokens=80) as stream:
+                events = iter(stream)
+                next(events)
+                with pytest.raises(grpc.RpcError) as err:
+                    busy.say(b, "Hello?")
+                assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                list(events)
+            assert busy.say(b, "Hello?", max_tokens=4).usage.completion_tokens > 0  # the slot came back
+        with Client(proc.address, api_key="not-a-key", timeout=60) as nobody:
+            with pytest.raises(grpc.RpcError) as err:
+                nobody.list_sessions()
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
