@@ -190,7 +190,26 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
-    from .loadtest import run_loadtest
+    from .loadtest import plot_soak, run_loadtest, run_soak
+
+    if args.soak:
+        figures = run_soak(
+            args.address,
+            minutes=args.soak,
+            workers=args.sessions,
+            api_key=args.api_key,
+            server_pid=args.server_pid,
+            window_s=args.window,
+        )
+        for key, value in figures.items():
+            if key != "samples":
+                print(f"{key:34s} {value}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        if args.plot:
+            plot_soak(figures, Path(args.plot))
+            print(f"wrote {args.plot}")
+        return 0 if figures["errors"] == 0 else 1
 
     figures = run_loadtest(
         args.address,
@@ -313,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=40)
     p.add_argument("--idle-sessions", type=int, default=0, help="extra sessions created and left idle first")
     p.add_argument("--server-pid", type=int, help="read this server process's resident memory (Linux)")
+    p.add_argument(
+        "--soak", type=float, metavar="MINUTES", help="loop create/chat/export/import/delete this long"
+    )
+    p.add_argument("--window", type=float, default=10.0, help="soak: seconds per sample")
+    p.add_argument("--plot", help="soak: write RSS and p95 TTFT over time to this PNG")
     p.add_argument("--json", help="also write the figures here")
     p.set_defaults(func=cmd_loadtest)
 

@@ -298,3 +298,41 @@ def test_terminal_chat_streams_and_attaches_a_screenshot(server):
     session_id = out.stdout.split("session ", 1)[1].split()[0]
     with Client(server.address) as c:
         assert [t.user for t in c.get_session(session_id).turns] == ["Hello there!", "What is this place?"]
+
+
+def test_soak_loop_reports_memory_and_latency_over_time(server, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out_json, out_png = tmp_path / "soak.json", tmp_path / "soak.png"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "npc_sdk.cli",
+            "loadtest",
+            "--address",
+            server.address,
+            "--soak",
+            "0.25",
+            "--sessions",
+            "2",
+            "--window",
+            "3",
+            "--server-pid",
+            str(server.proc.pid),
+            "--json",
+            str(out_json),
+            "--plot",
+            str(out_png),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    figures = json.loads(out_json.read_text())
+    assert figures["errors"] == 0 and figures["cycles"] >= 1 and len(figures["samples"]) >= 3
+    assert all(s["rss_mb"] > 0 for s in figures["samples"])
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
