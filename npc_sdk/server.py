@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -383,6 +384,45 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         return _denied(handler)
 
 
+class DecodeGuard(grpc.aio.ServerInterceptor):
+    """Requests that are not valid protobuf (bad UTF-8 in a string, truncated bytes) get INVALID_ARGUMENT.
+
+    gRPC's own handling of a failing deserializer answers UNKNOWN; parsing inside the handler lets us say what
+    was wrong with the right status.
+    """
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+            return handler
+        parse, method = handler.request_deserializer, details.method
+
+        async def parsed(raw: bytes, context):
+            try:
+                return parse(raw)
+            except DecodeError as exc:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid {method} message ({exc})"
+                )
+
+        if handler.unary_unary:
+            inner = handler.unary_unary
+
+            async def unary(raw, context):
+                return await inner(await parsed(raw, context), context)
+
+            return grpc.unary_unary_rpc_method_handler(unary, response_serializer=handler.response_serializer)
+        inner_stream = handler.unary_stream
+
+        async def streaming(raw, context):
+            async for item in inner_stream(await parsed(raw, context), context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(
+            streaming, response_serializer=handler.response_serializer
+        )
+
+
 def _denied(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     message = "missing or wrong API key: send metadata 'authorization: Bearer <key>'"
 
@@ -432,7 +472,7 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
         keys.append(ApiKey("default", config.api_key))
     size = config.max_message_mb << 20
     server = grpc.aio.server(
-        interceptors=[ApiKeyInterceptor(keys)] if keys else [],
+        interceptors=([ApiKeyInterceptor(keys)] if keys else []) + [DecodeGuard()],
         options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)],
     )
     personas = PersonaLibrary(Path(config.personas_dir) if config.personas_dir else None)

@@ -336,3 +336,36 @@ def test_soak_loop_reports_memory_and_latency_over_time(server, tmp_path):
     assert figures["errors"] == 0 and figures["cycles"] >= 1 and len(figures["samples"]) >= 3
     assert all(s["rss_mb"] > 0 for s in figures["samples"])
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hostile_wire_bytes_get_an_error_and_the_server_keeps_serving(client, server):
+    sid = client.create_session(DEMO_PERSONA).session_id
+    client.say(sid, "Hello.", max_tokens=4)
+    raw_chat = client.channel.unary_stream(
+        "/npc.v1.NpcService/Chat", request_serializer=lambda b: b, response_deserializer=lambda b: b
+    )
+    sid_field = b"\x0a" + bytes([len(sid)]) + sid.encode()
+    hostile = [
+        sid_field + b"\x12\x04\xff\xfe\xfd\xfc",  # text: invalid UTF-8
+        sid_field + b"\x12\x7f" + b"\x00" * 10,  # text: length past the end (truncated message)
+        b"\xff\xff\xff\xff",  # not a protobuf at all
+    ]
+    for payload in hostile:
+        with pytest.raises(grpc.RpcError) as err:
+            list(raw_chat(payload, timeout=30))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and err.value.details().startswith(
+            "request"
+        )
+    for text, field in (("\x00\x07\x1b[2J" * 3, None), ("x" * (1 << 20), "text")):
+        if field:
+            with pytest.raises(grpc.RpcError) as err:
+                client.say(sid, text)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and err.value.details().startswith(
+                "text"
+            )
+        else:
+            assert (
+                client.say(sid, text, max_tokens=4).usage.completion_tokens > 0
+            )  # control characters are text
+    turns = client.get_session(sid).turns
+    assert [t.user for t in turns] == ["Hello.", "\x00\x07\x1b[2J" * 3]  # nothing else was stored
