@@ -1,26 +1,43 @@
-"""npc-sdk runtime: personas, prompts, sampling and streaming; never imports torch or transformers."""
+"""npc-sdk runtime: personas, prompts, sampling, the onnxruntime model, sessions and the gRPC client.
 
+Never imports torch or transformers (the torch side is the separate `npc_export` package).
+"""
+
+from .client import AsyncClient, Client
+from .conversation import Conversation
 from .errors import InvalidInputError, ModelFolderError, NpcError, WeightsError
 from .events import Delta, Done, ReplyEvent, Timings, Usage
 from .generation import GenerationConfig
-from .persona import Persona
+from .persona import Example, LoreEntry, Persona
+from .persona_files import PersonaFileError, card_to_persona, load_persona, persona_to_card
 from .prompt import Turn
+from .runtime import OnnxNpcModel
 from .weights import BASE_PACKAGES, pull
 
 __all__ = [
     "BASE_PACKAGES",
+    "AsyncClient",
+    "Client",
+    "Conversation",
     "Delta",
     "Done",
+    "Example",
     "GenerationConfig",
     "InvalidInputError",
+    "LoreEntry",
     "ModelFolderError",
     "NpcError",
+    "OnnxNpcModel",
     "Persona",
+    "PersonaFileError",
     "ReplyEvent",
     "Timings",
     "Turn",
     "Usage",
     "WeightsError",
+    "card_to_persona",
+    "load_persona",
+    "persona_to_card",
     "pull",
 ]
 __version__ = "0.1.0"
