@@ -23,6 +23,16 @@ def _torch_side(module: str = "npc_export") -> Any:
         ) from exc
 
 
+def _report(figures: dict[str, Any], json_path: str | None, hide: tuple[str, ...] = ()) -> None:
+    """Print figures one per line (all but `hide`) and write them all to `json_path` when given."""
+    for key, value in figures.items():
+        if key not in hide:
+            print(f"{key:34s} {value}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"wrote {json_path}")
+
+
 def cmd_pull(args: argparse.Namespace) -> int:
     from .weights import pull
 
@@ -108,11 +118,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             reference=not args.no_reference,
             peer=args.peer,
         )
-    for key, value in figures.items():
-        print(f"{key:34s} {value}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    _report(figures, args.json)
     return 0
 
 
@@ -201,11 +207,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
             server_pid=args.server_pid,
             window_s=args.window,
         )
-        for key, value in figures.items():
-            if key != "samples":
-                print(f"{key:34s} {value}")
-        if args.json:
-            Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        _report(figures, args.json, hide=("samples",))
         if args.plot:
             plot_soak(figures, Path(args.plot))
             print(f"wrote {args.plot}")
@@ -220,10 +222,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         idle_sessions=args.idle_sessions,
         server_pid=args.server_pid,
     )
-    for key, value in figures.items():
-        print(f"{key:34s} {value}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    _report(figures, args.json)
     return 0 if figures["errors"] == 0 else 1
 
 
