@@ -17,7 +17,7 @@ from npc_sdk.events import Done, ReplyEvent
 from npc_sdk.generation import GenerationConfig
 from npc_sdk.images import ImageInput, preprocess
 from npc_sdk.persona import Persona
-from npc_sdk.prompt import Turn, build_prompt, check_text, turn_context
+from npc_sdk.prompt import Turn, check_text, pick_prefix, turn_prompt
 from npc_sdk.sampling import make_sampler
 from npc_sdk.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS, encode_batch, encoder_tokenizer
 from npc_sdk.weights import (
@@ -165,12 +165,9 @@ class NpcModel:
         config = config or persona.generation_defaults()
         started = time.perf_counter()
         check_text(text)
-        if not use_prefix:
-            prefix = None
-        elif prefix is None:
-            prefix = self.fuse(text, persona, screenshot)
+        prefix = pick_prefix(use_prefix, prefix, lambda: self.fuse(text, persona, screenshot))
         tok = self.decoder.tokenizer
-        prompt = build_prompt(tok, persona, history, text, prefix, turn_context(tok, persona, history, text))
+        prompt = turn_prompt(tok, persona, history, text, prefix)
         sampler = make_sampler(tok, persona, config, self.decoder.vocab_size, self.decoder.eos_id)
         yield from stream_reply(
             TorchLogitsSource(self.decoder),

@@ -25,7 +25,7 @@ from .generation import GenerationConfig
 from .images import ImageInput
 from .kv_cache import KVSnapshot
 from .persona import Persona
-from .prompt import Prompt, Turn, build_prompt, check_text, persona_block, turn_context
+from .prompt import Prompt, Turn, build_prompt, check_text, persona_block, pick_prefix, turn_context
 from .runtime import OnnxNpcModel, SlotSource
 
 
@@ -144,10 +144,7 @@ class Conversation:
         config = config or self.persona.generation_defaults()
         started = time.perf_counter() if started is None else started
         check_text(text)
-        if not use_prefix:
-            prefix = None
-        elif prefix is None:
-            prefix = self.model.fuse(text, self.persona, screenshot)
+        prefix = pick_prefix(use_prefix, prefix, lambda: self.model.fuse(text, self.persona, screenshot))
         target, context = self._render(text, prefix, self.model.cache.max_len - config.max_tokens)
         slot = self.attach()
         if not self.fed.length:

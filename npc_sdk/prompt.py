@@ -13,7 +13,7 @@ tokens before the current turn are the same from one turn to the next and their 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -154,3 +154,25 @@ def build_prompt(
     prompt.add_prefix(prefix)
     prompt.add_ids(enc(f"{context}{text}{IM_END}\n{IM_START}assistant\n"))
     return prompt
+
+
+def turn_prompt(
+    tokenizer: Tokenizer,
+    persona: Persona,
+    history: Sequence[Turn],
+    text: str,
+    prefix: np.ndarray | None = None,
+) -> Prompt:
+    """The whole prompt of a turn rendered from scratch, with the lore and instructions it triggers."""
+    return build_prompt(
+        tokenizer, persona, history, text, prefix, turn_context(tokenizer, persona, history, text)
+    )
+
+
+def pick_prefix(
+    use_prefix: bool, given: np.ndarray | None, fuse: Callable[[], np.ndarray]
+) -> np.ndarray | None:
+    """The turn's prefix vectors: none when switched off, the caller's when given, else freshly fused."""
+    if not use_prefix:
+        return None
+    return given if given is not None else fuse()

@@ -20,7 +20,7 @@ from .images import ImageInput, preprocess
 from .kv_cache import KVCache, KVSnapshot
 from .model_folder import ModelFolder
 from .persona import Persona
-from .prompt import Prompt, Turn, build_prompt, check_text, turn_context
+from .prompt import Prompt, Turn, check_text, pick_prefix, turn_prompt
 from .sampling import TokenSampler, make_sampler
 from .text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS, encode_batch, encoder_tokenizer
 
@@ -210,12 +210,8 @@ class OnnxNpcModel:
         config = config or persona.generation_defaults()
         started = time.perf_counter()
         check_text(text)
-        if not use_prefix:
-            prefix = None
-        elif prefix is None:
-            prefix = self.fuse(text, persona, screenshot)
-        context = turn_context(self.tokenizer, persona, history, text)
-        prompt = build_prompt(self.tokenizer, persona, history, text, prefix, context)
+        prefix = pick_prefix(use_prefix, prefix, lambda: self.fuse(text, persona, screenshot))
+        prompt = turn_prompt(self.tokenizer, persona, history, text, prefix)
         slot = self.acquire_slot()
         try:
             yield from stream_reply(
