@@ -146,7 +146,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
     )
-    asyncio.run(serve(ensure_model(args.model), config))
+    if args.ws_port is None:
+        asyncio.run(serve(ensure_model(args.model), config))
+        return 0
+    from .ws_gateway import WsGateway, serve_with_gateway
+
+    gateway = WsGateway(
+        host=args.host,
+        port=args.ws_port,
+        max_message_bytes=args.ws_max_message_mb << 20,
+        grpc_max_message_bytes=args.max_message_mb << 20,
+        tls_cert=config.tls_cert,
+        tls_key=config.tls_key,
+    )
+    asyncio.run(serve_with_gateway(ensure_model(args.model), config, gateway))
     return 0
 
 
@@ -310,6 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-keys", help="TOML file of [[key]] name/secret/max_sessions/max_concurrent_turns")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p.add_argument(
+        "--ws-port",
+        type=int,
+        help="also serve the WebSocket JSON gateway (docs/websocket.md) on this port of --host; 0 picks one",
+    )
+    p.add_argument(
+        "--ws-max-message-mb", type=int, default=16, help="largest WebSocket frame (a 1080p RGBA8 frame fits)"
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("chat", help="talk to an NPC on a running server from the terminal")

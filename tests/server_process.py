@@ -17,11 +17,16 @@ class ServerProcess:
         self.model, self.data_dir, self.extra = model, data_dir, extra
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
+        self.ws_port = 0  # the WebSocket gateway's port, when started with --ws-port
         self.output: list[str] = []
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}"
 
     def start(self, timeout: float = 120) -> ServerProcess:
         cmd = [
@@ -45,14 +50,18 @@ class ServerProcess:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         ready = threading.Event()
+        wants_ws = "--ws-port" in self.extra
 
         def pump() -> None:
             assert self.proc and self.proc.stdout
             for line in self.proc.stdout:
                 self.output.append(line)
                 m = re.search(r" on 127\.0\.0\.1:(\d+)$", line.strip())
-                if m:
+                if m and "websocket gateway" in line:
+                    self.ws_port = int(m[1])
+                elif m and line.startswith("npc-sdk serving"):
                     self.port = int(m[1])
+                if self.port and (self.ws_port or not wants_ws):
                     ready.set()
 
         threading.Thread(target=pump, daemon=True).start()

@@ -1,0 +1,121 @@
+# npc-sdk client for Godot 3.2+ over the server's WebSocket gateway (npc-sdk serve --ws-port PORT).
+# Protocol: docs/websocket.md. Messages are protobuf's JSON mapping of proto/npc/v1/npc.proto (camelCase
+# names, int64 as strings, bytes as base64). Godot 4 twin: npc_client_godot4.gd.
+#
+#   var npc = preload("res://npc_client_godot3.gd").new()
+#   npc.connect("delta", self, "_on_delta")            # (call_id, text): print it as it arrives
+#   npc.connect_to("ws://127.0.0.1:50052")
+#   func _process(_delta): npc.poll()                   # every frame
+#   ... once "connected" fired: var id = npc.chat(session_id, "Hello!", png_bytes)
+extends Reference
+
+signal connected()
+signal disconnected(was_clean)
+signal response(call_id, message)  # a unary call's answer (Dictionary)
+signal delta(call_id, text)  # Chat: the next piece of the reply
+signal done(call_id, message)  # Chat: the Done message: text, finishReason, usage, timings
+signal failed(call_id, code, message)  # gRPC status name ("INVALID_ARGUMENT", "NOT_FOUND", ...) and message
+
+var api_key := ""  # sent with every call when the server runs with --api-key
+var _ws := WebSocketClient.new()
+var _next_id := 0
+var _open := false
+
+
+func _init():
+	_ws.connect("connection_established", self, "_on_established")
+	_ws.connect("connection_error", self, "_on_closed", [false])
+	_ws.connect("connection_closed", self, "_on_closed")
+	_ws.connect("data_received", self, "_on_data")
+
+
+func connect_to(url: String) -> int:
+	# Buffers in KiB: the default 64 KiB output buffer cannot hold a screenshot frame; 4 MiB holds a ~3 MB PNG.
+	_ws.set_buffers(1024, 4096, 4096, 256)
+	return _ws.connect_to_url(url)
+
+
+func poll() -> void:
+	_ws.poll()
+
+
+func close() -> void:
+	_ws.disconnect_from_host()
+
+
+func is_open() -> bool:
+	return _open
+
+
+# Any NpcService method by name ("GetSession", "ListSessions", ...); returns the call id answers carry.
+func call_method(method: String, request: Dictionary) -> String:
+	_next_id += 1
+	var call_id := "c%d" % _next_id
+	var frame := {"id": call_id, "method": method, "request": request}
+	if api_key != "":
+		frame["apiKey"] = api_key
+	_send(frame)
+	return call_id
+
+
+func create_session(persona: Dictionary, session_id := "") -> String:
+	var request := {"persona": persona}
+	if session_id != "":
+		request["sessionId"] = session_id
+	return call_method("CreateSession", request)
+
+
+# screenshot: PNG bytes (e.g. get_viewport().get_texture().get_data() then Image.save_png_to_buffer(),
+# downscaled to ~512 px on the long side); empty for none. generation: e.g. {"maxTokens": 60}.
+func chat(session_id: String, text: String, png := PoolByteArray(), generation := {}) -> String:
+	var request := {"sessionId": session_id, "text": text}
+	if png.size() > 0:
+		request["screenshot"] = {"data": Marshalls.raw_to_base64(png), "encoding": "PNG"}
+	if not generation.empty():
+		request["generation"] = generation
+	return call_method("Chat", request)
+
+
+# Stops a Chat in flight: the server stores nothing of it; "failed" then fires with code CANCELLED.
+func cancel(call_id: String) -> void:
+	_send({"id": call_id, "cancel": true})
+
+
+func _send(frame: Dictionary) -> int:
+	var peer: WebSocketPeer = _ws.get_peer(1)
+	peer.set_write_mode(WebSocketPeer.WRITE_MODE_TEXT)
+	return peer.put_packet(JSON.print(frame).to_utf8())
+
+
+func _on_established(_protocol: String) -> void:
+	_open = true
+	emit_signal("connected")
+
+
+func _on_closed(was_clean := false) -> void:
+	_open = false
+	emit_signal("disconnected", was_clean)
+
+
+func _on_data() -> void:
+	var peer: WebSocketPeer = _ws.get_peer(1)
+	while peer.get_available_packet_count() > 0:
+		var parsed := JSON.parse(peer.get_packet().get_string_from_utf8())
+		if parsed.error != OK or typeof(parsed.result) != TYPE_DICTIONARY:
+			emit_signal("failed", "", "INTERNAL", "the gateway sent a frame that is not a JSON object")
+			continue
+		var frame: Dictionary = parsed.result
+		var call_id = frame.get("id")
+		if call_id == null:
+			call_id = ""  # an error about a frame whose id could not be read
+		if frame.has("event"):
+			var event: Dictionary = frame["event"]
+			if event.has("delta"):
+				emit_signal("delta", call_id, event["delta"].get("text", ""))
+			elif event.has("done"):
+				emit_signal("done", call_id, event["done"])
+		elif frame.has("response"):
+			emit_signal("response", call_id, frame["response"])
+		elif frame.has("error"):
+			var error: Dictionary = frame["error"]
+			emit_signal("failed", call_id, error.get("code", "UNKNOWN"), error.get("message", ""))

@@ -1,0 +1,117 @@
+# npc-sdk client for Godot 4.x over the server's WebSocket gateway (npc-sdk serve --ws-port PORT).
+# Same protocol, signals and methods as npc_client_godot3.gd (docs/websocket.md); only the engine API differs:
+# WebSocketPeer instead of WebSocketClient, JSON.stringify/parse_string, RefCounted, signal.emit().
+# Not run in this repository's CI (no Godot 4 there): see README.md beside this file.
+#
+#   var npc = preload("res://npc_client_godot4.gd").new()
+#   npc.delta.connect(func(call_id, text): print(text))
+#   npc.connect_to("ws://127.0.0.1:50052")
+#   func _process(_delta): npc.poll()                   # every frame
+#   ... once "connected" fired: var id = npc.chat(session_id, "Hello!", png_bytes)
+extends RefCounted
+
+signal connected()
+signal disconnected(was_clean)
+signal response(call_id, message)  # a unary call's answer (Dictionary)
+signal delta(call_id, text)  # Chat: the next piece of the reply
+signal done(call_id, message)  # Chat: the Done message: text, finishReason, usage, timings
+signal failed(call_id, code, message)  # gRPC status name ("INVALID_ARGUMENT", "NOT_FOUND", ...) and message
+
+var api_key := ""  # sent with every call when the server runs with --api-key
+var _ws := WebSocketPeer.new()
+var _next_id := 0
+var _open := false
+var _connecting := false
+
+
+func connect_to(url: String) -> int:
+	# The default 64 KiB outbound buffer cannot hold a screenshot frame; 4 MiB holds a ~3 MB PNG.
+	_ws.inbound_buffer_size = 1 << 20
+	_ws.outbound_buffer_size = 4 << 20
+	_ws.max_queued_packets = 4096
+	_connecting = true
+	return _ws.connect_to_url(url)
+
+
+# Call every frame: WebSocketPeer only moves data when polled (Godot 3's WebSocketClient.poll() twin).
+func poll() -> void:
+	_ws.poll()
+	var state := _ws.get_ready_state()
+	if state == WebSocketPeer.STATE_OPEN:
+		if not _open:
+			_open = true
+			_connecting = false
+			connected.emit()
+		while _ws.get_available_packet_count() > 0:
+			_on_frame(_ws.get_packet().get_string_from_utf8())
+	elif state == WebSocketPeer.STATE_CLOSED and (_open or _connecting):
+		_open = false
+		_connecting = false
+		disconnected.emit(_ws.get_close_code() != -1)
+
+
+func close() -> void:
+	_ws.close()
+
+
+func is_open() -> bool:
+	return _open
+
+
+# Any NpcService method by name ("GetSession", "ListSessions", ...); returns the call id answers carry.
+func call_method(method: String, request: Dictionary) -> String:
+	_next_id += 1
+	var call_id := "c%d" % _next_id
+	var frame := {"id": call_id, "method": method, "request": request}
+	if api_key != "":
+		frame["apiKey"] = api_key
+	_send(frame)
+	return call_id
+
+
+func create_session(persona: Dictionary, session_id := "") -> String:
+	var request := {"persona": persona}
+	if session_id != "":
+		request["sessionId"] = session_id
+	return call_method("CreateSession", request)
+
+
+# screenshot: PNG bytes (e.g. get_viewport().get_texture().get_image() then save_png_to_buffer(),
+# downscaled to ~512 px on the long side); empty for none. generation: e.g. {"maxTokens": 60}.
+func chat(session_id: String, text: String, png := PackedByteArray(), generation := {}) -> String:
+	var request := {"sessionId": session_id, "text": text}
+	if png.size() > 0:
+		request["screenshot"] = {"data": Marshalls.raw_to_base64(png), "encoding": "PNG"}
+	if not generation.is_empty():
+		request["generation"] = generation
+	return call_method("Chat", request)
+
+
+# Stops a Chat in flight: the server stores nothing of it; "failed" then fires with code CANCELLED.
+func cancel(call_id: String) -> void:
+	_send({"id": call_id, "cancel": true})
+
+
+func _send(frame: Dictionary) -> int:
+	return _ws.send_text(JSON.stringify(frame))
+
+
+func _on_frame(text: String) -> void:
+	var frame = JSON.parse_string(text)
+	if typeof(frame) != TYPE_DICTIONARY:
+		failed.emit("", "INTERNAL", "the gateway sent a frame that is not a JSON object")
+		return
+	var call_id = frame.get("id")
+	if call_id == null:
+		call_id = ""  # an error about a frame whose id could not be read
+	if frame.has("event"):
+		var event: Dictionary = frame["event"]
+		if event.has("delta"):
+			delta.emit(call_id, event["delta"].get("text", ""))
+		elif event.has("done"):
+			done.emit(call_id, event["done"])
+	elif frame.has("response"):
+		response.emit(call_id, frame["response"])
+	elif frame.has("error"):
+		var error: Dictionary = frame["error"]
+		failed.emit(call_id, error.get("code", "UNKNOWN"), error.get("message", ""))
