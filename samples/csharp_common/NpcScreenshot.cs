@@ -1,0 +1,63 @@
+// npc-sdk screenshot helpers shared by the Unity and Godot samples (see NpcServiceClient.cs for the syntax rules).
+
+using System;
+using Google.Protobuf;
+
+namespace NpcSdk
+{
+    public static class NpcScreenshot
+    {
+        /// <summary>The image encoder's input side (npc_sdk/images.py: IMAGE_SIZE).</summary>
+        public const int EncoderSize = 224;
+
+        /// <summary>
+        /// The size to downscale a width x height frame to before sending it: the shorter side 224 px, the aspect
+        /// ratio kept, rounded exactly as the server's preprocessing rounds (Math.Round and Python's round both
+        /// round half to even), so the server's own resize is a no-op and only its 224x224 centre crop remains.
+        /// A 1920x1080 RGBA8 frame is 8.3 MB; at 398x224 it is 357 KB. Frames already smaller are sent as they are
+        /// (the server scales those up; sending more pixels would add nothing).
+        /// </summary>
+        public static void TargetSize(int width, int height, out int targetWidth, out int targetHeight)
+        {
+            if (width <= 0 || height <= 0)
+            {
+                throw new ArgumentException("screenshot: size must be positive, got " + width + "x" + height);
+            }
+            int shortSide = Math.Min(width, height);
+            if (shortSide <= EncoderSize)
+            {
+                targetWidth = width;
+                targetHeight = height;
+                return;
+            }
+            double scale = (double)EncoderSize / shortSide;
+            targetWidth = Math.Max(EncoderSize, (int)Math.Round(width * scale));
+            targetHeight = Math.Max(EncoderSize, (int)Math.Round(height * scale));
+        }
+
+        /// <summary>
+        /// Raw RGBA8 pixels as the server's Image message. <paramref name="bottomUp"/>: the first row in
+        /// <paramref name="rgba"/> is the bottom of the picture (Unity's Texture2D.GetRawTextureData); Godot's
+        /// Image.GetData is top row first.
+        /// </summary>
+        public static Npc.V1.Image Rgba8(byte[] rgba, int width, int height, bool bottomUp)
+        {
+            if (rgba == null) throw new ArgumentNullException("rgba");
+            long expected = (long)width * height * 4;
+            if (width <= 0 || height <= 0 || rgba.Length != expected)
+            {
+                // The server would answer INVALID_ARGUMENT with the same words; failing here names the cause sooner.
+                throw new ArgumentException(
+                    "screenshot: data is " + rgba.Length + " bytes but " + width + "x" + height + "x4 needs " + expected);
+            }
+            return new Npc.V1.Image
+            {
+                Data = ByteString.CopyFrom(rgba),
+                Encoding = Npc.V1.Image.Types.Encoding.Rgba8,
+                Width = width,
+                Height = height,
+                BottomUp = bottomUp,
+            };
+        }
+    }
+}

@@ -1,0 +1,175 @@
+// npc-sdk C# client for npc.v1.NpcService, shared by the Unity and Godot samples.
+//
+// Hand-written over Grpc.Core.CallInvoker so that no gRPC code generator (Grpc.Tools) is needed: the message
+// classes come from plain `protoc --csharp_out` (scripts/gen_csharp.sh writes Npc.cs next to this file), and the
+// method descriptors below say what Grpc.Tools' generated NpcService.NpcServiceClient would say for the RPCs the
+// samples use. Needs the NuGet packages Google.Protobuf and Grpc.Core.Api (Grpc.Net.Client brings the latter).
+//
+// Syntax kept to what mono's mcs 6.8 parses (CI checks every sample file with `mcs --parse`): no `await foreach`,
+// no `using var`, no switch expressions, no local functions, no `default` literal, no nullable annotations.
+
+using System;
+using System.Text;
+using System.Threading;
+using System.Threading.Tasks;
+using Google.Protobuf;
+using Grpc.Core;
+using Npc.V1;
+
+namespace NpcSdk
+{
+    /// <summary>Calls npc.v1.NpcService through any CallInvoker (a GrpcChannel's, or one with interceptors).</summary>
+    public sealed class NpcServiceClient
+    {
+        public const string ServiceName = "npc.v1.NpcService";
+
+        static Marshaller<T> MarshallerFor<T>(MessageParser<T> parser) where T : IMessage<T>
+        {
+            return Marshallers.Create<T>(message => message.ToByteArray(), parser.ParseFrom);
+        }
+
+        static readonly Marshaller<CreateSessionRequest> CreateSessionRequestMarshaller =
+            MarshallerFor(CreateSessionRequest.Parser);
+        static readonly Marshaller<GetSessionRequest> GetSessionRequestMarshaller = MarshallerFor(GetSessionRequest.Parser);
+        static readonly Marshaller<DeleteSessionRequest> DeleteSessionRequestMarshaller =
+            MarshallerFor(DeleteSessionRequest.Parser);
+        static readonly Marshaller<DeleteSessionResponse> DeleteSessionResponseMarshaller =
+            MarshallerFor(DeleteSessionResponse.Parser);
+        static readonly Marshaller<Session> SessionMarshaller = MarshallerFor(Session.Parser);
+        static readonly Marshaller<ChatRequest> ChatRequestMarshaller = MarshallerFor(ChatRequest.Parser);
+        static readonly Marshaller<ChatEvent> ChatEventMarshaller = MarshallerFor(ChatEvent.Parser);
+
+        /// <summary>rpc CreateSession(CreateSessionRequest) returns (Session)</summary>
+        public static readonly Method<CreateSessionRequest, Session> CreateSessionMethod =
+            new Method<CreateSessionRequest, Session>(
+                MethodType.Unary, ServiceName, "CreateSession", CreateSessionRequestMarshaller, SessionMarshaller);
+
+        /// <summary>rpc GetSession(GetSessionRequest) returns (Session)</summary>
+        public static readonly Method<GetSessionRequest, Session> GetSessionMethod =
+            new Method<GetSessionRequest, Session>(
+                MethodType.Unary, ServiceName, "GetSession", GetSessionRequestMarshaller, SessionMarshaller);
+
+        /// <summary>rpc DeleteSession(DeleteSessionRequest) returns (DeleteSessionResponse)</summary>
+        public static readonly Method<DeleteSessionRequest, DeleteSessionResponse> DeleteSessionMethod =
+            new Method<DeleteSessionRequest, DeleteSessionResponse>(
+                MethodType.Unary, ServiceName, "DeleteSession", DeleteSessionRequestMarshaller,
+                DeleteSessionResponseMarshaller);
+
+        /// <summary>rpc Chat(ChatRequest) returns (stream ChatEvent)</summary>
+        public static readonly Method<ChatRequest, ChatEvent> ChatMethod =
+            new Method<ChatRequest, ChatEvent>(
+                MethodType.ServerStreaming, ServiceName, "Chat", ChatRequestMarshaller, ChatEventMarshaller);
+
+        readonly CallInvoker invoker;
+        readonly Metadata headers;
+
+        /// <param name="invoker">e.g. <c>GrpcChannel.ForAddress(...).CreateCallInvoker()</c></param>
+        /// <param name="apiKey">the server's --api-key; sent as "authorization: Bearer KEY" (null or empty: none)</param>
+        public NpcServiceClient(CallInvoker invoker, string apiKey)
+        {
+            if (invoker == null) throw new ArgumentNullException("invoker");
+            this.invoker = invoker;
+            if (!string.IsNullOrEmpty(apiKey))
+            {
+                headers = new Metadata();
+                headers.Add("authorization", "Bearer " + apiKey);
+            }
+        }
+
+        public NpcServiceClient(ChannelBase channel, string apiKey) : this(channel.CreateCallInvoker(), apiKey)
+        {
+        }
+
+        CallOptions Options(DateTime? deadline, CancellationToken cancellationToken)
+        {
+            return new CallOptions(headers, deadline, cancellationToken);
+        }
+
+        public AsyncUnaryCall<Session> CreateSessionAsync(
+            CreateSessionRequest request, DateTime? deadline, CancellationToken cancellationToken)
+        {
+            return invoker.AsyncUnaryCall(CreateSessionMethod, null, Options(deadline, cancellationToken), request);
+        }
+
+        public AsyncUnaryCall<Session> GetSessionAsync(
+            GetSessionRequest request, DateTime? deadline, CancellationToken cancellationToken)
+        {
+            return invoker.AsyncUnaryCall(GetSessionMethod, null, Options(deadline, cancellationToken), request);
+        }
+
+        public AsyncUnaryCall<DeleteSessionResponse> DeleteSessionAsync(
+            DeleteSessionRequest request, DateTime? deadline, CancellationToken cancellationToken)
+        {
+            return invoker.AsyncUnaryCall(DeleteSessionMethod, null, Options(deadline, cancellationToken), request);
+        }
+
+        /// <summary>The raw stream: delta events, then one done event. Cancelling the token stops the reply within
+        /// one decode step on the server, and a cancelled turn is not stored.</summary>
+        public AsyncServerStreamingCall<ChatEvent> Chat(
+            ChatRequest request, DateTime? deadline, CancellationToken cancellationToken)
+        {
+            return invoker.AsyncServerStreamingCall(ChatMethod, null, Options(deadline, cancellationToken), request);
+        }
+
+        /// <summary>
+        /// The session named <paramref name="sessionId"/> if the server has it (a save game, a scene reload),
+        /// else a new one from <paramref name="create"/>, under that id when one is given.
+        /// </summary>
+        public async Task<Session> OpenSessionAsync(
+            string sessionId, CreateSessionRequest create, DateTime? deadline, CancellationToken cancellationToken)
+        {
+            if (!string.IsNullOrEmpty(sessionId))
+            {
+                try
+                {
+                    return await GetSessionAsync(
+                        new GetSessionRequest { SessionId = sessionId }, deadline, cancellationToken);
+                }
+                catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+                {
+                    // first time this id is used: create it below
+                }
+                create = create.Clone();
+                create.SessionId = sessionId;
+            }
+            return await CreateSessionAsync(create, deadline, cancellationToken);
+        }
+
+        /// <summary>
+        /// Runs one player turn and returns its done event (whole reply, finish reason, usage, timings).
+        /// <paramref name="onDelta"/> gets (delta, reply so far) for every delta event, on the thread that resumes
+        /// after each read: the caller's SynchronizationContext when <paramref name="continueOnCapturedContext"/>
+        /// is true (Unity: the main thread), a thread-pool thread when false (Godot: marshal to the main thread
+        /// with CallDeferred). Cancellation surfaces as RpcException with StatusCode.Cancelled.
+        /// </summary>
+        public async Task<Done> StreamReplyAsync(
+            ChatRequest request, Action<string, string> onDelta, bool continueOnCapturedContext,
+            DateTime? deadline, CancellationToken cancellationToken)
+        {
+            Done done = null;
+            var reply = new StringBuilder();
+            using (var call = Chat(request, deadline, cancellationToken))
+            {
+                // Read to the end, not just to done: the trailers carry any error status after it.
+                while (await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(continueOnCapturedContext))
+                {
+                    var ev = call.ResponseStream.Current;
+                    if (ev.EventCase == ChatEvent.EventOneofCase.Delta)
+                    {
+                        reply.Append(ev.Delta.Text);
+                        if (onDelta != null) onDelta(ev.Delta.Text, reply.ToString());
+                    }
+                    else if (ev.EventCase == ChatEvent.EventOneofCase.Done)
+                    {
+                        done = ev.Done;
+                    }
+                }
+            }
+            if (done == null)
+            {
+                throw new RpcException(new Status(StatusCode.Internal, "chat: the stream ended without a done event"));
+            }
+            return done;
+        }
+    }
+}

@@ -1,0 +1,332 @@
+// npc-sdk Godot 4 (.NET) sample: an NPC that talks through npc.v1.NpcService, sees the viewport and streams its
+// reply into a Label or RichTextLabel. Needs scripts/gen_csharp.sh's output (Npc.cs + the shared client) in the
+// project and the PackageReferences of NpcSdk.props. Syntax kept to what mono's mcs parses (README: C# features).
+
+using System;
+using System.Collections.Generic;
+using System.Net.Http;
+using System.Threading;
+using System.Threading.Tasks;
+using Godot;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Npc.V1;
+using NpcImage = Npc.V1.Image;
+
+namespace NpcSdk
+{
+    /// <summary>
+    /// Add it under an NPC. A body in <see cref="PlayerGroup"/> entering <see cref="TalkArea"/> opens the session
+    /// and shows the greeting; <see cref="Say"/> (e.g. connected to a LineEdit's text_submitted) sends a line with
+    /// a screenshot and streams the reply; the body leaving, <see cref="StopTalking"/> or the node leaving the tree
+    /// cancels a reply still streaming (the server then stores nothing for that turn).
+    /// </summary>
+    public partial class NpcDialogue : Node
+    {
+        [Signal]
+        public delegate void ReplyFinishedEventHandler(string text);
+
+        [ExportGroup("Server")]
+        [Export] public string ServerAddress = "http://127.0.0.1:50051";
+
+        /// <summary>The server's --api-key (empty: none). Anything in an exported game can be read out of it.</summary>
+        [Export] public string ApiKey = "";
+
+        /// <summary>A persona the server loaded with --personas DIR (e.g. brakka); when set, the fields below are unused.</summary>
+        [ExportGroup("Persona")]
+        [Export] public string PersonaId = "";
+
+        [Export] public string NpcName = "Brakka";
+        [Export(PropertyHint.MultilineText)] public string Description = "A gruff dwarven blacksmith who runs the forge in Emberfall.";
+        [Export(PropertyHint.MultilineText)] public string Personality = "";
+        [Export(PropertyHint.MultilineText)] public string Scenario = "";
+        [Export(PropertyHint.MultilineText)] public string Greeting = "Hmph. Another traveller. Mind the anvil, it bites.";
+        [Export(PropertyHint.MultilineText)] public string Style = "";
+
+        /// <summary>Role-word constraint: word (String) -> logit bonus (float, -10..10).</summary>
+        [Export] public Godot.Collections.Dictionary RoleWords = new Godot.Collections.Dictionary();
+
+        /// <summary>Client-chosen id ([A-Za-z0-9_.-], up to 64): the same id resumes the same conversation.</summary>
+        [Export] public string SessionId = "";
+
+        /// <summary>A Label or a RichTextLabel (with BBCode off: the reply is plain text).</summary>
+        [ExportGroup("Reply")]
+        [Export] public Control ReplyLabel;
+
+        [Export] public int MaxTokens = 80;  // 0: the server's default
+        [Export] public float ReplyTimeoutSeconds = 60f;
+
+        [ExportGroup("Screenshot")]
+        [Export] public bool SendScreenshot = true;
+
+        [ExportGroup("Trigger")]
+        [Export] public Area3D TalkArea;
+        [Export] public string PlayerGroup = "player";
+
+        // One HTTP/2 connection per server address, shared by every NPC: each reply is a stream on it.
+        static readonly Dictionary<string, GrpcChannel> Channels = new Dictionary<string, GrpcChannel>();
+
+        NpcServiceClient client;
+        Task<Session> session;
+        CancellationTokenSource replyCancellation;
+        int replyNumber;  // deltas of a cancelled reply that arrive late are dropped by number
+
+        NpcServiceClient Client
+        {
+            get
+            {
+                if (client == null) client = new NpcServiceClient(ChannelFor(ServerAddress), ApiKey);
+                return client;
+            }
+        }
+
+        static GrpcChannel ChannelFor(string address)
+        {
+            GrpcChannel channel;
+            if (!Channels.TryGetValue(address, out channel))
+            {
+                // Godot .NET runs on .NET 6+, whose SocketsHttpHandler speaks HTTP/2 itself, with TLS (https://)
+                // or without (http://, the server's default): no extra handler package is needed.
+                channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
+                {
+                    HttpHandler = new SocketsHttpHandler
+                    {
+                        EnableMultipleHttp2Connections = true,
+                        KeepAlivePingDelay = TimeSpan.FromSeconds(60),
+                        KeepAlivePingTimeout = TimeSpan.FromSeconds(20),
+                    },
+                    DisposeHttpClient = true,
+                    // GetSession returns the whole history; allow what the server allows (--max-message-mb 64).
+                    MaxReceiveMessageSize = 64 * 1024 * 1024,
+                });
+                Channels[address] = channel;
+            }
+            return channel;
+        }
+
+        // Subscribed on entering and unsubscribed on leaving the tree, so a node that is removed and added again
+        // (a pooled NPC) keeps listening.
+        public override void _EnterTree()
+        {
+            if (TalkArea != null)
+            {
+                TalkArea.BodyEntered += OnBodyEntered;
+                TalkArea.BodyExited += OnBodyExited;
+            }
+        }
+
+        public override void _ExitTree()
+        {
+            StopTalking();
+            if (TalkArea != null)
+            {
+                TalkArea.BodyEntered -= OnBodyEntered;
+                TalkArea.BodyExited -= OnBodyExited;
+            }
+        }
+
+        void OnBodyEntered(Node3D body)
+        {
+            if (body.IsInGroup(PlayerGroup)) StartTalking();
+        }
+
+        void OnBodyExited(Node3D body)
+        {
+            if (body.IsInGroup(PlayerGroup)) StopTalking();
+        }
+
+        // ---- talking ----
+
+        /// <summary>Opens (or resumes) the session and shows the greeting, or the last reply of a resumed one.</summary>
+        public void StartTalking()
+        {
+            var ignored = GreetAsync();
+        }
+
+        /// <summary>The player's line: captures the next drawn frame, then streams the reply.</summary>
+        public void Say(string line)
+        {
+            if (string.IsNullOrEmpty(line)) return;
+            StopTalking();
+            var ignored = SayAsync(line, replyNumber);
+        }
+
+        /// <summary>Cancels the reply being streamed (the turn is then not stored).</summary>
+        public void StopTalking()
+        {
+            replyNumber++;
+            if (replyCancellation != null)
+            {
+                replyCancellation.Cancel();
+                replyCancellation = null;
+            }
+        }
+
+        /// <summary>Deletes this NPC's session on the server: the next line starts a new conversation.</summary>
+        public async Task ForgetConversationAsync()
+        {
+            StopTalking();
+            Task<Session> current = session;
+            session = null;
+            if (current == null) return;
+            Session opened = await current;
+            for (int attempt = 0; ; attempt++)
+            {
+                try
+                {
+                    await Client.DeleteSessionAsync(
+                        new DeleteSessionRequest { SessionId = opened.SessionId }, Deadline(10f), CancellationToken.None);
+                    return;
+                }
+                catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition && attempt < 5)
+                {
+                    // The cancelled turn is still winding down on the server (it stops within one decode step).
+                    await Task.Delay(200);
+                }
+            }
+        }
+
+        Task<Session> OpenSession()
+        {
+            if (session == null || session.IsFaulted || session.IsCanceled)
+            {
+                session = Client.OpenSessionAsync(SessionId, CreateRequest(), Deadline(30f), CancellationToken.None);
+            }
+            return session;
+        }
+
+        CreateSessionRequest CreateRequest()
+        {
+            var request = new CreateSessionRequest();
+            if (!string.IsNullOrEmpty(PersonaId))
+            {
+                request.PersonaId = PersonaId;
+                return request;
+            }
+            var persona = new Persona
+            {
+                Name = NpcName ?? "",
+                Description = Description ?? "",
+                Personality = Personality ?? "",
+                Scenario = Scenario ?? "",
+                Greeting = Greeting ?? "",
+                Style = Style ?? "",
+            };
+            foreach (var entry in RoleWords)
+            {
+                persona.RoleWords[entry.Key.AsString()] = entry.Value.AsSingle();
+            }
+            request.Persona = persona;
+            return request;
+        }
+
+        async Task GreetAsync()
+        {
+            try
+            {
+                Session opened = await OpenSession();
+                string text = opened.Turns.Count > 0
+                    ? opened.Turns[opened.Turns.Count - 1].Reply
+                    : opened.Persona.Greeting;
+                if (!string.IsNullOrEmpty(text)) ShowReply(text, replyNumber);
+            }
+            catch (Exception e)
+            {
+                GD.PushWarning("npc-sdk: could not open the session for " + NpcName + ": " + e.Message);
+            }
+        }
+
+        async Task SayAsync(string line, int number)
+        {
+            var cancellation = new CancellationTokenSource();
+            replyCancellation = cancellation;
+            try
+            {
+                NpcImage screenshot = null;
+                if (SendScreenshot) screenshot = await CaptureScreenshotAsync();
+                if (number != replyNumber) return;  // StopTalking while waiting for the frame
+                Session opened = await OpenSession();
+                var request = new ChatRequest { SessionId = opened.SessionId, Text = line };
+                if (screenshot != null) request.Screenshot = screenshot;
+                if (MaxTokens > 0) request.Generation = new GenerationConfig { MaxTokens = MaxTokens };
+                ShowReply("", number);
+                // continueOnCapturedContext: false, so the stream is read on thread-pool threads and the delta
+                // callback may not touch nodes: CallDeferred queues ShowReply for the main thread's idle time.
+                Done done = await Client.StreamReplyAsync(
+                    request,
+                    (delta, replySoFar) => CallDeferred(MethodName.ShowReply, replySoFar, number),
+                    false, Deadline(ReplyTimeoutSeconds), cancellation.Token);
+                // Back on the main thread here: this method was started there and awaits without ConfigureAwait,
+                // and Godot's SynchronizationContext resumes it there. The deferred deltas run before the idle
+                // callbacks of the next frame; done comes through the same queue so it lands after them.
+                CallDeferred(MethodName.ShowReply, done.Text, number);
+                EmitSignal(SignalName.ReplyFinished, done.Text);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled)
+            {
+                // StopTalking: the server stopped decoding and stored nothing.
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            catch (RpcException e)
+            {
+                if (e.StatusCode == StatusCode.NotFound) session = null;  // deleted on the server: reopen next time
+                GD.PushWarning("npc-sdk: " + e.StatusCode + ": " + e.Status.Detail);
+            }
+            catch (Exception e)
+            {
+                GD.PushError("npc-sdk: " + e);
+            }
+            finally
+            {
+                if (replyCancellation == cancellation) replyCancellation = null;
+                cancellation.Dispose();
+            }
+        }
+
+        /// <summary>Main thread only (called directly there, or through CallDeferred).</summary>
+        public void ShowReply(string text, int number)
+        {
+            if (number != replyNumber || ReplyLabel == null) return;
+            var label = ReplyLabel as Label;
+            if (label != null)
+            {
+                label.Text = text;
+                return;
+            }
+            var rich = ReplyLabel as RichTextLabel;
+            if (rich != null) rich.Text = text;
+        }
+
+        static DateTime? Deadline(float seconds)
+        {
+            if (seconds <= 0f) return null;
+            return DateTime.UtcNow.AddSeconds(seconds);
+        }
+
+        // ---- screenshot ----
+
+        /// <summary>
+        /// The next drawn frame of this node's viewport, its shorter side scaled to 224 px (what the server's image
+        /// encoder sees; NpcScreenshot.TargetSize rounds exactly as the server does), as raw RGBA8, top row first.
+        /// Scaling here keeps the message small (398x224x4 = 357 KB instead of 8.3 MB for a 1080p frame) and skips
+        /// the server's resize. Image.Resize runs on the CPU; Trilinear filters through mipmaps, so the ~5x
+        /// reduction does not alias.
+        /// </summary>
+        async Task<NpcImage> CaptureScreenshotAsync()
+        {
+            await ToSignal(RenderingServer.Singleton, RenderingServer.SignalName.FramePostDraw);
+            Godot.Image frame = GetViewport().GetTexture().GetImage();
+            int width, height;
+            NpcScreenshot.TargetSize(frame.GetWidth(), frame.GetHeight(), out width, out height);
+            if (frame.GetFormat() != Godot.Image.Format.Rgba8) frame.Convert(Godot.Image.Format.Rgba8);
+            if (width != frame.GetWidth() || height != frame.GetHeight())
+            {
+                frame.Resize(width, height, Godot.Image.Interpolation.Trilinear);
+            }
+            // Image.GetData is top row first: bottom_up = false.
+            return NpcScreenshot.Rgba8(frame.GetData(), width, height, false);
+        }
+    }
+}

@@ -1,0 +1,410 @@
+// npc-sdk Unity sample: an NPC that talks through npc.v1.NpcService, sees the screen and streams its reply.
+// Needs scripts/gen_csharp.sh to have written Runtime/Generated/ (Npc.cs + the shared client), and the NuGet and UPM
+// packages listed in this package's README.md. Syntax kept to what mono's mcs parses (see README: C# features).
+
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.Threading;
+using System.Threading.Tasks;
+using Cysharp.Net.Http;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Npc.V1;
+using TMPro;
+using UnityEngine;
+using UnityEngine.Events;
+
+namespace NpcSdk
+{
+    /// <summary>One word of the persona's role-word constraint: a logit bonus in [-10, 10].</summary>
+    [Serializable]
+    public struct RoleWord
+    {
+        public string word;
+        public float bonus;
+    }
+
+    [Serializable]
+    public sealed class ReplyEvent : UnityEvent<string>
+    {
+    }
+
+    /// <summary>
+    /// Put it on an NPC with a trigger collider. The player (tag <see cref="playerTag"/>) walking in opens the
+    /// session and shows the greeting; <see cref="Say"/> (e.g. from a TMP_InputField's On Submit) sends a line with
+    /// a screenshot and streams the reply into <see cref="replyText"/>; walking out, <see cref="StopTalking"/> or
+    /// disabling the component cancels a reply still streaming (the server then stores nothing for that turn).
+    /// </summary>
+    [AddComponentMenu("npc-sdk/NPC Dialogue")]
+    public sealed class NpcDialogue : MonoBehaviour
+    {
+        [Header("Server")]
+        [Tooltip("npc-sdk serve address. http:// is HTTP/2 without TLS (the server's default); https:// needs the " +
+                 "server's --tls-cert/--tls-key.")]
+        public string serverAddress = "http://127.0.0.1:50051";
+
+        [Tooltip("The server's --api-key, sent as 'authorization: Bearer KEY' (empty: none). Anything in a shipped " +
+                 "build can be read out of it: use keys for studio-internal servers, not as a secret from players.")]
+        public string apiKey = "";
+
+        [Header("Persona")]
+        [Tooltip("A persona the server loaded with --personas DIR (the file name, e.g. brakka). When set, the " +
+                 "inline fields below are not used.")]
+        public string personaId = "";
+
+        public string npcName = "Brakka";
+        [TextArea(2, 6)] public string description = "A gruff dwarven blacksmith who runs the forge in Emberfall.";
+        [TextArea(1, 4)] public string personality = "";
+        [TextArea(1, 4)] public string scenario = "";
+        [TextArea(1, 4)] public string greeting = "Hmph. Another traveller. Mind the anvil, it bites.";
+        [TextArea(1, 4)] public string style = "";
+        public List<RoleWord> roleWords = new List<RoleWord>();
+
+        [Tooltip("Client-chosen session id ([A-Za-z0-9_.-], up to 64): the same id resumes the same conversation " +
+                 "(e.g. save slot + NPC). Empty: the server picks one the first time this component talks.")]
+        public string sessionId = "";
+
+        [Header("Reply")]
+        public TMP_Text replyText;
+
+        [Tooltip("Also called with the reply so far at every delta (for a UI that is not TextMeshPro).")]
+        public ReplyEvent onReply = new ReplyEvent();
+
+        [Tooltip("0: the server's default")] public int maxTokens = 80;
+        public float replyTimeoutSeconds = 60f;
+
+        [Header("Screenshot")]
+        public bool sendScreenshot = true;
+
+        [Tooltip("ScreenCapture copies the back buffer as it is in memory: on Direct3D, Metal and Vulkan " +
+                 "(SystemInfo.graphicsUVStartsAtTop) that is upside down to Unity's texture convention, so it is " +
+                 "flipped there during the downscale. Untick if the NPC sees your scenes upside down.")]
+        public bool flipCaptureWhereUvStartsAtTop = true;
+
+        [Header("Trigger")]
+        public string playerTag = "Player";
+
+        // One HTTP/2 connection per server address, shared by every NPC: each reply is a stream on it.
+        static readonly Dictionary<string, GrpcChannel> Channels = new Dictionary<string, GrpcChannel>();
+
+        NpcServiceClient client;
+        Task<Session> session;
+        CancellationTokenSource replyCancellation;
+        Texture2D readback;
+
+        NpcServiceClient Client
+        {
+            get
+            {
+                if (client == null) client = new NpcServiceClient(ChannelFor(serverAddress), apiKey);
+                return client;
+            }
+        }
+
+        static GrpcChannel ChannelFor(string address)
+        {
+            GrpcChannel channel;
+            if (!Channels.TryGetValue(address, out channel))
+            {
+                // Unity's own HttpClient handler has no HTTP/2, which gRPC needs; YetAnotherHttpHandler (Cysharp)
+                // brings it. Http2Only: speak HTTP/2 from the first byte, which an http:// (h2c) server requires.
+                var handler = new YetAnotherHttpHandler { Http2Only = true };
+                channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
+                {
+                    HttpHandler = handler,
+                    DisposeHttpClient = true,
+                    // GetSession returns the whole history; allow what the server allows (--max-message-mb 64).
+                    MaxReceiveMessageSize = 64 * 1024 * 1024,
+                });
+                Channels[address] = channel;
+            }
+            return channel;
+        }
+
+        [RuntimeInitializeOnLoadMethod(RuntimeInitializeLoadType.SubsystemRegistration)]
+        static void CloseChannelsOnQuit()
+        {
+            // Also runs before each Play in the editor, so channels never outlive a play session even when
+            // "Enter Play Mode Options" keeps static fields.
+            DisposeChannels();
+            Application.quitting -= DisposeChannels;
+            Application.quitting += DisposeChannels;
+        }
+
+        static void DisposeChannels()
+        {
+            foreach (var channel in Channels.Values) channel.Dispose();
+            Channels.Clear();
+        }
+
+        // ---- talking ----
+
+        /// <summary>Opens (or resumes) the session and shows the greeting, or the last reply of a resumed one.</summary>
+        public void StartTalking()
+        {
+            var ignored = GreetAsync();
+        }
+
+        /// <summary>The player's line: captures the screen at the end of this frame, then streams the reply.</summary>
+        public void Say(string line)
+        {
+            if (string.IsNullOrEmpty(line) || !isActiveAndEnabled) return;
+            StopTalking();
+            StartCoroutine(CaptureThenChat(line));
+        }
+
+        /// <summary>Cancels the reply being streamed (the turn is then not stored) and any pending capture.</summary>
+        public void StopTalking()
+        {
+            StopAllCoroutines();
+            if (replyCancellation != null)
+            {
+                replyCancellation.Cancel();
+                replyCancellation = null;
+            }
+        }
+
+        /// <summary>Deletes this NPC's session on the server: the next line starts a new conversation.</summary>
+        public async Task ForgetConversationAsync()
+        {
+            StopTalking();
+            Task<Session> current = session;
+            session = null;
+            if (current == null) return;
+            Session opened = await current;
+            for (int attempt = 0; ; attempt++)
+            {
+                try
+                {
+                    await Client.DeleteSessionAsync(
+                        new DeleteSessionRequest { SessionId = opened.SessionId }, Deadline(10f), CancellationToken.None);
+                    return;
+                }
+                catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition && attempt < 5)
+                {
+                    // The cancelled turn is still winding down on the server (it stops within one decode step).
+                    await Task.Delay(200);
+                }
+            }
+        }
+
+        void OnTriggerEnter(Collider other)
+        {
+            if (other.CompareTag(playerTag)) StartTalking();
+        }
+
+        void OnTriggerExit(Collider other)
+        {
+            if (other.CompareTag(playerTag)) StopTalking();
+        }
+
+        void OnTriggerEnter2D(Collider2D other)
+        {
+            if (other.CompareTag(playerTag)) StartTalking();
+        }
+
+        void OnTriggerExit2D(Collider2D other)
+        {
+            if (other.CompareTag(playerTag)) StopTalking();
+        }
+
+        void OnDisable()
+        {
+            StopTalking();
+        }
+
+        void OnDestroy()
+        {
+            if (readback != null) Destroy(readback);
+        }
+
+        Task<Session> OpenSession()
+        {
+            if (session == null || session.IsFaulted || session.IsCanceled)
+            {
+                session = Client.OpenSessionAsync(sessionId, CreateRequest(), Deadline(30f), CancellationToken.None);
+            }
+            return session;
+        }
+
+        CreateSessionRequest CreateRequest()
+        {
+            var request = new CreateSessionRequest();
+            if (!string.IsNullOrEmpty(personaId))
+            {
+                request.PersonaId = personaId;
+                return request;
+            }
+            var persona = new Persona
+            {
+                Name = npcName ?? "",
+                Description = description ?? "",
+                Personality = personality ?? "",
+                Scenario = scenario ?? "",
+                Greeting = greeting ?? "",
+                Style = style ?? "",
+            };
+            foreach (var roleWord in roleWords)
+            {
+                if (!string.IsNullOrEmpty(roleWord.word)) persona.RoleWords[roleWord.word] = roleWord.bonus;
+            }
+            request.Persona = persona;
+            return request;
+        }
+
+        async Task GreetAsync()
+        {
+            try
+            {
+                Session opened = await OpenSession();
+                string text = opened.Turns.Count > 0
+                    ? opened.Turns[opened.Turns.Count - 1].Reply
+                    : opened.Persona.Greeting;
+                if (!string.IsNullOrEmpty(text)) ShowReply(text);
+            }
+            catch (Exception e)
+            {
+                Debug.LogWarning("npc-sdk: could not open the session for " + npcName + ": " + e.Message, this);
+            }
+        }
+
+        IEnumerator CaptureThenChat(string line)
+        {
+            Npc.V1.Image screenshot = null;
+            if (sendScreenshot)
+            {
+                yield return new WaitForEndOfFrame();  // ScreenCapture needs the finished frame
+                screenshot = CaptureScreenshot();
+            }
+            var ignored = ChatAsync(line, screenshot);
+        }
+
+        async Task ChatAsync(string line, Npc.V1.Image screenshot)
+        {
+            var cancellation = new CancellationTokenSource();
+            replyCancellation = cancellation;
+            try
+            {
+                Session opened = await OpenSession();
+                var request = new ChatRequest { SessionId = opened.SessionId, Text = line };
+                if (screenshot != null) request.Screenshot = screenshot;
+                if (maxTokens > 0) request.Generation = new GenerationConfig { MaxTokens = maxTokens };
+                ShowReply("");
+                // continueOnCapturedContext: true, and this runs on the main thread, so every read resumes on the
+                // main thread (Unity's SynchronizationContext) and OnDelta may touch the UI directly.
+                Done done = await Client.StreamReplyAsync(
+                    request, OnDelta, true, Deadline(replyTimeoutSeconds), cancellation.Token);
+                ShowReply(done.Text);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled)
+            {
+                // StopTalking: the server stopped decoding and stored nothing.
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            catch (RpcException e)
+            {
+                if (e.StatusCode == StatusCode.NotFound) session = null;  // deleted on the server: reopen next time
+                Debug.LogWarning("npc-sdk: " + e.StatusCode + ": " + e.Status.Detail, this);
+            }
+            catch (Exception e)
+            {
+                Debug.LogException(e, this);
+            }
+            finally
+            {
+                if (replyCancellation == cancellation) replyCancellation = null;
+                cancellation.Dispose();
+            }
+        }
+
+        void OnDelta(string delta, string replySoFar)
+        {
+            ShowReply(replySoFar);
+        }
+
+        void ShowReply(string text)
+        {
+            if (this == null) return;  // destroyed while the reply streamed
+            if (replyText != null) replyText.text = text;
+            onReply.Invoke(text);
+        }
+
+        static DateTime? Deadline(float seconds)
+        {
+            if (seconds <= 0f) return null;
+            return DateTime.UtcNow.AddSeconds(seconds);
+        }
+
+        // ---- screenshot ----
+
+        /// <summary>
+        /// The finished frame, downscaled on the GPU so that its shorter side is 224 px (what the server's image
+        /// encoder sees; NpcScreenshot.TargetSize rounds exactly as the server does), read back as raw RGBA32.
+        /// Downscaling here rather than on the server keeps the message small (398x224x4 = 357 KB instead of 8.3 MB
+        /// for a 1080p frame), skips the server's CPU resize, and costs the GPU a few tiny blits.
+        /// </summary>
+        Npc.V1.Image CaptureScreenshot()
+        {
+            int width, height;
+            NpcScreenshot.TargetSize(Screen.width, Screen.height, out width, out height);
+            var frame = RenderTexture.GetTemporary(
+                Screen.width, Screen.height, 0, RenderTextureFormat.ARGB32, RenderTextureReadWrite.sRGB);
+            RenderTexture small = null;
+            try
+            {
+                ScreenCapture.CaptureScreenshotIntoRenderTexture(frame);
+                bool flip = flipCaptureWhereUvStartsAtTop && SystemInfo.graphicsUVStartsAtTop;
+                small = Downscale(frame, width, height, flip);
+
+                if (readback == null || readback.width != width || readback.height != height)
+                {
+                    if (readback != null) Destroy(readback);
+                    readback = new Texture2D(width, height, TextureFormat.RGBA32, false);
+                }
+                var previous = RenderTexture.active;
+                RenderTexture.active = small;
+                readback.ReadPixels(new Rect(0, 0, width, height), 0, 0, false);
+                RenderTexture.active = previous;
+                // A Texture2D's raw data starts with the bottom row: bottom_up = true, and the server flips it.
+                // (AsyncGPUReadback would avoid the one-frame GPU stall of ReadPixels, at 357 KB rarely worth it.)
+                return NpcScreenshot.Rgba8(readback.GetRawTextureData(), width, height, true);
+            }
+            finally
+            {
+                RenderTexture.ReleaseTemporary(frame);
+                if (small != null) RenderTexture.ReleaseTemporary(small);
+            }
+        }
+
+        /// <summary>
+        /// Halves with bilinear blits while the picture is at least twice the target (each pass averages exactly
+        /// 2x2 pixels, so no detail is skipped and nothing aliases), then one last blit to the exact size, flipped
+        /// vertically when <paramref name="flip"/>. Returns a temporary RenderTexture the caller releases.
+        /// </summary>
+        static RenderTexture Downscale(RenderTexture source, int width, int height, bool flip)
+        {
+            RenderTexture current = source;
+            int w = source.width, h = source.height;
+            while (w / 2 >= width && h / 2 >= height)
+            {
+                w /= 2;
+                h /= 2;
+                var half = RenderTexture.GetTemporary(w, h, 0, RenderTextureFormat.ARGB32, RenderTextureReadWrite.sRGB);
+                current.filterMode = FilterMode.Bilinear;
+                Graphics.Blit(current, half);
+                if (current != source) RenderTexture.ReleaseTemporary(current);
+                current = half;
+            }
+            var target = RenderTexture.GetTemporary(
+                width, height, 0, RenderTextureFormat.ARGB32, RenderTextureReadWrite.sRGB);
+            current.filterMode = FilterMode.Bilinear;
+            if (flip) Graphics.Blit(current, target, new Vector2(1f, -1f), new Vector2(0f, 1f));
+            else Graphics.Blit(current, target);
+            if (current != source) RenderTexture.ReleaseTemporary(current);
+            return target;
+        }
+    }
+}
