@@ -1,0 +1,213 @@
+#include "npc_client.h"
+
+#include <fstream>
+#include <iterator>
+#include <utility>
+
+namespace npc {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+Screenshot Raw(npc::v1::Image::Encoding encoding, std::string pixels, int width, int height, bool bottom_up) {
+  Screenshot shot;
+  shot.encoding = encoding;
+  shot.data = std::move(pixels);
+  shot.width = width;
+  shot.height = height;
+  shot.bottom_up = bottom_up;
+  return shot;
+}
+
+}  // namespace
+
+Screenshot Screenshot::Encoded(std::string bytes) {
+  Screenshot shot;
+  const bool jpeg = bytes.size() >= 3 && static_cast<unsigned char>(bytes[0]) == 0xFF &&
+                    static_cast<unsigned char>(bytes[1]) == 0xD8 && static_cast<unsigned char>(bytes[2]) == 0xFF;
+  shot.encoding = jpeg ? npc::v1::Image::JPEG : npc::v1::Image::PNG;
+  shot.data = std::move(bytes);
+  return shot;
+}
+
+Screenshot Screenshot::Rgba8(std::string pixels, int width, int height, bool bottom_up) {
+  return Raw(npc::v1::Image::RGBA8, std::move(pixels), width, height, bottom_up);
+}
+
+Screenshot Screenshot::Rgb8(std::string pixels, int width, int height, bool bottom_up) {
+  return Raw(npc::v1::Image::RGB8, std::move(pixels), width, height, bottom_up);
+}
+
+void CancelToken::Cancel() {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelled_ = true;
+  if (context_ != nullptr) context_->TryCancel();
+}
+
+bool CancelToken::cancelled() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cancelled_;
+}
+
+bool CancelToken::Attach(grpc::ClientContext* context) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (cancelled_) return false;
+  context_ = context;
+  return true;
+}
+
+void CancelToken::Detach() {
+  std::lock_guard<std::mutex> lock(mu_);
+  context_ = nullptr;
+}
+
+static std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const ClientOptions& options) {
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(options.max_message_bytes);
+  args.SetMaxReceiveMessageSize(options.max_message_bytes);
+  auto credentials = options.credentials ? options.credentials : grpc::InsecureChannelCredentials();
+  return grpc::CreateCustomChannel(address, credentials, args);
+}
+
+NpcClient::NpcClient(const std::string& address, ClientOptions options)
+    : NpcClient(MakeChannel(address, options), options) {}
+
+NpcClient::NpcClient(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
+    : options_(std::move(options)),
+      channel_(std::move(channel)),
+      stub_(npc::v1::NpcService::NewStub(channel_)) {}
+
+void NpcClient::Prepare(grpc::ClientContext* context, std::chrono::milliseconds timeout) const {
+  if (timeout.count() > 0) context->set_deadline(std::chrono::system_clock::now() + timeout);
+  if (!options_.api_key.empty()) context->AddMetadata("authorization", "Bearer " + options_.api_key);
+}
+
+grpc::Status NpcClient::DoCreate(const npc::v1::CreateSessionRequest& request, npc::v1::Session* session) {
+  grpc::ClientContext context;
+  Prepare(&context, options_.unary_timeout);
+  return stub_->CreateSession(&context, request, session);
+}
+
+grpc::Status NpcClient::CreateSession(const npc::v1::Persona& persona, npc::v1::Session* session,
+                                      const std::string& session_id) {
+  npc::v1::CreateSessionRequest request;
+  *request.mutable_persona() = persona;
+  request.set_session_id(session_id);
+  return DoCreate(request, session);
+}
+
+grpc::Status NpcClient::CreateSessionFromPersonaId(const std::string& persona_id, npc::v1::Session* session,
+                                                   const std::string& session_id) {
+  npc::v1::CreateSessionRequest request;
+  request.set_persona_id(persona_id);
+  request.set_session_id(session_id);
+  return DoCreate(request, session);
+}
+
+grpc::Status NpcClient::GetSession(const std::string& session_id, npc::v1::Session* session) {
+  grpc::ClientContext context;
+  Prepare(&context, options_.unary_timeout);
+  npc::v1::GetSessionRequest request;
+  request.set_session_id(session_id);
+  return stub_->GetSession(&context, request, session);
+}
+
+grpc::Status NpcClient::DeleteSession(const std::string& session_id) {
+  grpc::ClientContext context;
+  Prepare(&context, options_.unary_timeout);
+  npc::v1::DeleteSessionRequest request;
+  request.set_session_id(session_id);
+  npc::v1::DeleteSessionResponse response;
+  return stub_->DeleteSession(&context, request, &response);
+}
+
+grpc::Status NpcClient::Chat(const std::string& session_id, const std::string& text, const Screenshot* screenshot,
+                             const DeltaCallback& on_delta, ChatResult* result, const ChatOptions& options) {
+  ChatResult local;
+  ChatResult& out = result != nullptr ? *result : local;
+  out = ChatResult();
+
+  npc::v1::ChatRequest request;
+  request.set_session_id(session_id);
+  request.set_text(text);
+  *request.mutable_generation() = options.generation;
+  if (screenshot != nullptr) {
+    npc::v1::Image* image = request.mutable_screenshot();
+    image->set_encoding(screenshot->encoding);
+    image->set_data(screenshot->data);
+    image->set_width(screenshot->width);
+    image->set_height(screenshot->height);
+    image->set_bottom_up(screenshot->bottom_up);
+  }
+
+  grpc::ClientContext context;
+  Prepare(&context, options.timeout.count() > 0 ? options.timeout : options_.chat_timeout);
+  if (options.cancel != nullptr && !options.cancel->Attach(&context)) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before the call started");
+  }
+  // Detaches the token however this function returns, before `context` goes away.
+  struct DetachGuard {
+    CancelToken* token;
+    ~DetachGuard() {
+      if (token != nullptr) token->Detach();
+    }
+  } detach_guard{options.cancel};
+
+  const auto start = Clock::now();
+  std::unique_ptr<grpc::ClientReader<npc::v1::ChatEvent>> reader = stub_->Chat(&context, request);
+  npc::v1::ChatEvent event;
+  bool done = false;
+  while (reader->Read(&event)) {
+    if (event.has_delta()) {
+      if (out.deltas++ == 0) out.first_delta_ms = MsSince(start);
+      out.streamed_text += event.delta().text();
+      if (on_delta) on_delta(event.delta().text());
+    } else if (event.has_done()) {
+      out.done = event.done();
+      done = true;
+    }
+  }
+  grpc::Status status = reader->Finish();
+  out.total_ms = MsSince(start);
+  if (status.ok() && !done) {
+    return grpc::Status(grpc::StatusCode::INTERNAL, "the stream ended without a done event");
+  }
+  return status;
+}
+
+const char* StatusCodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "UNKNOWN";
+  }
+}
+
+bool ReadFile(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  out->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  return !in.bad();
+}
+
+}  // namespace npc

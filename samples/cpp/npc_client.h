@@ -1,0 +1,121 @@
+// NpcClient: a small, engine-neutral C++ client for npc.v1.NpcService (proto/npc/v1/npc.proto).
+//
+// It is the core an Unreal plugin or a Godot GDExtension wraps: blocking calls, meant to run on a worker
+// thread; the delta callback runs on that same thread, so the engine side marshals each delta to its game
+// thread (see samples/cpp/README.md). Every call returns a grpc::Status; StatusCodeName() gives the
+// canonical name ("INVALID_ARGUMENT", ...). One NpcClient may be shared by several threads.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "npc/v1/npc.grpc.pb.h"
+
+namespace npc {
+
+struct ClientOptions {
+  // Sent as metadata "authorization: Bearer <api_key>" when non-empty (the server's --api-key).
+  std::string api_key;
+  // Insecure (plain TCP) when null: right for loopback; use grpc::SslCredentials with a --tls-cert server.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Deadline of the unary calls (CreateSession, GetSession, DeleteSession).
+  std::chrono::milliseconds unary_timeout{30000};
+  // Deadline of a whole Chat turn (queueing + prompt + every token), unless ChatOptions says otherwise.
+  std::chrono::milliseconds chat_timeout{120000};
+  // The server accepts requests up to 64 MiB (a raw 4K RGBA8 frame is 33 MB); gRPC's default is 4 MiB.
+  int max_message_bytes = 64 << 20;
+};
+
+// A screenshot for Chat: encoded PNG/JPEG bytes, or raw RGBA8/RGB8 pixels with their size.
+struct Screenshot {
+  npc::v1::Image::Encoding encoding = npc::v1::Image::PNG;
+  std::string data;
+  int width = 0, height = 0;  // raw encodings only
+  bool bottom_up = false;     // raw rows start at the bottom (Unity, glReadPixels, most GPU read-backs)
+
+  // PNG or JPEG bytes (told apart by their signature).
+  static Screenshot Encoded(std::string bytes);
+  // Raw pixels, width * height * 4 bytes.
+  static Screenshot Rgba8(std::string pixels, int width, int height, bool bottom_up = false);
+  // Raw pixels, width * height * 3 bytes.
+  static Screenshot Rgb8(std::string pixels, int width, int height, bool bottom_up = false);
+};
+
+// Cancels a running Chat from any thread (grpc::ClientContext::TryCancel). The server stops that reply
+// within a decode step and does not store the turn; Chat then returns CANCELLED. Cancelling before Chat starts
+// makes it return CANCELLED at once. One token per Chat call.
+class CancelToken {
+ public:
+  void Cancel();
+  bool cancelled() const;
+
+ private:
+  friend class NpcClient;
+  bool Attach(grpc::ClientContext* context);  // false when already cancelled
+  void Detach();
+
+  mutable std::mutex mu_;
+  grpc::ClientContext* context_ = nullptr;
+  bool cancelled_ = false;
+};
+
+struct ChatOptions {
+  npc::v1::GenerationConfig generation;  // unset fields take the persona's / server's defaults
+  std::chrono::milliseconds timeout{0};  // 0: ClientOptions::chat_timeout
+  CancelToken* cancel = nullptr;
+};
+
+struct ChatResult {
+  npc::v1::Done done;              // the server's done event: whole text, finish reason, usage, server timings
+  std::string streamed_text;       // the deltas, concatenated as they arrived
+  int deltas = 0;
+  double first_delta_ms = -1;      // client side, from the call's start; -1 when no delta arrived
+  double total_ms = 0;             // client side, from the call's start to the end of the stream
+};
+
+// Called once per delta, on the thread that called Chat.
+using DeltaCallback = std::function<void(const std::string& text)>;
+
+class NpcClient {
+ public:
+  explicit NpcClient(const std::string& address, ClientOptions options = {});
+  // For a channel the caller built (shared between clients, custom arguments, in-process tests).
+  NpcClient(std::shared_ptr<grpc::Channel> channel, ClientOptions options);
+
+  grpc::Status CreateSession(const npc::v1::Persona& persona, npc::v1::Session* session,
+                             const std::string& session_id = "");
+  // A persona file the server loaded (serve --personas DIR), by its id.
+  grpc::Status CreateSessionFromPersonaId(const std::string& persona_id, npc::v1::Session* session,
+                                          const std::string& session_id = "");
+  grpc::Status GetSession(const std::string& session_id, npc::v1::Session* session);
+  grpc::Status DeleteSession(const std::string& session_id);
+
+  // One player turn: on_delta for each delta as it arrives, then the done event lands in result->done.
+  // screenshot may be null (the NPC hears but does not see).
+  grpc::Status Chat(const std::string& session_id, const std::string& text, const Screenshot* screenshot,
+                    const DeltaCallback& on_delta, ChatResult* result, const ChatOptions& options = {});
+
+  npc::v1::NpcService::Stub& stub() { return *stub_; }
+
+ private:
+  void Prepare(grpc::ClientContext* context, std::chrono::milliseconds timeout) const;
+  grpc::Status DoCreate(const npc::v1::CreateSessionRequest& request, npc::v1::Session* session);
+
+  ClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<npc::v1::NpcService::Stub> stub_;
+};
+
+// "OK", "CANCELLED", "INVALID_ARGUMENT", ... (the canonical gRPC code names).
+const char* StatusCodeName(grpc::StatusCode code);
+
+// Reads a whole file into `out`; false when it cannot be read.
+bool ReadFile(const std::string& path, std::string* out);
+
+}  // namespace npc
