@@ -1,4 +1,7 @@
-"""Engine-client tests need Debian tools (scripts/install_engine_tools.sh): skip without them, except in CI where they must run."""
+"""Engine-client tests need Debian tools (scripts/install_engine_tools.sh).
+
+Without them the tests skip, except in CI, where they must run.
+"""
 
 from __future__ import annotations
 
