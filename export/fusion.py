@@ -7,6 +7,13 @@ v_M = alpha_IT v_T + alpha_TR v_R.  Here each bilinear score is a multi-head cro
   * K learned slot queries, shifted by v_R, read the fused memory [grounded v_T ; v_R + role-read text] -> v_M.
 v_M is projected to the decoder's hidden size and scaled to the size of its token embeddings. A tanh gate,
 zero at initialisation, multiplies the result: untrained fusion weights give all-zero prefix vectors.
+
+A grounding head sits beside it: every image cell scores the scene tags (object categories, terrain, time of
+day; scene_lexicon.TAG_WORDS), a tag's score is its best cell's, and the `tag_slots` most likely tags present are
+handed to the decoder as the decoder's own embeddings of those words, ahead of the K vectors. A frozen decoder
+reads its own word embeddings without training, so what the picture holds reaches it in a form it already
+understands, while the K learned vectors carry how to talk about it. The tag head has its own zero-initialised
+gate, and tags below probability 0.5 are zero vectors.
 """
 
 from __future__ import annotations
@@ -14,9 +21,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from tokenizers import Tokenizer
 from torch import nn
+
+from .scene_lexicon import TAG_WORDS
 
 
 @dataclass
@@ -29,6 +40,13 @@ class FusionConfig:
     prefix_len: int = 8  # K: prefix vectors handed to the decoder
     decoder_dim: int = 576  # decoder hidden size (SmolLM2-135M)
     embed_rms: float = 1.0  # typical RMS of one decoder token embedding; prefix vectors are scaled to it
+    tag_words: tuple[str, ...] = TAG_WORDS  # what the grounding head can say a picture holds
+    tag_slots: int = 6  # tags handed to the decoder, most likely first (terrain and time take two)
+
+    @property
+    def prefix_positions(self) -> int:
+        """Decoder positions the fusion fills: tag slots, then the K fused vectors."""
+        return self.tag_slots + self.prefix_len
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -76,6 +94,30 @@ class CoAttentionFusion(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
         self.to_decoder = nn.Linear(d, cfg.decoder_dim)
         self.gate = nn.Parameter(torch.zeros(()))  # tanh(0) = 0: untrained fusion leaves the decoder alone
+        self.tag_head = nn.Sequential(
+            nn.LayerNorm(cfg.image_dim),
+            nn.Linear(cfg.image_dim, d),
+            nn.GELU(),
+            nn.Linear(d, len(cfg.tag_words)),
+        )
+        self.tag_gate = nn.Parameter(torch.zeros(()))
+        # the decoder's embedding of each tag word; saved with the weights so a trained fusion is self-contained
+        self.register_buffer("tag_embeds", torch.zeros(len(cfg.tag_words), cfg.decoder_dim))
+
+    def set_tag_embeddings(self, table: np.ndarray, tokenizer: Tokenizer) -> None:
+        """Fill `tag_embeds` from the decoder's embedding table (each tag word is one token with a space)."""
+        rows = []
+        for word in self.cfg.tag_words:
+            ids = tokenizer.encode(" " + word, add_special_tokens=False).ids
+            if len(ids) != 1:
+                raise ValueError(f"tag word {word!r} is {len(ids)} decoder tokens; tags must be one token")
+            rows.append(table[ids[0]])
+        with torch.no_grad():
+            self.tag_embeds.copy_(torch.from_numpy(np.stack(rows)).float())
+
+    def tag_logits(self, v_I: torch.Tensor) -> torch.Tensor:
+        """[B, n_tags]: how sure the head is that each tag is somewhere in the picture (best cell)."""
+        return self.tag_head(v_I).amax(dim=1)
 
     def forward(
         self,
@@ -106,8 +148,20 @@ class CoAttentionFusion(nn.Module):
         v_M = v_M + self.mlp(v_M)  # [B, K, d]
 
         prefix = F.layer_norm(self.to_decoder(v_M), (self.cfg.decoder_dim,)) * self.cfg.embed_rms
-        return torch.tanh(self.gate) * prefix  # [B, K, decoder_dim]
+
+        tag_p = torch.sigmoid(self.tag_logits(v_I)) * has_image[:, None]  # [B, n_tags]
+        top_p, top_i = tag_p.topk(self.cfg.tag_slots, dim=-1)  # [B, S]
+        tags = self.tag_embeds[top_i] * (top_p > 0.5).to(prefix.dtype)[..., None]  # [B, S, decoder_dim]
+        return torch.cat([torch.tanh(self.tag_gate) * tags, torch.tanh(self.gate) * prefix], dim=1)
+
+    @torch.no_grad()
+    def present_tags(self, v_I: torch.Tensor) -> list[list[str]]:
+        """Per picture, the tags the head says are present (probability over 0.5)."""
+        probs = torch.sigmoid(self.tag_logits(v_I))
+        return [
+            [w for w, p in zip(self.cfg.tag_words, row.tolist(), strict=True) if p > 0.5] for row in probs
+        ]
 
     @property
     def is_trained(self) -> bool:
-        return bool(self.gate.detach().abs() > 0)
+        return bool(self.gate.detach().abs() > 0 or self.tag_gate.detach().abs() > 0)

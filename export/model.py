@@ -33,16 +33,19 @@ from npc_sdk.weights import (
 from .decoder import Decoder
 from .fusion import CoAttentionFusion, FusionConfig
 from .image_encoder import ImageEncoder
+from .lora import merge_lora_file
 from .text_encoder import RoleEncoder, TextEncoder
 
-# Trained fusion weights committed with the project (see `npc-sdk train`); absent until training lands.
+# Trained weights committed with the project (see `npc-sdk train` and docs/training.md).
 DEFAULT_FUSION_WEIGHTS = Path(__file__).parent / "weights" / "fusion.safetensors"
+DEFAULT_DECODER_LORA = Path(__file__).parent / "weights" / "decoder_lora.safetensors"
 
 
 @dataclass
 class FusionInfo:
     source: str  # where the fusion weights came from
     trained: bool  # False: zero gate, prefix vectors are all zero
+    decoder_lora: str = ""  # LoRA adapters merged into the decoder, if any
 
     def describe(self) -> str:
         if self.trained:
@@ -98,6 +101,7 @@ class NpcModel:
         cls,
         *,
         fusion_weights: Path | None = None,
+        decoder_lora: Path | None = None,
         pull_missing: bool = True,
         log: Callable[[str], None] = print,
     ) -> NpcModel:
@@ -108,7 +112,12 @@ class NpcModel:
         minilm = local_path(TEXT_ENCODER).parent
         text_encoder = TextEncoder.from_folder(minilm)
         decoder = Decoder.from_gguf(require_pulled(DECODER), log=log)
+        lora = decoder_lora or (DEFAULT_DECODER_LORA if DEFAULT_DECODER_LORA.is_file() else None)
+        if lora is not None:
+            changed = merge_lora_file(decoder.lm, lora)
+            log(f"decoder: LoRA from {lora} merged into {changed} matrices")
         fusion, info = load_fusion(decoder, fusion_weights)
+        info.decoder_lora = str(lora) if lora is not None else ""
         return cls(image_encoder, text_encoder, fusion, decoder, minilm / "tokenizer.json", info)
 
     # ---- encoders and fusion -------------------------------------------------------------------------------
@@ -194,8 +203,9 @@ def load_fusion(decoder: Decoder, weights: Path | None) -> tuple[CoAttentionFusi
     )
     torch.manual_seed(0)  # untrained weights are the same on every machine
     fusion = CoAttentionFusion(cfg).eval()
+    fusion.set_tag_embeddings(table, decoder.tokenizer)
     path = weights or (DEFAULT_FUSION_WEIGHTS if DEFAULT_FUSION_WEIGHTS.is_file() else None)
     if path is None:
         return fusion, FusionInfo(source="no trained weights yet", trained=False)
-    fusion.load_state_dict(load_file(str(path)), strict=True)
+    fusion.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=True)
     return fusion, FusionInfo(source=str(path), trained=fusion.is_trained)

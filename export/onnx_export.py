@@ -183,6 +183,11 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
         "fusion": {
             "source": model.fusion_info.source,
             "trained": model.fusion_info.trained,
+            "sha256": sha256_file(Path(model.fusion_info.source)) if model.fusion_info.trained else None,
+            "decoder_lora": model.fusion_info.decoder_lora,
+            "decoder_lora_sha256": (
+                sha256_file(Path(model.fusion_info.decoder_lora)) if model.fusion_info.decoder_lora else None
+            ),
             "config": fcfg.to_dict(),
         },
         "decoder": {
@@ -221,7 +226,7 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
                     "text_mask": ["batch", "tokens"],
                     "v_R": ["batch", fcfg.text_dim],
                 },
-                "outputs": {"prefix": ["batch", fcfg.prefix_len, dims.hidden]},
+                "outputs": {"prefix": ["batch", fcfg.prefix_positions, dims.hidden]},
             },
             "decoder": {
                 "filename": "decoder.onnx",

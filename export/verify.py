@@ -187,6 +187,7 @@ def _check_fusion_graph(ref: NpcModel, text: str) -> float:
     fusion = copy.deepcopy(ref.fusion)
     with torch.no_grad():
         fusion.gate.fill_(1.0)
+        fusion.tag_gate.fill_(1.0)
     v_T, mask = ref.encode_text(text)
     v_R = ref.encode_role(DEMO_PERSONA)
     v_I = ref.encode_image(scene_path("meadow_slimes.png"))

@@ -93,13 +93,39 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stale_fusion(manifest: Path) -> str:
+    """Why the cached default export predates the fusion weights committed with the torch side ("" if it does not)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("npc_export")  # locates the package without importing torch
+    if not manifest.is_file() or spec is None or not spec.submodule_search_locations:
+        return ""
+    from .weights import sha256_file
+
+    folder = Path(list(spec.submodule_search_locations)[0]) / "weights"
+    recorded = json.loads(manifest.read_text()).get("fusion", {})
+    for filename, key in (
+        ("fusion.safetensors", "sha256"),
+        ("decoder_lora.safetensors", "decoder_lora_sha256"),
+    ):
+        weights = folder / filename
+        committed = sha256_file(weights) if weights.is_file() else None
+        if committed != recorded.get(key):
+            return f"[setup] {manifest.parent} was not exported with {weights}; exporting again"
+    return ""
+
+
 def ensure_model(path: str | None, precision: str = "int4") -> Path:
     """The model folder to run: `path`, or the default one in the cache (exported on first use)."""
     if path:
         return Path(path)
     folder = default_model_dir(precision)
-    if not (folder / "manifest.json").is_file():
-        print(f"[setup] no exported model yet; exporting the default {precision} model to {folder} (once)")
+    stale = _stale_fusion(folder / "manifest.json")
+    if stale or not (folder / "manifest.json").is_file():
+        print(
+            stale
+            or f"[setup] no exported model yet; exporting the default {precision} model to {folder} (once)"
+        )
         model = _torch_side("npc_export").NpcModel.load(log=lambda msg: print(f"[setup] {msg}"))
         _torch_side("npc_export.onnx_export").export_model(folder, precision, model=model, log=print)
     return folder
@@ -278,6 +304,114 @@ def cmd_persona(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_data_dir() -> Path:
+    from .cache import cache_dir
+
+    return cache_dir() / "datasets" / "scenes-v1"
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else default_data_dir()
+    scenes = _torch_side("npc_export.scenes")
+    if args.what == "scenes":
+        for split, n in (("train", args.n), ("heldout", args.heldout)):
+            if n:
+                path = scenes.write_split(out, n, split, args.seed, log=print)
+                print(f"wrote {n} {split} scenes: {path} (pictures in {out / 'images'})")
+        return 0
+    data = _torch_side("npc_export.dialogue_data")
+    from .runtime import OnnxNpcModel
+
+    runtime = OnnxNpcModel.load(ensure_model(args.model), slots=1)
+    split_scenes = scenes.read_split(out, "train")
+    personas = data.training_personas(Path(args.personas)) if args.personas else data.training_personas()
+    print(f"teacher: {len(split_scenes)} scenes x {args.per_scene} personas, up to {args.tries} samples each")
+    stats = data.generate_dialogue(
+        runtime,
+        split_scenes,
+        personas,
+        out,
+        per_scene=args.per_scene,
+        tries=args.tries,
+        seed=args.seed,
+        log=print,
+    )
+    print(json.dumps(stats, indent=2))
+    return 0
+
+
+def _training_inputs(args: argparse.Namespace):
+    data = Path(args.data) if args.data else default_data_dir()
+    dialogue = _torch_side("npc_export.dialogue_data")
+    personas = (
+        dialogue.training_personas(Path(args.personas)) if args.personas else dialogue.training_personas()
+    )
+    return data, dialogue, personas
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    train = _torch_side("npc_export.train")
+    data, dialogue, personas = _training_inputs(args)
+    scenes = _torch_side("npc_export.scenes").read_split(data, "train")
+    items = dialogue.read_dialogue(data)
+    if args.limit:
+        items = items[: args.limit]
+    out = Path(args.out) if args.out else data.parent.parent / "training" / "fusion-v1"
+    cfg = train.TrainConfig(
+        steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, lora_rank=args.lora_rank
+    )
+    model = _torch_side("npc_export").NpcModel.load(log=lambda msg: print(f"[setup] {msg}"))
+    summary = train.train(
+        model, scenes, data / "images", items, personas, out, cfg, resume=args.resume, log=print
+    )
+    print(
+        f"steps {summary['steps_done']}/{cfg.steps} in {summary['seconds']:.0f} s; reply loss "
+        f"{summary['reply_loss_first20']} (first 20 steps) -> {summary['reply_loss_last20']} (last 20)"
+    )
+    if not summary["finished"]:
+        print(f"interrupted: `npc-sdk train --resume --out {out}` goes on from the checkpoint")
+        return 130
+    print(f"wrote {out / 'fusion.safetensors'}, {out / 'loss_curve.png'}, {out / 'train_log.json'}")
+    made = [f for f in ("fusion.safetensors", "decoder_lora.safetensors") if (out / f).is_file()]
+    print("make them the default: " + "; ".join(f"cp {out / f} export/weights/{f}" for f in made))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    evaluate = _torch_side("npc_export.evaluate")
+    data, _dialogue, personas = _training_inputs(args)
+    scenes = _torch_side("npc_export.scenes").read_split(data, args.split)[: args.scenes]
+    if args.model:
+        folder = Path(args.model)
+    elif args.weights or args.lora:
+        # the weights under test, exported exactly as they would ship
+        folder = data.parent.parent / "training" / "eval-model-int4"
+        model = _torch_side("npc_export").NpcModel.load(
+            fusion_weights=Path(args.weights) if args.weights else None,
+            decoder_lora=Path(args.lora) if args.lora else None,
+            log=lambda msg: print(f"[setup] {msg}"),
+        )
+        print(f"[setup] exporting the weights under test to {folder}")
+        _torch_side("npc_export.onnx_export").export_model(folder, "int4", model=model, log=print)
+        del model
+    else:
+        folder = ensure_model(None)
+    from .runtime import OnnxNpcModel
+
+    runtime = OnnxNpcModel.load(folder, slots=1)
+    fusion = json.loads((folder / "manifest.json").read_text())["fusion"]
+    print(f"[model] {folder}: fusion {fusion['source']}, decoder LoRA {fusion.get('decoder_lora') or 'none'}")
+    variants = args.variants.split(",") if args.variants else evaluate.VARIANTS
+    results, records = evaluate.evaluate(
+        runtime, scenes, data / "images", personas, seed=args.seed, variants=variants, log=print
+    )
+    results["meta"]["model"] = {"folder": str(folder), **fusion}
+    md = evaluate.write_report(results, records, Path(args.json))
+    print(md.read_text())
+    print(f"wrote {args.json}, {md} and the replies beside them")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="npc-sdk", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -369,6 +503,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", nargs="*", default=[], help="render: earlier turns as USER REPLY pairs")
     p.add_argument("--model", help="render: model folder whose tokenizer to use (default: any in the cache)")
     p.set_defaults(func=cmd_persona)
+
+    p = sub.add_parser(
+        "data", help="make training data: scenes (pictures + labels) or dialogue (teacher replies)"
+    )
+    p.add_argument("what", choices=["scenes", "dialogue"])
+    p.add_argument("--out", help="dataset folder (default: the cache's datasets/scenes-v1)")
+    p.add_argument("--n", type=int, default=800, help="scenes: training scenes to render")
+    p.add_argument("--heldout", type=int, default=60, help="scenes: held-out scenes to render")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", help="dialogue: teacher model folder (default: the cached int4 export)")
+    p.add_argument("--personas", help="dialogue: persona folder (default: samples/personas)")
+    p.add_argument("--per-scene", type=int, default=2, help="dialogue: personas that talk about each scene")
+    p.add_argument("--tries", type=int, default=3, help="dialogue: teacher samples per item before giving up")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("train", help="train the fusion on scene dialogue (encoders and decoder frozen)")
+    p.add_argument(
+        "--data", help="dataset folder from `npc-sdk data` (default: the cache's datasets/scenes-v1)"
+    )
+    p.add_argument(
+        "--out", help="run folder: checkpoint, weights, loss curve (default: the cache's training/)"
+    )
+    p.add_argument("--personas", help="persona folder (default: samples/personas)")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, help="use only the first N dialogue examples")
+    p.add_argument("--resume", action="store_true", help="go on from the run folder's checkpoint")
+    p.add_argument("--lora-rank", type=int, default=0, help="> 0: also train LoRA adapters on the decoder")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="grounding, hallucination, persona and diversity metrics with ablations")
+    p.add_argument("--split", default="heldout", choices=["heldout", "train"])
+    p.add_argument("--json", required=True, help="write the figures here (and a Markdown table beside it)")
+    p.add_argument("--data", help="dataset folder (default: the cache's datasets/scenes-v1)")
+    p.add_argument("--weights", help="fusion weights to evaluate (default: the committed ones)")
+    p.add_argument("--lora", help="decoder LoRA adapters to evaluate with them (default: the committed ones)")
+    p.add_argument("--model", help="evaluate this model folder as it is (default: the cached int4 export)")
+    p.add_argument("--personas", help="persona folder (default: samples/personas)")
+    p.add_argument("--scenes", type=int, default=60, help="held-out scenes to use")
+    p.add_argument("--variants", help="comma-separated subset of trained,no_image,shuffled_image,text_tags")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="print speed figures (load, time to first token, decode tok/s, memory)")
     p.add_argument(

@@ -167,11 +167,13 @@ class OnnxNpcModel:
         """v_R [1, 384], once per distinct persona text."""
         key = persona.role_text()
         if key not in self._role_cache:
-            ids, mask = encode_batch(self.text_tokenizer, [key], ROLE_MAX_TOKENS)
-            self._role_cache[key] = self.text_session.run(
-                ["pooled"], {"input_ids": ids, "attention_mask": mask}
-            )[0]
+            self._role_cache[key] = self.sentence_vectors([key])
         return self._role_cache[key]
+
+    def sentence_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """[N, 384] pooled role-encoder vectors: the space v_R lives in (persona identification uses it)."""
+        ids, mask = encode_batch(self.text_tokenizer, list(texts), ROLE_MAX_TOKENS)
+        return self.text_session.run(["pooled"], {"input_ids": ids, "attention_mask": mask})[0]
 
     def fuse(self, text: str, persona: Persona, screenshot: ImageInput | None = None) -> np.ndarray:
         """The K prefix vectors [K, hidden] for this turn."""

@@ -83,7 +83,7 @@ def test_shapes_and_dtypes_of_v_I_v_T_v_R_and_prefix(model):
     assert float(v_R.norm()) == pytest.approx(1.0, abs=1e-5)
     prefix = model.fuse("What is that slime doing?", DEMO_PERSONA, SCENE)
     assert (
-        prefix.shape == (model.fusion.cfg.prefix_len, model.decoder.hidden_size)
+        prefix.shape == (model.fusion.cfg.prefix_positions, model.decoder.hidden_size)
         and prefix.dtype == np.float32
     )
 
