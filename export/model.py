@@ -102,6 +102,7 @@ class NpcModel:
         *,
         fusion_weights: Path | None = None,
         decoder_lora: Path | None = None,
+        committed_weights: bool = True,
         pull_missing: bool = True,
         log: Callable[[str], None] = print,
     ) -> NpcModel:
@@ -112,11 +113,13 @@ class NpcModel:
         minilm = local_path(TEXT_ENCODER).parent
         text_encoder = TextEncoder.from_folder(minilm)
         decoder = Decoder.from_gguf(require_pulled(DECODER), log=log)
-        lora = decoder_lora or (DEFAULT_DECODER_LORA if DEFAULT_DECODER_LORA.is_file() else None)
+        # committed_weights=False starts from the base models alone (what `npc-sdk train` trains from)
+        use_default = committed_weights and DEFAULT_DECODER_LORA.is_file()
+        lora = decoder_lora or (DEFAULT_DECODER_LORA if use_default else None)
         if lora is not None:
             changed = merge_lora_file(decoder.lm, lora)
             log(f"decoder: LoRA from {lora} merged into {changed} matrices")
-        fusion, info = load_fusion(decoder, fusion_weights)
+        fusion, info = load_fusion(decoder, fusion_weights, committed_weights)
         info.decoder_lora = str(lora) if lora is not None else ""
         return cls(image_encoder, text_encoder, fusion, decoder, minilm / "tokenizer.json", info)
 
@@ -195,7 +198,9 @@ class NpcModel:
         return done
 
 
-def load_fusion(decoder: Decoder, weights: Path | None) -> tuple[CoAttentionFusion, FusionInfo]:
+def load_fusion(
+    decoder: Decoder, weights: Path | None, committed_weights: bool = True
+) -> tuple[CoAttentionFusion, FusionInfo]:
     """Trained weights from `weights` or the committed default; otherwise a seeded, zero-gated fusion."""
     table = decoder.embedding_table()
     cfg = FusionConfig(
@@ -204,7 +209,8 @@ def load_fusion(decoder: Decoder, weights: Path | None) -> tuple[CoAttentionFusi
     torch.manual_seed(0)  # untrained weights are the same on every machine
     fusion = CoAttentionFusion(cfg).eval()
     fusion.set_tag_embeddings(table, decoder.tokenizer)
-    path = weights or (DEFAULT_FUSION_WEIGHTS if DEFAULT_FUSION_WEIGHTS.is_file() else None)
+    use_default = committed_weights and DEFAULT_FUSION_WEIGHTS.is_file()
+    path = weights or (DEFAULT_FUSION_WEIGHTS if use_default else None)
     if path is None:
         return fusion, FusionInfo(source="no trained weights yet", trained=False)
     fusion.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=True)

@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ from npc_sdk.prompt import IM_END, IM_START, persona_block, turn_context
 from .dialogue_data import DialogueItem
 from .lora import add_lora, remove_lora, save_lora
 from .model import NpcModel
+from .scene_lexicon import CATEGORIES
 from .scenes import Scene
 
 
@@ -58,7 +59,8 @@ class TrainConfig:
     seed: int = 0
     lora_rank: int = 0  # > 0: LoRA adapters on the decoder's attention projections train too
     lora_alpha: float = 16.0
-    lora_lr: float = 2e-4
+    lora_lr: float = 3e-4
+    grounding_weight: float = 1.0  # loss weight of reply tokens that name a scene category (lexicon words)
 
 
 @dataclass
@@ -69,6 +71,7 @@ class Example:
     pre: list[int]  # "<|im_start|>user\n" (before the prefix)
     post: list[int]  # turn context + line + end of turn + "<|im_start|>assistant\n"
     target: list[int]  # reply + <|im_end|>
+    weights: list[float] = field(default_factory=list)  # per target token: grounding words count more
 
 
 class Features:
@@ -126,9 +129,19 @@ class Features:
 
 
 def build_examples(
-    model: NpcModel, items: Sequence[DialogueItem], personas: dict[str, Persona], max_reply_tokens: int
+    model: NpcModel,
+    items: Sequence[DialogueItem],
+    personas: dict[str, Persona],
+    max_reply_tokens: int,
+    grounding_weight: float = 1.0,
 ) -> list[Example]:
     tok = model.decoder.tokenizer
+    lexicon = {w for c in CATEGORIES for w in c.words}
+
+    def weight(token_id: int) -> float:
+        # a token that is a whole lexicon word (" slime", " coins"): what grounding needs the decoder to say
+        word = tok.decode([token_id]).strip().lower()
+        return grounding_weight if word in lexicon else 1.0
 
     def enc(s: str) -> list[int]:
         return tok.encode(s, add_special_tokens=False).ids
@@ -146,6 +159,7 @@ def build_examples(
                 enc(f"{IM_START}user\n"),
                 enc(f"{context}{item.line}{IM_END}\n{IM_START}assistant\n"),
                 target,
+                [weight(t) for t in target],
             )
         )
     return out
@@ -193,7 +207,9 @@ def reply_loss(
     ).last_hidden_state
     picked = torch.cat([hidden[i, start - 1 : start - 1 + n] for i, (start, n) in enumerate(spans)])
     targets = torch.tensor([t for e in batch for t in e.target])
-    return F.cross_entropy(lm.lm_head(picked), targets)
+    weights = torch.tensor([w for e in batch for w in (e.weights or [1.0] * len(e.target))])
+    losses = F.cross_entropy(lm.lm_head(picked), targets, reduction="none")
+    return (losses * weights).sum() / weights.sum()
 
 
 def tag_loss(model: NpcModel, feats: Features, files: Sequence[str]) -> torch.Tensor:
@@ -272,7 +288,7 @@ def train(
         f"tag head on all {len(scenes)} scenes"
     )
     feats = Features(model, scenes, images, personas, [i.line for i in items], log=log)
-    examples = build_examples(model, items, by_id, cfg.max_reply_tokens)
+    examples = build_examples(model, items, by_id, cfg.max_reply_tokens, cfg.grounding_weight)
 
     fusion = model.fusion
     fusion.train()

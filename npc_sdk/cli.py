@@ -358,9 +358,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         items = items[: args.limit]
     out = Path(args.out) if args.out else data.parent.parent / "training" / "fusion-v1"
     cfg = train.TrainConfig(
-        steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, lora_rank=args.lora_rank
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        seed=args.seed,
+        lora_rank=args.lora_rank,
+        lora_lr=args.lora_lr,
+        grounding_weight=args.grounding_weight,
     )
-    model = _torch_side("npc_export").NpcModel.load(log=lambda msg: print(f"[setup] {msg}"))
+    model = _torch_side("npc_export").NpcModel.load(
+        committed_weights=False, log=lambda msg: print(f"[setup] {msg}")
+    )
     summary = train.train(
         model, scenes, data / "images", items, personas, out, cfg, resume=args.resume, log=print
     )
@@ -533,6 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="use only the first N dialogue examples")
     p.add_argument("--resume", action="store_true", help="go on from the run folder's checkpoint")
     p.add_argument("--lora-rank", type=int, default=0, help="> 0: also train LoRA adapters on the decoder")
+    p.add_argument("--lora-lr", type=float, default=3e-4, help="learning rate of the LoRA adapters")
+    p.add_argument(
+        "--grounding-weight",
+        type=float,
+        default=1.0,
+        help="loss weight of reply tokens naming a scene category",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="grounding, hallucination, persona and diversity metrics with ablations")

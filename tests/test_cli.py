@@ -28,7 +28,7 @@ def test_pull_twice_says_there_is_nothing_to_do(model):  # the model fixture has
 def test_demo_plays_the_scripted_scene():
     out = _run("demo", "--max-tokens", "16")
     assert out.returncode == 0, out.stderr
-    assert "fusion weights: untrained" in out.stdout
+    assert "fusion weights: trained (" in out.stdout  # the committed weights are the default
     assert out.stdout.count("Player") == 3
     assert "[showing meadow_slimes.png]" in out.stdout and "[showing lava_cave_key.png]" in out.stdout
     replies = re.findall(r"^Brakka: (.+)$", out.stdout, flags=re.M)

@@ -89,9 +89,27 @@ def test_shapes_and_dtypes_of_v_I_v_T_v_R_and_prefix(model):
 
 
 def test_untrained_fusion_is_gated_to_zero(model):
-    assert not model.fusion_info.trained
-    assert "untrained" in model.fusion_info.describe()
-    assert not np.any(model.fuse("Look at that!", DEMO_PERSONA, SCENE))
+    from npc_export.model import load_fusion
+
+    untrained, info = load_fusion(model.decoder, None, committed_weights=False)
+    assert not info.trained and "untrained" in info.describe()
+    original, model.fusion = model.fusion, untrained
+    try:
+        assert not np.any(model.fuse("Look at that!", DEMO_PERSONA, SCENE))
+    finally:
+        model.fusion = original
+
+
+def test_the_committed_fusion_is_trained_and_sees_what_is_in_the_demo_scenes(model):
+    assert model.fusion_info.trained and model.fusion_info.source.endswith("fusion.safetensors")
+    meadow = model.fusion.present_tags(model.encode_image(SCENE))[0]
+    cave = model.fusion.present_tags(model.encode_image(scene_path("lava_cave_key.png")))[0]
+    # meadow_slimes.png: grass, slimes, a gem, a bush, a sign; lava_cave_key.png: stone, lava, a key, a door, torches
+    assert "grass" in meadow and "slime" in meadow and "lava" not in meadow
+    assert "lava" in cave and "grass" not in cave
+    a = model.fuse("What is over there?", DEMO_PERSONA, SCENE)
+    b = model.fuse("What is over there?", DEMO_PERSONA, scene_path("lava_cave_key.png"))
+    assert np.abs(a - b).max() > 0.1  # the screenshot changes what the decoder is given
 
 
 def test_opened_gate_makes_the_prefix_depend_on_image_text_and_role(model):
