@@ -58,7 +58,7 @@ def test_banned_words_never_appear_in_50_sampled_replies(runtime_int4):
 
 def test_role_word_bias_raises_their_rate(runtime_int4):
     smith = Persona(
-        name="Brakka", description="A dwarven blacksmith.", role_words={"forge": 3.0, "anvil": 3.0}
+        name="Brakka", description="A dwarven blacksmith.", role_words={"forge": 6.0, "anvil": 6.0}
     )
     words = re.compile(r"\b(forge|anvil)", re.I)
 

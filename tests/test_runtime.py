@@ -157,8 +157,10 @@ def test_seeded_sampling_reproduces(runtime_int4):
 
 def test_prefix_vectors_come_from_the_fusion_graph(runtime_int4):
     prefix = runtime_int4.fuse("What is that?", DEMO_PERSONA, SCENE)
-    assert prefix.shape == (8, 576) and prefix.dtype == np.float32
-    assert not runtime_int4.fusion_trained and not prefix.any()  # untrained: zero-gated
+    assert prefix.shape == (14, 576) and prefix.dtype == np.float32  # 6 tag slots + 8 fused vectors
+    assert runtime_int4.fusion_trained and prefix.any()  # the committed trained fusion is the default
+    blind = runtime_int4.fuse("What is that?", DEMO_PERSONA, None)
+    assert np.abs(prefix - blind).max() > 0.1  # and the screenshot changes what the decoder is given
 
 
 def test_a_new_session_reuses_the_personas_kv_state(runtime_int4):
