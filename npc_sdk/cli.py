@@ -583,7 +583,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except NpcError as exc:
+    except (
+        NpcError,
+        FileNotFoundError,
+    ) as exc:  # a missing dataset or file says what to run, not a traceback
         print(f"npc-sdk: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

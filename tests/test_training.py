@@ -210,3 +210,10 @@ def test_lora_adapters_merge_into_the_weights_they_were_trained_on(tmp_path):
     for a, b in zip(wrapped, merged, strict=True):
         assert torch.allclose(a, b, atol=2e-2)  # float16 on disk
     assert torch.equal(model[0].other.weight, base["0.other.weight"])
+
+
+def test_train_without_a_dataset_says_what_to_run(tmp_path, capsys):
+    from npc_sdk.cli import main
+
+    assert main(["train", "--data", str(tmp_path)]) == 2
+    assert "npc-sdk data scenes" in capsys.readouterr().err
