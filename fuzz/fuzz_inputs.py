@@ -6,11 +6,18 @@ failure is InvalidInputError (or PersonaFileError) naming a field; anything else
 
 CI (seconds):     tests/test_fuzz_atheris.py runs it on a copy of fuzz/corpus (libFuzzer adds new inputs to it)
 Longer run:       cp -r fuzz/corpus /tmp/corpus
-                  python fuzz/fuzz_inputs.py -max_total_time=600 -print_final_stats=1 /tmp/corpus
+                  python fuzz/fuzz_inputs.py -max_total_time=600 -rss_limit_mb=0 -print_final_stats=1 /tmp/corpus
+
+Memory bound: libFuzzer's own `-rss_limit_mb` reads getrusage's ru_maxrss, which on Linux carries the peak RSS
+of the process this one was forked from (a 3 GB pytest makes a 120 MB harness look like 3 GB). So the harness
+bounds itself instead: every CHECK_EVERY inputs it reads VmHWM, the peak of its own address space (reset by
+exec), prints it, and fails the run when it passes NPC_FUZZ_RSS_LIMIT_MB (default 2048). Run it with
+`-rss_limit_mb=0` so only this check applies.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -29,6 +36,24 @@ with atheris.instrument_imports():
 
 KEY = b"k" * 32
 WORK = Path(tempfile.mkdtemp(prefix="npc-fuzz-"))
+RSS_LIMIT_MB = int(os.environ.get("NPC_FUZZ_RSS_LIMIT_MB", "2048"))
+CHECK_EVERY = 500
+_inputs_seen = 0
+
+
+def own_peak_rss_mb() -> float:
+    """The peak resident size of this process's own address space (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def check_memory() -> None:
+    peak = own_peak_rss_mb()
+    print(f"npc-fuzz: own peak rss {peak:.0f} MB after {_inputs_seen} inputs", file=sys.stderr, flush=True)
+    if peak > RSS_LIMIT_MB:
+        raise MemoryError(f"harness peak rss {peak:.0f} MB is over the limit of {RSS_LIMIT_MB} MB")
 
 
 def fuzz_image(fdp: atheris.FuzzedDataProvider) -> None:
@@ -78,6 +103,10 @@ TARGETS = (fuzz_image, fuzz_persona_toml, fuzz_card, fuzz_snapshot, fuzz_generat
 
 
 def test_one_input(data: bytes) -> None:
+    global _inputs_seen
+    _inputs_seen += 1
+    if _inputs_seen % CHECK_EVERY == 0:
+        check_memory()
     fdp = atheris.FuzzedDataProvider(data)
     target = TARGETS[fdp.ConsumeIntInRange(0, len(TARGETS) - 1)]
     try:

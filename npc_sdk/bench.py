@@ -5,6 +5,9 @@ ttft_ms_cold              that prompt from an empty cache to the first token
 ttft_ms_prefix_reuse      a ~20-token player line in a running conversation (text encoder + fusion + prefill)
 ttft_ms_with_screenshot   the same with a screenshot (image encoder too)
 peak_rss_mb               the process's peak resident memory
+
+`npc-sdk bench --role-words` prints instead how often sampled replies name the persona's role words at each
+bias weight (the whole-word bias of word_bias.py): a rate from sampled text, so a benchmark figure, not a test.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from .decode_loop import timed_greedy
 from .demo import BENCH_NEW_TOKENS, BENCH_PROMPT, DEMO_PERSONA, scene_path
 from .generation import GenerationConfig
+from .persona import Persona
 from .runtime import OnnxNpcModel, SlotSource
 
 PLAYER_LINE = "The old bridge north of the mine collapsed last night. Could you forge new iron braces for it?"
@@ -43,6 +49,29 @@ def _turn_ttft(model: OnnxNpcModel, screenshot: bytes | None) -> tuple[float, in
         conv.reply(OPENING_LINE, config=cfg)
         done = conv.reply(PLAYER_LINE, screenshot=screenshot, config=cfg.with_(max_tokens=1))
     return done.timings.ttft_ms, done.usage.prompt_tokens - done.usage.cached_tokens, done.usage.cached_tokens
+
+
+def role_word_rates(
+    model: OnnxNpcModel,
+    persona: Persona,
+    line: str,
+    *,
+    weights: Sequence[float] = (0.0, 1.0, 3.0, 6.0, 10.0),
+    seeds: Iterable[int] = range(20),
+    max_tokens: int = 40,
+) -> dict[float, float]:
+    """Share of sampled replies that name one of the persona's role words, with every role word at each weight."""
+    seeds = list(seeds)
+    pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in persona.role_words) + r")", re.IGNORECASE)
+    rates = {}
+    for weight in weights:
+        biased = replace(persona, role_words={w: weight for w in persona.role_words})
+        hits = 0
+        for seed in seeds:
+            config = GenerationConfig(temperature=0.8, seed=seed, max_tokens=max_tokens)
+            hits += bool(pattern.search(model.reply(line, persona=biased, config=config, use_prefix=False).text))
+        rates[weight] = round(hits / len(seeds), 3)
+    return rates
 
 
 def run_peer(command: str) -> dict[str, float]:

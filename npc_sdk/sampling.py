@@ -1,4 +1,4 @@
-"""Turning one step's logits into the next token: role-word bias, repetition penalty, temperature, top-k, top-p.
+"""Turning one step's logits into the next token: word bias, repetition penalty, temperature, top-k, top-p.
 
 Plain numpy, so the torch reference and the onnxruntime runtime pick tokens with the very same code and, for a
 seed, the very same random stream.
@@ -6,7 +6,7 @@ seed, the very same random stream.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -14,50 +14,30 @@ from tokenizers import Tokenizer
 from .banned import BannedWords
 from .generation import GenerationConfig
 from .persona import Persona
-
-
-def role_word_bias(tokenizer: Tokenizer, role_words: Mapping[str, float]) -> dict[int, float]:
-    """Map persona role words to per-token logit bonuses.
-
-    The bonus goes on the first token of each spelling a word takes mid-sentence and at the start (" Forge",
-    "forge", ...): once the word is begun the LM finishes it on its own, and biasing every sub-token would also
-    push common fragments that are shared with unrelated words.
-    """
-    bias: dict[int, float] = {}
-    for word, weight in role_words.items():
-        w = word.strip()
-        for spelling in {w, " " + w, w[:1].upper() + w[1:], " " + w[:1].upper() + w[1:]}:
-            ids = tokenizer.encode(spelling, add_special_tokens=False).ids
-            if ids:
-                first = ids[0]
-                bias[first] = max(bias.get(first, weight), weight, key=abs)
-    return bias
+from .word_bias import WordBias
 
 
 class TokenSampler:
-    """Chooses tokens for one reply; holds the reply's random stream and the dense role-word bias."""
+    """Chooses tokens for one reply; holds the reply's random stream and its whole-word bias."""
 
     def __init__(
         self,
         config: GenerationConfig,
         vocab_size: int,
-        bias: Mapping[int, float] | None = None,
+        words: WordBias | None = None,
         banned: BannedWords | None = None,
     ) -> None:
         self.config = config
+        self.vocab_size = vocab_size
         self.banned = banned if banned is not None and banned.pattern is not None else None
         self.rng = np.random.default_rng(config.seed)
-        self.bias: np.ndarray | None = None
-        if bias and config.role_word_scale:
-            self.bias = np.zeros(vocab_size, dtype=np.float32)
-            ids = np.fromiter(bias.keys(), dtype=np.int64)
-            self.bias[ids] = np.fromiter(bias.values(), dtype=np.float32) * config.role_word_scale
+        self.words = words if words is not None and (words.start or words.spellings) else None
 
-    def adjust(self, logits: np.ndarray, generated: Iterable[int]) -> np.ndarray:
-        """Role-word bias and repetition penalty applied to a copy of one step's logits [vocab]."""
+    def adjust(self, logits: np.ndarray, generated: Sequence[int]) -> np.ndarray:
+        """Word bias and repetition penalty applied to a copy of one step's logits [vocab]."""
         scores = np.array(logits, dtype=np.float32, copy=True)
-        if self.bias is not None:
-            scores += self.bias
+        if self.words is not None:
+            self.words.apply(scores, generated)
         penalty = self.config.repetition_penalty
         if penalty != 1.0:
             seen = np.unique(np.fromiter(generated, dtype=np.int64))
@@ -100,6 +80,8 @@ class TokenSampler:
 def make_sampler(
     tokenizer: Tokenizer, persona: Persona, config: GenerationConfig, vocab_size: int, eos_id: int
 ) -> TokenSampler:
-    """The sampler for one reply of `persona`: its role-word bias and its banned words."""
+    """The sampler for one reply of `persona`: its role words (times `config.role_word_scale`), its banned words."""
     banned = BannedWords(tokenizer, persona.banned_words, eos_id) if persona.banned_words else None
-    return TokenSampler(config, vocab_size, role_word_bias(tokenizer, persona.role_words), banned)
+    weights = {w: v * config.role_word_scale for w, v in persona.role_words.items()}
+    words = WordBias(tokenizer, weights) if any(weights.values()) else None
+    return TokenSampler(config, vocab_size, words, banned)

@@ -56,29 +56,6 @@ def test_banned_words_never_appear_in_50_sampled_replies(runtime_int4):
     assert all(r.strip() for r in constrained[:10])
 
 
-def test_role_word_bias_raises_their_rate(runtime_int4):
-    smith = Persona(
-        name="Brakka", description="A dwarven blacksmith.", role_words={"forge": 6.0, "anvil": 6.0}
-    )
-    words = re.compile(r"\b(forge|anvil)", re.I)
-
-    def rate(scale: float) -> float:
-        replies = [
-            runtime_int4.reply(
-                "What did you do today?",
-                persona=smith,
-                config=GenerationConfig(temperature=0.8, seed=s, max_tokens=30, role_word_scale=scale),
-                use_prefix=False,
-            ).text
-            for s in range(20)
-        ]
-        return sum(bool(words.search(r)) for r in replies) / len(replies)
-
-    with_bias, without = rate(1.0), rate(0.0)
-    print(f"\nreplies with a role word: {with_bias:.2f} with the bias, {without:.2f} without (same 20 seeds)")
-    assert with_bias > without
-
-
 def test_server_offers_persona_files_and_reloads_them(exported_int4, tmp_path):
     folder = tmp_path / "personas"
     shutil.copytree(SAMPLES, folder)

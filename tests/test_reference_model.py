@@ -20,7 +20,6 @@ from npc_sdk.errors import InvalidInputError
 from npc_sdk.generation import GenerationConfig
 from npc_sdk.persona import Persona
 from npc_sdk.prompt import Turn, build_prompt
-from npc_sdk.sampling import TokenSampler, role_word_bias
 
 pytestmark = pytest.mark.slow
 
@@ -159,36 +158,6 @@ def test_prefix_off_reproduces_the_plain_lm_token_for_token(model):
     done = model.reply(text, persona=DEMO_PERSONA, history=history, config=plain_lm, use_prefix=False)
     assert list(done.token_ids) == plain_new
     assert len(done.token_ids) >= 8 and done.text
-
-
-def test_role_word_bias_raises_probability_of_biased_tokens(model):
-    persona = Persona(
-        name="Brakka", description="A dwarven blacksmith.", role_words={"hammer": 4.0, "forge": 4.0}
-    )
-    prompt = build_prompt(model.decoder.tokenizer, persona, [], "What do you do all day?")
-    from npc_export.model import TorchLogitsSource
-
-    logits = TorchLogitsSource(model.decoder).prefill(prompt.embed(model.embedding_table))
-    bias = role_word_bias(model.decoder.tokenizer, persona.role_words)
-    ids = list(bias)
-
-    def mass(scale: float) -> float:
-        sampler = TokenSampler(GenerationConfig(role_word_scale=scale), model.decoder.vocab_size, bias)
-        scores = sampler.adjust(logits, [])
-        p = np.exp(scores - scores.max())
-        return float(p[ids].sum() / p.sum())
-
-    assert mass(1.0) > 5 * mass(0.0)
-
-    def count(scale: float) -> int:
-        total = 0
-        for seed in range(4):
-            cfg = GenerationConfig(seed=seed, max_tokens=30, role_word_scale=scale)
-            reply = model.reply("What do you do all day?", persona=persona, config=cfg, use_prefix=False).text
-            total += sum(reply.lower().count(w) for w in persona.role_words)
-        return total
-
-    assert count(1.0) > count(0.0)
 
 
 def test_fixed_seed_reproduces_a_sampled_reply(model):

@@ -14,6 +14,8 @@ from npc_sdk.generation import GenerationConfig
 from npc_sdk.persona import Persona
 from npc_sdk.prompt import build_prompt
 
+from .greedy import assert_greedy_agrees, record_samplers
+
 pytestmark = pytest.mark.slow
 
 GREEDY = GenerationConfig(temperature=0.0, max_tokens=24)
@@ -30,7 +32,8 @@ def test_stream_deltas_concatenate_to_done(runtime_int4):
     assert done.usage.completion_tokens == len(done.token_ids) <= GREEDY.max_tokens
 
 
-def test_continuing_a_conversation_feeds_only_new_positions(runtime_int4):
+def test_continuing_a_conversation_feeds_only_new_positions(runtime_int4, monkeypatch):
+    recorded = record_samplers(monkeypatch, runtime_int4)
     with Conversation(runtime_int4, DEMO_PERSONA) as conv:
         first = conv.reply("Good evening, smith.", config=GREEDY)
         held = conv.cached_positions
@@ -38,11 +41,12 @@ def test_continuing_a_conversation_feeds_only_new_positions(runtime_int4):
         second = conv.reply("Can you fix my sword?", config=GREEDY)
     assert second.usage.cached_tokens >= held - 2  # all but the reply's closing tokens are reused
     assert second.usage.prompt_tokens - second.usage.cached_tokens < 45
-    # the reused state gives the same reply as rendering the whole dialogue from scratch
+    # the reused state gives the reply that rendering the whole dialogue from scratch gives (a long prefill and a
+    # short one round differently, so: same logits within tolerance, same tokens up to a near-tie)
     fresh = runtime_int4.reply(
         "Can you fix my sword?", persona=DEMO_PERSONA, history=conv.history[:1], config=GREEDY
     )
-    assert fresh.token_ids == second.token_ids
+    assert_greedy_agrees(fresh.token_ids, recorded[2].logits, second.token_ids, recorded[1].logits)
 
 
 def test_snapshot_restores_the_state_without_recomputing(runtime_int4):
@@ -99,15 +103,19 @@ def _state(model, persona, config):
     )
 
 
-def test_batched_greedy_equals_one_by_one_with_join_and_leave(runtime_int4):
+def test_batched_greedy_equals_one_by_one_with_join_and_leave(runtime_int4, monkeypatch):
+    """Batched rows give the logits a lone sequence gets (within int4 rounding, which differs by batch size) and
+    the same greedy tokens up to the first near-tie."""
     model = runtime_int4
     configs = [GREEDY.with_(max_tokens=n) for n in (20, 8, 16)]  # the second leaves early
     prompts = [build_prompt(model.tokenizer, p, [], t) for p, t in PERSONAS]
     assert len({p.length for p in prompts}) == 3  # different lengths decode together
+    recorded = record_samplers(monkeypatch, model)
     solo = [
         model.reply(text, persona=p, config=c, use_prefix=False).token_ids
         for (p, text), c in zip(PERSONAS, configs, strict=True)
     ]
+    solo_logits = [r.logits for r in recorded[:3]]
 
     slots = [model.acquire_slot() for _ in PERSONAS]
     states = [_state(model, p, c) for (p, _), c in zip(PERSONAS, configs, strict=True)]
@@ -127,7 +135,10 @@ def test_batched_greedy_equals_one_by_one_with_join_and_leave(runtime_int4):
         for s in slots:
             model.release_slot(s)
     assert max(widths) == 3 and widths[-1] < 3
-    assert [tuple(s.generated) for s in states] == [tuple(t) for t in solo]
+    batched_logits = [r.logits for r in recorded[3:]]
+    for i, state in enumerate(states):
+        same = assert_greedy_agrees(solo[i], solo_logits[i], state.generated, batched_logits[i])
+        print(f"row {i}: {same}/{len(solo[i])} tokens identical")
 
 
 def test_batch_step_is_one_call_for_all_members(runtime_int4, monkeypatch):
@@ -163,9 +174,10 @@ def test_prefix_vectors_come_from_the_fusion_graph(runtime_int4):
     assert np.abs(prefix - blind).max() > 0.1  # and the screenshot changes what the decoder is given
 
 
-def test_a_new_session_reuses_the_personas_kv_state(runtime_int4):
+def test_a_new_session_reuses_the_personas_kv_state(runtime_int4, monkeypatch):
     from npc_sdk.prompt import persona_block
 
+    recorded = record_samplers(monkeypatch, runtime_int4)
     persona = Persona(name="Oma Brin", description="The village herbalist, patient and sly.")
     block = persona_block(runtime_int4.tokenizer, persona)
     with Conversation(runtime_int4, persona) as first:
@@ -174,4 +186,4 @@ def test_a_new_session_reuses_the_personas_kv_state(runtime_int4):
     with Conversation(runtime_int4, persona) as second:
         warm = second.reply("Do you have anything for a cough?", config=GREEDY)
     assert warm.usage.cached_tokens == len(block)
-    assert warm.token_ids == cold.token_ids
+    assert_greedy_agrees(cold.token_ids, recorded[0].logits, warm.token_ids, recorded[1].logits)

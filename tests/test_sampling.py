@@ -3,9 +3,7 @@ import pytest
 
 from npc_sdk.errors import InvalidInputError
 from npc_sdk.generation import GenerationConfig
-from npc_sdk.sampling import TokenSampler, role_word_bias
-
-from .helpers import byte_tokenizer
+from npc_sdk.sampling import TokenSampler
 
 VOCAB = 50
 
@@ -52,17 +50,6 @@ def test_repetition_penalty_lowers_seen_tokens():
     adjusted = TokenSampler(GenerationConfig(repetition_penalty=2.0), VOCAB).adjust(logits, [1, 2])
     assert adjusted[1] == pytest.approx(1.0) and adjusted[2] == pytest.approx(-4.0)
     assert adjusted[0] == 0.0
-
-
-def test_role_word_bias_raises_the_biased_token_and_can_be_switched_off():
-    tok = byte_tokenizer()
-    bias = role_word_bias(tok, {"forge": 3.0})
-    first = tok.encode("forge").ids[0]
-    assert bias[first] == 3.0
-    logits = np.zeros(VOCAB * 10, dtype=np.float32)
-    on = TokenSampler(GenerationConfig(), logits.size, bias).adjust(logits, [])
-    off = TokenSampler(GenerationConfig(role_word_scale=0.0), logits.size, bias).adjust(logits, [])
-    assert on[first] == 3.0 and off[first] == 0.0
 
 
 @pytest.mark.parametrize(
