@@ -9,9 +9,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from npc_sdk.decode_loop import timed_greedy
 from npc_sdk.demo import BENCH_NEW_TOKENS, BENCH_PROMPT, DEMO_PERSONA, scene_path
-from npc_sdk.generation import GenerationConfig
+from npc_sdk.runtime.decode_loop import timed_greedy
+from npc_sdk.runtime.generation import GenerationConfig
 
 from .model import NpcModel, TorchLogitsSource
 

@@ -26,10 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from npc_sdk.events import Done
-from npc_sdk.generation import GenerationConfig
-from npc_sdk.persona import Persona
-from npc_sdk.persona_files import load_persona
+from npc_sdk.personas.files import load_persona
+from npc_sdk.personas.persona import Persona
+from npc_sdk.runtime.events import Done
+from npc_sdk.runtime.generation import GenerationConfig
 
 from .scene_lexicon import mentioned_categories
 from .scenes import Scene, describe

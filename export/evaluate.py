@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from npc_sdk.generation import GenerationConfig
-from npc_sdk.persona import Persona
+from npc_sdk.personas.persona import Persona
+from npc_sdk.runtime.generation import GenerationConfig
 
 from .dialogue_data import SCENE_LINES, TALK_LINES, with_note
 from .metrics import (

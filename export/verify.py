@@ -21,10 +21,10 @@ import onnxruntime as ort
 import torch
 
 from npc_sdk.demo import DEMO_PERSONA, scene_path
-from npc_sdk.images import preprocess
-from npc_sdk.persona import Persona
-from npc_sdk.prompt import build_prompt
-from npc_sdk.runtime import OnnxNpcModel, SlotSource
+from npc_sdk.personas.persona import Persona
+from npc_sdk.personas.prompt import build_prompt
+from npc_sdk.runtime.images import preprocess
+from npc_sdk.runtime.onnx_model import OnnxNpcModel, SlotSource
 
 from .model import NpcModel, TorchLogitsSource
 

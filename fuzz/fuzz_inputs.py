@@ -29,9 +29,11 @@ with atheris.instrument_imports():
 
     from npc_sdk._proto.npc.v1 import npc_pb2 as pb
     from npc_sdk.errors import InvalidInputError
-    from npc_sdk.generation import GenerationConfig
-    from npc_sdk.persona_files import PersonaFileError, card_to_persona, load_persona, read_png_card
-    from npc_sdk.server import read_snapshot
+    from npc_sdk.personas.cards import card_to_persona, read_png_card
+    from npc_sdk.personas.files import load_persona
+    from npc_sdk.personas.problems import PersonaFileError
+    from npc_sdk.runtime.generation import GenerationConfig
+    from npc_sdk.server.snapshots import read_snapshot
     from npc_sdk.wire import config_from_proto, image_from_proto
 
 KEY = b"k" * 32

@@ -4,14 +4,16 @@ Never imports torch or transformers (the torch side is the separate `npc_export`
 """
 
 from .client import AsyncClient, Client
-from .conversation import Conversation
 from .errors import InvalidInputError, ModelFolderError, NpcError, WeightsError
-from .events import Delta, Done, ReplyEvent, Timings, Usage
-from .generation import GenerationConfig
-from .persona import Example, LoreEntry, Persona
-from .persona_files import PersonaFileError, card_to_persona, load_persona, persona_to_card
-from .prompt import Turn
-from .runtime import OnnxNpcModel
+from .personas.cards import card_to_persona, persona_to_card
+from .personas.files import load_persona
+from .personas.persona import Example, LoreEntry, Persona
+from .personas.problems import PersonaFileError
+from .personas.prompt import Turn
+from .runtime.conversation import Conversation
+from .runtime.events import Delta, Done, ReplyEvent, Timings, Usage
+from .runtime.generation import GenerationConfig
+from .runtime.onnx_model import OnnxNpcModel
 from .weights import BASE_PACKAGES, pull
 
 __all__ = [

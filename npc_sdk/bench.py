@@ -23,11 +23,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from .decode_loop import timed_greedy
 from .demo import BENCH_NEW_TOKENS, BENCH_PROMPT, DEMO_PERSONA, scene_path
-from .generation import GenerationConfig
-from .persona import Persona
-from .runtime import OnnxNpcModel, SlotSource
+from .personas.persona import Persona
+from .runtime.decode_loop import timed_greedy
+from .runtime.generation import GenerationConfig
+from .runtime.onnx_model import OnnxNpcModel, SlotSource
 
 PLAYER_LINE = "The old bridge north of the mine collapsed last night. Could you forge new iron braces for it?"
 OPENING_LINE = "Good evening, smith. Cold night for it."
@@ -42,7 +42,7 @@ def _greedy_timing(model: OnnxNpcModel, ids: list[int], new_tokens: int) -> tupl
 
 
 def _turn_ttft(model: OnnxNpcModel, screenshot: bytes | None) -> tuple[float, int, int]:
-    from .conversation import Conversation
+    from .runtime.conversation import Conversation
 
     cfg = GenerationConfig(temperature=0.0, max_tokens=24)
     with Conversation(model, DEMO_PERSONA) as conv:
@@ -69,7 +69,9 @@ def role_word_rates(
         hits = 0
         for seed in seeds:
             config = GenerationConfig(temperature=0.8, seed=seed, max_tokens=max_tokens)
-            hits += bool(pattern.search(model.reply(line, persona=biased, config=config, use_prefix=False).text))
+            hits += bool(
+                pattern.search(model.reply(line, persona=biased, config=config, use_prefix=False).text)
+            )
         rates[weight] = round(hits / len(seeds), 3)
     return rates
 

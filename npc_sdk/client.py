@@ -16,8 +16,8 @@ from PIL import Image
 
 from ._proto.npc.v1 import npc_pb2 as pb
 from ._proto.npc.v1 import npc_pb2_grpc as pb_grpc
-from .events import Done, ReplyEvent
-from .persona import Persona
+from .personas.persona import Persona
+from .runtime.events import Done, ReplyEvent
 from .wire import event_from_proto, persona_to_proto
 
 MAX_MESSAGE = 64 << 20

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .persona import Persona
+from .personas.persona import Persona
 
 DEMO_PERSONA = Persona(
     name="Brakka",

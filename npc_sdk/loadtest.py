@@ -16,7 +16,7 @@ import grpc
 
 from .client import AsyncClient
 from .demo import DEMO_PERSONA, scene_path
-from .events import Delta, Done
+from .runtime.events import Delta, Done
 
 LINES = (
     "Good evening. Cold night for the road.",

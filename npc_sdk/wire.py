@@ -9,11 +9,11 @@ from PIL import Image
 
 from ._proto.npc.v1 import npc_pb2 as pb
 from .errors import InvalidInputError
-from .events import Delta, Done, ReplyEvent, Timings, Usage
-from .generation import GenerationConfig
-from .images import decode_bytes, decode_raw
-from .persona import Example, LoreEntry, Persona
-from .prompt import Turn
+from .personas.persona import Example, LoreEntry, Persona
+from .personas.prompt import Turn
+from .runtime.events import Delta, Done, ReplyEvent, Timings, Usage
+from .runtime.generation import GenerationConfig
+from .runtime.images import decode_bytes, decode_raw
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _ENCODED = {pb.Image.PNG: "PNG", pb.Image.JPEG: "JPEG"}

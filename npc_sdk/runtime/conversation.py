@@ -1,0 +1,223 @@
+"""Conversation: one NPC dialogue on the runtime, feeding only what the decoder has not seen yet.
+
+The conversation remembers exactly which positions its KV state holds (`fed`). A new turn renders the full
+prompt, keeps the longest common prefix with `fed`, rewinds the cache to it and prefills the rest: usually just
+the closing of the last reply and the new user block. A snapshot (prompt log + KV copy) restores it anywhere.
+
+History window: when persona + history + this turn + max_tokens would not fit in the cache slot, the oldest
+turns are left out of the prompt (persona and greeting always stay). The window only moves forward, so the
+prompt prefix, and with it the KV state, stays reusable until the window has to move again. Stored history is
+never dropped; only what the decoder reads is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..personas.persona import Persona
+from ..personas.prompt import Prompt, Turn, build_prompt, check_text, persona_block, pick_prefix, turn_context
+from .decode_loop import ReplyState, run_reply
+from .events import Done, ReplyEvent
+from .generation import GenerationConfig
+from .images import ImageInput
+from .kv_cache import KVSnapshot
+from .onnx_model import OnnxNpcModel, SlotSource
+
+
+@dataclass
+class ConversationSnapshot:
+    history: list[Turn]  # finished turns
+    fed: Prompt  # what the KV state holds, position by position
+    kv: KVSnapshot | None  # the decoder state itself (None: rebuilt on the next turn)
+    window_start: int = 0  # first history turn the prompt shows
+
+
+@dataclass
+class PreparedTurn:
+    """A turn ready to decode: the prompt, what of it must be prefilled, and its reply state."""
+
+    text: str
+    prefix: np.ndarray | None  # this turn's fusion vectors (kept with the turn for exact rebuilds)
+    context: str  # lore and instructions shown with the line (kept with the turn too)
+    target: Prompt  # the whole prompt
+    embeds: np.ndarray  # [new positions, hidden]: the part the cache does not hold yet
+    state: ReplyState
+
+
+@dataclass
+class Conversation:
+    model: OnnxNpcModel
+    persona: Persona
+    history: list[Turn] = field(default_factory=list)
+    fed: Prompt = field(default_factory=Prompt)
+    slot: int | None = None
+    parked: KVSnapshot | None = None  # KV state held in host memory while the slot is given back
+    window_start: int = 0
+
+    # ---- residency ---------------------------------------------------------------------------------------
+    def attach(self, slot: int | None = None) -> int:
+        """Give the conversation a cache slot (its parked state restored into it); return the slot."""
+        if self.slot is None:
+            self.slot = self.model.acquire_slot() if slot is None else slot
+            if self.parked is not None:
+                self.model.cache.restore(self.slot, self.parked)
+                self.parked = None
+            else:
+                self.fed = Prompt()  # nothing held: the next turn prefills from the start
+        return self.slot
+
+    def park(self) -> None:
+        """Copy the KV state out and give the slot back (for LRU eviction of idle dialogues)."""
+        if self.slot is not None:
+            self.parked = self.model.cache.snapshot(self.slot) if self.fed.length else None
+            self.model.release_slot(self.slot)
+            self.slot = None
+
+    def drop_kv(self) -> None:
+        """Forget the KV state entirely (it is rebuilt from the history on the next turn)."""
+        self.close()
+        self.fed = Prompt()
+
+    def close(self) -> None:
+        if self.slot is not None:
+            self.model.release_slot(self.slot)
+            self.slot = None
+        self.parked = None
+
+    @property
+    def kv_bytes(self) -> int:
+        return self.parked.nbytes if self.parked is not None else 0
+
+    def snapshot(self) -> ConversationSnapshot:
+        kv = self.model.cache.snapshot(self.slot) if self.slot is not None else self.parked
+        return ConversationSnapshot(
+            list(self.history), Prompt(list(self.fed.segments)), kv, self.window_start
+        )
+
+    @classmethod
+    def restore(cls, model: OnnxNpcModel, persona: Persona, snap: ConversationSnapshot) -> Conversation:
+        usable = snap.kv is not None and snap.kv.length == snap.fed.length > 0
+        fed = snap.fed if usable else Prompt()
+        return cls(
+            model, persona, list(snap.history), fed, None, snap.kv if usable else None, snap.window_start
+        )
+
+    @property
+    def cached_positions(self) -> int:
+        return self.fed.length
+
+    # ---- turns -------------------------------------------------------------------------------------------
+    def _render(self, text: str, prefix: np.ndarray | None, budget: int) -> tuple[Prompt, str]:
+        tok = self.model.tokenizer
+        context = turn_context(tok, self.persona, self.history, text)
+        while True:
+            window = self.history[self.window_start :]
+            target = build_prompt(tok, self.persona, window, text, prefix, context)
+            if target.length <= budget:
+                return target, context
+            if not window:
+                raise InvalidInputError(
+                    "text",
+                    f"the persona and this line take {target.length} positions; the context holds {budget}",
+                )
+            self.window_start += 1
+
+    def prepare(
+        self,
+        text: str,
+        *,
+        screenshot: ImageInput | None = None,
+        config: GenerationConfig | None = None,
+        use_prefix: bool = True,
+        prefix: np.ndarray | None = None,
+        started: float | None = None,
+    ) -> PreparedTurn:
+        """Encode, fuse and render the turn, and rewind the cache to what can be reused.
+
+        Everything that can fail on bad input happens before the cache is touched.
+        """
+        config = config or self.persona.generation_defaults()
+        started = time.perf_counter() if started is None else started
+        check_text(text)
+        prefix = pick_prefix(use_prefix, prefix, lambda: self.model.fuse(text, self.persona, screenshot))
+        target, context = self._render(text, prefix, self.model.cache.max_len - config.max_tokens)
+        slot = self.attach()
+        if not self.fed.length:
+            block = persona_block(self.model.tokenizer, self.persona)
+            shared = self.model.cached_persona_kv(block)
+            if shared is not None:  # another session of this persona computed it already
+                self.model.cache.restore(slot, shared)
+                self.fed = Prompt([list(block)])
+        common = min(target.common_prefix(self.fed), target.length - 1)  # at least one position to prefill
+        self.model.cache.rewind(slot, common)
+        self.fed = _head(target, common)
+        state = ReplyState(
+            tokenizer=self.model.tokenizer,
+            config=config,
+            sampler=self.model.sampler(self.persona, config),
+            eos_id=self.model.eos_id,
+            prompt_tokens=target.length,
+            cached_tokens=common,
+            started=started,
+        )
+        return PreparedTurn(text, prefix, context, target, self.model.embed(target.tail(common)), state)
+
+    def finish(self, turn: PreparedTurn, done: Done | None) -> None:
+        """Record the end of a turn: `done` joins the history; None (cancelled, failed) leaves no trace."""
+        assert self.slot is not None
+        cache = self.model.cache
+        held = int(cache.lengths[self.slot])
+        if done is not None and held >= turn.target.length:
+            self.model.remember_persona_kv(persona_block(self.model.tokenizer, self.persona), self.slot)
+            self.fed = turn.target.extended(list(done.token_ids)[: held - turn.target.length])
+            self.history.append(Turn(turn.text, done.text, turn.prefix, turn.context))
+        elif held >= turn.target.length:
+            cache.rewind(self.slot, turn.target.length)  # drop the half reply, keep the prompt's state
+            self.fed = turn.target
+        else:
+            cache.rewind(self.slot, 0)
+            self.fed = Prompt()
+
+    def stream(self, text: str, **kwargs) -> Iterator[ReplyEvent]:
+        """Yield the reply's events; the turn joins `history` only when its Done has been produced."""
+        turn = self.prepare(text, **kwargs)
+        assert self.slot is not None
+        done: Done | None = None
+        try:
+            for event in run_reply(SlotSource(self.model, self.slot), turn.embeds, turn.state):
+                if isinstance(event, Done):
+                    done = event
+                yield event
+        finally:
+            self.finish(turn, done)
+
+    def reply(self, text: str, **kwargs) -> Done:
+        *_, done = self.stream(text, **kwargs)
+        assert isinstance(done, Done)
+        return done
+
+    def __enter__(self) -> Conversation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _head(prompt: Prompt, length: int) -> Prompt:
+    """The first `length` positions of `prompt`."""
+    out = Prompt()
+    for seg in prompt.segments:
+        if length <= 0:
+            break
+        piece = seg[:length]
+        length -= len(piece)
+        if isinstance(piece, list):
+            out.add_ids(piece)
+        else:
+            out.add_prefix(piece)
+    return out

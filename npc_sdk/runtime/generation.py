@@ -1,0 +1,56 @@
+"""GenerationConfig: the sampling and stopping options of one reply, with their bounds checked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import InvalidInputError
+
+MAX_NEW_TOKENS = 1024
+MAX_STOP_STRINGS = 8
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_tokens: int = 80  # new tokens at most, in [1, 1024]
+    temperature: float = 0.7  # 0 means greedy; at most 5
+    top_p: float = 0.9  # nucleus mass in (0, 1]; 1 disables
+    top_k: int = 40  # keep the k best tokens; 0 disables
+    repetition_penalty: float = 1.1  # >1 discourages tokens already in this reply; in [1, 3]
+    seed: int | None = None  # fixes the sampler's random stream; None draws a fresh one
+    stop: tuple[str, ...] = field(default_factory=tuple)  # extra stop strings (EOS always stops)
+    role_word_scale: float = 1.0  # multiplies every persona role-word bonus; 0 switches the constraint off
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def bad(name: str, why: str) -> InvalidInputError:
+            return InvalidInputError(f"generation.{name}", why)
+
+        if not isinstance(self.max_tokens, int) or not 1 <= self.max_tokens <= MAX_NEW_TOKENS:
+            raise bad("max_tokens", f"must be an integer in [1, {MAX_NEW_TOKENS}], got {self.max_tokens!r}")
+        if not 0.0 <= self.temperature <= 5.0:
+            raise bad("temperature", f"must be in [0, 5], got {self.temperature!r}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise bad("top_p", f"must be in (0, 1], got {self.top_p!r}")
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise bad("top_k", f"must be an integer >= 0, got {self.top_k!r}")
+        if not 1.0 <= self.repetition_penalty <= 3.0:
+            raise bad("repetition_penalty", f"must be in [1, 3], got {self.repetition_penalty!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or not 0 <= self.seed < 2**63):
+            raise bad("seed", f"must be an integer in [0, 2^63), got {self.seed!r}")
+        if len(self.stop) > MAX_STOP_STRINGS:
+            raise bad("stop", f"at most {MAX_STOP_STRINGS} stop strings, got {len(self.stop)}")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise bad("stop", "stop strings must be non-empty text")
+        if not 0.0 <= self.role_word_scale <= 10.0:
+            raise bad("role_word_scale", f"must be in [0, 10], got {self.role_word_scale!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def with_(self, **changes: Any) -> GenerationConfig:
+        return replace(self, **changes)

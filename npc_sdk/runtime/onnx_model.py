@@ -1,0 +1,234 @@
+"""OnnxNpcModel: a model folder run with onnxruntime alone (no torch): encoders, fusion and the KV-cache decoder."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from ..errors import NpcError
+from ..personas.persona import Persona
+from ..personas.prompt import Prompt, Turn, check_text, pick_prefix, turn_prompt
+from .decode_loop import stream_reply
+from .decoder_runner import DecoderRunner
+from .events import Done, ReplyEvent
+from .generation import GenerationConfig
+from .images import ImageInput, preprocess
+from .kv_cache import KVCache, KVSnapshot
+from .model_folder import ModelFolder
+from .sampling import TokenSampler, make_sampler
+from .text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS, encode_batch, encoder_tokenizer
+
+DEFAULT_MAX_LEN = 2048  # positions per cache slot: persona + history + this turn + reply
+
+
+def providers_for(device: str) -> list[str]:
+    """onnxruntime providers for "cpu" or "cuda"; asking for CUDA where it is absent is an error, not a fallback."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise NpcError(
+                "device 'cuda' asked for, but this onnxruntime has no CUDA provider (pip install .[gpu])"
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    raise NpcError(f"device must be 'cpu' or 'cuda', got {device!r}")
+
+
+class SlotSource:
+    """The decode-loop interface over one cache slot."""
+
+    def __init__(self, model: OnnxNpcModel, slot: int) -> None:
+        self.model = model
+        self.slot = slot
+
+    def prefill(self, embeds: np.ndarray) -> np.ndarray:
+        return self.model.runner.run(self.slot, embeds[None])[0]
+
+    def step(self, token_id: int) -> np.ndarray:
+        return self.model.runner.run(self.slot, self.model.embed_ids([token_id])[None])[0]
+
+
+class OnnxNpcModel:
+    def __init__(
+        self,
+        folder: ModelFolder,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        slots: int = 1,
+        max_len: int = DEFAULT_MAX_LEN,
+    ) -> None:
+        self.folder = folder
+        manifest = folder.manifest
+        providers = providers_for(device)
+
+        def session(component: str) -> ort.InferenceSession:
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            if threads:
+                options.intra_op_num_threads = threads
+            if component != "decoder":
+                # Each session has its own thread pool, and idle pool threads spin for a while: encoder threads
+                # left spinning after a turn's encoding steal the cores from the decoder's prefill right after
+                # (measured: a 39-position prefill went from ~50 to ~110 ms). Only the decoder may spin.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            return ort.InferenceSession(str(folder.file(component)), options, providers=providers)
+
+        self.image_session = session("image_encoder")
+        self.text_session = session("text_encoder")
+        self.fusion_session = session("fusion")
+        self.decoder_session = session("decoder")
+        self.table = np.load(
+            folder.file("embeddings"), mmap_mode="r"
+        )  # [vocab, hidden], read a row at a time
+        self.tokenizer = Tokenizer.from_file(str(folder.file("tokenizer")))
+        self.text_tokenizer = encoder_tokenizer(str(folder.file("text_tokenizer")))
+        dec = manifest["decoder"]
+        self.eos_id = int(dec["eos_token_id"])
+        self.vocab_size = int(dec["vocab"])
+        self.hidden_size = int(dec["hidden"])
+        self.fusion_config = manifest["fusion"]["config"]
+        self.fusion_trained = bool(manifest["fusion"]["trained"])
+        self.cache = KVCache(
+            dec["layers"], dec["kv_heads"], dec["head_dim"], slots, min(max_len, dec["max_positions"])
+        )
+        self.runner = DecoderRunner(self.decoder_session, self.cache, self.vocab_size, device)
+        self._free_slots = list(range(slots))
+        self._role_cache: dict[str, np.ndarray] = {}
+        # KV state of persona blocks (system message + greeting), shared by every session of that persona: a new
+        # session's first turn then prefills only its own line (~25 positions instead of ~130).
+        self.persona_kv: OrderedDict[tuple[int, ...], KVSnapshot] = OrderedDict()
+        self.persona_kv_entries = 16
+
+    @classmethod
+    def load(cls, path: str | Path, *, verify: bool = True, **kwargs) -> OnnxNpcModel:
+        """Open a model folder (every file checked against the manifest's sha256 unless `verify` is False)."""
+        return cls(ModelFolder.open(path, verify=verify), **kwargs)
+
+    def describe(self) -> str:
+        fusion = "trained" if self.fusion_trained else "untrained (gate 0, prefix vectors are zero)"
+        return f"onnxruntime {self.folder.precision} model at {self.folder.path}; fusion weights: {fusion}"
+
+    # ---- slots -------------------------------------------------------------------------------------------
+    def acquire_slot(self) -> int:
+        if not self._free_slots:
+            raise NpcError(f"all {self.cache.slots} decoder slots are in use")
+        slot = self._free_slots.pop(0)
+        self.cache.lengths[slot] = 0
+        return slot
+
+    @property
+    def free_slots(self) -> int:
+        return len(self._free_slots)
+
+    def release_slot(self, slot: int) -> None:
+        self.cache.lengths[slot] = 0
+        self._free_slots.append(slot)
+        self._free_slots.sort()
+
+    # ---- persona KV cache ----------------------------------------------------------------------------------
+    def cached_persona_kv(self, block: Sequence[int]) -> KVSnapshot | None:
+        snap = self.persona_kv.get(tuple(block))
+        if snap is not None:
+            self.persona_kv.move_to_end(tuple(block))
+        return snap
+
+    def remember_persona_kv(self, block: Sequence[int], slot: int) -> None:
+        key = tuple(block)
+        if key in self.persona_kv or self.cache.lengths[slot] < len(key):
+            return
+        self.persona_kv[key] = self.cache.snapshot(slot, len(key))
+        while len(self.persona_kv) > self.persona_kv_entries:
+            self.persona_kv.popitem(last=False)
+
+    # ---- encoders and fusion -----------------------------------------------------------------------------
+    def embed_ids(self, ids: Sequence[int]) -> np.ndarray:
+        return np.asarray(self.table[np.asarray(ids, dtype=np.int64)], dtype=np.float32)
+
+    def embed(self, prompt: Prompt) -> np.ndarray:
+        return prompt.embed(self.table)
+
+    def encode_image(self, image: ImageInput) -> np.ndarray:
+        """v_I [1, 49, 1280]."""
+        return self.image_session.run(None, {"pixels": preprocess(image)})[0]
+
+    def encode_text(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """v_T [1, L, 384] and its mask [1, L]."""
+        ids, mask = encode_batch(self.text_tokenizer, [check_text(text)], TEXT_MAX_TOKENS)
+        return self.text_session.run(["token_states"], {"input_ids": ids, "attention_mask": mask})[0], mask
+
+    def encode_role(self, persona: Persona) -> np.ndarray:
+        """v_R [1, 384], once per distinct persona text."""
+        key = persona.role_text()
+        if key not in self._role_cache:
+            self._role_cache[key] = self.sentence_vectors([key])
+        return self._role_cache[key]
+
+    def sentence_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """[N, 384] pooled role-encoder vectors: the space v_R lives in (persona identification uses it)."""
+        ids, mask = encode_batch(self.text_tokenizer, list(texts), ROLE_MAX_TOKENS)
+        return self.text_session.run(["pooled"], {"input_ids": ids, "attention_mask": mask})[0]
+
+    def fuse(self, text: str, persona: Persona, screenshot: ImageInput | None = None) -> np.ndarray:
+        """The K prefix vectors [K, hidden] for this turn."""
+        v_T, mask = self.encode_text(text)
+        cfg = self.fusion_config
+        if screenshot is None:
+            v_I = np.zeros((1, cfg["image_cells"], cfg["image_dim"]), dtype=np.float32)
+            has_image = np.zeros(1, dtype=np.float32)
+        else:
+            v_I, has_image = self.encode_image(screenshot), np.ones(1, dtype=np.float32)
+        feeds = {
+            "v_I": v_I,
+            "has_image": has_image,
+            "v_T": v_T,
+            "text_mask": mask.astype(np.float32),
+            "v_R": self.encode_role(persona),
+        }
+        return self.fusion_session.run(None, feeds)[0][0]
+
+    def sampler(self, persona: Persona, config: GenerationConfig) -> TokenSampler:
+        return make_sampler(self.tokenizer, persona, config, self.vocab_size, self.eos_id)
+
+    # ---- one stateless turn (the reference's API) ----------------------------------------------------------
+    def stream(
+        self,
+        text: str,
+        *,
+        persona: Persona,
+        history: Sequence[Turn] = (),
+        screenshot: ImageInput | None = None,
+        config: GenerationConfig | None = None,
+        use_prefix: bool = True,
+        prefix: np.ndarray | None = None,
+    ) -> Iterator[ReplyEvent]:
+        """A turn from an empty cache; for dialogues that reuse their KV state, use `Conversation`."""
+        config = config or persona.generation_defaults()
+        started = time.perf_counter()
+        check_text(text)
+        prefix = pick_prefix(use_prefix, prefix, lambda: self.fuse(text, persona, screenshot))
+        prompt = turn_prompt(self.tokenizer, persona, history, text, prefix)
+        slot = self.acquire_slot()
+        try:
+            yield from stream_reply(
+                SlotSource(self, slot),
+                self.embed(prompt),
+                tokenizer=self.tokenizer,
+                config=config,
+                sampler=self.sampler(persona, config),
+                eos_id=self.eos_id,
+                started=started,
+            )
+        finally:
+            self.release_slot(slot)
+
+    def reply(self, text: str, **kwargs) -> Done:
+        *_, done = self.stream(text, **kwargs)
+        assert isinstance(done, Done)
+        return done

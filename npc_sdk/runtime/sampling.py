@@ -1,0 +1,87 @@
+"""Turning one step's logits into the next token: word bias, repetition penalty, temperature, top-k, top-p.
+
+Plain numpy, so the torch reference and the onnxruntime runtime pick tokens with the very same code and, for a
+seed, the very same random stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from ..personas.persona import Persona
+from .banned import BannedWords
+from .generation import GenerationConfig
+from .word_bias import WordBias
+
+
+class TokenSampler:
+    """Chooses tokens for one reply; holds the reply's random stream and its whole-word bias."""
+
+    def __init__(
+        self,
+        config: GenerationConfig,
+        vocab_size: int,
+        words: WordBias | None = None,
+        banned: BannedWords | None = None,
+    ) -> None:
+        self.config = config
+        self.vocab_size = vocab_size
+        self.banned = banned if banned is not None and banned.pattern is not None else None
+        self.rng = np.random.default_rng(config.seed)
+        self.words = words if words is not None and (words.start or words.spellings) else None
+
+    def adjust(self, logits: np.ndarray, generated: Sequence[int]) -> np.ndarray:
+        """Word bias and repetition penalty applied to a copy of one step's logits [vocab]."""
+        scores = np.array(logits, dtype=np.float32, copy=True)
+        if self.words is not None:
+            self.words.apply(scores, generated)
+        penalty = self.config.repetition_penalty
+        if penalty != 1.0:
+            seen = np.unique(np.fromiter(generated, dtype=np.int64))
+            if seen.size:
+                picked = scores[seen]
+                scores[seen] = np.where(picked > 0, picked / penalty, picked * penalty)
+        return scores
+
+    def __call__(self, logits: np.ndarray, generated: Sequence[int] = ()) -> int:
+        scores = self.adjust(logits, generated)
+        if self.banned is None:
+            return self._pick(scores)
+        text = self.banned.mask(scores, generated)
+        for _ in range(64):  # each refusal masks one token; a handful is the most seen in practice
+            token = self._pick(scores)
+            if self.banned.allows(token, text):
+                return token
+            scores[token] = -np.inf
+        return self.banned.eos_id  # nothing acceptable among the likely tokens: end the reply instead
+
+    def _pick(self, scores: np.ndarray) -> int:
+        cfg = self.config
+        if cfg.greedy:
+            return int(np.argmax(scores))
+        scores = scores / cfg.temperature  # a copy: callers may mask more tokens in `scores` and pick again
+        if 0 < cfg.top_k < scores.size:
+            kth = np.partition(scores, -cfg.top_k)[-cfg.top_k]
+            scores = np.where(scores < kth, -np.inf, scores)
+        order = np.argsort(-scores, kind="stable")
+        probs = np.exp(scores[order] - scores[order[0]])
+        probs /= probs.sum()
+        if cfg.top_p < 1.0:
+            # keep the smallest head whose mass reaches top_p (always at least one token)
+            keep = int(np.searchsorted(np.cumsum(probs), cfg.top_p) + 1)
+            probs = probs[:keep] / probs[:keep].sum()
+            order = order[:keep]
+        return int(order[self.rng.choice(probs.size, p=probs)])
+
+
+def make_sampler(
+    tokenizer: Tokenizer, persona: Persona, config: GenerationConfig, vocab_size: int, eos_id: int
+) -> TokenSampler:
+    """The sampler for one reply of `persona`: its role words (times `config.role_word_scale`), its banned words."""
+    banned = BannedWords(tokenizer, persona.banned_words, eos_id) if persona.banned_words else None
+    weights = {w: v * config.role_word_scale for w, v in persona.role_words.items()}
+    words = WordBias(tokenizer, weights) if any(weights.values()) else None
+    return TokenSampler(config, vocab_size, words, banned)

@@ -1,0 +1,96 @@
+"""`serve`: the model, the scheduler, the store and the servicer wired into one grpc.aio server, run until a signal.
+
+Health and reflection are registered beside NpcService; SIGTERM/SIGINT start a graceful shutdown in which running
+turns get `grace_s` to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .._proto.npc.v1 import npc_pb2 as pb
+from .._proto.npc.v1 import npc_pb2_grpc as pb_grpc
+from ..errors import InvalidInputError
+from ..personas.library import PersonaLibrary
+from ..runtime.generation import GenerationConfig
+from ..runtime.onnx_model import OnnxNpcModel
+from .api_keys import ApiKey
+from .config import ServerConfig
+from .interceptors import ApiKeyInterceptor, DecodeGuard
+from .scheduler import Scheduler
+from .service import NpcServicer
+from .store import SessionStore
+
+
+def _warm_up(model: OnnxNpcModel) -> None:
+    """One tiny turn through every graph: onnxruntime's first runs allocate and plan (~0.5 s), not a player's."""
+    from ..demo import DEMO_PERSONA, scene_path
+
+    model.reply(
+        "Hello.",
+        persona=DEMO_PERSONA,
+        screenshot=scene_path("meadow_slimes.png"),
+        config=GenerationConfig(max_tokens=2, temperature=0.0),
+    )
+
+
+async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None:
+    """Run until SIGTERM/SIGINT; running turns get `grace_s` to finish, then are cancelled unstored."""
+    model = OnnxNpcModel.load(model_path, slots=config.slots)
+    _warm_up(model)
+    store = SessionStore(Path(config.data_dir) / "sessions.sqlite3")
+    scheduler = Scheduler(
+        model, store, kv_budget_bytes=config.kv_budget_mb << 20, max_queued=config.max_queued
+    )
+    scheduler.start()
+    keys = list(config.api_keys)
+    if config.api_key:
+        keys.append(ApiKey("default", config.api_key))
+    size = config.max_message_mb << 20
+    server = grpc.aio.server(
+        interceptors=([ApiKeyInterceptor(keys)] if keys else []) + [DecodeGuard()],
+        options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)],
+    )
+    personas = PersonaLibrary(Path(config.personas_dir) if config.personas_dir else None)
+    personas.start()
+    pb_grpc.add_NpcServiceServicer_to_server(NpcServicer(scheduler, store, config, personas), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    service_name = pb.DESCRIPTOR.services_by_name["NpcService"].full_name
+    reflection.enable_server_reflection((service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = f"{config.host}:{config.port}"
+    if config.tls_cert or config.tls_key:
+        if not (config.tls_cert and config.tls_key):
+            raise InvalidInputError("tls", "give both --tls-cert and --tls-key")
+        creds = grpc.ssl_server_credentials(
+            [(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())]
+        )
+        port = server.add_secure_port(address, creds)
+    else:
+        port = server.add_insecure_port(address)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        print(f"npc-sdk serving {model.describe()} on {config.host}:{port}", flush=True)
+        if started:
+            started(port)
+        await stop.wait()
+        print("npc-sdk: shutting down", flush=True)
+        await health_servicer.enter_graceful_shutdown()
+    finally:
+        await server.stop(config.grace_s)
+        personas.stop()
+        scheduler.stop()
+        store.close()
+        print("npc-sdk: stopped; store closed", flush=True)

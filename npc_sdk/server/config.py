@@ -1,0 +1,29 @@
+"""ServerConfig: what `npc-sdk serve` is told (address, limits, keys, TLS, folders)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..runtime.generation import GenerationConfig
+from .api_keys import ApiKey
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"  # loopback unless told otherwise
+    port: int = 50051  # 0 picks a free port (printed at start)
+    data_dir: Path = field(default_factory=lambda: Path("npc-data"))  # sessions.sqlite3 lives here
+    api_key: str | None = None  # when set, every RPC but health needs "authorization: Bearer <key>"
+    slots: int = 8  # turns decoded at once (one cache slot each)
+    max_sessions: int = 100_000
+    max_queued: int = 64  # turns waiting for a slot
+    max_message_mb: int = 64
+    kv_budget_mb: int = 512  # host memory for the KV state of idle sessions
+    grace_s: float = 5.0  # on SIGTERM: how long running turns may finish
+    personas_dir: Path | None = None  # persona files (TOML, JSON, V2 cards) offered by persona_id
+    tls_cert: Path | None = None  # PEM certificate chain: serve TLS instead of plaintext
+    tls_key: Path | None = None  # its PEM private key
+    api_keys: list[ApiKey] = field(default_factory=list)  # keys with per-key limits (--api-keys FILE)
+    snapshot_key: bytes | None = None  # HMAC key for save games; default: data_dir/snapshot.key, made once
+    defaults: GenerationConfig = field(default_factory=GenerationConfig)

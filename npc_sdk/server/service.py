@@ -1,0 +1,299 @@
+"""NpcServicer: the npc.v1.NpcService methods over the scheduler, the session store and the persona library.
+
+Limits (all settable on `npc-sdk serve`): messages up to 64 MiB (a 4K RGBA8 screenshot is 33 MB; clients should
+still downscale to ~512 px on the long side, the encoder sees 224x224), 100,000 stored sessions, 64 turns
+waiting for a decoder slot. A second Chat on a session whose turn is still running is queued, not rejected: it
+starts when the earlier turn ends (done, cancelled or failed) and sees it in the history; at most 4 turns per
+session wait, more get RESOURCE_EXHAUSTED. (Queueing means a cancel followed at once by a new line just works.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+from .._proto.npc.v1 import npc_pb2 as pb
+from .._proto.npc.v1 import npc_pb2_grpc as pb_grpc
+from ..errors import (
+    InvalidInputError,
+    LimitExceededError,
+    NpcError,
+    SessionBusyError,
+    SessionExistsError,
+    SessionNotFoundError,
+    UnavailableError,
+)
+from ..personas.library import PersonaLibrary
+from ..personas.persona import Persona
+from ..personas.prompt import check_text
+from ..runtime.events import Done
+from ..runtime.generation import GenerationConfig
+from ..wire import (
+    check_session_id,
+    config_from_proto,
+    event_to_proto,
+    image_from_proto,
+    persona_from_proto,
+    persona_to_proto,
+    session_to_proto,
+)
+from .api_keys import ApiKey, match
+from .config import ServerConfig
+from .scheduler import ChatJob, Scheduler
+from .snapshots import SNAPSHOT_FORMAT, load_snapshot_key, read_snapshot, sign_snapshot
+from .store import SessionStore
+
+log = logging.getLogger("npc_sdk.server")
+
+
+_STATUS = (
+    (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
+    (SessionNotFoundError, grpc.StatusCode.NOT_FOUND),
+    (SessionExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (SessionBusyError, grpc.StatusCode.FAILED_PRECONDITION),
+    (LimitExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode:
+    for kind, code in _STATUS:
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+class NpcServicer(pb_grpc.NpcServiceServicer):
+    def __init__(
+        self, scheduler: Scheduler, store: SessionStore, config: ServerConfig, personas: PersonaLibrary
+    ) -> None:
+        self.scheduler = scheduler
+        self.store = store
+        self.config = config
+        self.personas = personas
+        self.snapshot_key = config.snapshot_key or load_snapshot_key(Path(config.data_dir))
+        self.keys = [*config.api_keys, *([ApiKey("default", config.api_key)] if config.api_key else [])]
+        self.turns_by_key: dict[str, int] = {}  # Chat calls streaming now, per key name
+
+    def caller(self, context) -> ApiKey | None:
+        """The API key of this call (None when the server has no keys)."""
+        if not self.keys:
+            return None
+        return match(self.keys, dict(context.invocation_metadata() or ()).get("authorization", ""))
+
+    def check_session_quota(self, key: ApiKey | None) -> None:
+        """Scheduler thread: refuse a new session past the server's or the key's limit."""
+        if self.store.count() >= self.config.max_sessions:
+            raise LimitExceededError(f"the server holds its limit of {self.config.max_sessions} sessions")
+        if key and key.max_sessions and self.store.count(owner=key.name) >= key.max_sessions:
+            raise LimitExceededError(f"API key {key.name!r} holds its limit of {key.max_sessions} sessions")
+
+    async def _run(self, fn):
+        """Run `fn` on the scheduler thread (which owns sessions and the model) and await it."""
+        return await asyncio.wrap_future(self.scheduler.call(fn))
+
+    async def _fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+        code = status_for(exc)
+        if code == grpc.StatusCode.INTERNAL:
+            log.exception("internal error", exc_info=exc)
+        await context.abort(code, str(exc))
+
+    async def CreateSession(self, request: pb.CreateSessionRequest, context) -> pb.Session:
+        try:
+            source = request.WhichOneof("persona_source")
+            if source is None:
+                raise InvalidInputError("persona", "give a persona (at least a name) or a persona_id")
+            if source == "persona_id":
+                found = self.personas.get(request.persona_id)
+                if found is None:
+                    raise SessionNotFoundError(f"persona_id: no persona {request.persona_id!r} is loaded")
+                persona = found  # the session keeps this snapshot even if the file changes later
+            else:
+                persona = persona_from_proto(request.persona)
+            session_id = check_session_id(request.session_id) if request.session_id else secrets.token_hex(8)
+
+            key = self.caller(context)
+
+            def create() -> int:
+                self.check_session_quota(key)
+                if self.store.exists(session_id):
+                    raise SessionExistsError(f"session_id: {session_id!r} exists already")
+                created = self.store.create(session_id, persona, owner=key.name if key else "")
+                live = self.scheduler.session(session_id)
+                self.scheduler.model.encode_role(live.persona)  # v_R computed once, here
+                return created
+
+            created = await self._run(create)
+            return session_to_proto(session_id, persona, created)
+        except NpcError as exc:
+            await self._fail(context, exc)
+
+    async def GetSession(self, request: pb.GetSessionRequest, context) -> pb.Session:
+        try:
+            stored = await self._run(lambda: self.store.load(check_session_id(request.session_id)))
+            if stored is None:
+                raise SessionNotFoundError(f"session_id: no session {request.session_id!r}")
+            return session_to_proto(
+                stored.id, stored.persona, stored.created_ms, stored.turns, stored.turn_times_ms
+            )
+        except NpcError as exc:
+            await self._fail(context, exc)
+
+    async def ListSessions(self, request: pb.ListSessionsRequest, context) -> pb.ListSessionsResponse:
+        try:
+            size = request.page_size or 100
+            if not 1 <= size <= 1000:
+                raise InvalidInputError("page_size", f"must be in [1, 1000], got {size}")
+            try:
+                after = int(request.page_token) if request.page_token else 0
+            except ValueError as exc:
+                raise InvalidInputError("page_token", "is not a token this server gave out") from exc
+            rows = await self._run(lambda: self.store.page(after, size + 1))
+            more = len(rows) > size
+            rows = rows[:size]
+            return pb.ListSessionsResponse(
+                sessions=[session_to_proto(sid, p, c) for _, sid, p, c in rows],
+                next_page_token=str(rows[-1][0]) if more else "",
+            )
+        except NpcError as exc:
+            await self._fail(context, exc)
+
+    async def DeleteSession(self, request: pb.DeleteSessionRequest, context) -> pb.DeleteSessionResponse:
+        try:
+            session_id = check_session_id(request.session_id)
+
+            def delete() -> None:
+                self.scheduler.forget(session_id)
+                if not self.store.delete(session_id):
+                    raise SessionNotFoundError(f"session_id: no session {session_id!r}")
+
+            await self._run(delete)
+            return pb.DeleteSessionResponse()
+        except NpcError as exc:
+            await self._fail(context, exc)
+
+    async def ExportSession(self, request: pb.ExportSessionRequest, context) -> pb.SessionSnapshot:
+        try:
+            stored = await self._run(lambda: self.store.load(check_session_id(request.session_id)))
+            if stored is None:
+                raise SessionNotFoundError(f"session_id: no session {request.session_id!r}")
+            snapshot = pb.SessionSnapshot(
+                format_version=SNAPSHOT_FORMAT,
+                session_id=stored.id,
+                persona=persona_to_proto(stored.persona),
+                turns=[
+                    pb.Turn(user=t.user, reply=t.reply, created_unix_ms=ms)
+                    for t, ms in zip(stored.turns, stored.turn_times_ms, strict=True)
+                ],
+                created_unix_ms=stored.created_ms,
+            )
+            snapshot.signature = sign_snapshot(snapshot, self.snapshot_key)
+            return snapshot
+        except NpcError as exc:
+            await self._fail(context, exc)
+
+    async def ImportSession(self, request: pb.SessionSnapshot, context) -> pb.Session:
+        try:
+            session_id, persona, turns = read_snapshot(request, self.snapshot_key)
+
+            key = self.caller(context)
+
+            def do_import() -> None:
+                if self.store.exists(session_id):
+                    raise SessionExistsError(
+                        f"session_id: {session_id!r} exists already; delete it or pick another id"
+                    )
+                self.check_session_quota(key)
+                self.store.import_session(
+                    session_id, persona, request.created_unix_ms, turns, owner=key.name if key else ""
+                )
+
+            await self._run(do_import)
+            return session_to_proto(session_id, persona, request.created_unix_ms, turns)
+        except NpcError as exc:
+            await self._fail(context, exc)
+
+    async def ListPersonas(self, request: pb.ListPersonasRequest, context) -> pb.ListPersonasResponse:
+        return pb.ListPersonasResponse(
+            personas=[persona_to_proto(p) for p in self.personas.all()],
+            problems=self.personas.problem_lines(),
+        )
+
+    async def GetPersona(self, request: pb.GetPersonaRequest, context) -> pb.Persona:
+        persona = self.personas.get(request.id)
+        if persona is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"id: no persona {request.id!r} is loaded")
+        return persona_to_proto(persona)
+
+    async def UpsertPersona(self, request: pb.Persona, context) -> pb.Persona:
+        try:
+            if not request.id:
+                raise InvalidInputError("id", "a persona needs an id to be stored")
+            persona = persona_from_proto(request)
+            return persona_to_proto(await asyncio.to_thread(self.personas.upsert, persona))
+        except NpcError as exc:
+            await self._fail(context, exc)
+
+    async def Chat(self, request: pb.ChatRequest, context) -> AsyncIterator[pb.ChatEvent]:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        job: ChatJob | None = None
+        finished = False
+        key = self.caller(context)
+        counted = False
+        try:
+            if key and key.max_concurrent_turns:
+                if self.turns_by_key.get(key.name, 0) >= key.max_concurrent_turns:
+                    raise LimitExceededError(
+                        f"API key {key.name!r} already streams {key.max_concurrent_turns} turns; wait for one to end"
+                    )
+                self.turns_by_key[key.name] = self.turns_by_key.get(key.name, 0) + 1
+                counted = True
+            session_id = check_session_id(request.session_id)
+            text = check_text(request.text)
+            config_from_proto(
+                request.generation, self.config.defaults
+            )  # out-of-range values fail here, early
+
+            def config(
+                persona: Persona,
+            ) -> GenerationConfig:  # request values over persona over server defaults
+                return config_from_proto(
+                    request.generation, persona.generation_defaults(self.config.defaults)
+                )
+
+            screenshot = None
+            if request.HasField("screenshot"):
+                # decoding a large PNG takes tens of ms: keep it off the event loop
+                screenshot = await asyncio.to_thread(image_from_proto, request.screenshot)
+            job = ChatJob(
+                session_id,
+                text,
+                screenshot,
+                config,
+                emit=lambda e: loop.call_soon_threadsafe(events.put_nowait, e),
+            )
+            await asyncio.wrap_future(self.scheduler.submit(job))
+            while True:
+                event = await events.get()
+                if isinstance(event, BaseException):
+                    finished = True
+                    await self._fail(context, event)
+                    return
+                yield event_to_proto(event)
+                if isinstance(event, Done):
+                    finished = True
+                    return
+        except NpcError as exc:
+            finished = True
+            await self._fail(context, exc)
+        finally:
+            if counted:
+                self.turns_by_key[key.name] -= 1
+            if job is not None and not finished:
+                job.cancelled.set()  # the client went away or its deadline passed: stop within a step

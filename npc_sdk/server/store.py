@@ -1,0 +1,170 @@
+"""SessionStore: sessions and their finished turns in an embedded SQLite database (WAL, synchronous=FULL).
+
+A turn is committed before the server sends its done event, so a crash never loses a finished turn; a turn that
+never finished is never written. Prefix vectors are stored with the turn so the KV state rebuilds exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..personas.persona import Persona
+from ..personas.prompt import Turn
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,      -- creation order, for paging
+    id TEXT UNIQUE NOT NULL,
+    persona TEXT NOT NULL,                      -- JSON of the persona snapshot the session was created with
+    created_ms INTEGER NOT NULL,
+    owner TEXT NOT NULL DEFAULT ''              -- the API key name that created it ('' without keys)
+);
+CREATE TABLE IF NOT EXISTS turns (
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    reply TEXT NOT NULL,
+    prefix BLOB,                                -- float32 [K, hidden] fusion vectors, or NULL
+    prefix_rows INTEGER NOT NULL DEFAULT 0,
+    context TEXT NOT NULL DEFAULT '',           -- lore / instructions shown with the line
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (session_id, idx)
+);
+"""
+
+
+@dataclass
+class StoredSession:
+    id: str
+    persona: Persona
+    created_ms: int
+    turns: list[Turn]
+    turn_times_ms: list[int]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SessionStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()  # one connection shared by the RPC loop and the decode thread
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        if "owner" not in {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}:
+            self._db.execute("ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(turns)")}
+        if "context" not in columns:  # stores written before turns kept their lore context
+            self._db.execute("ALTER TABLE turns ADD COLUMN context TEXT NOT NULL DEFAULT ''")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def create(
+        self, session_id: str, persona: Persona, created_ms: int | None = None, owner: str = ""
+    ) -> int:
+        created = created_ms or now_ms()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO sessions (id, persona, created_ms, owner) VALUES (?, ?, ?, ?)",
+                (session_id, json.dumps(persona.to_dict()), created, owner),
+            )
+        return created
+
+    def exists(self, session_id: str) -> bool:
+        with self._lock:
+            return (
+                self._db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is not None
+            )
+
+    def count(self, owner: str | None = None) -> int:
+        with self._lock:
+            if owner is None:
+                return int(self._db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+            return int(
+                self._db.execute("SELECT COUNT(*) FROM sessions WHERE owner = ?", (owner,)).fetchone()[0]
+            )
+
+    def load(self, session_id: str) -> StoredSession | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT persona, created_ms FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            turns = self._db.execute(
+                "SELECT user, reply, prefix, prefix_rows, context, created_ms FROM turns WHERE session_id = ? "
+                "ORDER BY idx",
+                (session_id,),
+            ).fetchall()
+        history = [
+            Turn(
+                u, r, np.frombuffer(p, dtype=np.float32).reshape(n, -1).copy() if p is not None else None, ctx
+            )
+            for u, r, p, n, ctx, _ in turns
+        ]
+        times = [t[5] for t in turns]
+        return StoredSession(session_id, Persona.from_dict(json.loads(row[0])), row[1], history, times)
+
+    def page(self, after_seq: int, limit: int) -> list[tuple[int, str, Persona, int]]:
+        """(seq, id, persona, created_ms) of up to `limit` sessions created after `after_seq`."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, id, persona, created_ms FROM sessions WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+        return [(seq, sid, Persona.from_dict(json.loads(p)), c) for seq, sid, p, c in rows]
+
+    def append_turn(self, session_id: str, index: int, turn: Turn) -> None:
+        """Commit one finished turn (durable when this returns)."""
+        blob = None if turn.prefix is None else np.ascontiguousarray(turn.prefix, dtype=np.float32).tobytes()
+        rows = 0 if turn.prefix is None else int(turn.prefix.shape[0])
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO turns (session_id, idx, user, reply, prefix, prefix_rows, context, created_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, index, turn.user, turn.reply, blob, rows, turn.context, now_ms()),
+            )
+
+    def import_session(
+        self, session_id: str, persona: Persona, created_ms: int, turns: list[Turn], owner: str = ""
+    ) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO sessions (id, persona, created_ms, owner) VALUES (?, ?, ?, ?)",
+                    (session_id, json.dumps(persona.to_dict()), created_ms, owner),
+                )
+                for i, t in enumerate(turns):
+                    self._db.execute(
+                        "INSERT INTO turns (session_id, idx, user, reply, prefix, prefix_rows, created_ms) "
+                        "VALUES (?, ?, ?, ?, NULL, 0, ?)",
+                        (session_id, i, t.user, t.reply, created_ms),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def delete(self, session_id: str) -> bool:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            return cur.rowcount > 0
+
+    def integrity_check(self) -> str:
+        with self._lock:
+            return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])

@@ -1,0 +1,134 @@
+"""The C++ sample client (samples/cpp): built with CMake against Debian's gRPC C++, run against a real server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from npc_sdk.client import Client
+from npc_sdk.demo import scene_path
+
+from ..engine_tools import require_tools
+from ..server_process import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+SOURCE = Path(__file__).resolve().parents[2] / "samples" / "cpp"
+SCENE = scene_path("meadow_slimes.png")
+KEY = "cpp-sample-test-key-0123456789"
+
+
+def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(c) for c in cmd], capture_output=True, text=True, encoding="utf-8", timeout=timeout, check=False
+    )
+
+
+@pytest.fixture(scope="session")
+def npc_chat(tmp_path_factory) -> Path:
+    """Configure and build samples/cpp once per test session (warnings in its own sources are errors)."""
+    require_tools("cmake", "protoc", "grpc_cpp_plugin", "g++")
+    build = tmp_path_factory.mktemp("cpp-build")
+    started = time.monotonic()
+    for cmd, timeout in [
+        (["cmake", "-S", SOURCE, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DNPC_CLIENT_WERROR=ON"], 300),
+        (["cmake", "--build", build, "-j2"], 900),
+    ]:
+        done = _run(cmd, timeout)
+        assert done.returncode == 0, f"{' '.join(map(str, cmd))}:\n{done.stdout}\n{done.stderr}"
+    print(f"samples/cpp built in {time.monotonic() - started:.1f} s")
+    assert not (SOURCE / "gen").exists(), "generated code belongs in the build folder"
+    return build / "npc_chat"
+
+
+@pytest.fixture(scope="module")
+def server(exported_int4, tmp_path_factory):
+    with ServerProcess(exported_int4, tmp_path_factory.mktemp("data"), "--api-key", KEY) as proc:
+        yield proc
+
+
+def _chat(
+    npc_chat: Path, server: ServerProcess, *args: str, key: str = KEY
+) -> subprocess.CompletedProcess[str]:
+    return _run(
+        [npc_chat, "--address", server.address, "--api-key", key, "--timeout-ms", "120000", *args], 180
+    )
+
+
+def _records(stdout: str) -> list[tuple[str, object]]:
+    """Every stdout line is `KEY <one JSON value>`, in pure ASCII."""
+    assert stdout.isascii(), stdout
+    records = []
+    for line in stdout.splitlines():
+        key, _, value = line.partition(" ")
+        records.append((key, json.loads(value)))
+    return records
+
+
+def test_cpp_client_streams_a_reply_to_a_png_screenshot(npc_chat, server):
+    text = "What do you see out there?"
+    out = _chat(
+        npc_chat, server, "--screenshot", str(SCENE), "--text", text, "--max-tokens", "24", "--seed", "1"
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    records = _records(out.stdout)
+    keys = [k for k, _ in records]
+    deltas = [v for k, v in records if k == "DELTA"]
+    values = dict(records)
+    assert keys[0] == "SESSION" and keys.index("DONE") == len(deltas) + 1  # every delta comes before done
+    assert len(deltas) >= 2 and "".join(deltas) == values["DONE"] and values["DONE"].strip()
+    assert values["FINISH"] in ("stop", "length") and values["USAGE"]["completion_tokens"] > 0
+    assert 0 < values["TTFT_MS"] <= values["TOTAL_MS"]
+    print(f"C++ client: first delta {values['TTFT_MS']} ms, whole reply {values['TOTAL_MS']} ms")
+    with Client(server.address, api_key=KEY, timeout=60) as py:
+        turns = py.get_session(values["SESSION"]).turns
+    assert [(t.user, t.reply) for t in turns] == [(text, values["DONE"])]
+
+
+def test_cpp_client_cancel_stores_nothing(npc_chat, server):
+    story = ["--text", "Tell me a long story.", "--max-tokens", "200"]
+    out = _chat(npc_chat, server, *story, "--cancel-after-deltas", "1")
+    assert out.returncode == 1 and out.stderr.startswith("ERROR Chat CANCELLED "), out.stderr
+    records = _records(out.stdout)
+    assert [k for k, _ in records] == ["SESSION", "DELTA"]
+    sid = records[0][1]
+    with Client(server.address, api_key=KEY, timeout=120) as py:
+        py.say(sid, "Never mind.", max_tokens=4)  # waits for the cancelled turn to be dropped
+        assert [t.user for t in py.get_session(sid).turns] == ["Never mind."]
+
+
+@pytest.mark.parametrize(
+    "args, key, error",
+    [
+        (["--text", ""], KEY, 'ERROR Chat INVALID_ARGUMENT "text:'),
+        (["--text", "hi", "--max-tokens", "0"], KEY, 'ERROR Chat INVALID_ARGUMENT "generation.max_tokens:'),
+        (
+            ["--text", "hi", "--rgba", "{raw}", "--size", "4x4", "--bottom-up"],
+            KEY,
+            'ERROR Chat INVALID_ARGUMENT "screenshot: data is 48 bytes but 4x4x4 needs 64"',
+        ),
+        (["--text", "hi"], "wrong-key", "ERROR CreateSession UNAUTHENTICATED "),
+    ],
+)
+def test_cpp_client_errors_exit_nonzero_with_the_status_name(npc_chat, server, tmp_path, args, key, error):
+    raw = tmp_path / "frame.rgba"
+    raw.write_bytes(Image.open(SCENE).convert("RGBA").resize((4, 3)).tobytes())  # 48 bytes, not 4x4x4
+    args = [a.replace("{raw}", str(raw)) for a in args]
+    out = _chat(npc_chat, server, *args, key=key)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert error in out.stderr and "DONE" not in out.stdout, out.stderr
+
+
+def test_cpp_client_output_is_ascii_json_whatever_the_text(npc_chat, server):
+    sid = 'no "such" séssion \U0001f409\n'
+    out = _chat(npc_chat, server, "--session", sid, "--text", "hi")
+    assert out.returncode == 1 and out.stderr.startswith('ERROR Chat INVALID_ARGUMENT "session_id:'), (
+        out.stderr
+    )
+    assert _records(out.stdout) == [("SESSION", sid)]
+    json.loads(out.stderr.split(" ", 3)[3])  # the message is one JSON string too

@@ -1,0 +1,176 @@
+"""The C# samples (samples/unity, samples/godot/csharp, samples/csharp_common) and scripts/gen_csharp.sh.
+
+What this machine can check without Unity, Godot or NuGet: the generated message code, the syntax of every sample
+file (`mcs --parse`: parse only, no assemblies are resolved), the package files those engines would read, and that
+the READMEs' set-up steps point at files and versions that exist.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.engine_tools import require_tools
+
+ROOT = Path(__file__).resolve().parents[2]
+GEN_SCRIPT = ROOT / "scripts" / "gen_csharp.sh"
+PROTO = ROOT / "proto" / "npc" / "v1" / "npc.proto"
+COMMON = ROOT / "samples" / "csharp_common"
+UNITY = ROOT / "samples" / "unity"
+GODOT = ROOT / "samples" / "godot" / "csharp"
+PROPS = GODOT / "NpcSdk.props"
+
+# The hand-written C# of each sample; Generated/ folders are scripts/gen_csharp.sh output (git-ignored, maybe stale).
+SAMPLES = {
+    "unity": sorted(p for p in UNITY.rglob("*.cs") if "Generated" not in p.parts),
+    "godot": sorted(p for p in GODOT.rglob("*.cs") if "Generated" not in p.parts),
+}
+COMMON_FILES = sorted(COMMON.glob("*.cs"))
+
+
+@pytest.fixture(scope="module")
+def tools() -> dict[str, str]:
+    return require_tools("mcs", "protoc")
+
+
+@pytest.fixture(scope="module")
+def generated(tools, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("csharp")
+    run = subprocess.run(["bash", str(GEN_SCRIPT), str(out)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return out
+
+
+def mcs_parse(mcs: str, files: list[Path]) -> subprocess.CompletedProcess:
+    return subprocess.run([mcs, "--parse", *map(str, files)], capture_output=True, text=True, timeout=120)
+
+
+def test_gen_script_writes_every_message_and_the_shared_client(generated):
+    assert sorted(p.name for p in generated.iterdir()) == sorted(["Npc.cs", *(p.name for p in COMMON_FILES)])
+    code = (generated / "Npc.cs").read_text()
+    assert "namespace Npc.V1 {" in code  # option csharp_namespace = "Npc.V1"
+    messages = re.findall(r"^message (\w+)", PROTO.read_text(), re.M)
+    assert len(messages) > 20
+    missing = [m for m in messages if f"public sealed partial class {m} : " not in code]
+    assert not missing, f"protoc output lacks {missing}"
+    for source in COMMON_FILES:  # copies, so each engine compiles them from inside its own folder
+        assert (generated / source.name).read_bytes() == source.read_bytes()
+
+
+def test_gen_script_default_outputs_are_the_folders_the_samples_compile_and_git_ignores(tools, tmp_path):
+    # Run on a copy of the tree: the default writes into samples/, which this test must not touch.
+    for rel in ("scripts/gen_csharp.sh", "proto", "samples/csharp_common"):
+        src, dst = ROOT / rel, tmp_path / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+    run = subprocess.run(
+        ["bash", "scripts/gen_csharp.sh"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    for sample, inside in ((UNITY, "Runtime/Generated"), (GODOT, "Generated")):
+        written = tmp_path / sample.relative_to(ROOT) / inside
+        assert sorted(p.name for p in written.iterdir()) == sorted(
+            ["Npc.cs", *(p.name for p in COMMON_FILES)]
+        )
+        assert f"/{inside}/" in (sample / ".gitignore").read_text().splitlines()
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLES))
+def test_sample_parses_with_the_code_it_is_compiled_with(tools, generated, sample):
+    files = SAMPLES[sample]
+    assert files, f"no C# files in the {sample} sample"
+    for path in [*files, *COMMON_FILES]:
+        # mcs --parse skips inactive #if branches: code in one would escape this check.
+        assert not re.search(r"^\s*#\s*if\b", path.read_text(), re.M), f"{path.name}: #if hides code from mcs"
+    # The sample's own files plus what gen_csharp.sh puts beside them: the set the engine compiles together
+    # (mcs --parse also reports a type declared twice across them).
+    run = mcs_parse(tools["mcs"], [*files, *sorted(generated.glob("*.cs"))])
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_mcs_parse_rejects_a_syntax_error(tools, tmp_path):
+    # The check above is only worth something if this mcs really parses: break one statement and expect a failure.
+    source = SAMPLES["godot"][0].read_text()
+    broken = tmp_path / "Broken.cs"
+    broken.write_text(source.replace("replyNumber++;", "replyNumber++", 1))
+    assert broken.read_text() != source
+    run = mcs_parse(tools["mcs"], [broken])
+    assert run.returncode != 0
+    assert "Broken.cs(" in run.stdout + run.stderr
+
+
+def test_unity_package_files_are_what_the_package_manager_reads():
+    manifest = json.loads((UNITY / "package.json").read_text())
+    assert re.fullmatch(r"[a-z0-9]+(\.[a-z0-9_-]+){2,}", manifest["name"]), manifest["name"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", manifest["version"])
+    assert re.fullmatch(r"\d{4}\.\d+", manifest["unity"])
+    asmdefs = list(UNITY.rglob("*.asmdef"))
+    assert len(asmdefs) == 1
+    asmdef = json.loads(asmdefs[0].read_text())
+    assert (
+        asmdef["name"] and not asmdef["overrideReferences"]
+    )  # NuGetForUnity's DLLs are referenced implicitly
+    # Every asset has a committed .meta with its own GUID (scene references to NpcDialogue stay valid across
+    # machines); Generated/ is left to Unity, hidden files are ignored by it.
+    assets = [
+        p
+        for p in UNITY.rglob("*")
+        if p.suffix != ".meta"
+        and not any(part.startswith(".") or part == "Generated" for part in p.relative_to(UNITY).parts)
+    ]
+    guids = []
+    for asset in assets:
+        meta = asset.with_name(asset.name + ".meta")
+        assert meta.is_file(), f"{asset.relative_to(ROOT)} has no .meta"
+        found = re.search(r"^guid: ([0-9a-f]{32})$", meta.read_text(), re.M)
+        assert found, f"{meta.relative_to(ROOT)}: no guid"
+        guids.append(found.group(1))
+    assert len(set(guids)) == len(guids)
+    orphans = [
+        m for m in UNITY.rglob("*.meta") if "Generated" not in m.parts and not m.with_suffix("").exists()
+    ]
+    assert not orphans
+
+
+def _props_versions() -> dict[str, str]:
+    root = ET.parse(PROPS).getroot()
+    return {ref.get("Include"): ref.get("Version") for ref in root.iter("PackageReference")}
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split("."))
+
+
+def test_pinned_protobuf_runtime_can_load_what_this_protoc_generates(tools):
+    versions = _props_versions()
+    assert set(versions) == {"Grpc.Net.Client", "Google.Protobuf"}
+    out = subprocess.run([tools["protoc"], "--version"], capture_output=True, text=True, check=True).stdout
+    protoc = _version(re.search(r"libprotoc (\d+(?:\.\d+)+)", out).group(1))
+    # protoc 3.x.y pairs with Google.Protobuf 3.x.y; from protoc 22 on, protoc N.y pairs with Google.Protobuf 3.N.y.
+    floor = protoc[:2] if protoc[0] == 3 else (3, protoc[0])
+    assert _version(versions["Google.Protobuf"])[:2] >= floor, (versions, out)
+
+
+def test_readmes_name_setup_steps_files_and_versions_that_exist():
+    versions = _props_versions()
+    unity = (UNITY / "README.md").read_text()
+    godot = (GODOT / "README.md").read_text()
+    for text in (unity, godot, (COMMON / "README.md").read_text()):
+        assert "scripts/gen_csharp.sh" in text
+        for path in re.findall(r"`((?:samples|scripts|proto|tests|npc_sdk)/[^`\s]*)`", text):
+            if "Generated" not in path:  # written by the script
+                assert (ROOT / path).exists(), f"README names {path}, which does not exist"
+    for text in (unity, godot):
+        assert "mcs --parse" in text and "What was run where" in text
+    # The NuGet versions each README tells to install are the ones NpcSdk.props pins.
+    for package, version in versions.items():
+        assert f"| {package} | {version} |" in unity, package
+        assert f'<PackageReference Include="{package}" Version="{version}" />' in godot, package
+    assert "https://github.com/Cysharp/YetAnotherHttpHandler.git?path=src/YetAnotherHttpHandler#" in unity
+    assert "NuGetForUnity" in unity

@@ -1,0 +1,149 @@
+"""`npc-sdk export`: the model folder, its manifest, reproducibility, and verification against the reference."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from npc_sdk.errors import ModelFolderError
+from npc_sdk.runtime.model_folder import ModelFolder
+from npc_sdk.runtime.onnx_model import OnnxNpcModel
+from npc_sdk.weights import sha256_file
+
+pytestmark = pytest.mark.slow
+
+EXPECTED_FILES = {
+    "image_encoder.onnx",
+    "text_encoder.onnx",
+    "fusion.onnx",
+    "decoder.onnx",
+    "embeddings.npy",
+    "tokenizer.json",
+    "text_tokenizer.json",
+}
+
+
+def test_manifest_describes_every_file_and_dimension(exported_int4):
+    manifest = json.loads((exported_int4 / "manifest.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["precision"] == "int4"
+    assert set(manifest["files"]) == EXPECTED_FILES
+    for name, digest in manifest["files"].items():
+        assert sha256_file(exported_int4 / name) == digest, name
+    dec = manifest["decoder"]
+    assert (dec["layers"], dec["hidden"], dec["kv_heads"], dec["vocab"]) == (30, 576, 3, 49152)
+    io = manifest["model"]["decoder"]
+    assert {"inputs_embeds", "attention_mask", "position_ids", "past_key_values.29.value"} <= set(
+        io["inputs"]
+    )
+    assert {"logits", "present.0.key"} <= set(io["outputs"])
+    assert [s["sha256"] for s in manifest["sources"]][0].startswith("b179c952")
+    assert manifest["opset"]["decoder"] >= 17
+    import onnx
+
+    ops = {
+        n.op_type for n in onnx.load(str(exported_int4 / "decoder.onnx"), load_external_data=False).graph.node
+    }
+    assert {
+        "GroupQueryAttention",
+        "MatMulNBits",
+    } <= ops and "MatMul" not in ops  # the LM head is quantised too
+
+
+def test_export_is_reproducible(model, exported_int4, tmp_path):
+    from npc_export.onnx_export import export_model
+
+    again = export_model(tmp_path / "again", "int4", model=model, log=lambda _m: None)
+    first = json.loads((exported_int4 / "manifest.json").read_text())
+    second = json.loads((again / "manifest.json").read_text())
+    assert first["files"] == second["files"]
+    assert (exported_int4 / "manifest.json").read_bytes() == (again / "manifest.json").read_bytes()
+
+
+def test_fp32_matches_the_reference(model, exported_fp32):
+    from npc_export.verify import verify_folder
+
+    report = verify_folder(exported_fp32, reference=model, log=lambda _m: None)
+    assert report["failures"] == []
+    assert report["decoder_logits_max_abs_diff"] < 1e-3
+    assert report["greedy_prompts_identical"] == "3/3"
+    assert report["image_encoder_max_abs_diff"] < 1e-3 and report["fusion_max_abs_diff_gate_open"] < 1e-3
+
+
+def test_int4_stays_close_in_perplexity(model, exported_int4):
+    from npc_export.verify import verify_folder
+
+    report = verify_folder(exported_int4, reference=model, log=lambda _m: None)
+    assert report["perplexity_relative_change"] <= 0.10, report
+    assert report["greedy_teacher_forced_agreement"] > 0.5, report
+
+
+def _partial_copy(src, dst, skip=()):
+    dst.mkdir()
+    for f in src.iterdir():
+        if f.name not in skip:
+            (dst / f.name).symlink_to(f)
+    return dst
+
+
+def test_missing_file_is_a_clear_error(exported_int4, tmp_path):
+    folder = _partial_copy(exported_int4, tmp_path / "m", skip={"fusion.onnx"})
+    with pytest.raises(ModelFolderError, match="fusion.onnx is missing"):
+        OnnxNpcModel.load(folder)
+
+
+def test_corrupted_file_is_a_clear_error(exported_int4, tmp_path):
+    folder = _partial_copy(exported_int4, tmp_path / "m", skip={"text_tokenizer.json"})
+    data = bytearray((exported_int4 / "text_tokenizer.json").read_bytes())
+    data[100] ^= 0xFF
+    (folder / "text_tokenizer.json").write_bytes(bytes(data))
+    with pytest.raises(ModelFolderError, match="text_tokenizer.json does not match its sha256"):
+        OnnxNpcModel.load(folder)
+
+
+def test_folder_without_manifest_or_newer_format_is_refused(exported_int4, tmp_path):
+    with pytest.raises(ModelFolderError, match="no manifest.json"):
+        ModelFolder.open(tmp_path)
+    folder = _partial_copy(exported_int4, tmp_path / "m", skip={"manifest.json"})
+    manifest = json.loads((exported_int4 / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFolderError, match="format_version 99"):
+        ModelFolder.open(folder)
+
+
+def test_runtime_without_torch_runs_a_turn(exported_int4):
+    """A fresh interpreter loads the folder and replies with torch and transformers never imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from npc_sdk.runtime.onnx_model import OnnxNpcModel\n"
+        "from npc_sdk.demo import DEMO_PERSONA, scene_path\n"
+        "from npc_sdk.runtime.generation import GenerationConfig\n"
+        f"m = OnnxNpcModel.load({str(exported_int4)!r})\n"
+        "d = m.reply('What is out there?', persona=DEMO_PERSONA, screenshot=scene_path('meadow_slimes.png'),"
+        " config=GenerationConfig(temperature=0, max_tokens=12))\n"
+        "assert d.text and d.usage.completion_tokens > 0\n"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] in ('torch', 'transformers')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_cuda_asked_for_but_absent_is_an_error(exported_int4):
+    import onnxruntime as ort
+
+    from npc_sdk.errors import NpcError
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(NpcError, match="CUDA"):
+        OnnxNpcModel.load(exported_int4, device="cuda")
+
+
+def test_embeddings_are_half_precision_for_quantised_models(exported_int4, exported_fp32):
+    assert np.load(exported_int4 / "embeddings.npy", mmap_mode="r").dtype == np.float16
+    assert np.load(exported_fp32 / "embeddings.npy", mmap_mode="r").dtype == np.float32

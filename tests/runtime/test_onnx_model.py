@@ -1,0 +1,189 @@
+"""The onnxruntime runtime on a real exported model: streaming, prefix reuse, snapshots and batched decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from npc_sdk.demo import DEMO_PERSONA, scene_path
+from npc_sdk.errors import InvalidInputError
+from npc_sdk.personas.persona import Persona
+from npc_sdk.personas.prompt import build_prompt
+from npc_sdk.runtime.batch import BatchGenerator
+from npc_sdk.runtime.conversation import Conversation
+from npc_sdk.runtime.decode_loop import ReplyState
+from npc_sdk.runtime.generation import GenerationConfig
+
+from ..greedy import assert_greedy_agrees, record_samplers
+
+pytestmark = pytest.mark.slow
+
+GREEDY = GenerationConfig(temperature=0.0, max_tokens=24)
+SCENE = scene_path("lava_cave_key.png")
+
+
+def test_stream_deltas_concatenate_to_done(runtime_int4):
+    events = list(
+        runtime_int4.stream("Is that cave safe?", persona=DEMO_PERSONA, screenshot=SCENE, config=GREEDY)
+    )
+    *deltas, done = events
+    assert len(deltas) >= 3 and done.type == "done"
+    assert "".join(d.text for d in deltas) == done.text
+    assert done.usage.completion_tokens == len(done.token_ids) <= GREEDY.max_tokens
+
+
+def test_continuing_a_conversation_feeds_only_new_positions(runtime_int4, monkeypatch):
+    recorded = record_samplers(monkeypatch, runtime_int4)
+    with Conversation(runtime_int4, DEMO_PERSONA) as conv:
+        first = conv.reply("Good evening, smith.", config=GREEDY)
+        held = conv.cached_positions
+        assert first.usage.cached_tokens == 0
+        second = conv.reply("Can you fix my sword?", config=GREEDY)
+    assert second.usage.cached_tokens >= held - 2  # all but the reply's closing tokens are reused
+    assert second.usage.prompt_tokens - second.usage.cached_tokens < 45
+    # the reused state gives the reply that rendering the whole dialogue from scratch gives (a long prefill and a
+    # short one round differently, so: same logits within tolerance, same tokens up to a near-tie)
+    fresh = runtime_int4.reply(
+        "Can you fix my sword?", persona=DEMO_PERSONA, history=conv.history[:1], config=GREEDY
+    )
+    assert_greedy_agrees(fresh.token_ids, recorded[2].logits, second.token_ids, recorded[1].logits)
+
+
+def test_snapshot_restores_the_state_without_recomputing(runtime_int4):
+    with Conversation(runtime_int4, DEMO_PERSONA) as conv:
+        conv.reply("Good evening, smith.", config=GREEDY)
+        snap = conv.snapshot()
+        original = conv.reply("What is that key for?", screenshot=SCENE, config=GREEDY)
+    assert snap.kv is not None and snap.kv.length == snap.fed.length > 0
+    with Conversation.restore(runtime_int4, DEMO_PERSONA, snap) as restored:
+        again = restored.reply("What is that key for?", screenshot=SCENE, config=GREEDY)
+    assert again.usage.cached_tokens == original.usage.cached_tokens > 0
+    assert again.token_ids == original.token_ids
+
+
+def test_cancelled_turn_is_not_kept(runtime_int4):
+    with Conversation(runtime_int4, DEMO_PERSONA) as conv:
+        conv.reply("Hello.", config=GREEDY)
+        stream = conv.stream("Tell me a long story about your forge.", config=GREEDY.with_(max_tokens=60))
+        next(stream)
+        stream.close()  # the player walked away
+        assert len(conv.history) == 1
+        after = conv.reply("Never mind. Goodbye.", config=GREEDY)
+        assert after.text and len(conv.history) == 2
+
+
+def test_bad_input_leaves_the_conversation_untouched(runtime_int4):
+    with Conversation(runtime_int4, DEMO_PERSONA) as conv:
+        conv.reply("Hello.", config=GREEDY)
+        before = (list(conv.history), conv.cached_positions)
+        with pytest.raises(InvalidInputError, match="screenshot"):
+            conv.reply("Look!", screenshot=b"not a png", config=GREEDY)
+        with pytest.raises(InvalidInputError, match="text"):
+            conv.reply("", config=GREEDY)
+        assert (list(conv.history), conv.cached_positions) == before
+
+
+PERSONAS = [
+    (DEMO_PERSONA, "Hello!"),
+    (
+        Persona(name="Captain Hale", description="The stern captain of the city guard."),
+        "Is the north road safe?",
+    ),
+    (Persona(name="Zib", description="A shady merchant."), "What do you sell, and how much does it cost me?"),
+]
+
+
+def _state(model, persona, config):
+    return ReplyState(
+        tokenizer=model.tokenizer,
+        config=config,
+        sampler=model.sampler(persona, config),
+        eos_id=model.eos_id,
+        prompt_tokens=0,
+    )
+
+
+def test_batched_greedy_equals_one_by_one_with_join_and_leave(runtime_int4, monkeypatch):
+    """Batched rows give the logits a lone sequence gets (within int4 rounding, which differs by batch size) and
+    the same greedy tokens up to the first near-tie."""
+    model = runtime_int4
+    configs = [GREEDY.with_(max_tokens=n) for n in (20, 8, 16)]  # the second leaves early
+    prompts = [build_prompt(model.tokenizer, p, [], t) for p, t in PERSONAS]
+    assert len({p.length for p in prompts}) == 3  # different lengths decode together
+    recorded = record_samplers(monkeypatch, model)
+    solo = [
+        model.reply(text, persona=p, config=c, use_prefix=False).token_ids
+        for (p, text), c in zip(PERSONAS, configs, strict=True)
+    ]
+    solo_logits = [r.logits for r in recorded[:3]]
+
+    slots = [model.acquire_slot() for _ in PERSONAS]
+    states = [_state(model, p, c) for (p, _), c in zip(PERSONAS, configs, strict=True)]
+    try:
+        batch = BatchGenerator(model)
+        batch.add(slots[0], model.embed(prompts[0]), states[0])
+        batch.add(slots[1], model.embed(prompts[1]), states[1])
+        widths = []
+        for step in range(40):
+            if step == 3:  # the third sequence joins a running batch
+                batch.add(slots[2], model.embed(prompts[2]), states[2])
+            widths.append(len(batch.members))
+            batch.step()
+            if not batch.members:
+                break
+    finally:
+        for s in slots:
+            model.release_slot(s)
+    assert max(widths) == 3 and widths[-1] < 3
+    batched_logits = [r.logits for r in recorded[3:]]
+    for i, state in enumerate(states):
+        same = assert_greedy_agrees(solo[i], solo_logits[i], state.generated, batched_logits[i])
+        print(f"row {i}: {same}/{len(solo[i])} tokens identical")
+
+
+def test_batch_step_is_one_call_for_all_members(runtime_int4, monkeypatch):
+    model = runtime_int4
+    calls = []
+    original = model.runner.run
+    monkeypatch.setattr(model.runner, "run", lambda *a, **k: calls.append(a[1].shape) or original(*a, **k))
+    slots = [model.acquire_slot() for _ in range(2)]
+    try:
+        batch = BatchGenerator(model)
+        for slot, (p, t) in zip(slots, PERSONAS[:2], strict=True):
+            batch.add(slot, model.embed(build_prompt(model.tokenizer, p, [], t)), _state(model, p, GREEDY))
+        calls.clear()
+        batch.step()
+    finally:
+        for s in slots:
+            model.release_slot(s)
+    assert len(calls) == 1 and calls[0][0] == 2
+
+
+def test_seeded_sampling_reproduces(runtime_int4):
+    cfg = GenerationConfig(temperature=0.9, seed=99, max_tokens=16)
+    a = runtime_int4.reply("Sing me a song.", persona=DEMO_PERSONA, config=cfg)
+    b = runtime_int4.reply("Sing me a song.", persona=DEMO_PERSONA, config=cfg)
+    assert a.token_ids == b.token_ids
+
+
+def test_prefix_vectors_come_from_the_fusion_graph(runtime_int4):
+    prefix = runtime_int4.fuse("What is that?", DEMO_PERSONA, SCENE)
+    assert prefix.shape == (14, 576) and prefix.dtype == np.float32  # 6 tag slots + 8 fused vectors
+    assert runtime_int4.fusion_trained and prefix.any()  # the committed trained fusion is the default
+    blind = runtime_int4.fuse("What is that?", DEMO_PERSONA, None)
+    assert np.abs(prefix - blind).max() > 0.1  # and the screenshot changes what the decoder is given
+
+
+def test_a_new_session_reuses_the_personas_kv_state(runtime_int4, monkeypatch):
+    from npc_sdk.personas.prompt import persona_block
+
+    recorded = record_samplers(monkeypatch, runtime_int4)
+    persona = Persona(name="Oma Brin", description="The village herbalist, patient and sly.")
+    block = persona_block(runtime_int4.tokenizer, persona)
+    with Conversation(runtime_int4, persona) as first:
+        cold = first.reply("Do you have anything for a cough?", config=GREEDY)
+    assert cold.usage.cached_tokens == 0
+    with Conversation(runtime_int4, persona) as second:
+        warm = second.reply("Do you have anything for a cough?", config=GREEDY)
+    assert warm.usage.cached_tokens == len(block)
+    assert_greedy_agrees(cold.token_ids, recorded[0].logits, warm.token_ids, recorded[1].logits)

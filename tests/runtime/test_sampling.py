@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from npc_sdk.errors import InvalidInputError
+from npc_sdk.runtime.generation import GenerationConfig
+from npc_sdk.runtime.sampling import TokenSampler
+
+VOCAB = 50
+
+
+def _logits(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=VOCAB).astype(np.float32)
+
+
+def test_greedy_is_argmax():
+    logits = _logits()
+    assert TokenSampler(GenerationConfig(temperature=0), VOCAB)(logits) == int(np.argmax(logits))
+
+
+def test_top_k_one_equals_greedy_even_when_sampling():
+    logits = _logits(3)
+    sampler = TokenSampler(GenerationConfig(temperature=1.5, top_k=1, top_p=1.0, seed=1), VOCAB)
+    assert {sampler(logits) for _ in range(20)} == {int(np.argmax(logits))}
+
+
+def test_same_seed_same_tokens_other_seed_other_tokens():
+    logits = _logits(4) * 0.1  # flat: many tokens are likely
+    cfg = GenerationConfig(temperature=1.0, top_k=0, top_p=1.0, seed=42)
+    a = [TokenSampler(cfg, VOCAB)(logits) for _ in range(1)]
+    s1, s2, s3 = TokenSampler(cfg, VOCAB), TokenSampler(cfg, VOCAB), TokenSampler(cfg.with_(seed=43), VOCAB)
+    run1 = [s1(logits) for _ in range(30)]
+    run2 = [s2(logits) for _ in range(30)]
+    run3 = [s3(logits) for _ in range(30)]
+    assert run1 == run2 and run1[:1] == a
+    assert run1 != run3
+
+
+def test_top_p_keeps_only_the_nucleus():
+    logits = np.full(VOCAB, -10.0, dtype=np.float32)
+    logits[[3, 7]] = [5.0, 4.0]  # ~73% and ~27% of the mass
+    sampler = TokenSampler(GenerationConfig(temperature=1.0, top_k=0, top_p=0.5, seed=0), VOCAB)
+    assert {sampler(logits) for _ in range(50)} == {3}
+    sampler = TokenSampler(GenerationConfig(temperature=1.0, top_k=0, top_p=0.99, seed=0), VOCAB)
+    assert {sampler(logits) for _ in range(200)} == {3, 7}
+
+
+def test_repetition_penalty_lowers_seen_tokens():
+    logits = np.zeros(VOCAB, dtype=np.float32)
+    logits[[1, 2]] = [2.0, -2.0]
+    adjusted = TokenSampler(GenerationConfig(repetition_penalty=2.0), VOCAB).adjust(logits, [1, 2])
+    assert adjusted[1] == pytest.approx(1.0) and adjusted[2] == pytest.approx(-4.0)
+    assert adjusted[0] == 0.0
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("max_tokens", 0),
+        ("max_tokens", 5000),
+        ("temperature", -0.1),
+        ("temperature", float("nan")),
+        ("top_p", 0.0),
+        ("top_k", -1),
+        ("repetition_penalty", 0.5),
+        ("seed", -3),
+        ("stop", ("",)),
+    ],
+)
+def test_out_of_range_generation_values_name_the_field(field, value):
+    with pytest.raises(InvalidInputError) as err:
+        GenerationConfig(**{field: value})
+    assert err.value.field == f"generation.{field}"

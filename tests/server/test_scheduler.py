@@ -1,0 +1,84 @@
+"""The scheduler's residency policy: more sessions than slots, parked KV under a budget, rebuilt when dropped."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from npc_sdk.demo import DEMO_PERSONA
+from npc_sdk.personas.prompt import persona_block
+from npc_sdk.runtime.events import Done
+from npc_sdk.runtime.generation import GenerationConfig
+from npc_sdk.runtime.onnx_model import OnnxNpcModel
+from npc_sdk.server.scheduler import ChatJob, Scheduler
+from npc_sdk.server.store import SessionStore
+
+pytestmark = pytest.mark.slow
+
+GREEDY = GenerationConfig(temperature=0.0, max_tokens=12)
+
+
+def _turn(scheduler: Scheduler, session_id: str, text: str) -> Done:
+    finished = threading.Event()
+    events: list = []
+
+    def emit(event) -> None:
+        events.append(event)
+        if isinstance(event, (Done, BaseException)):
+            finished.set()
+
+    scheduler.submit(ChatJob(session_id, text, None, GREEDY, emit)).result(60)
+    assert finished.wait(120)
+    assert isinstance(events[-1], Done), events[-1]
+    return events[-1]
+
+
+@pytest.fixture()
+def scheduler(exported_int4, tmp_path):
+    model = OnnxNpcModel.load(exported_int4, slots=2)
+    store = SessionStore(tmp_path / "sessions.sqlite3")
+    sched = Scheduler(model, store, kv_budget_bytes=0)  # no parked KV may stay: it is dropped at once
+    sched.start()
+    yield sched
+    sched.stop()
+    store.close()
+
+
+def test_more_sessions_than_slots_park_and_rebuild(scheduler):
+    ids = [f"s{i}" for i in range(3)]
+    for sid in ids:
+        scheduler.call(lambda sid=sid: scheduler.store.create(sid, DEMO_PERSONA)).result(10)
+    first = {sid: _turn(scheduler, sid, "Good evening.") for sid in ids}  # the third parks the first
+    states = scheduler.call(
+        lambda: {
+            sid: (live.conversation.slot, live.conversation.parked) for sid, live in scheduler.live.items()
+        }
+    ).result(10)
+    assert sum(slot is not None for slot, _ in states.values()) == 2
+    assert all(parked is None for _, parked in states.values())  # budget 0: parked KV was dropped
+    assert scheduler.call(lambda: scheduler.kv_parked_bytes).result(10) == 0
+    again = _turn(scheduler, "s0", "Can you fix my sword?")  # s0 lost its KV: rebuilt from the stored history
+    block = persona_block(scheduler.model.tokenizer, DEMO_PERSONA)
+    # only the shared persona block came from a cache; the history was recomputed
+    assert again.usage.cached_tokens == len(block)
+    stored = scheduler.call(lambda: scheduler.store.load("s0")).result(10)
+    assert [t.reply for t in stored.turns] == [first["s0"].text, again.text]
+
+
+def test_parked_kv_within_budget_is_restored(exported_int4, tmp_path):
+    model = OnnxNpcModel.load(exported_int4, slots=1)
+    store = SessionStore(tmp_path / "sessions.sqlite3")
+    sched = Scheduler(model, store, kv_budget_bytes=256 << 20)
+    sched.start()
+    try:
+        for sid in ("a", "b"):
+            sched.call(lambda sid=sid: store.create(sid, DEMO_PERSONA)).result(10)
+        _turn(sched, "a", "Good evening.")
+        _turn(sched, "b", "Good evening.")  # parks a (one slot)
+        assert sched.call(lambda: sched.live["a"].conversation.parked is not None).result(10)
+        back = _turn(sched, "a", "Can you fix my sword?")  # restored, not recomputed
+        assert back.usage.cached_tokens > back.usage.prompt_tokens // 2
+    finally:
+        sched.stop()
+        store.close()

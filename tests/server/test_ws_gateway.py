@@ -1,0 +1,416 @@
+"""The WebSocket gateway (`npc-sdk serve --ws-port`): JSON frames over a real server process, and a Godot 3 client."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import ssl
+import subprocess
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from npc_sdk._proto.npc.v1 import npc_pb2 as pb
+from npc_sdk.demo import scene_path
+from npc_sdk.server.ws_gateway import FrameError, dial_target, parse_frame
+
+from ..engine_tools import require_tools
+from ..server_process import ServerProcess
+
+SCENE = scene_path("meadow_slimes.png")
+BRAKKA = {"name": "Brakka", "description": "A gruff dwarven blacksmith who runs the forge in Emberfall."}
+GODOT_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "samples", "godot", "gdscript")
+WAIT_S = 120
+
+
+# --- frames parsed without a server -------------------------------------------------------------------------
+
+
+def test_frames_take_json_and_proto_field_names():
+    camel = parse_frame(
+        json.dumps({"id": "a", "method": "Chat", "request": {"sessionId": "s", "text": "hi"}})
+    )
+    snake = parse_frame(
+        json.dumps({"id": "b", "method": "Chat", "request": {"session_id": "s", "text": "hi"}})
+    )
+    assert camel.request == snake.request == pb.ChatRequest(session_id="s", text="hi")
+    png = SCENE.read_bytes()
+    shot = parse_frame(
+        json.dumps(
+            {
+                "id": "c",
+                "method": "Chat",
+                "apiKey": "k",
+                "request": {"screenshot": {"data": base64.b64encode(png).decode(), "encoding": "PNG"}},
+            }
+        )
+    )
+    assert shot.request.screenshot.data == png and shot.request.screenshot.encoding == pb.Image.PNG
+    assert shot.api_key == "k" and shot.method.streaming
+    assert parse_frame('{"id": "c", "cancel": true}') == ("c", None)
+    assert parse_frame('{"id": "d", "method": "ListPersonas"}').request == pb.ListPersonasRequest()
+
+
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        (b"binary", "frame: "),
+        ("{", "frame: not JSON"),
+        ("[1]", "frame: "),
+        ('{"method": "Chat"}', "id: "),
+        ('{"id": "x", "method": "Shout"}', "method: unknown method 'Shout'"),
+        ('{"id": "x", "method": "Chat", "request": []}', "request: "),
+        ('{"id": "x", "method": "Chat", "request": {"txt": "a"}}', "txt: no such field"),
+        ('{"id": "x", "method": "Chat", "request": {"text": 5}}', "text: "),
+        ('{"id": "x", "method": "Chat", "request": {"screenshot": {"data": "x!"}}}', "screenshot.data: "),
+        (
+            '{"id": "x", "method": "Chat", "request": {"screenshot": {"encoding": "GIF"}}}',
+            "screenshot.encoding: ",
+        ),
+        (
+            '{"id": "x", "method": "Chat", "request": {"generation": {"maxTokens": "many"}}}',
+            "generation.maxTokens: ",
+        ),
+        ('{"id": "x", "method": "Chat", "apiKey": 7}', "apiKey: "),
+    ],
+)
+def test_bad_frames_name_what_is_wrong(frame, message):
+    with pytest.raises(FrameError) as err:
+        parse_frame(frame)
+    assert str(err.value).startswith(message), str(err.value)
+    assert err.value.code == "INVALID_ARGUMENT"
+
+
+def test_the_gateway_dials_loopback_when_bound_to_every_address():
+    assert dial_target("0.0.0.0", 5) == "127.0.0.1:5" and dial_target("::", 5) == "[::1]:5"
+    assert dial_target("10.0.0.2", 5) == "10.0.0.2:5" and dial_target("::1", 5) == "[::1]:5"
+
+
+# --- a real server process ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(exported_int4, tmp_path_factory):
+    with ServerProcess(exported_int4, tmp_path_factory.mktemp("data"), "--ws-port", "0") as proc:
+        yield proc
+
+
+class Socket:
+    """A websockets connection with the gateway's framing: send a call, read frames, collect a call's answer."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.pending: list[dict] = []  # frames read while looking for another id
+
+    async def send(self, call_id: str, method: str, request: dict | None = None, **extra) -> None:
+        await self.ws.send(json.dumps({"id": call_id, "method": method, "request": request or {}, **extra}))
+
+    async def frame(self, call_id: str | None = None) -> dict:
+        for i, f in enumerate(self.pending):
+            if call_id is None or f["id"] == call_id:
+                return self.pending.pop(i)
+        while True:
+            f = json.loads(await asyncio.wait_for(self.ws.recv(), WAIT_S))
+            if call_id is None or f["id"] == call_id:
+                return f
+            self.pending.append(f)
+
+    async def unary(self, call_id: str, method: str, request: dict | None = None, **extra) -> dict:
+        await self.send(call_id, method, request, **extra)
+        return await self.frame(call_id)
+
+    async def chat(self, call_id: str, request: dict, **extra) -> tuple[list[str], dict]:
+        """The deltas and the last frame (a done event, or an error)."""
+        await self.send(call_id, "Chat", request, **extra)
+        deltas = []
+        while True:
+            f = await self.frame(call_id)
+            if "event" in f and "delta" in f["event"]:
+                deltas.append(f["event"]["delta"]["text"])
+            else:
+                return deltas, f
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+async def _session(sock: Socket, call_id: str = "create", **extra) -> str:
+    reply = await sock.unary(call_id, "CreateSession", {"persona": BRAKKA}, **extra)
+    return reply["response"]["sessionId"]
+
+
+@pytest.mark.slow
+def test_chat_streams_deltas_that_make_the_done_text(server):
+    async def play():
+        async with connect(server.ws_url) as ws:
+            sock = Socket(ws)
+            created = await sock.unary(
+                "c1", "CreateSession", {"persona": BRAKKA, "session_id": "ws-smith"}
+            )  # proto names are accepted too
+            assert created["response"]["sessionId"] == "ws-smith"
+            assert created["response"]["persona"]["name"] == "Brakka"
+            shot = {"data": base64.b64encode(SCENE.read_bytes()).decode(), "encoding": "PNG"}
+            request = {"sessionId": "ws-smith", "text": "What do you see?", "screenshot": shot}
+            deltas, last = await sock.chat("c2", {**request, "generation": {"maxTokens": 30}})
+            done = last["event"]["done"]
+            assert len(deltas) >= 3 and "".join(deltas) == done["text"]
+            assert done["finishReason"] in ("stop", "length") and done["usage"]["completionTokens"] > 0
+            assert done["timings"]["ttftMs"] > 0  # camelCase, as MessageToJson writes it
+            stored = await sock.unary("c3", "GetSession", {"sessionId": "ws-smith"})
+            turns = stored["response"]["turns"]
+            assert [(t["user"], t["reply"]) for t in turns] == [("What do you see?", done["text"])]
+            assert isinstance(turns[0]["createdUnixMs"], str)  # int64 is a string in the JSON mapping
+
+    _run(play())
+
+
+@pytest.mark.slow
+def test_bad_requests_get_invalid_argument_naming_the_field_and_the_socket_goes_on(server):
+    async def play():
+        async with connect(server.ws_url) as ws:
+            sock = Socket(ws)
+            sid = await _session(sock)
+            bad = [
+                ("b1", {"sessionId": sid, "text": ""}, "text"),
+                (
+                    "b2",
+                    {"sessionId": sid, "text": "hi", "generation": {"temperature": 9}},
+                    "generation.temperature",
+                ),
+                (
+                    "b3",
+                    {
+                        "sessionId": sid,
+                        "text": "hi",
+                        "screenshot": {"data": "bm90IGEgcG5n", "encoding": "PNG"},
+                    },
+                    "screenshot",
+                ),
+                ("b4", {"sessionId": sid, "txt": "hi"}, "txt"),
+                (
+                    "b5",
+                    {"sessionId": sid, "text": "hi", "screenshot": {"encoding": "GIF"}},
+                    "screenshot.encoding",
+                ),
+            ]
+            for call_id, request, field in bad:
+                deltas, last = await sock.chat(call_id, request)
+                assert deltas == [] and last["error"]["code"] == "INVALID_ARGUMENT", last
+                assert last["error"]["message"].startswith(field), last
+            await ws.send("{not json")
+            assert (await sock.frame())["error"]["code"] == "INVALID_ARGUMENT"
+            await ws.send(b"\x00\x01")
+            assert (await sock.frame())["error"]["message"].startswith("frame")
+            unknown = await sock.unary("b6", "Shout", {})
+            assert unknown["error"]["code"] == "INVALID_ARGUMENT" and "method" in unknown["error"]["message"]
+            deltas, last = await sock.chat(
+                "ok", {"sessionId": sid, "text": "Hello.", "generation": {"maxTokens": 6}}
+            )
+            assert "done" in last["event"] and "".join(deltas) == last["event"]["done"]["text"]
+            stored = await sock.unary("get", "GetSession", {"sessionId": sid})
+            assert [t["user"] for t in stored["response"]["turns"]] == ["Hello."]
+
+    _run(play())
+
+
+@pytest.mark.slow
+def test_unknown_session_is_not_found(server):
+    async def play():
+        async with connect(server.ws_url) as ws:
+            sock = Socket(ws)
+            _, last = await sock.chat("n1", {"sessionId": "no-such-session", "text": "hi"})
+            assert last["error"]["code"] == "NOT_FOUND"
+            got = await sock.unary("n2", "GetSession", {"sessionId": "no-such-session"})
+            assert got["error"]["code"] == "NOT_FOUND" and got["error"]["message"].startswith("session_id")
+            persona = await sock.unary("n3", "GetPersona", {"id": "nobody"})
+            assert persona["error"]["code"] == "NOT_FOUND"
+
+    _run(play())
+
+
+@pytest.mark.slow
+def test_cancel_mid_stream_stores_nothing_while_another_call_streams_on(server):
+    async def play():
+        async with connect(server.ws_url) as ws:
+            sock = Socket(ws)
+            sid, other = await _session(sock, "s1"), await _session(sock, "s2")
+            long = {
+                "sessionId": sid,
+                "text": "Tell me everything about swords.",
+                "generation": {"maxTokens": 300},
+            }
+            await sock.send("long", "Chat", long)
+            await sock.send(
+                "side", "Chat", {"sessionId": other, "text": "Hello.", "generation": {"maxTokens": 12}}
+            )
+            for _ in range(2):
+                assert "delta" in (await sock.frame("long"))["event"]
+            await sock.send("long", "Chat", long)  # an id in flight cannot be reused; the first call goes on
+            while "event" in (dup := await sock.frame("long")):
+                assert "delta" in dup["event"]
+            assert dup["error"]["code"] == "INVALID_ARGUMENT" and "in flight" in dup["error"]["message"]
+            await ws.send(json.dumps({"id": "long", "cancel": True}))
+            while "event" in (last := await sock.frame("long")):
+                assert "delta" in last["event"]  # deltas already on their way, then the end
+            assert last["error"]["code"] == "CANCELLED"
+            while "event" in (side := await sock.frame("side")) and "delta" in side["event"]:
+                pass
+            assert "done" in side["event"]  # the other call on the socket was not disturbed
+            _, after = await sock.chat(
+                "after", {"sessionId": sid, "text": "Never mind.", "generation": {"maxTokens": 6}}
+            )
+            assert "done" in after["event"]
+            stored = await sock.unary("get", "GetSession", {"sessionId": sid})
+            assert [t["user"] for t in stored["response"]["turns"]] == ["Never mind."]
+            # a cancel for a call that has ended is ignored
+            await ws.send(json.dumps({"id": "after", "cancel": True}))
+            listed = await sock.unary("list", "ListSessions", {"pageSize": 1000})
+            assert sid in {s["sessionId"] for s in listed["response"]["sessions"]}
+
+    _run(play())
+
+
+@pytest.mark.slow
+def test_closing_the_socket_cancels_its_chat(server):
+    async def play():
+        async with connect(server.ws_url) as ws:
+            sock = Socket(ws)
+            sid = await _session(sock)
+            long = {
+                "sessionId": sid,
+                "text": "Sing me the longest song you know.",
+                "generation": {"maxTokens": 400},
+            }
+            await sock.send("song", "Chat", long)
+            assert "delta" in (await sock.frame("song"))["event"]
+        async with connect(server.ws_url) as ws:  # the first socket is closed: its turn was dropped
+            sock = Socket(ws)
+            _, last = await sock.chat(
+                "hi", {"sessionId": sid, "text": "Hello?", "generation": {"maxTokens": 4}}
+            )
+            assert "done" in last["event"]
+            stored = await sock.unary("get", "GetSession", {"sessionId": sid})
+            assert [t["user"] for t in stored["response"]["turns"]] == ["Hello?"]
+
+    _run(play())
+
+
+@pytest.fixture(scope="module")
+def tls_pair(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.slow
+def test_api_key_is_enforced_and_tls_serves_wss(exported_int4, tmp_path, tls_pair):
+    cert, key = tls_pair
+    extra = ("--ws-port", "0", "--api-key", "s3cret", "--tls-cert", str(cert), "--tls-key", str(key))
+    extra += ("--ws-max-message-mb", "1")
+    trust = ssl.create_default_context(cafile=str(cert))
+
+    async def play(url: str):
+        async with connect(url, ssl=trust) as ws:
+            sock = Socket(ws)
+            for call_id, api_key in (("anon", None), ("wrong", "nope")):
+                key = {"apiKey": api_key} if api_key else {}
+                reply = await sock.unary(call_id, "CreateSession", {"persona": BRAKKA}, **key)
+                assert reply["error"]["code"] == "UNAUTHENTICATED", reply
+                _, last = await sock.chat(f"{call_id}-chat", {"sessionId": "x", "text": "hi"}, **key)
+                assert last["error"]["code"] == "UNAUTHENTICATED"
+            sid = await _session(sock, apiKey="s3cret")
+            _, last = await sock.chat(
+                "c", {"sessionId": sid, "text": "Hi.", "generation": {"maxTokens": 4}}, apiKey="s3cret"
+            )
+            assert "done" in last["event"]
+        async with connect(url, ssl=trust, max_size=None) as ws:  # over --ws-max-message-mb: closed with 1009
+            await ws.send(json.dumps({"id": "big", "method": "ListSessions", "pad": "x" * (1 << 20)}))
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), WAIT_S)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+    with ServerProcess(exported_int4, tmp_path, *extra) as proc:
+        assert any("websocket gateway (wss://, JSON, frames up to 1 MiB)" in line for line in proc.output)
+        _run(play(f"wss://127.0.0.1:{proc.ws_port}"))
+
+
+# --- Godot 3 (headless) ---------------------------------------------------------------------------------------
+
+
+def _godot_project(tmp_path) -> tuple[str, dict[str, str]]:
+    """A throwaway Godot project with the sample scripts, and an environment whose home folders are writable."""
+    project = tmp_path / "godot-project"
+    project.mkdir()
+    for name in ("npc_client_godot3.gd", "run_headless_godot3.gd"):
+        shutil.copy(os.path.join(GODOT_DIR, name), project / name)
+    (project / "project.godot").write_text(
+        'config_version=4\n\n[application]\n\nconfig/name="npc-ws-check"\n'
+    )
+    home = tmp_path / "godot-home"
+    env = {**os.environ, "HOME": str(home), "LANG": "en_US.UTF-8", "LC_ALL": "en_US.UTF-8"}
+    for var, sub in (("XDG_DATA_HOME", "data"), ("XDG_CONFIG_HOME", "config"), ("XDG_CACHE_HOME", "cache")):
+        (home / sub / "godot").mkdir(parents=True)
+        env[var] = str(home / sub)
+    return str(project), env
+
+
+@pytest.mark.slow
+def test_godot3_client_streams_a_reply_with_a_screenshot(server, tmp_path):
+    godot = require_tools("godot3-server")["godot3-server"]
+    project, env = _godot_project(tmp_path)
+    shutil.copy(SCENE, os.path.join(project, "shot.png"))
+    env.update(
+        NPC_WS_URL=server.ws_url, NPC_SCREENSHOT=os.path.join(project, "shot.png"), NPC_MAX_TOKENS="40"
+    )
+    run = subprocess.run(
+        [godot, "--path", project, "-s", "run_headless_godot3.gd"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    out = run.stdout  # Godot prints engine warnings (locale, folders) on stderr; the client's lines on stdout
+    assert run.returncode == 0, out + run.stderr
+    lines = out.splitlines()
+    deltas = [json.loads(line[len("DELTA ") :]) for line in lines if line.startswith("DELTA ")]
+    done = [json.loads(line[len("DONE ") :]) for line in lines if line.startswith("DONE ")]
+    ttft = [float(line.split()[1]) for line in lines if line.startswith("TTFT_MS ")]
+    total = [float(line.split()[1]) for line in lines if line.startswith("TOTAL_MS ")]
+    assert len(deltas) >= 2 and len(done) == 1 and "".join(deltas) == done[0], out
+    assert len(ttft) == 1 and len(total) == 1 and 0 < ttft[0] <= total[0], out
+    print(f"godot3 client: {len(deltas)} deltas, first after {ttft[0]:.0f} ms, done after {total[0]:.0f} ms")
+    session_id = next(line.split()[1] for line in lines if line.startswith("SESSION "))
+
+    async def stored():
+        async with connect(server.ws_url) as ws:
+            return await Socket(ws).unary("get", "GetSession", {"sessionId": session_id})
+
+    assert _run(stored())["response"]["turns"][0]["reply"] == done[0]
+
+
+@pytest.mark.slow
+def test_godot3_client_exits_non_zero_when_it_cannot_connect(tmp_path):
+    godot = require_tools("godot3-server")["godot3-server"]
+    project, env = _godot_project(tmp_path)
+    env.update(NPC_WS_URL="ws://127.0.0.1:9", NPC_TIMEOUT_S="30")  # port 9 (discard): nothing listens
+    run = subprocess.run(
+        [godot, "--path", project, "-s", "run_headless_godot3.gd"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert run.returncode != 0 and "ERROR " in run.stdout, run.stdout + run.stderr
