@@ -17,6 +17,8 @@ from torch import nn
 
 BN_EPS = 1e-3  # the TF checkpoint's batch-norm epsilon
 GRID_CHANNELS = 1280  # channels of the head conv: the width of each v_I cell
+MID_CHANNELS = 112  # channels at stride 16 (the end of stage 5): the width of each v_mid cell
+MID_BLOCK = 10  # v_mid is the output of this block
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) per stage of Lite0
 STAGES = (
@@ -37,7 +39,7 @@ class SameConv2d(nn.Conv2d):
         ih, iw = x.shape[-2:]
         kh, kw = self.kernel_size
         sh, sw = self.stride
-        # Input sizes are static (224) at export, so these are Python ints and the pad is a constant.
+        # Input sizes are static (256x448) at export, so these are Python ints and the pad is a constant.
         pad_h = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
         pad_w = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
         if pad_h or pad_w:
@@ -75,7 +77,13 @@ class MBConvBlock(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """EfficientNet-Lite0 trunk: [B, 3, 224, 224] normalised pixels -> v_I [B, 49, 1280] (7x7 grid, row-major)."""
+    """EfficientNet-Lite0: [B, 3, 256, 448] normalised pixels -> v_I [B, 112, 1280] (8x14 grid, row-major), and
+    v_mid [B, 448, 112] (16x28 grid at stride 16: small things that a 32-pixel cell blurs still show there).
+
+    `trunk` (stem and blocks, 320 channels, and the stride-16 map on the way) and `head` (the 1x1 head
+    convolution to 1280) are separate so that training can cache the trunk's output and apply the head as the
+    runtime does.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -94,14 +102,26 @@ class ImageEncoder(nn.Module):
             GRID_CHANNELS, 1000
         )  # ImageNet classifier: kept to check the weights, unused for v_I
 
-    def grid(self, pixels: torch.Tensor) -> torch.Tensor:
+    def trunk(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the stride-16 map [B, 112, H/16, W/16], the last block's output [B, 320, H/32, W/32])."""
         x = F.relu6(self._bn0(self._conv_stem(pixels)))
-        for block in self._blocks:
+        mid = x
+        for i, block in enumerate(self._blocks):
             x = block(x)
-        return F.relu6(self._bn1(self._conv_head(x)))  # [B, 1280, 7, 7]
+            if i == MID_BLOCK:
+                mid = x
+        return mid, x
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.grid(pixels).flatten(2).transpose(1, 2)  # [B, 49, 1280]
+    def head(self, trunk: torch.Tensor) -> torch.Tensor:
+        return F.relu6(self._bn1(self._conv_head(trunk)))  # [B, 1280, H/32, W/32]
+
+    def grid(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(pixels)[1])
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """v_I [B, rows * cols, 1280] and v_mid [B, 4 * rows * cols, 112], cells row-major."""
+        mid, top = self.trunk(pixels)
+        return self.head(top).flatten(2).transpose(1, 2), mid.flatten(2).transpose(1, 2)
 
     def classify(self, pixels: torch.Tensor) -> torch.Tensor:
         """ImageNet logits [B, 1000]; used only to verify the pretrained weights."""

@@ -1,4 +1,4 @@
-"""LoRA on the decoder (an option of `npc-sdk train`): low-rank updates to the attention projections.
+"""LoRA on the decoder (an option of `npc-sdk train`): low-rank updates to the attention (and MLP) projections.
 
 While training, each targeted nn.Linear is wrapped: y = W x + (alpha / r) * B(A(x)), with B zero-initialised so
 training starts from the base model. The adapters are saved on their own (decoder_lora.safetensors, a few MB) and
@@ -16,7 +16,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")  # attention projections
+MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")  # the MLP too, with `npc-sdk train --lora-mlp`
 
 
 class LoRALinear(nn.Module):
@@ -31,18 +32,20 @@ class LoRALinear(nn.Module):
         return self.base(x) + self.scale * ((x @ self.A.t()) @ self.B.t())
 
 
-def _targets(lm: nn.Module):
+def _targets(lm: nn.Module, targets: tuple[str, ...] = TARGETS + MLP_TARGETS):
     for name, module in lm.named_modules():
-        for attr in TARGETS:
+        for attr in targets:
             child = getattr(module, attr, None)
             if isinstance(child, (nn.Linear, LoRALinear)):
                 yield f"{name}.{attr}", module, attr, child
 
 
-def add_lora(lm: nn.Module, rank: int, alpha: float) -> list[nn.Parameter]:
-    """Wrap every attention projection; returns the new trainable parameters."""
+def add_lora(
+    lm: nn.Module, rank: int, alpha: float, targets: tuple[str, ...] = TARGETS
+) -> list[nn.Parameter]:
+    """Wrap every projection named in `targets`; returns the new trainable parameters."""
     params: list[nn.Parameter] = []
-    for _name, parent, attr, child in list(_targets(lm)):
+    for _name, parent, attr, child in list(_targets(lm, targets)):
         if isinstance(child, nn.Linear):
             wrapped = LoRALinear(child, rank, alpha)
             setattr(parent, attr, wrapped)
@@ -57,7 +60,8 @@ def save_lora(lm: nn.Module, path: Path) -> None:
             tensors[f"{name}.A"] = child.A.detach().half().contiguous()
             tensors[f"{name}.B"] = child.B.detach().half().contiguous()
             meta["scale"] = str(child.scale)
-    save_file(tensors, str(path), metadata={"scale": meta.get("scale", "1"), "targets": json.dumps(TARGETS)})
+    targets = sorted({n.rsplit(".", 1)[1] for n in (k.rsplit(".", 1)[0] for k in tensors)})
+    save_file(tensors, str(path), metadata={"scale": meta.get("scale", "1"), "targets": json.dumps(targets)})
 
 
 def remove_lora(lm: nn.Module, merge: bool) -> None:

@@ -2,6 +2,9 @@
 
 grounding_rate      of the replies to scene questions, the share that name (scene_lexicon) at least one category
                     that is in the picture (terrain, pools or objects);
+thing_grounding_rate the same, counting objects only (no terrain, pool or time of day): pictures of one
+                    family share their terrain, so the shuffled-image baseline names it by chance; this one
+                    asks whether the NPC saw the picture's own things;
 hallucination_rate  of all replies, the share that name at least one category that is not in the picture;
 persona_id_accuracy of all replies, the share whose role-encoder embedding is closest (cosine) to the v_R of
                     the persona that wrote it, among all personas evaluated;
@@ -16,8 +19,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .scene_lexicon import mentioned_categories
+from .scene_lexicon import OBJECTS, mentioned_categories
 
+THING_NAMES = frozenset(o if isinstance(o, str) else o.name for o in OBJECTS)
 WORD = re.compile(r"[a-z0-9']+")
 
 
@@ -27,6 +31,10 @@ def words(text: str) -> list[str]:
 
 def is_grounded(reply: str, present: Sequence[str]) -> bool:
     return bool(mentioned_categories(reply) & set(present))
+
+
+def names_a_thing_present(reply: str, present: Sequence[str]) -> bool:
+    return bool(mentioned_categories(reply) & set(present) & THING_NAMES)
 
 
 def is_hallucinating(reply: str, present: Sequence[str]) -> bool:

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from transformers import DynamicCache
 
+from npc_sdk.errors import WeightsError
 from npc_sdk.personas.persona import Persona
-from npc_sdk.personas.prompt import Turn, check_text, pick_prefix, turn_prompt
+from npc_sdk.personas.prompt import Turn, check_text, turn_prompt
 from npc_sdk.runtime.decode_loop import stream_reply
 from npc_sdk.runtime.events import Done, ReplyEvent
 from npc_sdk.runtime.generation import GenerationConfig
 from npc_sdk.runtime.images import ImageInput, preprocess
 from npc_sdk.runtime.sampling import make_sampler
+from npc_sdk.runtime.scene import SceneEntity, TagSpec, check_entities, merge, scene_words, seen_tags
 from npc_sdk.runtime.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS, encode_batch, encoder_tokenizer
 from npc_sdk.weights import (
     BASE_PACKAGES,
@@ -30,6 +34,7 @@ from npc_sdk.weights import (
     require_pulled,
 )
 
+from .datasets import TagInfo, builtin_vocabulary
 from .decoder import Decoder
 from .fusion import CoAttentionFusion, FusionConfig
 from .image_encoder import ImageEncoder
@@ -46,6 +51,7 @@ class FusionInfo:
     source: str  # where the fusion weights came from
     trained: bool  # False: zero gate, prefix vectors are all zero
     decoder_lora: str = ""  # LoRA adapters merged into the decoder, if any
+    tags: list[TagInfo] = field(default_factory=builtin_vocabulary)  # the grounding head's vocabulary
 
     def describe(self) -> str:
         if self.trained:
@@ -103,9 +109,11 @@ class NpcModel:
         fusion_weights: Path | None = None,
         decoder_lora: Path | None = None,
         committed_weights: bool = True,
+        vocabulary: Sequence[TagInfo] | None = None,
         pull_missing: bool = True,
         log: Callable[[str], None] = print,
     ) -> NpcModel:
+        """The reference model. `vocabulary` gives an untrained fusion its tags (a weights file has its own)."""
         if pull_missing:
             pull(BASE_PACKAGES, log=log)
         image_encoder = ImageEncoder.from_checkpoint(require_pulled(IMAGE_ENCODER))
@@ -119,14 +127,14 @@ class NpcModel:
         if lora is not None:
             changed = merge_lora_file(decoder.lm, lora)
             log(f"decoder: LoRA from {lora} merged into {changed} matrices")
-        fusion, info = load_fusion(decoder, fusion_weights, committed_weights)
+        fusion, info = load_fusion(decoder, fusion_weights, committed_weights, vocabulary)
         info.decoder_lora = str(lora) if lora is not None else ""
         return cls(image_encoder, text_encoder, fusion, decoder, minilm / "tokenizer.json", info)
 
     # ---- encoders and fusion -------------------------------------------------------------------------------
     @torch.inference_mode()
-    def encode_image(self, image: ImageInput) -> torch.Tensor:
-        """v_I [1, 49, 1280]."""
+    def encode_image(self, image: ImageInput) -> tuple[torch.Tensor, torch.Tensor]:
+        """v_I [1, 112, 1280] and v_mid [1, 448, 112]."""
         return self.image_encoder(torch.from_numpy(preprocess(image)))
 
     @torch.inference_mode()
@@ -148,14 +156,37 @@ class NpcModel:
     @torch.inference_mode()
     def fuse(self, text: str, persona: Persona, screenshot: ImageInput | None = None) -> np.ndarray:
         """The K prefix vectors [K, hidden] for this turn."""
+        return self.see(text, persona, screenshot)[0]
+
+    @torch.inference_mode()
+    def see(
+        self, text: str, persona: Persona, screenshot: ImageInput | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The K prefix vectors [K, hidden], and the head's probability per tag (None without a picture)."""
         v_T, mask = self.encode_text(text)
         v_R = self.encode_role(persona)
+        cfg = self.fusion.cfg
         if screenshot is None:
-            v_I = torch.zeros(1, self.fusion.cfg.image_cells, self.fusion.cfg.image_dim)
+            v_I = torch.zeros(1, cfg.image_cells, cfg.image_dim)
+            v_mid = torch.zeros(1, 4 * cfg.image_cells, cfg.mid_dim)
             has_image = torch.zeros(1)
         else:
-            v_I, has_image = self.encode_image(screenshot), torch.ones(1)
-        return self.fusion(v_I, has_image, v_T, mask, v_R)[0].numpy()
+            (v_I, v_mid), has_image = self.encode_image(screenshot), torch.ones(1)
+        prefix, tag_probs = self.fusion(v_I, v_mid, has_image, v_T, mask, v_R)
+        return prefix[0].numpy(), (tag_probs[0].numpy() if screenshot is not None else None)
+
+    @property
+    def tags(self) -> list[TagSpec]:
+        """The vocabulary with its words and calibrated thresholds, as the runtime reads it from the manifest."""
+        thresholds = self.fusion.tag_thresholds.tolist()
+        return [
+            TagSpec(t.name, t.words, t.kind, float(th))
+            for t, th in zip(self.vocabulary, thresholds, strict=True)
+        ]
+
+    @property
+    def vocabulary(self) -> list[TagInfo]:
+        return self.fusion_info.tags
 
     # ---- generation ----------------------------------------------------------------------------------------
     def stream(
@@ -165,22 +196,31 @@ class NpcModel:
         persona: Persona,
         history: Sequence[Turn] = (),
         screenshot: ImageInput | None = None,
+        scene: Sequence[SceneEntity] = (),
         config: GenerationConfig | None = None,
         use_prefix: bool = True,
         prefix: np.ndarray | None = None,
     ) -> Iterator[ReplyEvent]:
         """Yield Delta events as the reply is decoded, then one Done.
 
-        The prefix vectors come from `fuse` unless given (a caller that keeps them for its history passes them
-        in); `use_prefix=False` leaves them out and the decoder sees the plain chat prompt.
+        The prefix vectors come from `see` unless given (a caller that keeps them for its history passes them
+        in); `use_prefix=False` leaves them out. `scene` lists what the game says is in view; the head's tags
+        from a screenshot join it, as the note and the scene-word bias (npc_sdk.runtime.scene).
         """
         config = config or persona.generation_defaults()
         started = time.perf_counter()
         check_text(text)
-        prefix = pick_prefix(use_prefix, prefix, lambda: self.fuse(text, persona, screenshot))
+        entities = check_entities(scene)
+        facts = merge(None, self.tags, entities)
+        if use_prefix and prefix is None:
+            prefix, tag_probs = self.see(text, persona, screenshot)
+            facts = merge(tag_probs, self.tags, entities)
+        elif not use_prefix:
+            prefix = None
         tok = self.decoder.tokenizer
-        prompt = turn_prompt(tok, persona, history, text, prefix)
-        sampler = make_sampler(tok, persona, config, self.decoder.vocab_size, self.decoder.eos_id)
+        prompt = turn_prompt(tok, persona, history, text, prefix, facts.note())
+        words = scene_words(facts, self.tags, config)
+        sampler = make_sampler(tok, persona, config, self.decoder.vocab_size, self.decoder.eos_id, words)
         yield from stream_reply(
             TorchLogitsSource(self.decoder),
             prompt.embed(self.embedding_table),
@@ -189,6 +229,7 @@ class NpcModel:
             sampler=sampler,
             eos_id=self.decoder.eos_id,
             started=started,
+            seen=seen_tags(facts),
         )
 
     def reply(self, text: str, **kwargs) -> Done:
@@ -199,19 +240,54 @@ class NpcModel:
 
 
 def load_fusion(
-    decoder: Decoder, weights: Path | None, committed_weights: bool = True
+    decoder: Decoder,
+    weights: Path | None,
+    committed_weights: bool = True,
+    vocabulary: Sequence[TagInfo] | None = None,
 ) -> tuple[CoAttentionFusion, FusionInfo]:
-    """Trained weights from `weights` or the committed default; otherwise a seeded, zero-gated fusion."""
+    """Trained weights from `weights` or the committed default; otherwise a seeded, zero-gated fusion with
+    `vocabulary` (default: the built-in scenes' tags). A weights file carries its own vocabulary."""
     table = decoder.embedding_table()
+    use_default = committed_weights and DEFAULT_FUSION_WEIGHTS.is_file()
+    path = weights or (DEFAULT_FUSION_WEIGHTS if use_default else None)
+    state, tags = None, list(vocabulary or builtin_vocabulary())
+    if path is not None:
+        state, tags = read_fusion_file(Path(path))
     cfg = FusionConfig(
-        decoder_dim=decoder.hidden_size, embed_rms=float(np.sqrt((table.astype(np.float64) ** 2).mean()))
+        decoder_dim=decoder.hidden_size,
+        embed_rms=float(np.sqrt((table.astype(np.float64) ** 2).mean())),
+        tag_words=tuple(t.name for t in tags),
     )
     torch.manual_seed(0)  # untrained weights are the same on every machine
     fusion = CoAttentionFusion(cfg).eval()
-    fusion.set_tag_embeddings(table, decoder.tokenizer)
-    use_default = committed_weights and DEFAULT_FUSION_WEIGHTS.is_file()
-    path = weights or (DEFAULT_FUSION_WEIGHTS if use_default else None)
-    if path is None:
-        return fusion, FusionInfo(source="no trained weights yet", trained=False)
-    fusion.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=True)
-    return fusion, FusionInfo(source=str(path), trained=fusion.is_trained)
+    if state is None:
+        return fusion, FusionInfo(source="no trained weights yet", trained=False, tags=tags)
+    try:
+        fusion.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(
+            f"{path}: these fusion weights do not fit this model ({str(exc).splitlines()[0]}); they were trained "
+            "for another image grid, decoder or vocabulary: train again with `npc-sdk train`"
+        ) from exc
+    return fusion, FusionInfo(source=str(path), trained=fusion.is_trained, tags=tags)
+
+
+def read_fusion_file(path: Path) -> tuple[dict[str, torch.Tensor], list[TagInfo]]:
+    """Tensors (widened to float32) and the tag vocabulary a fusion weights file carries in its metadata."""
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    if "tags" in meta:
+        tags = [
+            TagInfo(t["name"], tuple(t["words"]), t.get("kind", "thing")) for t in json.loads(meta["tags"])
+        ]
+    else:
+        tags = builtin_vocabulary()
+    return state, tags
+
+
+def save_fusion(fusion: CoAttentionFusion, tags: Sequence[TagInfo], path: Path) -> None:
+    """float16 on disk (half what git carries; loading widens it back), with the vocabulary as metadata."""
+    tensors = {k: v.detach().half().contiguous() for k, v in fusion.state_dict().items()}
+    meta = {"tags": json.dumps([{"name": t.name, "words": list(t.words), "kind": t.kind} for t in tags])}
+    save_file(tensors, str(path), metadata=meta)

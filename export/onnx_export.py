@@ -23,7 +23,7 @@ import transformers
 
 from npc_sdk import __version__
 from npc_sdk.runtime.generation import GenerationConfig
-from npc_sdk.runtime.images import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
+from npc_sdk.runtime.images import GRID, IMAGE_HEIGHT, IMAGE_WIDTH, PAD_VALUE, PIXEL_MEAN, PIXEL_STD
 from npc_sdk.runtime.model_folder import FORMAT_VERSION, MANIFEST, PRECISIONS
 from npc_sdk.runtime.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS
 from npc_sdk.weights import BASE_PACKAGES, local_path, sha256_file
@@ -49,7 +49,7 @@ class TextEncoderOnnx(torch.nn.Module):
 
 def _torch_export(module: torch.nn.Module, args: tuple, path: Path, names_in, names_out, dynamic) -> None:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about the static 224x224 padding arithmetic
+        warnings.simplefilter("ignore")  # tracer warnings about the static 256x448 padding arithmetic
         torch.onnx.export(
             module.eval(),
             args,
@@ -68,21 +68,24 @@ def export_fusion(fusion: CoAttentionFusion, path: Path) -> None:
         fusion,
         (
             torch.zeros(2, cfg.image_cells, cfg.image_dim),
+            torch.zeros(2, 4 * cfg.image_cells, cfg.mid_dim),
             torch.ones(2),
             torch.zeros(2, 8, cfg.text_dim),
             torch.ones(2, 8),
             torch.zeros(2, cfg.text_dim),
         ),
         path,
-        ["v_I", "has_image", "v_T", "text_mask", "v_R"],
-        ["prefix"],
+        ["v_I", "v_mid", "has_image", "v_T", "text_mask", "v_R"],
+        ["prefix", "tag_probs"],
         {
             "v_I": {0: "batch"},
+            "v_mid": {0: "batch"},
             "has_image": {0: "batch"},
             "v_T": {0: "batch", 1: "tokens"},
             "text_mask": {0: "batch", 1: "tokens"},
             "v_R": {0: "batch"},
             "prefix": {0: "batch"},
+            "tag_probs": {0: "batch"},
         },
     )
 
@@ -120,11 +123,11 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
     log("[1/5] image encoder -> image_encoder.onnx")
     _torch_export(
         model.image_encoder,
-        (torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE),),
+        (torch.zeros(1, 3, IMAGE_HEIGHT, IMAGE_WIDTH),),
         folder / "image_encoder.onnx",
         ["pixels"],
-        ["v_I"],
-        {"pixels": {0: "batch"}, "v_I": {0: "batch"}},
+        ["v_I", "v_mid"],
+        {"pixels": {0: "batch"}, "v_I": {0: "batch"}, "v_mid": {0: "batch"}},
     )
     log("[2/5] text + role encoder -> text_encoder.onnx")
     ids = torch.ones(2, 8, dtype=torch.int64)  # dummy batch and length >= 2: size-1 dims would be specialised
@@ -189,6 +192,10 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
                 sha256_file(Path(model.fusion_info.decoder_lora)) if model.fusion_info.decoder_lora else None
             ),
             "config": fcfg.to_dict(),
+            "tags": [  # the grounding head's vocabulary: words that name each tag, calibrated threshold
+                {"name": t.name, "words": list(t.words), "kind": t.kind, "threshold": round(t.threshold, 6)}
+                for t in model.tags
+            ],
         },
         "decoder": {
             **dims.to_dict(),
@@ -197,7 +204,11 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
             "im_end": "<|im_end|>",
         },
         "preprocessing": {
-            "image_size": IMAGE_SIZE,
+            "image": "letterbox",  # scaled to fit, centred on grey PAD_VALUE; nothing cropped
+            "image_width": IMAGE_WIDTH,
+            "image_height": IMAGE_HEIGHT,
+            "image_grid": list(GRID),
+            "pad_value": PAD_VALUE,
             "pixel_mean": PIXEL_MEAN,
             "pixel_std": PIXEL_STD,
             "text_max_tokens": TEXT_MAX_TOKENS,
@@ -206,8 +217,11 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
         "model": {
             "image_encoder": {
                 "filename": "image_encoder.onnx",
-                "inputs": {"pixels": ["batch", 3, IMAGE_SIZE, IMAGE_SIZE]},
-                "outputs": {"v_I": ["batch", fcfg.image_cells, fcfg.image_dim]},
+                "inputs": {"pixels": ["batch", 3, IMAGE_HEIGHT, IMAGE_WIDTH]},
+                "outputs": {
+                    "v_I": ["batch", fcfg.image_cells, fcfg.image_dim],
+                    "v_mid": ["batch", 4 * fcfg.image_cells, fcfg.mid_dim],
+                },
             },
             "text_encoder": {
                 "filename": "text_encoder.onnx",
@@ -221,12 +235,16 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
                 "filename": "fusion.onnx",
                 "inputs": {
                     "v_I": ["batch", fcfg.image_cells, fcfg.image_dim],
+                    "v_mid": ["batch", 4 * fcfg.image_cells, fcfg.mid_dim],
                     "has_image": ["batch"],
                     "v_T": ["batch", "tokens", fcfg.text_dim],
                     "text_mask": ["batch", "tokens"],
                     "v_R": ["batch", fcfg.text_dim],
                 },
-                "outputs": {"prefix": ["batch", fcfg.prefix_positions, dims.hidden]},
+                "outputs": {
+                    "prefix": ["batch", fcfg.prefix_positions, dims.hidden],
+                    "tag_probs": ["batch", len(fcfg.tag_words)],
+                },
             },
             "decoder": {
                 "filename": "decoder.onnx",

@@ -1,18 +1,24 @@
-"""`npc-sdk train`: teach the fusion to turn a screenshot into prefix vectors the frozen decoder can use.
+"""`npc-sdk train`: teach the NPC to see (the grounding head) and to talk about what it sees (fusion + LoRA).
 
-What trains: the co-attention fusion and its projector to the decoder (`CoAttentionFusion`), including the
-grounding head. What stays frozen: the image, text and role encoders and the decoder. Their outputs are computed
-once: v_I per picture, v_T per line, v_R per persona, and the decoder's KV state of each persona's prompt, which
-comes before the prefix and so never depends on the fusion. A step therefore runs the decoder only over
-"<|im_start|>user\\n [prefix] line ... assistant\\n reply<|im_end|>" for a batch of one persona's examples, with
-that persona's cached KV state in front.
+Two stages, one run folder, both resumable:
 
-Loss: next-token cross-entropy on the reply tokens, plus `tag_weight` x binary cross-entropy of the grounding
-head against the scene labels (on the batch's pictures and `tag_batch` more). The tag head is first warmed up on
-its own for `tag_warmup` steps (seconds: it only reads cached image features).
+  head      the grounding head on every labelled picture of the dataset (grounding.py): frozen encoder
+            features cached on disk, per-tag thresholds calibrated on the validation pictures;
+  dialogue  the co-attention fusion (K prefix vectors) and optional LoRA adapters on the decoder, on teacher
+            replies (dialogue_data.py). The grounding head is frozen here.
+
+Dialogue step: the decoder runs only over
+"<|im_start|>user\\n [prefix] (In view: ...) line <|im_end|>\\n<|im_start|>assistant\\n reply<|im_end|>" for a batch
+of one persona's examples, with that persona's KV state in front (computed once, or live when LoRA trains).
+The note lists the picture's true tags the way the runtime lists the head's: present or not, no counts.
+
+Loss: next-token cross-entropy on the reply tokens (tokens that name a scene category weighted by
+`grounding_weight`), plus `unlikelihood_weight` x -log(1 - p) of the tokens that start a word of a category
+that is not in the picture (so the decoder learns not to name what is not there).
 
 Checkpoints every `checkpoint_every` steps and on Ctrl-C (out/checkpoint.pt); `resume=True` continues from one.
-Writes out/fusion.safetensors, out/train_log.json and out/loss_curve.png.
+Writes out/fusion.safetensors (fusion + head + thresholds + vocabulary), out/decoder_lora.safetensors,
+out/train_log.json, out/head_report.md and out/loss_curve.png.
 """
 
 from __future__ import annotations
@@ -31,36 +37,47 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
-from safetensors.torch import save_file
 from transformers import DynamicCache
 
 from npc_sdk.personas.persona import Persona
 from npc_sdk.personas.prompt import IM_END, IM_START, persona_block, turn_context
+from npc_sdk.runtime.scene import SceneEntity, merge
 
+from .datasets import Dataset, Picture, TagInfo
 from .dialogue_data import DialogueItem
-from .lora import add_lora, remove_lora, save_lora
-from .model import NpcModel
-from .scene_lexicon import CATEGORIES
-from .scenes import Scene
+from .grounding import (
+    FeatureCache,
+    HeadConfig,
+    calibrate,
+    cell_targets,
+    grid_from_trunk,
+    head_markdown,
+    head_metrics,
+    head_probabilities,
+    labels_matrix,
+    train_head,
+)
+from .lora import MLP_TARGETS, TARGETS, add_lora, remove_lora, save_lora
+from .model import NpcModel, save_fusion
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 300
+    steps: int = 900  # dialogue optimiser steps
     batch: int = 8
     lr: float = 5e-4
-    warmup: int = 20
+    warmup: int = 30
     weight_decay: float = 0.01
-    tag_weight: float = 1.0
-    tag_batch: int = 32
-    tag_warmup: int = 300
-    max_reply_tokens: int = 40
+    max_reply_tokens: int = 48
     checkpoint_every: int = 25
     seed: int = 0
-    lora_rank: int = 0  # > 0: LoRA adapters on the decoder's attention projections train too
+    lora_rank: int = 8  # > 0: LoRA adapters on the decoder train too
     lora_alpha: float = 16.0
     lora_lr: float = 3e-4
-    grounding_weight: float = 1.0  # loss weight of reply tokens that name a scene category (lexicon words)
+    lora_mlp: bool = True  # adapters on the MLP projections as well as attention
+    grounding_weight: float = 1.0  # loss weight of reply tokens that name a scene category
+    unlikelihood_weight: float = 0.5  # weight of -log(1 - p(start of an absent category's word))
+    head: HeadConfig = field(default_factory=HeadConfig)
 
 
 @dataclass
@@ -69,30 +86,83 @@ class Example:
     scene: str
     line: str
     pre: list[int]  # "<|im_start|>user\n" (before the prefix)
-    post: list[int]  # turn context + line + end of turn + "<|im_start|>assistant\n"
+    post: list[int]  # lore + scene note + line + end of turn + "<|im_start|>assistant\n"
     target: list[int]  # reply + <|im_end|>
     weights: list[float] = field(default_factory=list)  # per target token: grounding words count more
+    absent: list[int] = field(default_factory=list)  # first tokens of words of categories not in the picture
 
 
+def scene_entities(tags: Sequence[str]) -> list[SceneEntity]:
+    """A picture's tags as the runtime would list them from the head: each once, no names, no counts."""
+    return [SceneEntity(t) for t in tags]
+
+
+def scene_note(model: NpcModel, tags: Sequence[str]) -> str:
+    return merge(None, model.tags, scene_entities(tags)).note()
+
+
+# ---- stage 1: the grounding head -------------------------------------------------------------------------------
+def train_grounding(
+    model: NpcModel,
+    dataset: Dataset,
+    out: Path,
+    cfg: HeadConfig,
+    *,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train the head on the dataset's train pictures, calibrate on val, report on every other split."""
+    vocab = dataset.tag_names
+    if tuple(model.fusion.cfg.tag_words) != vocab:
+        raise ValueError("the model's vocabulary is not the dataset's: load it with the dataset's vocabulary")
+    cache_dir = dataset.folder / "features"
+    splits = ["train", "val"] + [s for s in ("test", "heldout_family", "heldout_pairs") if dataset.has(s)]
+    pictures = {s: dataset.split(s) for s in splits}
+    trunk = {
+        s: FeatureCache(cache_dir, s).build(model.image_encoder, [p.image for p in pics], log=log)
+        for s, pics in pictures.items()
+    }
+    labels = {s: labels_matrix([p.tags for p in pics], vocab) for s, pics in pictures.items()}
+    cells = cell_targets(pictures["train"], vocab)
+    started = time.perf_counter()
+    losses = train_head(
+        model.fusion, model.image_encoder, trunk["train"], labels["train"], cfg, cells=cells, log=log
+    )
+    seconds = time.perf_counter() - started
+    probs = {s: head_probabilities(model.fusion, model.image_encoder, trunk[s]) for s in splits}
+    thresholds = calibrate(probs["val"], labels["val"], cfg.target_precision)
+    with torch.no_grad():
+        model.fusion.tag_thresholds.copy_(torch.from_numpy(thresholds))
+    report = {s: head_metrics(probs[s], labels[s], thresholds, vocab) for s in splits if s != "train"}
+    md = "\n".join(head_markdown(f"{s} ({len(pictures[s])} pictures)", m) for s, m in report.items())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "head_report.md").write_text(md)
+    for s, m in report.items():
+        log(f"  head on {s}: macro precision {m['macro_precision']}, macro recall {m['macro_recall']}")
+    return {"config": asdict(cfg), "seconds": round(seconds, 1), "loss": losses, "metrics": report}
+
+
+# ---- stage 2: dialogue ---------------------------------------------------------------------------------------
 class Features:
     """Frozen inputs computed once: v_I per scene, v_T per line, v_R per persona, KV state per persona prompt."""
 
     def __init__(
         self,
         model: NpcModel,
-        scenes: Sequence[Scene],
-        images: Path,
+        pictures: dict[str, Picture],
+        trunk: dict[str, tuple[np.ndarray, np.ndarray]],
         personas: Sequence[Persona],
         lines: Sequence[str],
         log: Callable[[str], None] = print,
     ) -> None:
-        self.scenes = {s.file: s for s in scenes}
-        self.tag_index = {w: i for i, w in enumerate(model.fusion.cfg.tag_words)}
-        log(f"  image features for {len(scenes)} scenes")
+        log(f"  image grids for {len(trunk)} scenes")
         with torch.inference_mode():
-            self.v_I = {s.file: model.encode_image((images / s.file).read_bytes())[0].clone() for s in scenes}
+            self.v_I: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+            for f, (mid, top) in trunk.items():
+                v_I, v_mid = grid_from_trunk(model.image_encoder, top[None], mid[None])
+                self.v_I[f] = (v_I[0].clone(), v_mid[0].clone())
             self.v_T = {line: tuple(t.clone() for t in model.encode_text(line)) for line in set(lines)}
             self.v_R = {p.id: model.encode_role(p).clone() for p in personas}
+        self.pictures = pictures
         log(f"  KV state of {len(personas)} persona prompts")
         self.persona_kv: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self.persona_ids = {p.id: persona_block(model.decoder.tokenizer, p) for p in personas}
@@ -101,14 +171,6 @@ class Features:
             for p in personas:
                 _, cache = model.decoder(table(torch.tensor([self.persona_ids[p.id]])))
                 self.persona_kv[p.id] = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
-
-    def labels(self, files: Sequence[str]) -> torch.Tensor:
-        y = torch.zeros(len(files), len(self.tag_index))
-        for row, f in enumerate(files):
-            scene = self.scenes[f]
-            for name in [*scene.categories, scene.time]:
-                y[row, self.tag_index[name]] = 1.0
-        return y
 
     def live_cache_for(self, model: NpcModel, persona_id: str, batch: int) -> DynamicCache:
         """The persona prompt run through the decoder as it is now (LoRA changes it), once, shared by the batch."""
@@ -128,15 +190,29 @@ class Features:
         return DynamicCache(layers, config=config)
 
 
+def _word_starts(tok, words: Sequence[str]) -> set[int]:
+    """First tokens of the words as they appear mid-sentence and capitalised (" slime", " Slime")."""
+    ids = set()
+    for w in words:
+        for spelling in (" " + w, " " + w[:1].upper() + w[1:]):
+            enc = tok.encode(spelling, add_special_tokens=False).ids
+            if len(enc) == 1 or (enc and len(tok.decode([enc[0]]).strip()) >= 4):
+                ids.add(enc[0])  # whole words, or long first pieces that are no word of their own
+    return ids
+
+
 def build_examples(
     model: NpcModel,
     items: Sequence[DialogueItem],
     personas: dict[str, Persona],
+    pictures: dict[str, Picture],
     max_reply_tokens: int,
     grounding_weight: float = 1.0,
 ) -> list[Example]:
     tok = model.decoder.tokenizer
-    lexicon = {w for c in CATEGORIES for w in c.words}
+    vocab = {t.name: t for t in model.vocabulary}
+    lexicon = {w.lower() for t in model.vocabulary if t.kind != "time" for w in t.words}
+    starts = {t.name: _word_starts(tok, t.words) for t in model.vocabulary if t.kind != "time"}
 
     def weight(token_id: int) -> float:
         # a token that is a whole lexicon word (" slime", " coins"): what grounding needs the decoder to say
@@ -148,9 +224,11 @@ def build_examples(
 
     out = []
     for item in items:
-        persona = personas[item.persona_id]
-        context = turn_context(tok, persona, [], item.line)
+        persona, picture = personas[item.persona_id], pictures[item.scene]
+        note = scene_note(model, picture.tags)
+        context = turn_context(tok, persona, [], item.line) + note
         target = enc(item.reply)[:max_reply_tokens] + enc(IM_END)
+        absent = sorted({i for name, ids in starts.items() if name not in picture.tags for i in ids})
         out.append(
             Example(
                 item.persona_id,
@@ -160,6 +238,7 @@ def build_examples(
                 enc(f"{context}{item.line}{IM_END}\n{IM_START}assistant\n"),
                 target,
                 [weight(t) for t in target],
+                absent if vocab else [],
             )
         )
     return out
@@ -169,21 +248,24 @@ def reply_loss(
     model: NpcModel,
     feats: Features,
     batch: Sequence[Example],
+    *,
+    unlikelihood_weight: float = 0.0,
     shuffle_images: bool = False,
     live_persona: bool = False,
-) -> torch.Tensor:
-    """Mean cross-entropy of the reply tokens, given prefix vectors from the fusion (one persona per batch)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy of the reply tokens, unlikelihood of absent categories), one persona per batch."""
     fusion, table = model.fusion, model.decoder.lm.get_input_embeddings()
     files = [e.scene for e in batch]
     if shuffle_images:
         files = files[1:] + files[:1]
-    v_I = torch.stack([feats.v_I[f] for f in files])
+    v_I = torch.stack([feats.v_I[f][0] for f in files])
+    v_mid = torch.stack([feats.v_I[f][1] for f in files])
     texts = [feats.v_T[e.line] for e in batch]
     width = max(t[0].shape[1] for t in texts)
     v_T = torch.cat([F.pad(t[0], (0, 0, 0, width - t[0].shape[1])) for t in texts])
     mask = torch.cat([F.pad(t[1], (0, width - t[1].shape[1])) for t in texts])
     v_R = torch.cat([feats.v_R[e.persona_id] for e in batch])
-    prefix = fusion(v_I, torch.ones(len(batch)), v_T, mask, v_R)  # [B, P, H]
+    prefix, _ = fusion(v_I, v_mid, torch.ones(len(batch)), v_T, mask, v_R)  # [B, P, H]
 
     rows, spans = [], []
     for i, e in enumerate(batch):
@@ -206,15 +288,22 @@ def reply_loss(
         inputs_embeds=embeds, position_ids=positions, cache=cache, use_cache=True
     ).last_hidden_state
     picked = torch.cat([hidden[i, start - 1 : start - 1 + n] for i, (start, n) in enumerate(spans)])
+    logits = lm.lm_head(picked)
     targets = torch.tensor([t for e in batch for t in e.target])
     weights = torch.tensor([w for e in batch for w in (e.weights or [1.0] * len(e.target))])
-    losses = F.cross_entropy(lm.lm_head(picked), targets, reduction="none")
-    return (losses * weights).sum() / weights.sum()
-
-
-def tag_loss(model: NpcModel, feats: Features, files: Sequence[str]) -> torch.Tensor:
-    v_I = torch.stack([feats.v_I[f] for f in files])
-    return F.binary_cross_entropy_with_logits(model.fusion.tag_logits(v_I), feats.labels(files))
+    ce = (F.cross_entropy(logits, targets, reduction="none") * weights).sum() / weights.sum()
+    if not unlikelihood_weight:
+        return ce, torch.zeros(())
+    probs = logits.softmax(-1)
+    ul = []
+    offset = 0
+    for e in batch:
+        n = len(e.target)
+        if e.absent:
+            p_absent = probs[offset : offset + n, e.absent].sum(-1).clamp(max=1 - 1e-6)
+            ul.append(-torch.log1p(-p_absent).mean())
+        offset += n
+    return ce, (torch.stack(ul).mean() if ul else torch.zeros(()))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -237,35 +326,38 @@ def batches(examples: Sequence[Example], cfg: TrainConfig, rng: random.Random):
         yield rng.sample(pool, min(cfg.batch, len(pool)))
 
 
-def plot_losses(path: Path, reply: Sequence[float], tag: Sequence[float]) -> None:
-    """A loss-curve PNG without a plotting library: reply loss (and its moving average) and tag loss."""
+def plot_losses(
+    path: Path, reply: Sequence[float], other: Sequence[float], other_name: str = "unlikelihood"
+) -> None:
+    """A loss-curve PNG without a plotting library: reply loss (and its moving average) and a second loss."""
     w, h, pad = 720, 360, 40
     img = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(img)
-    top = max(max(reply, default=1), max(tag, default=1), 1e-3)
+    top = max(max(reply, default=1), max(other, default=1), 1e-3)
     n = max(len(reply), 2)
 
     def xy(i: int, v: float) -> tuple[float, float]:
         return pad + (w - 2 * pad) * i / (n - 1), h - pad - (h - 2 * pad) * v / top
 
     d.rectangle([pad, pad, w - pad, h - pad], outline="black")
-    for series, colour in ((tag, (200, 120, 0)), (reply, (150, 170, 230))):
+    for series, colour in ((other, (200, 120, 0)), (reply, (150, 170, 230))):
         if len(series) > 1:
             d.line([xy(i, v) for i, v in enumerate(series)], fill=colour, width=1)
     avg = [float(np.mean(reply[max(0, i - 19) : i + 1])) for i in range(len(reply))]
     if len(avg) > 1:
         d.line([xy(i, v) for i, v in enumerate(avg)], fill=(20, 40, 160), width=2)
     d.text(
-        (pad, 10), f"reply loss (blue, 20-step mean dark), tag loss (orange); y max {top:.2f}", fill="black"
+        (pad, 10),
+        f"reply loss (blue, 20-step mean dark), {other_name} (orange); y max {top:.2f}",
+        fill="black",
     )
     d.text((pad, h - pad + 10), f"step 0 .. {len(reply)}", fill="black")
     img.save(path)
 
 
-def train(
+def train_dialogue(
     model: NpcModel,
-    scenes: Sequence[Scene],
-    images: Path,
+    dataset: Dataset,
     items: Sequence[DialogueItem],
     personas: Sequence[Persona],
     out: Path,
@@ -279,54 +371,60 @@ def train(
     rng = random.Random(cfg.seed)
     by_id = {p.id: p for p in personas}
     items = [i for i in items if i.persona_id in by_id]
-    scenes = list(
-        scenes
-    )  # all of them: the tag head learns from every labelled picture, with or without dialogue
-    talked_about = len({i.scene for i in items})
+    train_pics = dataset.split("train")
+    index = {p.image.name: k for k, p in enumerate(train_pics)}
+    pictures = {p.image.name: p for p in train_pics}
+    items = [i for i in items if i.scene in index]
     log(
-        f"training on {len(items)} replies about {talked_about} scenes from {len(personas)} personas; "
-        f"tag head on all {len(scenes)} scenes"
+        f"training on {len(items)} replies about {len({i.scene for i in items})} scenes from {len(personas)} personas"
     )
-    feats = Features(model, scenes, images, personas, [i.line for i in items], log=log)
-    examples = build_examples(model, items, by_id, cfg.max_reply_tokens, cfg.grounding_weight)
+    trunk_all = FeatureCache(dataset.folder / "features", "train").build(
+        model.image_encoder, [p.image for p in train_pics], log=log
+    )
+    trunk = {
+        f: (np.asarray(trunk_all[0][index[f]]), np.asarray(trunk_all[1][index[f]]))
+        for f in {i.scene for i in items}
+    }
+    feats = Features(model, pictures, trunk, personas, [i.line for i in items], log=log)
+    examples = build_examples(model, items, by_id, pictures, cfg.max_reply_tokens, cfg.grounding_weight)
 
     fusion = model.fusion
     fusion.train()
     for p in model.decoder.lm.parameters():
         p.requires_grad_(False)
+    for p in fusion.tag_head.parameters():  # the head was trained and calibrated in stage 1
+        p.requires_grad_(False)
     params = [p for p in fusion.parameters() if p.requires_grad]
     groups = [{"params": params, "base_lr": cfg.lr}]
-    lora_params = add_lora(model.decoder.lm, cfg.lora_rank, cfg.lora_alpha) if cfg.lora_rank else []
+    targets = TARGETS + (MLP_TARGETS if cfg.lora_mlp else ())
+    lora_params = add_lora(model.decoder.lm, cfg.lora_rank, cfg.lora_alpha, targets) if cfg.lora_rank else []
     if lora_params:
         groups.append({"params": lora_params, "base_lr": cfg.lora_lr, "weight_decay": 0.0})
         params = params + lora_params
-        log(f"  LoRA rank {cfg.lora_rank} on the decoder: {sum(p.numel() for p in lora_params):,} parameters")
+        log(
+            f"  LoRA rank {cfg.lora_rank} on {', '.join(targets)}: {sum(p.numel() for p in lora_params):,} parameters"
+        )
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ckpt = out / "checkpoint.pt"
-    step, reply_hist, tag_hist, elapsed = 0, [], [], 0.0
+    step, reply_hist, ul_hist, elapsed = 0, [], [], 0.0
     if resume and ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)
         fusion.load_state_dict(state["fusion"])
         for p, saved in zip(lora_params, state.get("lora", []), strict=True):
             p.data.copy_(saved)
         opt.load_state_dict(state["optimizer"])
-        step, reply_hist, tag_hist, elapsed = state["step"], state["reply"], state["tag"], state["elapsed"]
+        step, reply_hist, ul_hist, elapsed = (
+            state["step"],
+            state["reply"],
+            state["unlikelihood"],
+            state["elapsed"],
+        )
         rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         log(f"resumed from {ckpt} at step {step}")
-    else:
-        with torch.no_grad():  # open both gates: training starts with the prefix switched on
+    elif not fusion.is_trained:
+        with torch.no_grad():  # open the gate: training starts with the prefix switched on
             fusion.gate.fill_(1.0)
-            fusion.tag_gate.fill_(2.0)
-        head_opt = torch.optim.AdamW(fusion.tag_head.parameters(), lr=2e-3)
-        files = [s.file for s in scenes]
-        for i in range(cfg.tag_warmup):
-            loss = tag_loss(model, feats, rng.sample(files, min(cfg.tag_batch * 2, len(files))))
-            head_opt.zero_grad()
-            loss.backward()
-            head_opt.step()
-            if (i + 1) % 100 == 0:
-                log(f"  tag head warm-up {i + 1}/{cfg.tag_warmup}: loss {loss.item():.4f}")
 
     def save_checkpoint() -> None:
         tmp = ckpt.with_suffix(".tmp")
@@ -337,7 +435,7 @@ def train(
                 "optimizer": opt.state_dict(),
                 "step": step,
                 "reply": reply_hist,
-                "tag": tag_hist,
+                "unlikelihood": ul_hist,
                 "elapsed": elapsed,
                 "rng": rng.getstate(),
                 "torch_rng": torch.get_rng_state(),
@@ -354,32 +452,31 @@ def train(
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     stream = batches(examples, cfg, rng)
-    all_files = [s.file for s in scenes]
     started = time.perf_counter() - elapsed
     try:
         while step < cfg.steps and not stop["now"]:
             batch = next(stream)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg) * group["base_lr"] / cfg.lr
-            r_loss = reply_loss(model, feats, batch, live_persona=bool(lora_params))
-            t_loss = tag_loss(
+            ce, ul = reply_loss(
                 model,
                 feats,
-                [e.scene for e in batch] + rng.sample(all_files, min(cfg.tag_batch, len(all_files))),
+                batch,
+                unlikelihood_weight=cfg.unlikelihood_weight,
+                live_persona=bool(lora_params),
             )
             opt.zero_grad()
-            (r_loss + cfg.tag_weight * t_loss).backward()
+            (ce + cfg.unlikelihood_weight * ul).backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             step += 1
-            reply_hist.append(round(r_loss.item(), 4))
-            tag_hist.append(round(t_loss.item(), 4))
+            reply_hist.append(round(ce.item(), 4))
+            ul_hist.append(round(ul.item(), 4))
             elapsed = time.perf_counter() - started
             eta = elapsed / step * (cfg.steps - step) if step else 0
-            recent = float(np.mean(reply_hist[-20:]))
             line = (
-                f"  step {step}/{cfg.steps}  reply loss {recent:.3f}  tag loss {t_loss.item():.3f}  "
-                f"{elapsed / step:.1f} s/step  eta {eta / 60:.1f} min"
+                f"  step {step}/{cfg.steps}  reply loss {np.mean(reply_hist[-20:]):.3f}  unlikelihood "
+                f"{np.mean(ul_hist[-20:]):.4f}  {elapsed / step:.1f} s/step  eta {eta / 60:.1f} min"
             )
             if sys.stderr.isatty():
                 print("\r" + line, end="", file=sys.stderr, flush=True)
@@ -393,29 +490,70 @@ def train(
             print(file=sys.stderr)
     save_checkpoint()
     fusion.eval()
-    plot_losses(out / "loss_curve.png", reply_hist, tag_hist)
+    plot_losses(out / "loss_curve.png", reply_hist, ul_hist)
     summary = {
         "config": asdict(cfg),
         "examples": len(examples),
-        "scenes": len(scenes),
         "personas": [p.id for p in personas],
         "steps_done": step,
         "finished": step >= cfg.steps,
         "seconds": round(elapsed, 1),
         "reply_loss_first20": round(float(np.mean(reply_hist[:20])), 4) if reply_hist else None,
         "reply_loss_last20": round(float(np.mean(reply_hist[-20:])), 4) if reply_hist else None,
-        "tag_loss_last20": round(float(np.mean(tag_hist[-20:])), 4) if tag_hist else None,
+        "unlikelihood_last20": round(float(np.mean(ul_hist[-20:])), 4) if ul_hist else None,
         "reply_loss": reply_hist,
-        "tag_loss": tag_hist,
+        "unlikelihood": ul_hist,
     }
     if step >= cfg.steps and lora_params:
         save_lora(model.decoder.lm, out / "decoder_lora.safetensors")
     remove_lora(model.decoder.lm, merge=False)  # the caller's model is left as it came
-    if step >= cfg.steps:
-        # float16 on disk halves what git carries; loading widens it back to float32
-        save_file(
-            {k: v.detach().half().contiguous() for k, v in fusion.state_dict().items()},
-            str(out / "fusion.safetensors"),
-        )
-    (out / "train_log.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def train(
+    model: NpcModel,
+    dataset: Dataset,
+    items: Sequence[DialogueItem],
+    personas: Sequence[Persona],
+    out: Path,
+    cfg: TrainConfig,
+    *,
+    stages: Sequence[str] = ("head", "dialogue"),
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Both stages (or the ones asked for); writes out/fusion.safetensors when every asked stage finished."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"stages": list(stages)}
+    started = time.perf_counter()
+    if "head" in stages:
+        head_done = out / "head.safetensors"
+        if resume and head_done.is_file():
+            from .model import read_fusion_file
+
+            state, _ = read_fusion_file(head_done)
+            model.fusion.load_state_dict(state)
+            log(f"head: resumed from {head_done}")
+        else:
+            log("stage 1/2: grounding head")
+            summary["head"] = train_grounding(model, dataset, out, cfg.head, log=log)
+            save_fusion(model.fusion, model.vocabulary, head_done)
+    finished = True
+    if "dialogue" in stages:
+        log("stage 2/2: dialogue (fusion + decoder LoRA)")
+        summary["dialogue"] = train_dialogue(
+            model, dataset, items, personas, out, cfg, resume=resume, log=log
+        )
+        finished = summary["dialogue"]["finished"]
+    summary["finished"] = finished
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    if finished:
+        save_fusion(model.fusion, model.vocabulary, out / "fusion.safetensors")
+    log_path = out / "train_log.json"
+    previous = json.loads(log_path.read_text()) if log_path.is_file() else {}
+    (out / "train_log.json").write_text(json.dumps({**previous, **summary}, indent=2) + "\n")
+    return summary
+
+
+def vocabulary_of(dataset: Dataset) -> list[TagInfo]:
+    return list(dataset.vocabulary)

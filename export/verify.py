@@ -95,10 +95,10 @@ def verify_folder(
     scene = scene_path("meadow_slimes.png")
     pixels = preprocess(scene)
     with torch.inference_mode():
-        v_I_ref = ref.image_encoder(torch.from_numpy(pixels)).numpy()
+        refs = [t.numpy() for t in ref.image_encoder(torch.from_numpy(pixels))]
     check(
         "image_encoder_max_abs_diff",
-        float(np.abs(onnx_model.encode_image(scene) - v_I_ref).max()),
+        max(float(np.abs(a - b).max()) for a, b in zip(onnx_model.encode_image(scene), refs, strict=True)),
         ENCODER_TOLERANCE,
     )
     text = "What is that green slime doing on the path?"
@@ -113,11 +113,16 @@ def verify_folder(
     report["fusion_max_abs_diff_gate_open"] = _check_fusion_graph(ref, text)
     if report["fusion_max_abs_diff_gate_open"] > ENCODER_TOLERANCE:
         report["failures"].append("fusion graph differs from torch with its gate opened")
-    check(
-        "fusion_file_max_abs_diff",
-        float(np.abs(onnx_model.fuse(text, DEMO_PERSONA, scene) - ref.fuse(text, DEMO_PERSONA, scene)).max()),
-        ENCODER_TOLERANCE,
+    (got_prefix, got_tags), (want_prefix, want_tags) = (
+        m.see(text, DEMO_PERSONA, scene) for m in (onnx_model, ref)
     )
+    check("fusion_file_max_abs_diff", float(np.abs(got_prefix - want_prefix).max()), ENCODER_TOLERANCE)
+    check("tag_probs_max_abs_diff", float(np.abs(got_tags - want_tags).max()), ENCODER_TOLERANCE)
+    report["tags_identical"] = [t.name for t in onnx_model.tags] == [t.name for t in ref.tags] and all(
+        abs(a.threshold - b.threshold) < 1e-6 for a, b in zip(onnx_model.tags, ref.tags, strict=True)
+    )
+    if not report["tags_identical"]:
+        report["failures"].append("the manifest's tags or thresholds differ from the reference's")
 
     # decoder logits with a non-empty past: prefill 2/3 of a prompt, then the rest on top of it
     persona, line = VERIFY_PROMPTS[0]
@@ -187,13 +192,12 @@ def _check_fusion_graph(ref: NpcModel, text: str) -> float:
     fusion = copy.deepcopy(ref.fusion)
     with torch.no_grad():
         fusion.gate.fill_(1.0)
-        fusion.tag_gate.fill_(1.0)
     v_T, mask = ref.encode_text(text)
     v_R = ref.encode_role(DEMO_PERSONA)
-    v_I = ref.encode_image(scene_path("meadow_slimes.png"))
+    v_I, v_mid = ref.encode_image(scene_path("meadow_slimes.png"))
     has = torch.ones(1)
     with torch.inference_mode():
-        want = fusion(v_I, has, v_T, mask, v_R).numpy()
+        want = [t.numpy() for t in fusion(v_I, v_mid, has, v_T, mask, v_R)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fusion.onnx"
         export_fusion(fusion, path)
@@ -202,10 +206,11 @@ def _check_fusion_graph(ref: NpcModel, text: str) -> float:
             None,
             {
                 "v_I": v_I.numpy(),
+                "v_mid": v_mid.numpy(),
                 "has_image": has.numpy(),
                 "v_T": v_T.numpy(),
                 "text_mask": mask.numpy().astype(np.float32),
                 "v_R": v_R.numpy(),
             },
-        )[0]
-    return float(np.abs(got - want).max())
+        )
+    return max(float(np.abs(g - w).max()) for g, w in zip(got, want, strict=True))

@@ -7,7 +7,7 @@ server, which stops that reply within a decode step and does not store it.
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from ._proto.npc.v1 import npc_pb2 as pb
 from ._proto.npc.v1 import npc_pb2_grpc as pb_grpc
 from .personas.persona import Persona
 from .runtime.events import Done, ReplyEvent
-from .wire import event_from_proto, persona_to_proto
+from .wire import event_from_proto, persona_to_proto, scene_to_proto
 
 MAX_MESSAGE = 64 << 20
 
@@ -52,12 +52,15 @@ def _metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_key}"),) if api_key else ()
 
 
-def _chat_request(session_id: str, text: str, screenshot: Any, options: dict[str, Any]) -> pb.ChatRequest:
+def _chat_request(
+    session_id: str, text: str, screenshot: Any, scene: Sequence[Any], options: dict[str, Any]
+) -> pb.ChatRequest:
     return pb.ChatRequest(
         session_id=session_id,
         text=text,
         screenshot=image_message(screenshot) if screenshot is not None else None,
         generation=generation_message(**options),
+        scene=[scene_to_proto(e) for e in scene],
     )
 
 
@@ -152,12 +155,15 @@ class Client:
         text: str,
         *,
         screenshot: Any = None,
+        scene: Sequence[Any] = (),
         timeout: float | None = None,
         **generation: Any,
     ) -> ChatStream:
-        """Stream a reply. `generation`: max_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop."""
+        """Stream a reply. `scene`: what the game says is in view (SceneEntity, dicts of its fields, or tags).
+        `generation`: max_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop, scene_word_weight,
+        absent_word_weight."""
         call = self.stub.Chat(
-            _chat_request(session_id, text, screenshot, generation),
+            _chat_request(session_id, text, screenshot, scene, generation),
             metadata=self.metadata,
             timeout=timeout or self.timeout,
         )
@@ -256,11 +262,12 @@ class AsyncClient:
         text: str,
         *,
         screenshot: Any = None,
+        scene: Sequence[Any] = (),
         timeout: float | None = None,
         **generation: Any,
     ) -> AsyncChatStream:
         call = self.stub.Chat(
-            _chat_request(session_id, text, screenshot, generation),
+            _chat_request(session_id, text, screenshot, scene, generation),
             metadata=self.metadata,
             timeout=timeout or self.timeout,
         )

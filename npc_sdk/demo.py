@@ -6,16 +6,34 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .personas.persona import Persona
+from .personas.persona import Example, LoreEntry, Persona
+from .runtime.scene import SceneEntity
 
+# Brakka as samples/personas/brakka.toml (with its villager base) writes her: the fusion and the decoder LoRA were
+# trained on that persona's prompt, example dialogue included, so the demo shows her as she was taught.
 DEMO_PERSONA = Persona(
     name="Brakka",
-    description="A gruff dwarven blacksmith who runs the forge in a mountain village.",
+    id="brakka",
+    description="A gruff dwarven blacksmith who runs the forge in Emberfall.",
     personality="blunt, proud of her craft, secretly kind to travellers",
-    scenario="A traveller walks into the forge, showing Brakka what they saw on the road.",
+    scenario="A traveller passes through Emberfall on the road to the old mine.",
     greeting="Hmph. Another traveller. Mind the anvil, it bites.",
-    style="short sentences, forge and metal metaphors",
-    role_words={"forge": 2.0, "anvil": 2.0, "steel": 1.5, "hammer": 1.5},
+    style="short sentences, forge and metal metaphors, calls everyone 'lad' or 'lass'",
+    examples=[
+        Example("Can you fix my sword?", "Let me see the edge. Hmph. Who sharpened this, a goat?"),
+        Example(
+            "What do you make of that?",
+            "Slimes on the path, lad, and a gem in the grass. Leave the slimes be and bring me the gem.",
+        ),
+    ],
+    role_words={"forge": 2.0, "anvil": 2.0, "steel": 1.5, "hammer": 1.5, "Emberfall": 1.5},
+    lore=[
+        LoreEntry(
+            ["sword", "blade", "weapon"],
+            "Brakka reforges blades for ten silver; star-metal blades she refuses to touch.",
+            order=20,
+        )
+    ],
 )
 
 
@@ -23,11 +41,17 @@ DEMO_PERSONA = Persona(
 class DemoLine:
     text: str  # what the player says
     screenshot: str | None  # file name under npc_sdk/assets/scenes, or None
+    scene: tuple[SceneEntity, ...] = ()  # what the game says is in view
 
 
 DEMO_SCRIPT = (
     DemoLine("I just came down the meadow path. What do you make of what I saw there?", "meadow_slimes.png"),
     DemoLine("Then I found this cave. Is it safe to go in?", "lava_cave_key.png"),
+    DemoLine(
+        "Who is that waiting by your door?",
+        None,
+        (SceneEntity("explorer", "Wren the explorer", x=0.2), SceneEntity("door", x=0.15)),
+    ),
     DemoLine("Can you sharpen my sword before I head back out?", None),
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from PIL import Image
 
@@ -11,9 +12,10 @@ from ._proto.npc.v1 import npc_pb2 as pb
 from .errors import InvalidInputError
 from .personas.persona import Example, LoreEntry, Persona
 from .personas.prompt import Turn
-from .runtime.events import Delta, Done, ReplyEvent, Timings, Usage
+from .runtime.events import Delta, Done, ReplyEvent, SeenTag, Timings, Usage
 from .runtime.generation import GenerationConfig
 from .runtime.images import decode_bytes, decode_raw
+from .runtime.scene import MAX_ENTITIES, SceneEntity, check_entities
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _ENCODED = {pb.Image.PNG: "PNG", pb.Image.JPEG: "JPEG"}
@@ -84,12 +86,21 @@ def persona_to_proto(persona: Persona) -> pb.Persona:
 def config_from_proto(msg: pb.GenerationConfig, defaults: GenerationConfig) -> GenerationConfig:
     changes = {
         name: getattr(msg, name)
-        for name in ("max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")
+        for name in (
+            "max_tokens",
+            "temperature",
+            "top_p",
+            "top_k",
+            "repetition_penalty",
+            "seed",
+            "scene_word_weight",
+            "absent_word_weight",
+        )
         if msg.HasField(name)
     }
     if msg.stop:
         changes["stop"] = tuple(msg.stop)
-    for name in ("temperature", "top_p", "repetition_penalty"):
+    for name in ("temperature", "top_p", "repetition_penalty", "scene_word_weight", "absent_word_weight"):
         if name in changes:
             changes[name] = round(float(changes[name]), 6)  # float32 on the wire: 0.7 arrives as 0.69999998
     return defaults.with_(**changes)  # validated: out-of-range values raise naming generation.<field>
@@ -117,6 +128,35 @@ def image_from_proto(msg: pb.Image, field: str = "screenshot") -> Image.Image:
     )
 
 
+def scene_from_proto(entities: Sequence[pb.SceneEntity]) -> list[SceneEntity]:
+    """The game's scene entities, checked (each problem names scene[i].field)."""
+    if len(entities) > MAX_ENTITIES:
+        raise InvalidInputError("scene", f"{len(entities)} entities, over the limit of {MAX_ENTITIES}")
+    out = [
+        SceneEntity(
+            e.tag,
+            e.name,
+            e.x if e.HasField("x") else None,
+            e.y if e.HasField("y") else None,
+            e.distance if e.HasField("distance") else None,
+        )
+        for e in entities
+    ]
+    return check_entities(out)
+
+
+def scene_to_proto(entity: SceneEntity | dict[str, Any] | str) -> pb.SceneEntity:
+    """A scene entity from a SceneEntity, a dict of its fields, or a bare tag."""
+    if isinstance(entity, str):
+        return pb.SceneEntity(tag=entity)
+    fields = (
+        entity
+        if isinstance(entity, dict)
+        else {k: getattr(entity, k) for k in ("tag", "name", "x", "y", "distance")}
+    )
+    return pb.SceneEntity(**{k: v for k, v in fields.items() if v is not None})
+
+
 def event_to_proto(event: ReplyEvent) -> pb.ChatEvent:
     if isinstance(event, Delta):
         return pb.ChatEvent(delta=pb.Delta(text=event.text))
@@ -133,6 +173,7 @@ def event_to_proto(event: ReplyEvent) -> pb.ChatEvent:
             timings=pb.Timings(
                 ttft_ms=t.ttft_ms, total_ms=t.total_ms, decode_tokens_per_second=t.decode_tokens_per_second
             ),
+            seen=[pb.SeenTag(tag=s.tag, score=s.score, source=s.source) for s in event.seen],
         )
     )
 
@@ -146,6 +187,7 @@ def event_from_proto(msg: pb.ChatEvent, text_so_far: str) -> ReplyEvent:
         finish_reason=d.finish_reason,  # type: ignore[arg-type]
         usage=Usage(d.usage.prompt_tokens, d.usage.completion_tokens, d.usage.cached_tokens),
         timings=Timings(d.timings.ttft_ms, d.timings.total_ms, d.timings.decode_tokens_per_second),
+        seen=tuple(SeenTag(s.tag, round(s.score, 4), s.source) for s in d.seen),
     )
 
 

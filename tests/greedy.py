@@ -12,7 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-LOGIT_ATOL = 1.0  # largest difference allowed on the reference's TOP_K tokens (int4, M=1 vs prefill: up to ~0.6
+LOGIT_ATOL = (
+    1.0  # largest difference allowed on the reference's TOP_K tokens (int4, M=1 vs prefill: up to ~0.6
+)
 # seen on one CPU; a real bug such as wrong positions on a reused cache moves them by 10 or more)
 NEAR_TIE = 1.0  # a divergence is accepted where the reference's two choices were this close
 TOP_K = 20  # the tokens a greedy choice is made among
@@ -60,7 +62,9 @@ def assert_greedy_agrees(
         assert diff <= atol, f"step {i}: top logits differ by {diff:.3f} (tolerance {atol})"
         if a != b:
             gap = abs(float(ref_logits[i][a]) - float(ref_logits[i][b]))
-            assert gap <= near_tie, f"step {i}: tokens {a} and {b} differ, but were {gap:.3f} apart (no near-tie)"
+            assert gap <= near_tie, (
+                f"step {i}: tokens {a} and {b} differ, but were {gap:.3f} apart (no near-tie)"
+            )
             return i
     assert len(ref_tokens) == len(tokens), "same tokens, different lengths: one stopped early for no reason"
     return len(tokens)

@@ -141,7 +141,8 @@ def test_nothing_in_npc_sdk_imports_the_torch_side():
 def test_module_level_imports_form_no_cycle():
     modules = _modules()
     graph = {
-        n: {m for m in _imports(n, p, top_level_only=True) if m in modules and m != n} for n, p in modules.items()
+        n: {m for m in _imports(n, p, top_level_only=True) if m in modules and m != n}
+        for n, p in modules.items()
     }
     state: dict[str, int] = {}
 

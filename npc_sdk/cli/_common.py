@@ -36,16 +36,27 @@ def default_model_dir(precision: str) -> Path:
 
 
 def _stale_fusion(manifest: Path) -> str:
-    """Why the cached default export predates the fusion weights committed with the torch side ("" if it does not)."""
+    """Why the cached default export is out of date: an older folder format, or other weights than the torch side
+    commits ("" when it is current)."""
     import importlib.util
 
+    from ..runtime.model_folder import FORMAT_VERSION
+
+    if not manifest.is_file():
+        return ""
+    data = json.loads(manifest.read_text())
+    if data.get("format_version") != FORMAT_VERSION:
+        return (
+            f"[setup] {manifest.parent} was exported by an older npc-sdk (format {data.get('format_version')}, "
+            f"this one reads {FORMAT_VERSION}); exporting again"
+        )
     spec = importlib.util.find_spec("npc_export")  # locates the package without importing torch
-    if not manifest.is_file() or spec is None or not spec.submodule_search_locations:
+    if spec is None or not spec.submodule_search_locations:
         return ""
     from ..weights import sha256_file
 
     folder = Path(list(spec.submodule_search_locations)[0]) / "weights"
-    recorded = json.loads(manifest.read_text()).get("fusion", {})
+    recorded = data.get("fusion", {})
     for filename, key in (
         ("fusion.safetensors", "sha256"),
         ("decoder_lora.safetensors", "decoder_lora_sha256"),
@@ -76,4 +87,4 @@ def ensure_model(path: str | None, precision: str = "int4") -> Path:
 def default_data_dir() -> Path:
     from ..cache import cache_dir
 
-    return cache_dir() / "datasets" / "scenes-v1"
+    return cache_dir() / "datasets" / "scenes-v2"

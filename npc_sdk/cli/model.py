@@ -34,6 +34,24 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.role_words:
+        from ..bench import role_word_rates
+        from ..personas.persona import Persona
+        from ..runtime.onnx_model import OnnxNpcModel
+
+        smith = Persona(
+            name="Brakka", description="A dwarven blacksmith.", role_words={"forge": 1.0, "anvil": 1.0}
+        )
+        line = "What did you do today?"
+        rates = role_word_rates(OnnxNpcModel.load(ensure_model(args.model)), smith, line)
+        figures = {
+            "persona": "Brakka, role words forge and anvil",
+            "line": line,
+            "replies_per_weight": 20,
+            **{f"role_word_rate_weight_{w:g}": r for w, r in rates.items()},
+        }
+        report(figures, args.json)
+        return 0
     if args.reference and not args.model:
         figures = torch_side("npc_export.bench_reference").bench_reference(repeats=args.repeats)
     else:
@@ -72,5 +90,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--peer", help="command printing a peer's figures (e.g. ../shared/bench/peer-ortgenai)")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: all cores)")
     p.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
+    p.add_argument(
+        "--role-words",
+        action="store_true",
+        help="share of sampled replies naming the role words, per bias weight",
+    )
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.set_defaults(func=cmd_bench)

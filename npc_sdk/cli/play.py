@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import torch_side
+from ._common import ensure_model, torch_side
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -14,28 +14,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..runtime.events import Delta, Done
     from ..runtime.generation import GenerationConfig
 
-    model = torch_side().NpcModel.load(log=lambda msg: print(f"[setup] {msg}", flush=True))
-    print(f"[model] PyTorch reference; {model.fusion_info.describe()}")
     persona = DEMO_PERSONA
     config = GenerationConfig(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
+    if args.reference:
+        model = torch_side().NpcModel.load(log=lambda msg: print(f"[setup] {msg}", flush=True))
+        print(f"[model] PyTorch reference; {model.fusion_info.describe()}")
+        history: list[Turn] = []
+
+        def turn(line, screenshot):
+            return model.stream(
+                line.text,
+                persona=persona,
+                history=history,
+                screenshot=screenshot,
+                scene=line.scene,
+                config=config,
+            )
+    else:
+        from ..runtime.conversation import Conversation
+        from ..runtime.onnx_model import OnnxNpcModel
+
+        runtime = OnnxNpcModel.load(ensure_model(args.model), slots=1)
+        print(f"[model] {runtime.describe()}")
+        conversation = Conversation(runtime, persona)
+
+        def turn(line, screenshot):
+            return conversation.stream(line.text, screenshot=screenshot, scene=line.scene, config=config)
+
     print(f"\n{persona.name}: {persona.greeting}")
-    history: list[Turn] = []
     for line in DEMO_SCRIPT:
         shown = f" [showing {line.screenshot}]" if line.screenshot else ""
-        print(f"\nPlayer{shown}: {line.text}")
+        told = f" [the game: {', '.join(e.name or e.tag for e in line.scene)} in view]" if line.scene else ""
+        print(f"\nPlayer{shown}{told}: {line.text}")
         print(f"{persona.name}: ", end="", flush=True)
         screenshot = scene_path(line.screenshot).read_bytes() if line.screenshot else None
-        prefix = model.fuse(line.text, persona, screenshot)
-        for event in model.stream(line.text, persona=persona, history=history, prefix=prefix, config=config):
+        for event in turn(line, screenshot):
             if isinstance(event, Delta):
                 print(event.text, end="", flush=True)
             elif isinstance(event, Done):
                 t = event.timings
+                seen = ", ".join(
+                    f"{s.tag} {s.score:.2f}" if s.source != "game" else s.tag for s in event.seen
+                )
                 print(
                     f"\n  ({event.usage.completion_tokens} tokens, first after {t.ttft_ms:.0f} ms, "
-                    f"{t.decode_tokens_per_second:.1f} tok/s, {event.finish_reason})"
+                    f"{t.decode_tokens_per_second:.1f} tok/s, {event.finish_reason}; in view: {seen or 'nothing'})"
                 )
-                history.append(Turn(line.text, event.text, prefix))
+                if args.reference:
+                    history.append(Turn(line.text, event.text))
     return 0
 
 
@@ -52,8 +78,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
             persona = {"name": args.name, "description": args.description}
             session = client.create_session(persona)
         name = session.persona.name
-        print(f"session {session.session_id} with {name}. /look FILE attaches a screenshot, /quit leaves.")
+        print(
+            f"session {session.session_id} with {name}. /look FILE attaches a screenshot, "
+            "/scene TAG[,TAG...] says what the game has in view, /quit leaves."
+        )
         screenshot = None
+        scene: list[str] = []
         while True:
             try:
                 line = input("you> ").strip()
@@ -70,24 +100,36 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 )
                 screenshot = screenshot if screenshot.is_file() else None
                 continue
+            if line.startswith("/scene"):
+                scene = [t.strip() for t in line[6:].split(",") if t.strip()]
+                print(f"(next line: the game says {', '.join(scene) or 'nothing'} is in view)")
+                continue
             print(f"{name}> ", end="", flush=True)
             try:
-                with client.chat(session.session_id, line, screenshot=screenshot) as stream:
+                with client.chat(session.session_id, line, screenshot=screenshot, scene=scene) as stream:
                     for event in stream:
                         if isinstance(event, Delta):
                             print(event.text, end="", flush=True)
                         elif isinstance(event, Done):
                             print(f"   [{event.timings.ttft_ms:.0f} ms to first token]")
+                            if event.seen:
+                                seen = ", ".join(f"{s.tag} {s.score:.2f} ({s.source})" for s in event.seen)
+                                print(f"   [in view: {seen}]")
             except grpc.RpcError as exc:
                 print(f"\n[error {exc.code().name}: {exc.details()}]")
-            screenshot = None
+            screenshot, scene = None, []
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "demo", help="play the scripted demo scene with the reference model (pulls what is missing)"
+        "demo",
+        help="play the scripted demo scene on the exported int4 runtime (pulls and exports what is missing)",
     )
+    p.add_argument(
+        "--model", help="model folder to play on (default: the cached int4 export, built if missing)"
+    )
+    p.add_argument("--reference", action="store_true", help="play on the PyTorch reference model instead")
     p.add_argument("--max-tokens", type=int, default=60)
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=7, help="fixes the sampled replies")

@@ -9,53 +9,63 @@ from pathlib import Path
 from ._common import default_data_dir, ensure_model, torch_side
 
 
+def _personas(args: argparse.Namespace):
+    dialogue = torch_side("npc_export.dialogue_data")
+    return dialogue.training_personas(Path(args.personas)) if args.personas else dialogue.training_personas()
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_data_dir()
-    scenes = torch_side("npc_export.scenes")
     if args.what == "scenes":
-        for split, n in (("train", args.n), ("heldout", args.heldout)):
+        scenes = torch_side("npc_export.scenes")
+        sizes = (
+            ("train", args.n),
+            ("val", args.val),
+            ("heldout_family", args.heldout),
+            ("heldout_pairs", args.heldout),
+        )
+        for split, n in sizes:
             if n:
                 path = scenes.write_split(out, n, split, args.seed, log=print)
                 print(f"wrote {n} {split} scenes: {path} (pictures in {out / 'images'})")
+        torch_side("npc_export.datasets").write_builtin_meta(out)
         return 0
     data = torch_side("npc_export.dialogue_data")
+    dataset = torch_side("npc_export.datasets").Dataset.open(out)
     from ..runtime.onnx_model import OnnxNpcModel
 
-    runtime = OnnxNpcModel.load(ensure_model(args.model), slots=1)
-    split_scenes = scenes.read_split(out, "train")
-    personas = data.training_personas(Path(args.personas)) if args.personas else data.training_personas()
-    print(f"teacher: {len(split_scenes)} scenes x {args.per_scene} personas, up to {args.tries} samples each")
+    runtime = OnnxNpcModel.load(ensure_model(args.model), slots=args.items_at_once * args.candidates)
+    pictures = dataset.split("train")[: args.scenes]
+    personas = _personas(args)
+    print(
+        f"teacher: {len(pictures)} pictures x {args.per_scene} personas, {args.candidates} candidates each "
+        f"({args.items_at_once * args.candidates} decoded together)"
+    )
     stats = data.generate_dialogue(
         runtime,
-        split_scenes,
+        {p.image.name: p.tags for p in pictures},
         personas,
         out,
         per_scene=args.per_scene,
-        tries=args.tries,
+        candidates=args.candidates,
         seed=args.seed,
+        items_at_once=args.items_at_once,
         log=print,
     )
     print(json.dumps(stats, indent=2))
     return 0
 
 
-def _training_inputs(args: argparse.Namespace):
-    data = Path(args.data) if args.data else default_data_dir()
-    dialogue = torch_side("npc_export.dialogue_data")
-    personas = (
-        dialogue.training_personas(Path(args.personas)) if args.personas else dialogue.training_personas()
-    )
-    return data, dialogue, personas
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     train = torch_side("npc_export.train")
-    data, dialogue, personas = _training_inputs(args)
-    scenes = torch_side("npc_export.scenes").read_split(data, "train")
-    items = dialogue.read_dialogue(data)
+    datasets = torch_side("npc_export.datasets")
+    data = Path(args.data) if args.data else default_data_dir()
+    dataset = datasets.Dataset.open(data)
+    stages = ("head", "dialogue") if args.stage == "all" else (args.stage,)
+    items = torch_side("npc_export.dialogue_data").read_dialogue(data) if "dialogue" in stages else []
     if args.limit:
         items = items[: args.limit]
-    out = Path(args.out) if args.out else data.parent.parent / "training" / "fusion-v1"
+    out = Path(args.out) if args.out else data.parent.parent / "training" / f"{data.name}-run"
     cfg = train.TrainConfig(
         steps=args.steps,
         batch=args.batch,
@@ -63,31 +73,44 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         lora_rank=args.lora_rank,
         lora_lr=args.lora_lr,
+        lora_mlp=not args.no_lora_mlp,
         grounding_weight=args.grounding_weight,
+        unlikelihood_weight=args.unlikelihood_weight,
+        head=torch_side("npc_export.grounding").HeadConfig(steps=args.head_steps, seed=args.seed),
     )
+    # "dialogue" alone goes on from the head this run folder trained; "head"/"all" start from the base models
+    head_file = out / "head.safetensors"
+    weights = head_file if stages == ("dialogue",) and head_file.is_file() else None
     model = torch_side("npc_export").NpcModel.load(
-        committed_weights=False, log=lambda msg: print(f"[setup] {msg}")
+        committed_weights=False,
+        fusion_weights=weights,
+        vocabulary=dataset.vocabulary,
+        log=lambda msg: print(f"[setup] {msg}"),
     )
     summary = train.train(
-        model, scenes, data / "images", items, personas, out, cfg, resume=args.resume, log=print
+        model, dataset, items, _personas(args), out, cfg, stages=stages, resume=args.resume, log=print
     )
-    print(
-        f"steps {summary['steps_done']}/{cfg.steps} in {summary['seconds']:.0f} s; reply loss "
-        f"{summary['reply_loss_first20']} (first 20 steps) -> {summary['reply_loss_last20']} (last 20)"
-    )
+    if "dialogue" in summary:
+        d = summary["dialogue"]
+        print(
+            f"dialogue steps {d['steps_done']}/{cfg.steps} in {d['seconds']:.0f} s; reply loss "
+            f"{d['reply_loss_first20']} (first 20 steps) -> {d['reply_loss_last20']} (last 20)"
+        )
     if not summary["finished"]:
         print(f"interrupted: `npc-sdk train --resume --out {out}` goes on from the checkpoint")
         return 130
-    print(f"wrote {out / 'fusion.safetensors'}, {out / 'loss_curve.png'}, {out / 'train_log.json'}")
     made = [f for f in ("fusion.safetensors", "decoder_lora.safetensors") if (out / f).is_file()]
+    print(
+        f"wrote {', '.join(str(out / f) for f in made)}, {out / 'head_report.md'}, {out / 'train_log.json'}"
+    )
     print("make them the default: " + "; ".join(f"cp {out / f} export/weights/{f}" for f in made))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     evaluate = torch_side("npc_export.evaluate")
-    data, _dialogue, personas = _training_inputs(args)
-    scenes = torch_side("npc_export.scenes").read_split(data, args.split)[: args.scenes]
+    data = Path(args.data) if args.data else default_data_dir()
+    dataset = torch_side("npc_export.datasets").Dataset.open(data)
     if args.model:
         folder = Path(args.model)
     elif args.weights or args.lora:
@@ -108,14 +131,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     runtime = OnnxNpcModel.load(folder, slots=1)
     fusion = json.loads((folder / "manifest.json").read_text())["fusion"]
     print(f"[model] {folder}: fusion {fusion['source']}, decoder LoRA {fusion.get('decoder_lora') or 'none'}")
-    variants = args.variants.split(",") if args.variants else evaluate.VARIANTS
-    results, records = evaluate.evaluate(
-        runtime, scenes, data / "images", personas, seed=args.seed, variants=variants, log=print
-    )
-    results["meta"]["model"] = {"folder": str(folder), **fusion}
-    md = evaluate.write_report(results, records, Path(args.json))
+    head_splits = [s for s in args.head_splits.split(",") if s and dataset.has(s)]
+    head = evaluate.evaluate_head(runtime, {s: dataset.split(s) for s in head_splits}, log=print)
+    results, records = {}, []
+    if args.scenes:
+        pictures = dataset.split(args.split)[: args.scenes]
+        variants = args.variants.split(",") if args.variants else evaluate.VARIANTS
+        weights = {
+            k: v
+            for k, v in (
+                ("scene_word_weight", args.scene_word_weight),
+                ("absent_word_weight", args.absent_word_weight),
+            )
+            if v is not None
+        }
+        results, records = evaluate.evaluate(
+            runtime, pictures, _personas(args), seed=args.seed, variants=variants, weights=weights, log=print
+        )
+        results["meta"]["model"] = {"folder": str(folder), **{k: v for k, v in fusion.items() if k != "tags"}}
+        results["meta"]["split"] = args.split
+    md, transcript = evaluate.write_report(results, records, Path(args.json), head=head)
     print(md.read_text())
-    print(f"wrote {args.json}, {md} and the replies beside them")
+    print(f"wrote {args.json}, {md}, {transcript} and the replies beside them")
     return 0
 
 
@@ -124,47 +161,72 @@ def register(sub: argparse._SubParsersAction) -> None:
         "data", help="make training data: scenes (pictures + labels) or dialogue (teacher replies)"
     )
     p.add_argument("what", choices=["scenes", "dialogue"])
-    p.add_argument("--out", help="dataset folder (default: the cache's datasets/scenes-v1)")
-    p.add_argument("--n", type=int, default=800, help="scenes: training scenes to render")
-    p.add_argument("--heldout", type=int, default=60, help="scenes: held-out scenes to render")
+    p.add_argument("--out", help="dataset folder (default: the cache's datasets/scenes-v2)")
+    p.add_argument("--n", type=int, default=16000, help="scenes: training pictures to render")
+    p.add_argument(
+        "--val", type=int, default=1500, help="scenes: validation pictures (threshold calibration)"
+    )
+    p.add_argument("--heldout", type=int, default=400, help="scenes: pictures of each held-out split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", help="dialogue: teacher model folder (default: the cached int4 export)")
     p.add_argument("--personas", help="dialogue: persona folder (default: samples/personas)")
-    p.add_argument("--per-scene", type=int, default=2, help="dialogue: personas that talk about each scene")
-    p.add_argument("--tries", type=int, default=3, help="dialogue: teacher samples per item before giving up")
+    p.add_argument("--scenes", type=int, default=2600, help="dialogue: training pictures talked about")
+    p.add_argument("--per-scene", type=int, default=2, help="dialogue: personas that talk about each picture")
+    p.add_argument(
+        "--candidates", type=int, default=3, help="dialogue: teacher samples per item (best one kept)"
+    )
+    p.add_argument(
+        "--items-at-once", type=int, default=4, help="dialogue: items decoded together in one batch"
+    )
     p.set_defaults(func=cmd_data)
-    p = sub.add_parser("train", help="train the fusion on scene dialogue (encoders and decoder frozen)")
+
+    p = sub.add_parser("train", help="train the grounding head, then the fusion and decoder LoRA on dialogue")
     p.add_argument(
-        "--data", help="dataset folder from `npc-sdk data` (default: the cache's datasets/scenes-v1)"
+        "--data", help="dataset folder (default: the cache's datasets/scenes-v2; docs/training.md)"
     )
-    p.add_argument(
-        "--out", help="run folder: checkpoint, weights, loss curve (default: the cache's training/)"
-    )
+    p.add_argument("--out", help="run folder: checkpoint, weights, reports (default: the cache's training/)")
+    p.add_argument("--stage", choices=("all", "head", "dialogue"), default="all")
     p.add_argument("--personas", help="persona folder (default: samples/personas)")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--head-steps", type=int, default=2000, help="grounding head optimiser steps")
+    p.add_argument("--steps", type=int, default=900, help="dialogue optimiser steps")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, help="use only the first N dialogue examples")
     p.add_argument("--resume", action="store_true", help="go on from the run folder's checkpoint")
-    p.add_argument("--lora-rank", type=int, default=0, help="> 0: also train LoRA adapters on the decoder")
-    p.add_argument("--lora-lr", type=float, default=3e-4, help="learning rate of the LoRA adapters")
     p.add_argument(
-        "--grounding-weight",
-        type=float,
-        default=1.0,
-        help="loss weight of reply tokens naming a scene category",
+        "--lora-rank", type=int, default=8, help="LoRA adapters on the decoder (0: the decoder stays)"
+    )
+    p.add_argument("--lora-lr", type=float, default=3e-4, help="learning rate of the LoRA adapters")
+    p.add_argument("--no-lora-mlp", action="store_true", help="adapters on attention only, not the MLP")
+    p.add_argument(
+        "--grounding-weight", type=float, default=1.0, help="loss weight of tokens naming a category"
+    )
+    p.add_argument(
+        "--unlikelihood-weight", type=float, default=0.5, help="weight of not naming absent things"
     )
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("eval", help="grounding, hallucination, persona and diversity metrics with ablations")
-    p.add_argument("--split", default="heldout", choices=["heldout", "train"])
-    p.add_argument("--json", required=True, help="write the figures here (and a Markdown table beside it)")
-    p.add_argument("--data", help="dataset folder (default: the cache's datasets/scenes-v1)")
+
+    p = sub.add_parser("eval", help="head precision/recall, and reply metrics with ablations and transcripts")
+    p.add_argument("--split", default="heldout_family", help="pictures the replies are about")
+    p.add_argument(
+        "--head-splits",
+        default="heldout_family,heldout_pairs,val,test",
+        help="splits the head is measured on",
+    )
+    p.add_argument(
+        "--json", required=True, help="write the figures here (Markdown table and transcripts beside it)"
+    )
+    p.add_argument("--data", help="dataset folder (default: the cache's datasets/scenes-v2)")
     p.add_argument("--weights", help="fusion weights to evaluate (default: the committed ones)")
     p.add_argument("--lora", help="decoder LoRA adapters to evaluate with them (default: the committed ones)")
     p.add_argument("--model", help="evaluate this model folder as it is (default: the cached int4 export)")
     p.add_argument("--personas", help="persona folder (default: samples/personas)")
-    p.add_argument("--scenes", type=int, default=60, help="held-out scenes to use")
-    p.add_argument("--variants", help="comma-separated subset of trained,no_image,shuffled_image,text_tags")
+    p.add_argument("--scenes", type=int, default=80, help="pictures the replies are about (0: the head only)")
+    p.add_argument(
+        "--variants", help="comma-separated subset of trained,no_image,shuffled_image,engine_facts"
+    )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scene-word-weight", type=float, help="override GenerationConfig.scene_word_weight")
+    p.add_argument("--absent-word-weight", type=float, help="override GenerationConfig.absent_word_weight")
     p.set_defaults(func=cmd_eval)

@@ -205,5 +205,3 @@ def write_png_card(image_png: bytes, card: Mapping[str, Any]) -> bytes:
             out += chunk
         out += image_png[pos : pos + 12 + len(payload)]
     return bytes(out)
-
-

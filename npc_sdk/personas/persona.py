@@ -17,7 +17,17 @@ from ..runtime.generation import GenerationConfig
 MAX_FIELD_CHARS = 4000  # per text field; keeps the system prompt well inside the context window
 MAX_ROLE_WORD_WEIGHT = 10.0  # logit bonus cap: past ~10 a single word drowns out everything else
 MAX_LORE_ENTRIES = 256
-GENERATION_KEYS = ("max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "stop")
+GENERATION_KEYS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "no_repeat_ngram",
+    "stop",
+    "scene_word_weight",
+    "absent_word_weight",
+)
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 

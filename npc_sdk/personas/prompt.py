@@ -13,7 +13,7 @@ tokens before the current turn are the same from one turn to the next and their 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -162,17 +162,9 @@ def turn_prompt(
     history: Sequence[Turn],
     text: str,
     prefix: np.ndarray | None = None,
+    scene_note: str = "",
 ) -> Prompt:
-    """The whole prompt of a turn rendered from scratch, with the lore and instructions it triggers."""
-    return build_prompt(
-        tokenizer, persona, history, text, prefix, turn_context(tokenizer, persona, history, text)
-    )
-
-
-def pick_prefix(
-    use_prefix: bool, given: np.ndarray | None, fuse: Callable[[], np.ndarray]
-) -> np.ndarray | None:
-    """The turn's prefix vectors: none when switched off, the caller's when given, else freshly fused."""
-    if not use_prefix:
-        return None
-    return given if given is not None else fuse()
+    """The whole prompt of a turn rendered from scratch, with the lore and instructions it triggers and the
+    note of what is in view (runtime/scene.py), which comes last, right before the player's words."""
+    context = turn_context(tokenizer, persona, history, text) + scene_note
+    return build_prompt(tokenizer, persona, history, text, prefix, context)

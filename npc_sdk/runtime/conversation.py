@@ -13,20 +13,21 @@ never dropped; only what the decoder reads is.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import InvalidInputError
 from ..personas.persona import Persona
-from ..personas.prompt import Prompt, Turn, build_prompt, check_text, persona_block, pick_prefix, turn_context
+from ..personas.prompt import Prompt, Turn, build_prompt, check_text, persona_block, turn_context
 from .decode_loop import ReplyState, run_reply
 from .events import Done, ReplyEvent
 from .generation import GenerationConfig
 from .images import ImageInput
 from .kv_cache import KVSnapshot
 from .onnx_model import OnnxNpcModel, SlotSource
+from .scene import SceneEntity, seen_tags
 
 
 @dataclass
@@ -112,9 +113,9 @@ class Conversation:
         return self.fed.length
 
     # ---- turns -------------------------------------------------------------------------------------------
-    def _render(self, text: str, prefix: np.ndarray | None, budget: int) -> tuple[Prompt, str]:
+    def _render(self, text: str, prefix: np.ndarray | None, note: str, budget: int) -> tuple[Prompt, str]:
         tok = self.model.tokenizer
-        context = turn_context(tok, self.persona, self.history, text)
+        context = turn_context(tok, self.persona, self.history, text) + note
         while True:
             window = self.history[self.window_start :]
             target = build_prompt(tok, self.persona, window, text, prefix, context)
@@ -132,6 +133,7 @@ class Conversation:
         text: str,
         *,
         screenshot: ImageInput | None = None,
+        scene: Sequence[SceneEntity] = (),
         config: GenerationConfig | None = None,
         use_prefix: bool = True,
         prefix: np.ndarray | None = None,
@@ -139,13 +141,20 @@ class Conversation:
     ) -> PreparedTurn:
         """Encode, fuse and render the turn, and rewind the cache to what can be reused.
 
-        Everything that can fail on bad input happens before the cache is touched.
+        `scene` lists what the game says is in view; with a screenshot the image head's tags join it. Everything
+        that can fail on bad input happens before the cache is touched.
         """
         config = config or self.persona.generation_defaults()
         started = time.perf_counter() if started is None else started
         check_text(text)
-        prefix = pick_prefix(use_prefix, prefix, lambda: self.model.fuse(text, self.persona, screenshot))
-        target, context = self._render(text, prefix, self.model.cache.max_len - config.max_tokens)
+        facts = self.model.scene_facts(None, scene)
+        if use_prefix and prefix is None:
+            prefix, tag_probs = self.model.see(text, self.persona, screenshot)
+            facts = self.model.scene_facts(tag_probs, scene)
+        elif not use_prefix:
+            prefix = None
+        budget = self.model.cache.max_len - config.max_tokens
+        target, context = self._render(text, prefix, facts.note(), budget)
         slot = self.attach()
         if not self.fed.length:
             block = persona_block(self.model.tokenizer, self.persona)
@@ -159,11 +168,12 @@ class Conversation:
         state = ReplyState(
             tokenizer=self.model.tokenizer,
             config=config,
-            sampler=self.model.sampler(self.persona, config),
+            sampler=self.model.sampler(self.persona, config, facts),
             eos_id=self.model.eos_id,
             prompt_tokens=target.length,
             cached_tokens=common,
             started=started,
+            seen=seen_tags(facts),
         )
         return PreparedTurn(text, prefix, context, target, self.model.embed(target.tail(common)), state)
 

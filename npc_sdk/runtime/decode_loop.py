@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 from tokenizers import Tokenizer
 
-from .events import Delta, Done, ReplyEvent, Timings, Usage
+from .events import Delta, Done, ReplyEvent, SeenTag, Timings, Usage
 from .generation import GenerationConfig
 from .sampling import TokenSampler
 from .text_stream import TextStream
@@ -42,8 +42,10 @@ class ReplyState:
         prompt_tokens: int,
         cached_tokens: int = 0,
         started: float | None = None,
+        seen: tuple[SeenTag, ...] = (),
     ) -> None:
         self.config = config
+        self.seen = seen
         self.sampler = sampler
         self.eos_id = eos_id
         self.prompt_tokens = prompt_tokens
@@ -103,6 +105,7 @@ class ReplyState:
                 decode_tokens_per_second=(len(self.generated) - 1) / decode_s if decode_s > 0 else 0.0,
             ),
             token_ids=tuple(self.generated),
+            seen=self.seen,
         )
 
     def drain(self) -> list[ReplyEvent]:
@@ -121,6 +124,7 @@ def stream_reply(
     started: float | None = None,
     cached_tokens: int = 0,
     prompt_tokens: int | None = None,
+    seen: tuple[SeenTag, ...] = (),
 ) -> Iterator[ReplyEvent]:
     """Prefill `embeds`, then sample until EOS, a stop string or max_tokens; yield Deltas and one Done."""
     state = ReplyState(
@@ -131,6 +135,7 @@ def stream_reply(
         prompt_tokens=len(embeds) + cached_tokens if prompt_tokens is None else prompt_tokens,
         cached_tokens=cached_tokens,
         started=started,
+        seen=seen,
     )
     yield from run_reply(source, embeds, state)
 

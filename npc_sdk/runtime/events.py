@@ -28,6 +28,13 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class SeenTag:
+    tag: str  # what the NPC was told is in view
+    score: float  # the image head's probability (1.0 for what only the game said)
+    source: str  # "screenshot", "game" or "both"
+
+
+@dataclass(frozen=True)
 class Done:
     text: str  # the whole reply, stop string excluded
     finish_reason: Literal["stop", "length"]  # EOS or a stop string / max_tokens reached
@@ -36,6 +43,7 @@ class Done:
     token_ids: tuple[int, ...] = field(
         default=(), repr=False
     )  # generated ids (EOS included when it ended the reply)
+    seen: tuple[SeenTag, ...] = ()  # what the NPC saw or was told is in view this turn, most certain first
     type: Literal["done"] = "done"
 
 

@@ -18,9 +18,12 @@ class GenerationConfig:
     top_p: float = 0.9  # nucleus mass in (0, 1]; 1 disables
     top_k: int = 40  # keep the k best tokens; 0 disables
     repetition_penalty: float = 1.1  # >1 discourages tokens already in this reply; in [1, 3]
+    no_repeat_ngram: int = 3  # never repeat a token n-gram of this reply, nor a token twice in a row; 0: off
     seed: int | None = None  # fixes the sampler's random stream; None draws a fresh one
     stop: tuple[str, ...] = field(default_factory=tuple)  # extra stop strings (EOS always stops)
     role_word_scale: float = 1.0  # multiplies every persona role-word bonus; 0 switches the constraint off
+    scene_word_weight: float = 4.0  # logit bonus for the words of what is in view (runtime/scene.py); 0: off
+    absent_word_weight: float = 3.0  # logit penalty for words of what the image head is sure is not there
 
     def __post_init__(self) -> None:
         self.validate()
@@ -39,6 +42,8 @@ class GenerationConfig:
             raise bad("top_k", f"must be an integer >= 0, got {self.top_k!r}")
         if not 1.0 <= self.repetition_penalty <= 3.0:
             raise bad("repetition_penalty", f"must be in [1, 3], got {self.repetition_penalty!r}")
+        if not isinstance(self.no_repeat_ngram, int) or not 0 <= self.no_repeat_ngram <= 8:
+            raise bad("no_repeat_ngram", f"must be an integer in [0, 8], got {self.no_repeat_ngram!r}")
         if self.seed is not None and (not isinstance(self.seed, int) or not 0 <= self.seed < 2**63):
             raise bad("seed", f"must be an integer in [0, 2^63), got {self.seed!r}")
         if len(self.stop) > MAX_STOP_STRINGS:
@@ -47,6 +52,10 @@ class GenerationConfig:
             raise bad("stop", "stop strings must be non-empty text")
         if not 0.0 <= self.role_word_scale <= 10.0:
             raise bad("role_word_scale", f"must be in [0, 10], got {self.role_word_scale!r}")
+        for name in ("scene_word_weight", "absent_word_weight"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 10.0:  # also refuses NaN
+                raise bad(name, f"must be in [0, 10], got {value!r}")
 
     @property
     def greedy(self) -> bool:

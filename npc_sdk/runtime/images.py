@@ -2,10 +2,13 @@
 
 Preprocessing (the single documented place; torch reference, ONNX runtime and training all call `preprocess`):
   1. convert to RGB (alpha dropped, greyscale expanded);
-  2. resize so the shorter side is 224 px (bicubic), keeping the aspect ratio;
-  3. centre-crop 224x224 (a 16:9 screenshot loses ~22% on the left and on the right);
-  4. scale to float and normalise as the EfficientNet-Lite TF checkpoint was trained: (x - 127) / 128;
-  5. lay out as [1, 3, 224, 224] float32 (NCHW).
+  2. letterbox into the encoder's 448x256 canvas: scale (bicubic) so the whole picture fits, keeping its aspect
+     ratio, and centre it; the bars are grey 127, which normalises to 0. Nothing is cropped: a 16:9 screenshot
+     fills 448x252, a 21:9 one 448x192, a 4:3 one 341x256, a square one 256x256;
+  3. scale to float and normalise as the EfficientNet-Lite TF checkpoint was trained: (x - 127) / 128;
+  4. lay out as [1, 3, 256, 448] float32 (NCHW).
+The canvas is wide because games are: 448x256 is 14x8 cells of 32 px for the encoder's grid (v_I has 112 cells),
+2.3x the pixels of a 224x224 crop.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import InvalidInputError
 
-IMAGE_SIZE = 224
+IMAGE_WIDTH = 448  # the encoder's canvas, in pixels: 14 cells of 32
+IMAGE_HEIGHT = 256  # 8 cells of 32
+GRID = (IMAGE_HEIGHT // 32, IMAGE_WIDTH // 32)  # rows, columns of v_I
+PAD_VALUE = 127  # letterbox bars, 0 after normalisation
 PIXEL_MEAN = 127.0  # on 0..255 values, same for R, G and B
 PIXEL_STD = 128.0
 MAX_PIXELS = 8192 * 8192  # larger declared sizes are refused before decoding (decompression bombs)
@@ -92,14 +98,19 @@ def to_pil(image: ImageInput, field: str = "screenshot") -> Image.Image:
     raise InvalidInputError(field, f"unsupported image type {type(image).__name__}")
 
 
+def letterbox(pil: Image.Image) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """The RGB picture scaled to fit the canvas and centred on grey; also where it landed (x0, y0, x1, y1)."""
+    scale = min(IMAGE_WIDTH / pil.width, IMAGE_HEIGHT / pil.height)
+    w = min(IMAGE_WIDTH, max(1, round(pil.width * scale)))
+    h = min(IMAGE_HEIGHT, max(1, round(pil.height * scale)))
+    canvas = Image.new("RGB", (IMAGE_WIDTH, IMAGE_HEIGHT), (PAD_VALUE,) * 3)
+    x0, y0 = (IMAGE_WIDTH - w) // 2, (IMAGE_HEIGHT - h) // 2
+    canvas.paste(pil.resize((w, h), Image.Resampling.BICUBIC), (x0, y0))
+    return canvas, (x0, y0, x0 + w, y0 + h)
+
+
 def preprocess(image: ImageInput, field: str = "screenshot") -> np.ndarray:
-    """Any accepted image -> normalised [1, 3, 224, 224] float32 pixels for the image encoder."""
-    pil = to_pil(image, field).convert("RGB")
-    scale = IMAGE_SIZE / min(pil.width, pil.height)
-    size = (max(IMAGE_SIZE, round(pil.width * scale)), max(IMAGE_SIZE, round(pil.height * scale)))
-    pil = pil.resize(size, Image.Resampling.BICUBIC)
-    left = (pil.width - IMAGE_SIZE) // 2
-    top = (pil.height - IMAGE_SIZE) // 2
-    pil = pil.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
-    pixels = (np.asarray(pil, dtype=np.float32) - PIXEL_MEAN) / PIXEL_STD  # [224, 224, 3]
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None])  # [1, 3, 224, 224]
+    """Any accepted image -> normalised [1, 3, 256, 448] float32 pixels for the image encoder."""
+    canvas, _ = letterbox(to_pil(image, field).convert("RGB"))
+    pixels = (np.asarray(canvas, dtype=np.float32) - PIXEL_MEAN) / PIXEL_STD  # [256, 448, 3]
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None])  # [1, 3, 256, 448]

@@ -11,7 +11,9 @@ from ..errors import ModelFolderError
 from ..weights import sha256_file
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = (
+    2  # 2: letterboxed 448x256 encoder with v_mid, fusion with tag probabilities, tags in the manifest
+)
 PRECISIONS = ("fp32", "int8", "int4")
 
 

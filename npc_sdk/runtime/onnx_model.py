@@ -13,7 +13,7 @@ from tokenizers import Tokenizer
 
 from ..errors import NpcError
 from ..personas.persona import Persona
-from ..personas.prompt import Prompt, Turn, check_text, pick_prefix, turn_prompt
+from ..personas.prompt import Prompt, Turn, check_text, turn_prompt
 from .decode_loop import stream_reply
 from .decoder_runner import DecoderRunner
 from .events import Done, ReplyEvent
@@ -22,6 +22,7 @@ from .images import ImageInput, preprocess
 from .kv_cache import KVCache, KVSnapshot
 from .model_folder import ModelFolder
 from .sampling import TokenSampler, make_sampler
+from .scene import SceneEntity, SceneFacts, TagSpec, check_entities, merge, scene_words, seen_tags
 from .text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS, encode_batch, encoder_tokenizer
 
 DEFAULT_MAX_LEN = 2048  # positions per cache slot: persona + history + this turn + reply
@@ -95,6 +96,10 @@ class OnnxNpcModel:
         self.hidden_size = int(dec["hidden"])
         self.fusion_config = manifest["fusion"]["config"]
         self.fusion_trained = bool(manifest["fusion"]["trained"])
+        self.tags = [
+            TagSpec(t["name"], tuple(t["words"]), t.get("kind", "thing"), float(t["threshold"]))
+            for t in manifest["fusion"].get("tags", [])
+        ]
         self.cache = KVCache(
             dec["layers"], dec["kv_heads"], dec["head_dim"], slots, min(max_len, dec["max_positions"])
         )
@@ -154,9 +159,10 @@ class OnnxNpcModel:
     def embed(self, prompt: Prompt) -> np.ndarray:
         return prompt.embed(self.table)
 
-    def encode_image(self, image: ImageInput) -> np.ndarray:
-        """v_I [1, 49, 1280]."""
-        return self.image_session.run(None, {"pixels": preprocess(image)})[0]
+    def encode_image(self, image: ImageInput) -> tuple[np.ndarray, np.ndarray]:
+        """v_I [1, 112, 1280] and v_mid [1, 448, 112]."""
+        v_I, v_mid = self.image_session.run(["v_I", "v_mid"], {"pixels": preprocess(image)})
+        return v_I, v_mid
 
     def encode_text(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """v_T [1, L, 384] and its mask [1, L]."""
@@ -177,24 +183,40 @@ class OnnxNpcModel:
 
     def fuse(self, text: str, persona: Persona, screenshot: ImageInput | None = None) -> np.ndarray:
         """The K prefix vectors [K, hidden] for this turn."""
+        return self.see(text, persona, screenshot)[0]
+
+    def see(
+        self, text: str, persona: Persona, screenshot: ImageInput | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The K prefix vectors [K, hidden], and the head's probability per tag [n_tags] (None without a picture)."""
         v_T, mask = self.encode_text(text)
         cfg = self.fusion_config
         if screenshot is None:
             v_I = np.zeros((1, cfg["image_cells"], cfg["image_dim"]), dtype=np.float32)
+            v_mid = np.zeros((1, 4 * cfg["image_cells"], cfg["mid_dim"]), dtype=np.float32)
             has_image = np.zeros(1, dtype=np.float32)
         else:
-            v_I, has_image = self.encode_image(screenshot), np.ones(1, dtype=np.float32)
+            (v_I, v_mid), has_image = self.encode_image(screenshot), np.ones(1, dtype=np.float32)
         feeds = {
             "v_I": v_I,
+            "v_mid": v_mid,
             "has_image": has_image,
             "v_T": v_T,
             "text_mask": mask.astype(np.float32),
             "v_R": self.encode_role(persona),
         }
-        return self.fusion_session.run(None, feeds)[0][0]
+        prefix, tag_probs = self.fusion_session.run(["prefix", "tag_probs"], feeds)
+        return prefix[0], (tag_probs[0] if screenshot is not None else None)
 
-    def sampler(self, persona: Persona, config: GenerationConfig) -> TokenSampler:
-        return make_sampler(self.tokenizer, persona, config, self.vocab_size, self.eos_id)
+    def scene_facts(self, tag_probs: np.ndarray | None, entities: Sequence[SceneEntity] = ()) -> SceneFacts:
+        """What the NPC knows is in view: the head's tags past their thresholds and the game's entities."""
+        return merge(tag_probs if self.tags else None, self.tags, check_entities(entities))
+
+    def sampler(
+        self, persona: Persona, config: GenerationConfig, facts: SceneFacts | None = None
+    ) -> TokenSampler:
+        words = scene_words(facts, self.tags, config) if facts is not None else None
+        return make_sampler(self.tokenizer, persona, config, self.vocab_size, self.eos_id, words)
 
     # ---- one stateless turn (the reference's API) ----------------------------------------------------------
     def stream(
@@ -204,16 +226,25 @@ class OnnxNpcModel:
         persona: Persona,
         history: Sequence[Turn] = (),
         screenshot: ImageInput | None = None,
+        scene: Sequence[SceneEntity] = (),
         config: GenerationConfig | None = None,
         use_prefix: bool = True,
         prefix: np.ndarray | None = None,
     ) -> Iterator[ReplyEvent]:
-        """A turn from an empty cache; for dialogues that reuse their KV state, use `Conversation`."""
+        """A turn from an empty cache; for dialogues that reuse their KV state, use `Conversation`.
+
+        `scene` lists what the game says is in view; with a screenshot, the image head's tags join it.
+        """
         config = config or persona.generation_defaults()
         started = time.perf_counter()
         check_text(text)
-        prefix = pick_prefix(use_prefix, prefix, lambda: self.fuse(text, persona, screenshot))
-        prompt = turn_prompt(self.tokenizer, persona, history, text, prefix)
+        facts = self.scene_facts(None, scene)
+        if use_prefix and prefix is None:
+            prefix, tag_probs = self.see(text, persona, screenshot)
+            facts = self.scene_facts(tag_probs, scene)
+        elif not use_prefix:
+            prefix = None
+        prompt = turn_prompt(self.tokenizer, persona, history, text, prefix, facts.note())
         slot = self.acquire_slot()
         try:
             yield from stream_reply(
@@ -221,9 +252,10 @@ class OnnxNpcModel:
                 self.embed(prompt),
                 tokenizer=self.tokenizer,
                 config=config,
-                sampler=self.sampler(persona, config),
+                sampler=self.sampler(persona, config, facts),
                 eos_id=self.eos_id,
                 started=started,
+                seen=seen_tags(facts),
             )
         finally:
             self.release_slot(slot)

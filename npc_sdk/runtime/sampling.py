@@ -1,4 +1,5 @@
-"""Turning one step's logits into the next token: word bias, repetition penalty, temperature, top-k, top-p.
+"""Turning one step's logits into the next token: word bias, repetition penalty, repeat blocking, temperature,
+top-k, top-p.
 
 Plain numpy, so the torch reference and the onnxruntime runtime pick tokens with the very same code and, for a
 seed, the very same random stream.
@@ -6,7 +7,7 @@ seed, the very same random stream.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -14,7 +15,25 @@ from tokenizers import Tokenizer
 from ..personas.persona import Persona
 from .banned import BannedWords
 from .generation import GenerationConfig
-from .word_bias import WordBias
+from .word_bias import WordBias, merge_weights
+
+# A 135M decoder under a word bias can fall into loops ("tomorrow tomorrow tomorrow ..."); the soft repetition
+# penalty slows them but does not stop them. So, as no_repeat_ngram_size does in other runtimes, by default a reply
+# never repeats a token trigram it already holds, and never says the same token twice in a row
+# (GenerationConfig.no_repeat_ngram). Short NPC lines lose nothing real by it.
+
+
+def repeat_blocked(generated: Sequence[int], n: int = 3) -> list[int]:
+    """Tokens that would repeat the last token or complete an n-gram the reply already holds."""
+    if not generated:
+        return []
+    blocked = {int(generated[-1])}
+    if len(generated) >= n:
+        tail = tuple(generated[len(generated) - n + 1 :])
+        for i in range(len(generated) - n + 1):
+            if tuple(generated[i : i + n - 1]) == tail:
+                blocked.add(int(generated[i + n - 1]))
+    return sorted(blocked)
 
 
 class TokenSampler:
@@ -34,7 +53,7 @@ class TokenSampler:
         self.words = words if words is not None and (words.start or words.spellings) else None
 
     def adjust(self, logits: np.ndarray, generated: Sequence[int]) -> np.ndarray:
-        """Word bias and repetition penalty applied to a copy of one step's logits [vocab]."""
+        """Word bias, repetition penalty and repeat blocking applied to a copy of one step's logits [vocab]."""
         scores = np.array(logits, dtype=np.float32, copy=True)
         if self.words is not None:
             self.words.apply(scores, generated)
@@ -44,6 +63,11 @@ class TokenSampler:
             if seen.size:
                 picked = scores[seen]
                 scores[seen] = np.where(picked > 0, picked / penalty, picked * penalty)
+        blocked = (
+            repeat_blocked(generated, self.config.no_repeat_ngram) if self.config.no_repeat_ngram else []
+        )
+        if blocked:
+            scores[blocked] = -np.inf
         return scores
 
     def __call__(self, logits: np.ndarray, generated: Sequence[int] = ()) -> int:
@@ -78,10 +102,19 @@ class TokenSampler:
 
 
 def make_sampler(
-    tokenizer: Tokenizer, persona: Persona, config: GenerationConfig, vocab_size: int, eos_id: int
+    tokenizer: Tokenizer,
+    persona: Persona,
+    config: GenerationConfig,
+    vocab_size: int,
+    eos_id: int,
+    scene_words: tuple[Mapping[str, float], Mapping[str, str]] | None = None,
 ) -> TokenSampler:
-    """The sampler for one reply of `persona`: its role words (times `config.role_word_scale`), its banned words."""
+    """The sampler for one reply of `persona`: its role words (times `config.role_word_scale`) and this turn's
+    scene words (runtime/scene.py: weights, and which thing each word names) as one whole-word bias, and its
+    banned words."""
     banned = BannedWords(tokenizer, persona.banned_words, eos_id) if persona.banned_words else None
-    weights = {w: v * config.role_word_scale for w, v in persona.role_words.items()}
-    words = WordBias(tokenizer, weights) if any(weights.values()) else None
+    role = {w: v * config.role_word_scale for w, v in persona.role_words.items()}
+    scene, groups = scene_words or ({}, {})
+    weights = merge_weights(role, scene)
+    words = WordBias(tokenizer, weights, groups) if any(weights.values()) else None
     return TokenSampler(config, vocab_size, words, banned)

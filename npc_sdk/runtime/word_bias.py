@@ -12,7 +12,9 @@ tokenizations of each spelling of the word (" anvil", " Anvil", "anvil", "Anvil"
     (or finish it) get the bonus at the next step, so a word once started is completed rather than abandoned.
 
 A positive bonus is spent once the word has been said in the reply: the constraint asks for the word, not for
-"forge forge forge" (at weight 10 a single-token word would otherwise win every position). A negative weight
+"forge forge forge" (at weight 10 a single-token word would otherwise win every position). Words of one group (the
+lexicon of one thing: "explorer", "adventurer", "traveller") share their bonus, so naming a thing once spends it,
+rather than listing every synonym. A negative weight
 pushes the same tokens down for the whole reply: the whole-word start and the continuations, never a short piece,
 so discouraging "anvil" does not remove the article "an".
 """
@@ -80,12 +82,19 @@ def _letters(text: str) -> int:
 class WordBias:
     """Per-step logit bonuses for a set of words; `bonus(generated)` says which tokens get what now."""
 
-    def __init__(self, tokenizer: Tokenizer, words: Mapping[str, float]) -> None:
+    def __init__(
+        self, tokenizer: Tokenizer, words: Mapping[str, float], groups: Mapping[str, str] | None = None
+    ) -> None:
+        """`groups` maps a word to the thing it names: words of one group ("slime", "slimes", "ooze") share one
+        bonus, spent as soon as any of them is said (default: every word is its own group)."""
         self.vocab = _vocab(tokenizer)
         self.spellings: list[_Spelling] = []
-        for n, (word, weight) in enumerate(words.items()):
+        group_ids: dict[str, int] = {}
+        for word, weight in words.items():
             if not word.strip() or weight == 0:
                 continue
+            group = (groups or {}).get(word, word)
+            n = group_ids.setdefault(group, len(group_ids))
             for s in sorted(spellings(word)):
                 self.spellings.append(_Spelling(s, float(weight), n))
         # start[token] = {word: bonus} at a word boundary; continuation[(spelling, offset)] = [(token, new offset)]

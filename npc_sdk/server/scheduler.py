@@ -32,6 +32,7 @@ from ..runtime.conversation import Conversation, PreparedTurn
 from ..runtime.events import Done, ReplyEvent
 from ..runtime.generation import GenerationConfig
 from ..runtime.onnx_model import OnnxNpcModel
+from ..runtime.scene import SceneEntity
 from .store import SessionStore
 
 log = logging.getLogger("npc_sdk.server")
@@ -45,6 +46,7 @@ class ChatJob:
     screenshot: Image.Image | None
     config: GenerationConfig | Callable[[Persona], GenerationConfig]  # or made from the session's persona
     emit: Callable[[ReplyEvent | BaseException], None]  # thread-safe hand-off to the waiting RPC
+    scene: list[SceneEntity] = field(default_factory=list)  # what the game says is in view
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.perf_counter)
 
@@ -204,7 +206,9 @@ class Scheduler:
             turn: PreparedTurn | None = None
             try:
                 config = job.config(live.persona) if callable(job.config) else job.config
-                turn = conv.prepare(job.text, screenshot=job.screenshot, config=config, started=job.submitted)
+                turn = conv.prepare(
+                    job.text, screenshot=job.screenshot, scene=job.scene, config=config, started=job.submitted
+                )
                 assert conv.slot is not None
                 events = self.batch.add(conv.slot, turn.embeds, turn.state)
             except (

@@ -40,6 +40,7 @@ from ..wire import (
     image_from_proto,
     persona_from_proto,
     persona_to_proto,
+    scene_from_proto,
     session_to_proto,
 )
 from .api_keys import ApiKey, match
@@ -267,6 +268,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                     request.generation, persona.generation_defaults(self.config.defaults)
                 )
 
+            scene = scene_from_proto(request.scene)
             screenshot = None
             if request.HasField("screenshot"):
                 # decoding a large PNG takes tens of ms: keep it off the event loop
@@ -277,6 +279,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                 screenshot,
                 config,
                 emit=lambda e: loop.call_soon_threadsafe(events.put_nowait, e),
+                scene=scene,
             )
             await asyncio.wrap_future(self.scheduler.submit(job))
             while True:

@@ -99,7 +99,12 @@ def parse_error_message(exc: json_format.ParseError) -> str:
         path.append(m[1])
         fields = re.search(r"\[(.*)\]", m[2])
         text = "no such field" + (f"; the fields are {fields[1]}" if fields else "")
-    text = re.sub(r"\s+at [\w.]+\.*$", "", text.strip()).rstrip(".")
+    text = text.strip()
+    # "... at ChatRequest.scene[0].x." names the whole path from the request down: the best field name there is
+    full = re.search(r"\s+at [A-Z]\w*\.([\w.\[\]]+?)\.*$", text)
+    if full:
+        path, text = [full[1]], text[: full.start()]
+    text = re.sub(r"\s+at [\w.]+\.*$", "", text).rstrip(".")
     return f"{'.'.join(path) or 'request'}: {text}"
 
 

@@ -6,15 +6,19 @@
 //   DELTA "<text>"            (one per delta, as it arrives)
 //   DONE "<whole reply>"
 //   FINISH "stop" | "length"
+//   SEEN [{"tag":"slime","score":0.930,"source":"screenshot"},...]  (what the NPC saw or was told is in view;
+//                                                                   source "screenshot", "game" or "both")
 //   USAGE {"prompt_tokens":..,"cached_tokens":..,"completion_tokens":..}
 //   SERVER_TIMINGS {"ttft_ms":..,"total_ms":..,"decode_tokens_per_second":..}
 //   TTFT_MS <client-side ms to the first delta>
 //   TOTAL_MS <client-side ms to the end of the stream>
 // On a gRPC error: `ERROR <RPC> <STATUS_NAME> "<message>"` on stderr and exit status 1; bad arguments: 2.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "npc_client.h"
 
@@ -25,6 +29,7 @@ const char kUsage[] =
     "                [--rgba FILE --size WxH [--bottom-up]]\n"
     "                [--persona-name NAME] [--persona-description TEXT] [--persona-personality TEXT]\n"
     "                [--persona-greeting TEXT] [--persona-id ID] [--session ID]\n"
+    "                [--scene TAG[,TAG...] | --scene \"tag=T;name=N;x=X;y=Y;distance=D\"]...\n"
     "                [--max-tokens N] [--temperature T] [--seed N] [--timeout-ms MS]\n"
     "                [--cancel-after-deltas N] [--api-key KEY]\n";
 
@@ -110,6 +115,63 @@ bool ParseInt(const std::string& s, long long* out) {
   return !s.empty() && *end == '\0';
 }
 
+bool ParseFloat(const std::string& s, float* out) {
+  char* end = nullptr;
+  *out = std::strtof(s.c_str(), &end);
+  return !s.empty() && *end == '\0';
+}
+
+// --scene "slime,gem" (bare tags), or one entity with its fields: --scene "tag=ferryman;name=Old Tom;x=0.2;y=0.6".
+// Values are passed on unchecked: the server validates them (and names the bad field).
+bool ParseScene(const std::string& value, std::vector<npc::v1::SceneEntity>* scene, std::string* why) {
+  if (value.find('=') == std::string::npos) {
+    size_t start = 0;
+    while (start <= value.size()) {
+      const size_t comma = std::min(value.find(',', start), value.size());
+      scene->push_back(npc::Entity(value.substr(start, comma - start)));
+      start = comma + 1;
+    }
+    return true;
+  }
+  npc::v1::SceneEntity entity;
+  size_t start = 0;
+  while (start < value.size()) {
+    const size_t semi = std::min(value.find(';', start), value.size());
+    const std::string pair = value.substr(start, semi - start);
+    start = semi + 1;
+    const size_t eq = pair.find('=');
+    const std::string key = pair.substr(0, eq), field = eq == std::string::npos ? "" : pair.substr(eq + 1);
+    float number = 0;
+    if (key == "tag") {
+      entity.set_tag(field);
+    } else if (key == "name") {
+      entity.set_name(field);
+    } else if ((key == "x" || key == "y" || key == "distance") && ParseFloat(field, &number)) {
+      if (key == "x") entity.set_x(number);
+      if (key == "y") entity.set_y(number);
+      if (key == "distance") entity.set_distance(number);
+    } else {
+      *why = "--scene: bad field \"" + pair + "\" (tag=, name=, x=, y=, distance=)";
+      return false;
+    }
+  }
+  scene->push_back(entity);
+  return true;
+}
+
+// done.seen() as one JSON array: [{"tag":"slime","score":0.930,"source":"screenshot"},...]
+std::string SeenJson(const npc::v1::Done& done) {
+  std::string out = "[";
+  char score[32];
+  for (const npc::v1::SeenTag& seen : done.seen()) {
+    std::snprintf(score, sizeof score, "%.3f", seen.score());
+    if (out.size() > 1) out += ",";
+    out += "{\"tag\":" + JsonString(seen.tag()) + ",\"score\":" + score +
+           ",\"source\":" + JsonString(seen.source()) + "}";
+  }
+  return out + "]";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -160,6 +222,9 @@ int main(int argc, char** argv) {
       session_id = value;
     } else if (arg == "--api-key") {
       client_options.api_key = value;
+    } else if (arg == "--scene") {
+      std::string why;
+      if (!ParseScene(value, &chat_options.scene, &why)) return Usage(why);
     } else if (arg == "--max-tokens" && ParseInt(value, &number)) {
       chat_options.generation.set_max_tokens(static_cast<int32_t>(number));
     } else if (arg == "--seed" && ParseInt(value, &number)) {
@@ -209,14 +274,14 @@ int main(int argc, char** argv) {
 
   npc::CancelToken cancel;
   chat_options.cancel = &cancel;
-  long long seen = 0;
+  long long deltas_so_far = 0;
   npc::ChatResult result;
   const grpc::Status status = client.Chat(
       session_id, text, shot,
       [&](const std::string& delta) {
         Line("DELTA", JsonString(delta));
         // A game would call cancel.Cancel() from its own thread (the player walked away); here: after N deltas.
-        if (cancel_after > 0 && ++seen == cancel_after) cancel.Cancel();
+        if (cancel_after > 0 && ++deltas_so_far == cancel_after) cancel.Cancel();
       },
       &result, chat_options);
   if (!status.ok()) return Fail("Chat", status);
@@ -224,6 +289,7 @@ int main(int argc, char** argv) {
   const npc::v1::Done& done = result.done;
   Line("DONE", JsonString(done.text()));
   Line("FINISH", JsonString(done.finish_reason()));
+  Line("SEEN", SeenJson(done));
   char buf[256];
   std::snprintf(buf, sizeof buf, "{\"prompt_tokens\":%d,\"cached_tokens\":%d,\"completion_tokens\":%d}",
                 done.usage().prompt_tokens(), done.usage().cached_tokens(), done.usage().completion_tokens());

@@ -43,6 +43,13 @@ Screenshot Screenshot::Rgb8(std::string pixels, int width, int height, bool bott
   return Raw(npc::v1::Image::RGB8, std::move(pixels), width, height, bottom_up);
 }
 
+npc::v1::SceneEntity Entity(const std::string& tag, const std::string& name) {
+  npc::v1::SceneEntity entity;
+  entity.set_tag(tag);
+  entity.set_name(name);
+  return entity;
+}
+
 void CancelToken::Cancel() {
   std::lock_guard<std::mutex> lock(mu_);
   cancelled_ = true;
@@ -136,6 +143,7 @@ grpc::Status NpcClient::Chat(const std::string& session_id, const std::string& t
   request.set_session_id(session_id);
   request.set_text(text);
   *request.mutable_generation() = options.generation;
+  request.mutable_scene()->Add(options.scene.begin(), options.scene.end());
   if (screenshot != nullptr) {
     npc::v1::Image* image = request.mutable_screenshot();
     image->set_encoding(screenshot->encoding);

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -65,14 +66,25 @@ class CancelToken {
   bool cancelled_ = false;
 };
 
+// Something the game knows is in view, for ChatOptions::scene: a tag the NPC may say ("slime", "ferryman") and an
+// optional proper name. Position and distance are optional: entity.set_x(0.2f) / set_y(0.6f) (0..1 of the screen,
+// top-left origin), set_distance(3.0f) (metres).
+npc::v1::SceneEntity Entity(const std::string& tag, const std::string& name = "");
+
 struct ChatOptions {
   npc::v1::GenerationConfig generation;  // unset fields take the persona's / server's defaults
+  // What the game says is in view (at most 32): merged with what the NPC sees in the screenshot. A bad value
+  // gets INVALID_ARGUMENT naming it ("scene[0].x: must be in [0, 1] ...").
+  std::vector<npc::v1::SceneEntity> scene;
   std::chrono::milliseconds timeout{0};  // 0: ClientOptions::chat_timeout
   CancelToken* cancel = nullptr;
 };
 
 struct ChatResult {
-  npc::v1::Done done;              // the server's done event: whole text, finish reason, usage, server timings
+  // The server's done event: whole text, finish reason, usage, server timings, and done.seen(): what the NPC saw
+  // in the screenshot or was told by ChatOptions::scene, most certain first (tag, score, source "screenshot",
+  // "game" or "both"; score 1 for what only the game said).
+  npc::v1::Done done;
   std::string streamed_text;       // the deltas, concatenated as they arrived
   int deltas = 0;
   double first_delta_ms = -1;      // client side, from the call's start; -1 when no delta arrived

@@ -136,7 +136,10 @@ namespace NpcSdk
         }
 
         /// <summary>
-        /// Runs one player turn and returns its done event (whole reply, finish reason, usage, timings).
+        /// Runs one player turn and returns its done event (whole reply, finish reason, usage, timings, and Seen:
+        /// what the NPC saw in the screenshot or was told in <c>request.Scene</c>, most certain first, each a
+        /// SeenTag with Tag, Score and Source "screenshot", "game" or "both"; NpcScene.Describe makes it a log line).
+        /// Put what the game knows is in view into <c>request.Scene</c> (at most 32; NpcScene.Entity builds one).
         /// <paramref name="onDelta"/> gets (delta, reply so far) for every delta event, on the thread that resumes
         /// after each read: the caller's SynchronizationContext when <paramref name="continueOnCapturedContext"/>
         /// is true (Unity: the main thread), a thread-pool thread when false (Godot: marshal to the main thread

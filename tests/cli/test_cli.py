@@ -25,15 +25,22 @@ def test_pull_twice_says_there_is_nothing_to_do(model):  # the model fixture has
     assert len(lines) == 3 and all(ln.startswith("ok") and "already" in ln for ln in lines)
 
 
-def test_demo_plays_the_scripted_scene():
-    out = _run("demo", "--max-tokens", "16")
+def test_demo_plays_the_scripted_scene_on_the_runtime(exported_int4):
+    out = _run("demo", "--max-tokens", "16", "--model", str(exported_int4))
     assert out.returncode == 0, out.stderr
-    assert "fusion weights: trained (" in out.stdout  # the committed weights are the default
-    assert out.stdout.count("Player") == 3
+    assert "onnxruntime int4 model" in out.stdout and "fusion weights: trained" in out.stdout
+    assert out.stdout.count("Player") == 4
     assert "[showing meadow_slimes.png]" in out.stdout and "[showing lava_cave_key.png]" in out.stdout
+    assert "[the game: Wren the explorer, door in view]" in out.stdout
     replies = re.findall(r"^Brakka: (.+)$", out.stdout, flags=re.M)
-    assert len(replies) == 4 and all(r.strip() for r in replies)  # the greeting and three replies
-    assert len(re.findall(r"tokens, first after \d+ ms", out.stdout)) == 3
+    assert len(replies) == 5 and all(r.strip() for r in replies)  # the greeting and four replies
+    figures = re.findall(
+        r"tokens, first after \d+ ms, [\d.]+ tok/s, \w+; in view: (.*)\)$", out.stdout, flags=re.M
+    )
+    assert len(figures) == 4
+    meadow, cave, told, plain = figures
+    assert "grass" in meadow and "lava" in cave  # what the head saw in the two screenshots
+    assert "explorer" in told and "door" in told and plain == "nothing"
 
 
 def test_bench_reference_writes_its_figures(tmp_path):
@@ -68,3 +75,15 @@ def test_bench_model_writes_the_runtime_figures(exported_int4, tmp_path):
 def test_export_refuses_an_unknown_precision():
     out = _run("export", "--precision", "int3")
     assert out.returncode != 0 and "invalid choice" in out.stderr
+
+
+def test_a_cached_model_of_an_older_format_or_other_weights_is_exported_again(tmp_path):
+    from npc_sdk.cli._common import _stale_fusion
+    from npc_sdk.runtime.model_folder import FORMAT_VERSION
+
+    manifest = tmp_path / "manifest.json"
+    assert _stale_fusion(manifest) == ""  # nothing cached: nothing stale (ensure_model exports it anyway)
+    manifest.write_text(json.dumps({"format_version": FORMAT_VERSION - 1, "fusion": {}}))
+    assert "older npc-sdk" in _stale_fusion(manifest)
+    manifest.write_text(json.dumps({"format_version": FORMAT_VERSION, "fusion": {"sha256": "0" * 64}}))
+    assert "was not exported with" in _stale_fusion(manifest)

@@ -84,10 +84,27 @@ def test_cpp_client_streams_a_reply_to_a_png_screenshot(npc_chat, server):
     assert len(deltas) >= 2 and "".join(deltas) == values["DONE"] and values["DONE"].strip()
     assert values["FINISH"] in ("stop", "length") and values["USAGE"]["completion_tokens"] > 0
     assert 0 < values["TTFT_MS"] <= values["TOTAL_MS"]
+    for seen in values["SEEN"]:  # what the image head saw: most certain first
+        assert set(seen) == {"tag", "score", "source"} and seen["source"] == "screenshot", values["SEEN"]
+    scores = [s["score"] for s in values["SEEN"]]
+    assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores), values["SEEN"]
     print(f"C++ client: first delta {values['TTFT_MS']} ms, whole reply {values['TOTAL_MS']} ms")
     with Client(server.address, api_key=KEY, timeout=60) as py:
         turns = py.get_session(values["SESSION"]).turns
     assert [(t.user, t.reply) for t in turns] == [(text, values["DONE"])]
+
+
+def test_cpp_client_sends_scene_entities_and_prints_what_the_npc_was_told(npc_chat, server):
+    ferryman = "tag=ferryman;name=Old Tom the ferryman;x=0.2;y=0.6;distance=3"
+    scene = ["--scene", ferryman, "--scene", "slime,slime"]
+    out = _chat(npc_chat, server, *scene, "--text", "Who is there?", "--max-tokens", "8", "--seed", "1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    values = dict(_records(out.stdout))
+    # No screenshot: everything seen comes from the game (score 1); the two slimes are one entry.
+    assert values["SEEN"] == [
+        {"tag": "ferryman", "score": 1.0, "source": "game"},
+        {"tag": "slime", "score": 1.0, "source": "game"},
+    ], values["SEEN"]
 
 
 def test_cpp_client_cancel_stores_nothing(npc_chat, server):
@@ -112,6 +129,8 @@ def test_cpp_client_cancel_stores_nothing(npc_chat, server):
             KEY,
             'ERROR Chat INVALID_ARGUMENT "screenshot: data is 48 bytes but 4x4x4 needs 64"',
         ),
+        (["--text", "hi", "--scene", "tag=slime;x=2"], KEY, 'ERROR Chat INVALID_ARGUMENT "scene[0].x:'),
+        (["--text", "hi", "--scene", "slime,"], KEY, 'ERROR Chat INVALID_ARGUMENT "scene[1].tag:'),
         (["--text", "hi"], "wrong-key", "ERROR CreateSession UNAUTHENTICATED "),
     ],
 )

@@ -27,7 +27,7 @@ EXPECTED_FILES = {
 
 def test_manifest_describes_every_file_and_dimension(exported_int4):
     manifest = json.loads((exported_int4 / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and manifest["precision"] == "int4"
+    assert manifest["format_version"] == 2 and manifest["precision"] == "int4"
     assert set(manifest["files"]) == EXPECTED_FILES
     for name, digest in manifest["files"].items():
         assert sha256_file(exported_int4 / name) == digest, name
@@ -39,6 +39,17 @@ def test_manifest_describes_every_file_and_dimension(exported_int4):
     )
     assert {"logits", "present.0.key"} <= set(io["outputs"])
     assert [s["sha256"] for s in manifest["sources"]][0].startswith("b179c952")
+    pre = manifest["preprocessing"]
+    assert (pre["image"], pre["image_width"], pre["image_height"], pre["image_grid"]) == (
+        "letterbox",
+        448,
+        256,
+        [8, 14],
+    )
+    assert manifest["model"]["fusion"]["outputs"]["tag_probs"] == ["batch", len(manifest["fusion"]["tags"])]
+    tags = {t["name"]: t for t in manifest["fusion"]["tags"]}
+    assert {"slime", "coin", "grass", "night"} <= set(tags) and "ooze" in tags["slime"]["words"]
+    assert all(0 < t["threshold"] < 1 and t["kind"] in ("thing", "terrain", "time") for t in tags.values())
     assert manifest["opset"]["decoder"] >= 17
     import onnx
 

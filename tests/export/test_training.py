@@ -1,4 +1,4 @@
-"""Scene data, the dialogue filter, the metrics, and a short real training run of the fusion."""
+"""The dialogue filter, the metrics, a short real training run of both stages, and a studio's own dataset."""
 
 from __future__ import annotations
 
@@ -11,78 +11,11 @@ from npc_export.metrics import (
     distinct_n,
     is_grounded,
     is_hallucinating,
+    names_a_thing_present,
     persona_predictions,
     repeats_itself,
 )
 from npc_export.scene_lexicon import TAG_WORDS, mentioned_categories
-from npc_export.scenes import (
-    Scene,
-    Sprites,
-    arcade_wheel,
-    belongs_to,
-    generate,
-    is_reserved_layout,
-    is_reserved_pair,
-    render,
-)
-
-
-@pytest.fixture(scope="module")
-def sprites():
-    return Sprites(arcade_wheel(log=lambda _m: None))
-
-
-def test_the_generator_is_deterministic_for_a_seed(sprites):
-    a = [s.to_json() for s in generate(6, "train", seed=3)]
-    b = [s.to_json() for s in generate(6, "train", seed=3)]
-    c = [s.to_json() for s in generate(6, "train", seed=4)]
-    assert a == b and a != c
-    first = generate(1, "train", seed=3).__next__()
-    assert render(first, sprites).tobytes() == render(Scene.from_json(a[0]), sprites).tobytes()
-
-
-def test_each_label_box_is_where_its_sprite_was_drawn(sprites):
-    for scene in generate(8, "heldout", seed=1):
-        full = np.asarray(render(scene, sprites), dtype=np.int16)
-        for k, obj in enumerate(scene.objects):
-            without = Scene(
-                scene.file,
-                scene.split,
-                scene.terrain,
-                scene.liquid,
-                scene.time,
-                scene.objects[:k] + scene.objects[k + 1 :],
-                scene.pools,
-            )
-            diff = np.abs(full - np.asarray(render(without, sprites), dtype=np.int16)).sum(axis=2) > 0
-            x0, y0, x1, y1 = obj.box
-            inside = diff[y0:y1, x0:x1].sum()
-            assert inside > 0.1 * (x1 - x0) * (y1 - y0), (scene.file, obj)  # the sprite covers its box
-            diff[y0:y1, x0:x1] = False
-            assert not diff.any(), (scene.file, obj)  # and nothing outside it
-
-
-def test_ground_and_pools_are_the_labelled_terrain(sprites):
-    scene = next(s for s in generate(40, "train", seed=2) if s.liquid)
-    img = np.asarray(render(scene, sprites))
-    pool_col = scene.pools[0]
-    ground_col = next(c for c in range(7) if c not in scene.pools)
-    pool = img[5 * 64 + 40, pool_col * 64 + 32]
-    ground = img[6 * 64 + 32, ground_col * 64 + 32]
-    assert not np.array_equal(pool, ground)
-    assert {scene.terrain, scene.liquid} <= set(scene.categories)
-
-
-def test_heldout_scenes_show_pairs_and_layouts_training_never_sees():
-    train = list(generate(150, "train", seed=0))
-    heldout = list(generate(30, "heldout", seed=0))
-    for s in train:
-        grounds = [s.terrain] + ([s.liquid] if s.liquid else [])
-        assert not any(is_reserved_pair(g, c) for g in grounds for c in s.object_categories)
-        assert not is_reserved_layout(s.layout())
-    train_layouts = {s.layout() for s in train}
-    for s in heldout:
-        assert belongs_to(s) == "heldout" and s.layout() not in train_layouts
 
 
 def test_the_lexicon_finds_whole_words_in_any_case():
@@ -92,17 +25,14 @@ def test_the_lexicon_finds_whole_words_in_any_case():
 
 
 def test_the_teacher_filter_keeps_grounded_in_character_replies():
-    scene = Scene("x.png", "train", "snow", "", "night")
-    scene.objects = []
-    from npc_export.scenes import PlacedObject
-
-    scene.objects.append(PlacedObject("slime", "enemies/slimeGreen.png", (0, 0, 64, 64)))
-    assert judge("Watch that slime on the snow, lad.", scene, "scene") == ""
-    assert judge("Watch that bee, lad, it stings hard.", scene, "scene") == "names_absent_thing"
-    assert judge("The forge is hot today, lad.", scene, "scene") == "misses_the_scene"
-    assert judge("The forge is hot today, lad.", scene, "talk") == ""
-    assert judge("As an AI I see a slime here.", scene, "scene") == "breaks_character"
-    assert judge("(looks around) a slime in the snow.", scene, "scene") == "stage_direction"
+    present = ["slime", "snow", "night"]
+    assert judge("Watch that slime on the snow, lad.", present, "scene") == ""
+    assert judge("Watch that bee, lad, it stings hard.", present, "scene") == "names_absent_thing"
+    assert judge("The forge is hot today, lad.", present, "scene") == "misses_the_scene"
+    assert judge("The forge is hot today, lad.", present, "talk") == ""
+    assert judge("As an AI I see a slime here.", present, "scene") == "breaks_character"
+    assert judge("(looks around) a slime in the snow.", present, "scene") == "stage_direction"
+    assert judge("The slime is here and the slime is there.", present, "scene") == "repeats_itself"
     assert trim_to_sentence("A slime. Over there by the") == "A slime."
 
 
@@ -110,6 +40,8 @@ def test_metrics_on_hand_written_replies():
     present = ["slime", "snow", "coin"]
     assert is_grounded("Mind the slime, lass.", present)
     assert not is_grounded("Lovely weather for the forge.", present)
+    assert is_grounded("Snow everywhere.", present) and not names_a_thing_present("Snow everywhere.", present)
+    assert names_a_thing_present("Coins in the snow!", present)
     assert is_hallucinating("A slime and a zombie!", present)
     assert not is_hallucinating("A slime and some coins.", present)
     assert distinct_n(["a b c", "a b d"], 2) == pytest.approx(3 / 4)
@@ -120,66 +52,122 @@ def test_metrics_on_hand_written_replies():
     assert persona_predictions(replies, personas).tolist() == [0, 1, 0]
 
 
-def test_data_scenes_cli_writes_pictures_and_labels(tmp_path):
-    from npc_sdk.cli import main
+@pytest.fixture(scope="module")
+def tiny_scenes(tmp_path_factory):
+    from npc_export.datasets import Dataset, write_builtin_meta
+    from npc_export.scenes import write_split
 
-    assert main(["data", "scenes", "--n", "3", "--heldout", "2", "--out", str(tmp_path), "--seed", "5"]) == 0
-    train = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
-    assert len(train) == 3 and all((tmp_path / "images" / r["file"]).is_file() for r in train)
-    assert len((tmp_path / "heldout.jsonl").read_text().splitlines()) == 2
-    assert all(r["categories"] and r["objects"] for r in train)
+    folder = tmp_path_factory.mktemp("scenes")
+    write_split(folder, 6, "train", seed=9, log=lambda _m: None)
+    write_split(folder, 3, "val", seed=9, log=lambda _m: None)
+    write_builtin_meta(folder)
+    return Dataset.open(folder)
 
 
 @pytest.mark.slow
-def test_twenty_training_steps_lower_the_loss_and_resume_from_a_checkpoint(model, tmp_path):
+def test_training_steps_lower_the_loss_and_resume_from_a_checkpoint(model, tiny_scenes, tmp_path):
     import copy
 
     from npc_export.dialogue_data import training_personas
-    from npc_export.scenes import write_split
+    from npc_export.grounding import HeadConfig
     from npc_export.train import TrainConfig, train
 
-    write_split(tmp_path, 4, "train", seed=9, log=lambda _m: None)
-    from npc_export.scenes import read_split
-
-    scenes = read_split(tmp_path, "train")
+    pictures = tiny_scenes.split("train")
     personas = training_personas()[:2]
     items = [
         DialogueItem(
             personas[k % 2].id,
-            s.file,
+            p.image.name,
             "What's that over there?",
             "scene",
-            f"I see {' and '.join(s.object_categories)} on the {s.terrain}, friend.",
+            f"I see {' and '.join(p.tags[:2])} out there, friend.",
         )
-        for k, s in enumerate(scenes)
+        for k, p in enumerate(pictures)
     ]
     saved = copy.deepcopy(model.fusion.state_dict())
     try:
-        cfg = TrainConfig(steps=10, batch=2, lr=3e-3, warmup=2, tag_warmup=20, checkpoint_every=5)
-        first = train(
-            model, scenes, tmp_path / "images", items, personas, tmp_path / "run", cfg, log=lambda _m: None
+        cfg = TrainConfig(
+            steps=10,
+            batch=2,
+            lr=3e-3,
+            warmup=2,
+            checkpoint_every=5,
+            lora_rank=2,
+            head=HeadConfig(steps=30, batch=4),
         )
-        assert first["steps_done"] == 10 and (tmp_path / "run" / "checkpoint.pt").is_file()
+        first = train(model, tiny_scenes, items, personas, tmp_path / "run", cfg, log=lambda _m: None)
+        assert first["dialogue"]["steps_done"] == 10 and (tmp_path / "run" / "checkpoint.pt").is_file()
+        assert (tmp_path / "run" / "head_report.md").is_file()
         cfg.steps = 20
         second = train(
-            model,
-            scenes,
-            tmp_path / "images",
-            items,
-            personas,
-            tmp_path / "run",
-            cfg,
-            resume=True,
-            log=lambda _m: None,
+            model, tiny_scenes, items, personas, tmp_path / "run", cfg, resume=True, log=lambda _m: None
         )
-        losses = second["reply_loss"]
-        assert second["steps_done"] == 20 and losses[:10] == first["reply_loss"]
+        losses = second["dialogue"]["reply_loss"]
+        assert second["dialogue"]["steps_done"] == 20 and losses[:10] == first["dialogue"]["reply_loss"]
         assert np.mean(losses[-5:]) < 0.95 * np.mean(losses[:5])
-        assert (tmp_path / "run" / "fusion.safetensors").is_file()
-        assert (tmp_path / "run" / "loss_curve.png").stat().st_size > 1000
+        for name in ("fusion.safetensors", "decoder_lora.safetensors", "loss_curve.png"):
+            assert (tmp_path / "run" / name).is_file()
+        from npc_export.model import read_fusion_file
+
+        _, tags = read_fusion_file(tmp_path / "run" / "fusion.safetensors")
+        assert [t.name for t in tags] == list(
+            tiny_scenes.tag_names
+        )  # the vocabulary travels with the weights
     finally:
         model.fusion.load_state_dict(saved)
         model.fusion.eval()
+
+
+@pytest.mark.slow
+def test_a_studio_dataset_with_its_own_tags_trains_a_head_that_names_them(tmp_path):
+    """Pictures an engine could write (coloured shapes here) with tags of the studio's own: a few hundred steps
+    of the head, and it names them on pictures it never saw."""
+    from npc_export.datasets import Dataset
+    from npc_export.grounding import HeadConfig
+    from npc_export.model import NpcModel
+    from npc_export.train import train_grounding
+    from PIL import Image, ImageDraw
+
+    vocab = {"lantern": ("lantern", "lanterns"), "banner": ("banner",), "well": ("well", "wells")}
+    (tmp_path / "images").mkdir()
+    rng = np.random.default_rng(0)
+
+    def picture(name: str) -> list[str]:
+        w, h = int(rng.integers(320, 640)), int(rng.integers(240, 360))
+        img = Image.new("RGB", (w, h), tuple(int(v) for v in rng.integers(60, 200, 3)))
+        d = ImageDraw.Draw(img)
+        tags = [t for t in vocab if rng.random() < 0.5] or ["well"]
+        for t in tags:
+            s = int(rng.integers(h // 6, h // 3))
+            x, y = int(rng.integers(0, w - s)), int(rng.integers(0, h - s))
+            if t == "lantern":
+                d.ellipse((x, y, x + s, y + s), fill=(255, 220, 40))
+            elif t == "banner":
+                d.rectangle((x, y, x + s // 2, y + s), fill=(200, 20, 30))
+            else:
+                d.polygon([(x, y + s), (x + s, y + s), (x + s // 2, y)], fill=(20, 60, 220))
+        img.save(tmp_path / "images" / name)
+        return tags
+
+    for split, n in (("train", 60), ("val", 20), ("test", 20)):
+        lines = [
+            json.dumps({"file": f"{split}{i}.png", "tags": picture(f"{split}{i}.png")}) for i in range(n)
+        ]
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    meta = {"tags": {t: {"words": list(w)} for t, w in vocab.items()}}
+    (tmp_path / "dataset.json").write_text(json.dumps(meta))
+    dataset = Dataset.open(tmp_path)
+    model = NpcModel.load(committed_weights=False, vocabulary=dataset.vocabulary, log=lambda _m: None)
+    assert model.fusion.cfg.tag_words == ("lantern", "banner", "well")
+    report = train_grounding(
+        model, dataset, tmp_path / "run", HeadConfig(steps=300, batch=16), log=lambda _m: None
+    )
+    test = report["metrics"]["test"]
+    print(
+        f"\ncustom vocabulary, test pictures: precision {test['macro_precision']}, recall {test['macro_recall']}"
+    )
+    assert test["macro_precision"] >= 0.8 and test["macro_recall"] >= 0.8
+    assert {t.name for t in model.tags} == set(vocab) and all(0 < t.threshold < 1 for t in model.tags)
 
 
 def test_lora_adapters_merge_into_the_weights_they_were_trained_on(tmp_path):

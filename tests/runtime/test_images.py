@@ -6,7 +6,7 @@ from PIL import Image
 
 from npc_sdk.demo import scene_path
 from npc_sdk.errors import InvalidInputError
-from npc_sdk.runtime.images import IMAGE_SIZE, decode_raw, preprocess
+from npc_sdk.runtime.images import IMAGE_HEIGHT, IMAGE_WIDTH, decode_raw, letterbox, preprocess
 
 
 def _png(width: int, height: int, colour=(200, 10, 10)) -> bytes:
@@ -19,7 +19,7 @@ def test_every_input_kind_gives_the_same_normalised_tensor():
     path = scene_path("meadow_slimes.png")
     pil = Image.open(path)
     from_path = preprocess(path)
-    assert from_path.shape == (1, 3, IMAGE_SIZE, IMAGE_SIZE) and from_path.dtype == np.float32
+    assert from_path.shape == (1, 3, IMAGE_HEIGHT, IMAGE_WIDTH) and from_path.dtype == np.float32
     np.testing.assert_array_equal(from_path, preprocess(path.read_bytes()))
     np.testing.assert_array_equal(from_path, preprocess(pil))
     np.testing.assert_array_equal(from_path, preprocess(np.asarray(pil.convert("RGB"))))
@@ -28,17 +28,36 @@ def test_every_input_kind_gives_the_same_normalised_tensor():
 
 def test_normalisation_matches_the_documented_constants():
     pixels = preprocess(_png(300, 300, (127, 255, 0)))
-    assert pixels[0, 0].mean() == pytest.approx(0.0)
-    assert pixels[0, 1].mean() == pytest.approx(128 / 128)
-    assert pixels[0, 2].mean() == pytest.approx(-127 / 128)
+    centre = pixels[0, :, IMAGE_HEIGHT // 2, IMAGE_WIDTH // 2]
+    assert centre[0] == pytest.approx(0.0)
+    assert centre[1] == pytest.approx(128 / 128)
+    assert centre[2] == pytest.approx(-127 / 128)
 
 
-def test_wide_screenshot_is_centre_cropped():
-    wide = np.zeros((90, 160, 3), dtype=np.uint8)
-    wide[:, 60:100] = 255  # a white band in the middle third survives the crop, the black sides are cut
-    pixels = preprocess(wide)
-    assert pixels[0, :, :, IMAGE_SIZE // 2].mean() > 0.9
-    assert pixels[0, :, :, 0].mean() < -0.9
+@pytest.mark.parametrize("width, height", [(640, 480), (1920, 1080), (2560, 1080), (300, 300), (256, 1024)])
+def test_every_aspect_reaches_the_encoder_with_its_edges(width, height):
+    """Letterbox, not crop: a white frame one pixel wide around a black picture is still there on the canvas."""
+    picture = np.zeros((height, width, 3), dtype=np.uint8)
+    edge = max(1, round(max(width / IMAGE_WIDTH, height / IMAGE_HEIGHT)) * 2)  # survives the downscale
+    picture[:edge], picture[-edge:], picture[:, :edge], picture[:, -edge:] = 255, 255, 255, 255
+    canvas, (x0, y0, x1, y1) = letterbox(Image.fromarray(picture))
+    assert canvas.size == (IMAGE_WIDTH, IMAGE_HEIGHT)
+    assert (x1 - x0) / (y1 - y0) == pytest.approx(width / height, rel=0.02)  # the aspect is kept
+    assert x1 - x0 == IMAGE_WIDTH or y1 - y0 == IMAGE_HEIGHT  # and the picture is as large as fits
+    arr = np.asarray(canvas, dtype=np.int16)
+    for row, col in (
+        (y0, (x0 + x1) // 2),
+        (y1 - 1, (x0 + x1) // 2),
+        ((y0 + y1) // 2, x0),
+        ((y0 + y1) // 2, x1 - 1),
+    ):
+        assert arr[row, col].mean() > 100, (row, col)  # each edge's middle is bright: nothing was cut
+    assert arr[(y0 + y1) // 2, (x0 + x1) // 2].mean() < 30  # and the middle is the picture's black
+    pixels = preprocess(picture)
+    if x0 > 0:  # the bars are grey 127: zero after normalisation
+        assert np.abs(pixels[0, :, :, : x0 - 1]).max() == 0.0
+    if y0 > 0:
+        assert np.abs(pixels[0, :, : y0 - 1, :]).max() == 0.0
 
 
 def test_raw_bottom_up_rows_are_flipped():

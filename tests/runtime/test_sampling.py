@@ -3,7 +3,7 @@ import pytest
 
 from npc_sdk.errors import InvalidInputError
 from npc_sdk.runtime.generation import GenerationConfig
-from npc_sdk.runtime.sampling import TokenSampler
+from npc_sdk.runtime.sampling import TokenSampler, repeat_blocked
 
 VOCAB = 50
 
@@ -47,9 +47,25 @@ def test_top_p_keeps_only_the_nucleus():
 def test_repetition_penalty_lowers_seen_tokens():
     logits = np.zeros(VOCAB, dtype=np.float32)
     logits[[1, 2]] = [2.0, -2.0]
-    adjusted = TokenSampler(GenerationConfig(repetition_penalty=2.0), VOCAB).adjust(logits, [1, 2])
+    adjusted = TokenSampler(GenerationConfig(repetition_penalty=2.0), VOCAB).adjust(logits, [1, 2, 9])
     assert adjusted[1] == pytest.approx(1.0) and adjusted[2] == pytest.approx(-4.0)
     assert adjusted[0] == 0.0
+
+
+def test_a_reply_never_doubles_a_token_or_repeats_a_trigram():
+    assert repeat_blocked([]) == []
+    assert repeat_blocked([4]) == [4]
+    # 7 8 9 ... 7 8: a 9 would repeat the trigram "7 8 9"; an 8 would double the last token
+    assert repeat_blocked([7, 8, 9, 3, 7, 8]) == [8, 9]
+    logits = np.zeros(VOCAB, dtype=np.float32)
+    logits[5] = 30.0  # a decoder stuck on one word ("tomorrow tomorrow ...")
+    sampler = TokenSampler(GenerationConfig(temperature=0, repetition_penalty=1.0), VOCAB)
+    reply: list[int] = []
+    for _ in range(12):
+        reply.append(sampler(logits, reply))
+    assert all(a != b for a, b in zip(reply, reply[1:], strict=False))
+    trigrams = [tuple(reply[i : i + 3]) for i in range(len(reply) - 2)]
+    assert len(trigrams) == len(set(trigrams)) and reply.count(5) >= 4  # still its favourite, never in a run
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,23 @@ class PieceTokenizer:
         return self.pieces.index(piece)
 
 
-PIECES = [" an", "vil", "v", "il", " forge", " forg", "e", " For", "ge", "For", " sl", "imes", " hello", ".", " old"]
+PIECES = [
+    " an",
+    "vil",
+    "v",
+    "il",
+    " forge",
+    " forg",
+    "e",
+    " For",
+    "ge",
+    "For",
+    " sl",
+    "imes",
+    " hello",
+    ".",
+    " old",
+]
 
 
 def bonus(words: dict[str, float], generated_pieces: list[str]) -> dict[str, float]:
@@ -61,7 +77,7 @@ def test_a_word_once_begun_is_carried_on():
 
 def test_spellings_without_a_space_start_only_at_a_boundary():
     # "For" + "ge" spells "Forge" at the start of a reply or after punctuation, never inside a word
-    assert bonus({"forge": 4.0}, ["For"]) .get("ge") == 4.0
+    assert bonus({"forge": 4.0}, ["For"]).get("ge") == 4.0
     assert "ge" not in bonus({"forge": 4.0}, [" hello", "For"])
     assert bonus({"forge": 4.0}, [" hello", ".", "For"]).get("ge") == 4.0
 
@@ -70,6 +86,15 @@ def test_a_word_said_once_loses_its_bonus_for_the_rest_of_the_reply():
     assert bonus({"forge": 4.0}, [" forge", " hello"]) == {}
     assert bonus({"anvil": 4.0}, [" an", "vil", " hello", " an"]) == {}
     assert bonus({"anvil": -4.0}, [" an", "vil", " an"]) == {"vil": -4.0, "v": -4.0}  # a penalty stays
+
+
+def test_words_of_one_group_share_their_bonus():
+    tok = PieceTokenizer(PIECES + [" slime", " ooze"])
+    bias = WordBias(tok, {"slime": 3.0, "ooze": 3.0}, groups={"slime": "slime", "ooze": "slime"})
+    said_slime = [tok.id(" hello"), tok.id(" slime")]
+    assert bias.bonus(said_slime) == {}  # "slime" was said: "ooze" is not pushed as well
+    alone = WordBias(tok, {"slime": 3.0, "ooze": 3.0})
+    assert tok.id(" ooze") in alone.bonus(said_slime)
 
 
 def test_a_negative_weight_pushes_the_word_down_but_not_the_article():
@@ -91,7 +116,9 @@ def test_scale_multiplies_and_zero_switches_off(runtime_int4):
 
     def adjusted(scale: float) -> np.ndarray:
         config = GenerationConfig(role_word_scale=scale, repetition_penalty=1.0)
-        return make_sampler(tok, persona, config, runtime_int4.vocab_size, runtime_int4.eos_id).adjust(logits, [])
+        return make_sampler(tok, persona, config, runtime_int4.vocab_size, runtime_int4.eos_id).adjust(
+            logits, []
+        )
 
     assert adjusted(1.0)[forge] == 3.0 and adjusted(2.0)[forge] == 6.0
     assert not adjusted(0.0).any()
@@ -102,7 +129,9 @@ LINE = "What did you do today?"
 
 
 def _smith(weight: float) -> Persona:
-    return Persona(name=SMITH.name, description=SMITH.description, role_words={"forge": weight, "anvil": weight})
+    return Persona(
+        name=SMITH.name, description=SMITH.description, role_words={"forge": weight, "anvil": weight}
+    )
 
 
 @pytest.mark.slow

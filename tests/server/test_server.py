@@ -62,6 +62,22 @@ def test_chat_with_a_png_streams_deltas_that_make_the_reply(client):
     assert [(t.user, t.reply) for t in stored.turns] == [("What do you see out there?", done.text)]
 
 
+def test_done_says_what_the_npc_saw_and_what_the_game_said(client):
+    sid = client.create_session(DEMO_PERSONA).session_id
+    seen = client.say(sid, "What do you see out there?", screenshot=SCENE, max_tokens=8).seen
+    assert seen and all(s.source == "screenshot" and 0 < s.score <= 1 for s in seen)
+    assert [s.score for s in seen] == sorted((s.score for s in seen), reverse=True)  # most certain first
+    told = client.say(
+        sid,
+        "Who is that?",
+        scene=[{"tag": "ferryman", "name": "Old Tom the ferryman", "x": 0.1}, "lantern"],
+        max_tokens=8,
+    ).seen
+    assert [(s.tag, s.source, s.score) for s in told] == [("ferryman", "game", 1.0), ("lantern", "game", 1.0)]
+    assert client.say(sid, "Goodbye.", max_tokens=4).seen == ()
+    assert len(client.get_session(sid).turns) == 3
+
+
 def test_a_second_turn_reuses_the_sessions_kv_state(client):
     sid = client.create_session(DEMO_PERSONA).session_id
     client.say(sid, "Good evening.", max_tokens=12)
@@ -124,12 +140,21 @@ def _raw(width: int, height: int, channels: int, **kw) -> pb.Image:
         ("look", None, {"temperature": 9.0}, "generation.temperature"),
         ("look", None, {"max_tokens": 0}, "generation.max_tokens"),
         ("look", None, {"top_p": 0.0}, "generation.top_p"),
+        ("look", None, {"scene_word_weight": 11.0}, "generation.scene_word_weight"),
+        ("look", None, {"scene": [pb.SceneEntity(tag="slime", x=1.5)]}, "scene[0].x"),
+        ("look", None, {"scene": [pb.SceneEntity(tag="gem"), pb.SceneEntity(tag="")]}, "scene[1].tag"),
+        ("look", None, {"scene": [pb.SceneEntity(tag="gem")] * 33}, "scene"),
     ],
 )
 def test_bad_chat_requests_are_invalid_argument_naming_the_field(client, text, screenshot, generation, field):
     sid = client.create_session(DEMO_PERSONA).session_id
+    scene = generation.pop("scene", [])
     request = pb.ChatRequest(
-        session_id=sid, text=text, screenshot=screenshot, generation=pb.GenerationConfig(**generation)
+        session_id=sid,
+        text=text,
+        screenshot=screenshot,
+        generation=pb.GenerationConfig(**generation),
+        scene=scene,
     )
     with pytest.raises(grpc.RpcError) as err:
         list(client.stub.Chat(request, timeout=60))

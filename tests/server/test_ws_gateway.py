@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from npc_sdk._proto.npc.v1 import npc_pb2 as pb
 from npc_sdk.demo import scene_path
-from npc_sdk.server.ws_gateway import FrameError, dial_target, parse_frame
+from npc_sdk.server.ws_gateway import FrameError, _to_json, dial_target, parse_frame
 
 from ..engine_tools import require_tools
 from ..server_process import ServerProcess
@@ -53,6 +53,25 @@ def test_frames_take_json_and_proto_field_names():
     assert shot.api_key == "k" and shot.method.streaming
     assert parse_frame('{"id": "c", "cancel": true}') == ("c", None)
     assert parse_frame('{"id": "d", "method": "ListPersonas"}').request == pb.ListPersonasRequest()
+
+
+def test_scene_in_chat_frames_and_seen_in_done_frames_use_the_names_the_samples_send_and_read():
+    # samples/godot/gdscript sends "scene" entities like these and reads done["seen"][i]["tag"/"score"/"source"]
+    entities = [{"tag": "ferryman", "name": "Old Tom the ferryman", "x": 0.2, "y": 0.6, "distance": 3}]
+    call = parse_frame(
+        json.dumps({"id": "s", "method": "Chat", "request": {"scene": [*entities, {"tag": "slime"}]}})
+    )
+    ferryman, slime = call.request.scene
+    assert ferryman.name == "Old Tom the ferryman" and round(ferryman.x, 3) == 0.2 and ferryman.distance == 3
+    assert slime.tag == "slime" and not slime.HasField("x")  # unset stays unset: no position given
+    seen = [
+        pb.SeenTag(tag="slime", score=0.93, source="screenshot"),
+        pb.SeenTag(tag="ferryman", score=1, source="game"),
+    ]
+    assert _to_json(pb.ChatEvent(done=pb.Done(text="Hm.", seen=seen)))["done"]["seen"] == [
+        {"tag": "slime", "score": 0.93, "source": "screenshot"},
+        {"tag": "ferryman", "score": 1.0, "source": "game"},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -370,8 +389,12 @@ def test_godot3_client_streams_a_reply_with_a_screenshot(server, tmp_path):
     godot = require_tools("godot3-server")["godot3-server"]
     project, env = _godot_project(tmp_path)
     shutil.copy(SCENE, os.path.join(project, "shot.png"))
+    ferryman = {"tag": "ferryman", "name": "Old Tom the ferryman", "x": 0.2, "distance": 3}
     env.update(
-        NPC_WS_URL=server.ws_url, NPC_SCREENSHOT=os.path.join(project, "shot.png"), NPC_MAX_TOKENS="40"
+        NPC_WS_URL=server.ws_url,
+        NPC_SCREENSHOT=os.path.join(project, "shot.png"),
+        NPC_MAX_TOKENS="40",
+        NPC_SCENE=json.dumps([ferryman]),
     )
     run = subprocess.run(
         [godot, "--path", project, "-s", "run_headless_godot3.gd"],
@@ -390,6 +413,11 @@ def test_godot3_client_streams_a_reply_with_a_screenshot(server, tmp_path):
     total = [float(line.split()[1]) for line in lines if line.startswith("TOTAL_MS ")]
     assert len(deltas) >= 2 and len(done) == 1 and "".join(deltas) == done[0], out
     assert len(ttft) == 1 and len(total) == 1 and 0 < ttft[0] <= total[0], out
+    seen = [json.loads(line[len("SEEN ") :]) for line in lines if line.startswith("SEEN ")]
+    assert len(seen) == 1, out
+    # the game's ferryman (score 1), and whatever the image head found in the meadow, each {tag, score, source}
+    assert {"tag": "ferryman", "score": 1, "source": "game"} in seen[0], seen
+    assert all(set(s) == {"tag", "score", "source"} and 0 < s["score"] <= 1 for s in seen[0]), seen
     print(f"godot3 client: {len(deltas)} deltas, first after {ttft[0]:.0f} ms, done after {total[0]:.0f} ms")
     session_id = next(line.split()[1] for line in lines if line.startswith("SESSION "))
 
@@ -398,6 +426,25 @@ def test_godot3_client_streams_a_reply_with_a_screenshot(server, tmp_path):
             return await Socket(ws).unary("get", "GetSession", {"sessionId": session_id})
 
     assert _run(stored())["response"]["turns"][0]["reply"] == done[0]
+
+
+@pytest.mark.slow
+def test_godot3_client_bad_scene_entity_gets_invalid_argument_naming_the_field(server, tmp_path):
+    godot = require_tools("godot3-server")["godot3-server"]
+    project, env = _godot_project(tmp_path)
+    env.update(NPC_WS_URL=server.ws_url, NPC_SCENE=json.dumps([{"tag": "slime"}, {"tag": "gem", "x": 2}]))
+    run = subprocess.run(
+        [godot, "--path", project, "-s", "run_headless_godot3.gd"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert run.returncode == 1 and "ERROR c2 INVALID_ARGUMENT: scene[1].x: " in run.stdout, (
+        run.stdout + run.stderr
+    )
+    assert "DONE " not in run.stdout
 
 
 @pytest.mark.slow

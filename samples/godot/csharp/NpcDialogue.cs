@@ -59,9 +59,28 @@ namespace NpcSdk
         [ExportGroup("Screenshot")]
         [Export] public bool SendScreenshot = true;
 
+        /// <summary>
+        /// Tell the NPC what the game knows is in view: nodes in this group with an "npc_tag" metadata entry
+        /// (and optionally "npc_name") that are on screen go out as ChatRequest.scene with their screen position
+        /// (and distance, for 3D), the nearest 32. The group samples/godot/capture labels pictures from. Empty: none.
+        /// </summary>
+        [ExportGroup("Scene")]
+        [Export] public string SceneGroup = "npc_tag";
+
+        [Export] public float SceneMaxDistance = 40f;  // metres from the camera, 3D only; 0: no limit
+
+        /// <summary>Print what the NPC saw in the screenshot or was told (Done.seen) after each reply.</summary>
+        [Export] public bool LogSeen = true;
+
         [ExportGroup("Trigger")]
         [Export] public Area3D TalkArea;
         [Export] public string PlayerGroup = "player";
+
+        /// <summary>
+        /// After each reply, on the main thread: what the NPC saw in the screenshot or was told by the game, most
+        /// certain first (SeenTag: Tag, Score 0..1, Source "screenshot", "game" or "both").
+        /// </summary>
+        public event Action<IList<SeenTag>> Seen;
 
         // One HTTP/2 connection per server address, shared by every NPC: each reply is a stream on it.
         static readonly Dictionary<string, GrpcChannel> Channels = new Dictionary<string, GrpcChannel>();
@@ -146,9 +165,18 @@ namespace NpcSdk
         /// <summary>The player's line: captures the next drawn frame, then streams the reply.</summary>
         public void Say(string line)
         {
+            SayWithScene(line, null);
+        }
+
+        /// <summary>
+        /// <see cref="Say"/> with scene entities of the game's own (NpcScene.Entity("ferryman", "Old Tom the
+        /// ferryman", x, y, metres)), sent with the tagged nodes on screen.
+        /// </summary>
+        public void SayWithScene(string line, IEnumerable<SceneEntity> scene)
+        {
             if (string.IsNullOrEmpty(line)) return;
             StopTalking();
-            var ignored = SayAsync(line, replyNumber);
+            var ignored = SayAsync(line, scene, replyNumber);
         }
 
         /// <summary>Cancels the reply being streamed (the turn is then not stored).</summary>
@@ -236,7 +264,7 @@ namespace NpcSdk
             }
         }
 
-        async Task SayAsync(string line, int number)
+        async Task SayAsync(string line, IEnumerable<SceneEntity> extra, int number)
         {
             var cancellation = new CancellationTokenSource();
             replyCancellation = cancellation;
@@ -245,9 +273,13 @@ namespace NpcSdk
                 NpcImage screenshot = null;
                 if (SendScreenshot) screenshot = await CaptureScreenshotAsync();
                 if (number != replyNumber) return;  // StopTalking while waiting for the frame
+                var scene = new List<SceneEntity>();  // what is on screen in the frame just captured
+                if (extra != null) scene.AddRange(extra);
+                scene.AddRange(VisibleTags(NpcScene.MaxEntities - scene.Count));
                 Session opened = await OpenSession();
                 var request = new ChatRequest { SessionId = opened.SessionId, Text = line };
                 if (screenshot != null) request.Screenshot = screenshot;
+                request.Scene.AddRange(scene);
                 if (MaxTokens > 0) request.Generation = new GenerationConfig { MaxTokens = MaxTokens };
                 ShowReply("", number);
                 // continueOnCapturedContext: false, so the stream is read on thread-pool threads and the delta
@@ -261,6 +293,8 @@ namespace NpcSdk
                 // callbacks of the next frame; done comes through the same queue so it lands after them.
                 CallDeferred(MethodName.ShowReply, done.Text, number);
                 EmitSignal(SignalName.ReplyFinished, done.Text);
+                if (LogSeen) GD.Print("npc-sdk: " + NpcName + " saw " + NpcScene.Describe(done.Seen));
+                if (Seen != null) Seen(done.Seen);
             }
             catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled)
             {
@@ -297,6 +331,48 @@ namespace NpcSdk
             }
             var rich = ReplyLabel as RichTextLabel;
             if (rich != null) rich.Text = text;
+        }
+
+        /// <summary>
+        /// The nearest tagged nodes on screen (SceneGroup, "npc_tag" metadata), not this NPC, as scene entities:
+        /// a Node3D by its origin through the viewport's camera, a Node2D by its canvas position.
+        /// </summary>
+        List<SceneEntity> VisibleTags(int max)
+        {
+            var scene = new List<SceneEntity>();
+            if (string.IsNullOrEmpty(SceneGroup)) return scene;
+            Viewport viewport = GetViewport();
+            Vector2 size = viewport.GetVisibleRect().Size;
+            Camera3D camera = viewport.GetCamera3D();
+            foreach (Node node in GetTree().GetNodesInGroup(SceneGroup))
+            {
+                string tag = node.GetMeta("npc_tag", "").AsString();
+                if (tag == "" || node.IsAncestorOf(this)) continue;
+                Vector2 at;
+                float distance = float.NaN;
+                var node3D = node as Node3D;
+                var node2D = node as Node2D;
+                if (node3D != null && camera != null)
+                {
+                    if (!node3D.IsVisibleInTree() || !camera.IsPositionInFrustum(node3D.GlobalPosition)) continue;
+                    at = camera.UnprojectPosition(node3D.GlobalPosition);
+                    distance = camera.GlobalPosition.DistanceTo(node3D.GlobalPosition);
+                    if (SceneMaxDistance > 0f && distance > SceneMaxDistance) continue;
+                }
+                else if (node2D != null)
+                {
+                    at = node2D.GetGlobalTransformWithCanvas().Origin;
+                    if (!node2D.IsVisibleInTree() || !new Rect2(Vector2.Zero, size).HasPoint(at)) continue;
+                }
+                else continue;
+                scene.Add(NpcScene.Entity(tag, node.GetMeta("npc_name", "").AsString(), at.X / size.X, at.Y / size.Y,
+                    distance));
+            }
+            // Nearest first; 2D nodes have no distance and come after the 3D ones.
+            scene.Sort((a, b) => (a.HasDistance ? a.Distance : float.MaxValue).CompareTo(
+                b.HasDistance ? b.Distance : float.MaxValue));
+            if (scene.Count > max) scene.RemoveRange(Math.Max(0, max), scene.Count - Math.Max(0, max));
+            return scene;
         }
 
         static DateTime? Deadline(float seconds)

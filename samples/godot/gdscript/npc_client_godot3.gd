@@ -13,7 +13,7 @@ signal connected()
 signal disconnected(was_clean)
 signal response(call_id, message)  # a unary call's answer (Dictionary)
 signal delta(call_id, text)  # Chat: the next piece of the reply
-signal done(call_id, message)  # Chat: the Done message: text, finishReason, usage, timings
+signal done(call_id, message)  # Chat: the Done message: text, finishReason, usage, timings, seen
 signal failed(call_id, code, message)  # gRPC status name ("INVALID_ARGUMENT", "NOT_FOUND", ...) and message
 
 var api_key := ""  # sent with every call when the server runs with --api-key
@@ -67,12 +67,17 @@ func create_session(persona: Dictionary, session_id := "") -> String:
 
 # screenshot: PNG bytes (e.g. get_viewport().get_texture().get_data() then Image.save_png_to_buffer(),
 # downscaled to ~512 px on the long side); empty for none. generation: e.g. {"maxTokens": 60}.
-func chat(session_id: String, text: String, png := PoolByteArray(), generation := {}) -> String:
+# scene: what the game knows is in view (at most 32), merged with what the NPC sees in the screenshot:
+# [{"tag": "ferryman", "name": "Old Tom the ferryman", "x": 0.2, "y": 0.6, "distance": 3.0}, {"tag": "slime"}]
+# (only tag is required; x, y: 0..1 of the screen from the top left; distance in metres).
+func chat(session_id: String, text: String, png := PoolByteArray(), generation := {}, scene := []) -> String:
 	var request := {"sessionId": session_id, "text": text}
 	if png.size() > 0:
 		request["screenshot"] = {"data": Marshalls.raw_to_base64(png), "encoding": "PNG"}
 	if not generation.empty():
 		request["generation"] = generation
+	if not scene.empty():
+		request["scene"] = scene
 	return call_method("Chat", request)
 
 
@@ -113,9 +118,21 @@ func _on_data() -> void:
 			if event.has("delta"):
 				emit_signal("delta", call_id, event["delta"].get("text", ""))
 			elif event.has("done"):
-				emit_signal("done", call_id, event["done"])
+				emit_signal("done", call_id, _with_seen(event["done"]))
 		elif frame.has("response"):
 			emit_signal("response", call_id, frame["response"])
 		elif frame.has("error"):
 			var error: Dictionary = frame["error"]
 			emit_signal("failed", call_id, error.get("code", "UNKNOWN"), error.get("message", ""))
+
+
+# done["seen"]: what the NPC saw in the screenshot or was told by the game, most certain first, always present:
+# [{"tag": "slime", "score": 0.93, "source": "screenshot"}, ...] (source "screenshot", "game" or "both").
+# The JSON mapping leaves out empty lists and zero numbers; this puts them back.
+func _with_seen(message: Dictionary) -> Dictionary:
+	var seen: Array = message.get("seen", [])
+	for tag in seen:
+		tag["score"] = float(tag.get("score", 0.0))
+		tag["source"] = tag.get("source", "")
+	message["seen"] = seen
+	return message

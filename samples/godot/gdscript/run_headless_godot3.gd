@@ -1,8 +1,10 @@
 # Headless check of npc_client_godot3.gd against a running server, as the tests run it:
 #   NPC_WS_URL=ws://127.0.0.1:PORT NPC_SCREENSHOT=shot.png godot3-server --path DIR -s run_headless_godot3.gd
-# (DIR holds a project.godot and both scripts.) Optional: NPC_LINE, NPC_API_KEY, NPC_MAX_TOKENS, NPC_TIMEOUT_S.
+# (DIR holds a project.godot and both scripts.) Optional: NPC_LINE, NPC_API_KEY, NPC_MAX_TOKENS, NPC_TIMEOUT_S,
+# NPC_SCENE (what the game says is in view, as the JSON of the request's scene: [{"tag": "slime", "x": 0.2}, ...]).
 # Prints, one per line: SESSION <id>, DELTA <JSON string> per delta as it arrives, DONE <JSON string>,
-# TTFT_MS <ms from sending Chat to the first delta>, TOTAL_MS <ms to done>; exits 0, or 1 after ERROR <why>.
+# SEEN <JSON array of {tag, score, source}>, TTFT_MS <ms from sending Chat to the first delta>, TOTAL_MS <ms to done>;
+# exits 0, or 1 after ERROR <why>.
 extends SceneTree
 
 const NpcClient = preload("npc_client_godot3.gd")
@@ -69,9 +71,18 @@ func _on_response(_call_id, session):
 			return
 		png = file.get_buffer(file.get_len())
 		file.close()
+	var scene := []
+	var scene_json := OS.get_environment("NPC_SCENE")
+	if scene_json != "":
+		var parsed := JSON.parse(scene_json)
+		if parsed.error != OK or typeof(parsed.result) != TYPE_ARRAY:
+			_fail("NPC_SCENE: not a JSON array: " + scene_json)
+			return
+		scene = parsed.result
 	var line := _env("NPC_LINE", "What do you see out there?")
+	var generation := {"maxTokens": int(_env("NPC_MAX_TOKENS", "40"))}
 	sent_us = OS.get_ticks_usec()
-	chat_id = client.chat(session["sessionId"], line, png, {"maxTokens": int(_env("NPC_MAX_TOKENS", "40"))})
+	chat_id = client.chat(session["sessionId"], line, png, generation, scene)
 
 
 func _on_delta(call_id, text):
@@ -87,6 +98,7 @@ func _on_done(call_id, message):
 		return
 	var end_us := OS.get_ticks_usec()
 	print("DONE " + JSON.print(message.get("text", "")))
+	print("SEEN " + JSON.print(message["seen"]))  # the client always fills it in ([] when nothing)
 	print("TTFT_MS %.1f" % ((first_us - sent_us) / 1000.0))
 	print("TOTAL_MS %.1f" % ((end_us - sent_us) / 1000.0))
 	finished = true

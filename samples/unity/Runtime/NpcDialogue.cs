@@ -82,8 +82,28 @@ namespace NpcSdk
                  "flipped there during the downscale. Untick if the NPC sees your scenes upside down.")]
         public bool flipCaptureWhereUvStartsAtTop = true;
 
+        [Header("Scene")]
+        [Tooltip("Tell the NPC what the game knows is in view: every visible NpcTag (Capture/NpcTag.cs) not on this " +
+                 "NPC, with its screen position and distance, goes out as ChatRequest.scene (the nearest 32).")]
+        public bool sendVisibleTags = true;
+
+        [Tooltip("The camera that decides what is in view (empty: Camera.main).")]
+        public Camera sceneCamera;
+
+        [Tooltip("NpcTags farther than this from the camera are not sent (metres; 0: no limit).")]
+        public float sceneMaxDistance = 40f;
+
+        [Tooltip("Log what the NPC saw in the screenshot or was told (Done.seen) after each reply.")]
+        public bool logSeen = true;
+
         [Header("Trigger")]
         public string playerTag = "Player";
+
+        /// <summary>
+        /// After each reply, on the main thread: what the NPC saw in the screenshot or was told by the game, most
+        /// certain first (SeenTag: Tag, Score 0..1, Source "screenshot", "game" or "both").
+        /// </summary>
+        public event Action<IList<SeenTag>> Seen;
 
         // One HTTP/2 connection per server address, shared by every NPC: each reply is a stream on it.
         static readonly Dictionary<string, GrpcChannel> Channels = new Dictionary<string, GrpcChannel>();
@@ -149,9 +169,18 @@ namespace NpcSdk
         /// <summary>The player's line: captures the screen at the end of this frame, then streams the reply.</summary>
         public void Say(string line)
         {
+            SayWithScene(line, null);
+        }
+
+        /// <summary>
+        /// <see cref="Say"/> with scene entities of the game's own (NpcScene.Entity("ferryman", "Old Tom the
+        /// ferryman", x, y, metres)), sent with the visible NpcTags.
+        /// </summary>
+        public void SayWithScene(string line, IEnumerable<SceneEntity> scene)
+        {
             if (string.IsNullOrEmpty(line) || !isActiveAndEnabled) return;
             StopTalking();
-            StartCoroutine(CaptureThenChat(line));
+            StartCoroutine(CaptureThenChat(line, scene));
         }
 
         /// <summary>Cancels the reply being streamed (the turn is then not stored) and any pending capture.</summary>
@@ -269,7 +298,7 @@ namespace NpcSdk
             }
         }
 
-        IEnumerator CaptureThenChat(string line)
+        IEnumerator CaptureThenChat(string line, IEnumerable<SceneEntity> extra)
         {
             Npc.V1.Image screenshot = null;
             if (sendScreenshot)
@@ -277,10 +306,34 @@ namespace NpcSdk
                 yield return new WaitForEndOfFrame();  // ScreenCapture needs the finished frame
                 screenshot = CaptureScreenshot();
             }
-            var ignored = ChatAsync(line, screenshot);
+            var scene = new List<SceneEntity>();
+            if (extra != null) scene.AddRange(extra);
+            if (sendVisibleTags) scene.AddRange(VisibleTags(NpcScene.MaxEntities - scene.Count));
+            var ignored = ChatAsync(line, screenshot, scene);
         }
 
-        async Task ChatAsync(string line, Npc.V1.Image screenshot)
+        /// <summary>The nearest visible NpcTags that are not on this NPC, as scene entities (at most max).</summary>
+        List<SceneEntity> VisibleTags(int max)
+        {
+            var scene = new List<SceneEntity>();
+            Camera camera = sceneCamera != null ? sceneCamera : Camera.main;
+            foreach (var npcTag in NpcTag.All)
+            {
+                Rect box;
+                float distance;
+                if (string.IsNullOrEmpty(npcTag.npcTag) || npcTag.transform.IsChildOf(transform)) continue;
+                if (!npcTag.TryScreenBox(camera, out box, out distance)) continue;
+                if (sceneMaxDistance > 0f && distance > sceneMaxDistance) continue;
+                // TryScreenBox counts y from the top, as ChatRequest.scene does.
+                scene.Add(NpcScene.Entity(npcTag.npcTag, npcTag.properName,
+                    box.center.x / Screen.width, box.center.y / Screen.height, distance));
+            }
+            scene.Sort((a, b) => a.Distance.CompareTo(b.Distance));
+            if (scene.Count > max) scene.RemoveRange(Math.Max(0, max), scene.Count - Math.Max(0, max));
+            return scene;
+        }
+
+        async Task ChatAsync(string line, Npc.V1.Image screenshot, List<SceneEntity> scene)
         {
             var cancellation = new CancellationTokenSource();
             replyCancellation = cancellation;
@@ -289,6 +342,7 @@ namespace NpcSdk
                 Session opened = await OpenSession();
                 var request = new ChatRequest { SessionId = opened.SessionId, Text = line };
                 if (screenshot != null) request.Screenshot = screenshot;
+                request.Scene.AddRange(scene);
                 if (maxTokens > 0) request.Generation = new GenerationConfig { MaxTokens = maxTokens };
                 ShowReply("");
                 // continueOnCapturedContext: true, and this runs on the main thread, so every read resumes on the
@@ -296,6 +350,8 @@ namespace NpcSdk
                 Done done = await Client.StreamReplyAsync(
                     request, OnDelta, true, Deadline(replyTimeoutSeconds), cancellation.Token);
                 ShowReply(done.Text);
+                if (logSeen) Debug.Log("npc-sdk: " + npcName + " saw " + NpcScene.Describe(done.Seen), this);
+                if (Seen != null && this != null) Seen(done.Seen);
             }
             catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled)
             {

@@ -179,7 +179,7 @@ class Image(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., encoding: _Optional[_Union[Image.Encoding, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., bottom_up: _Optional[bool] = ...) -> None: ...
 
 class GenerationConfig(_message.Message):
-    __slots__ = ("max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed", "stop")
+    __slots__ = ("max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed", "stop", "scene_word_weight", "absent_word_weight")
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +187,8 @@ class GenerationConfig(_message.Message):
     REPETITION_PENALTY_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
+    SCENE_WORD_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    ABSENT_WORD_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     max_tokens: int
     temperature: float
     top_p: float
@@ -194,19 +196,37 @@ class GenerationConfig(_message.Message):
     repetition_penalty: float
     seed: int
     stop: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., repetition_penalty: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ...) -> None: ...
+    scene_word_weight: float
+    absent_word_weight: float
+    def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., repetition_penalty: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., scene_word_weight: _Optional[float] = ..., absent_word_weight: _Optional[float] = ...) -> None: ...
+
+class SceneEntity(_message.Message):
+    __slots__ = ("tag", "name", "x", "y", "distance")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    tag: str
+    name: str
+    x: float
+    y: float
+    distance: float
+    def __init__(self, tag: _Optional[str] = ..., name: _Optional[str] = ..., x: _Optional[float] = ..., y: _Optional[float] = ..., distance: _Optional[float] = ...) -> None: ...
 
 class ChatRequest(_message.Message):
-    __slots__ = ("session_id", "text", "screenshot", "generation")
+    __slots__ = ("session_id", "text", "screenshot", "generation", "scene")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     SCREENSHOT_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
+    SCENE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     text: str
     screenshot: Image
     generation: GenerationConfig
-    def __init__(self, session_id: _Optional[str] = ..., text: _Optional[str] = ..., screenshot: _Optional[_Union[Image, _Mapping]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ...) -> None: ...
+    scene: _containers.RepeatedCompositeFieldContainer[SceneEntity]
+    def __init__(self, session_id: _Optional[str] = ..., text: _Optional[str] = ..., screenshot: _Optional[_Union[Image, _Mapping]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., scene: _Optional[_Iterable[_Union[SceneEntity, _Mapping]]] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("prompt_tokens", "cached_tokens", "completion_tokens")
@@ -234,17 +254,29 @@ class Delta(_message.Message):
     text: str
     def __init__(self, text: _Optional[str] = ...) -> None: ...
 
+class SeenTag(_message.Message):
+    __slots__ = ("tag", "score", "source")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    tag: str
+    score: float
+    source: str
+    def __init__(self, tag: _Optional[str] = ..., score: _Optional[float] = ..., source: _Optional[str] = ...) -> None: ...
+
 class Done(_message.Message):
-    __slots__ = ("text", "finish_reason", "usage", "timings")
+    __slots__ = ("text", "finish_reason", "usage", "timings", "seen")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    SEEN_FIELD_NUMBER: _ClassVar[int]
     text: str
     finish_reason: str
     usage: Usage
     timings: Timings
-    def __init__(self, text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+    seen: _containers.RepeatedCompositeFieldContainer[SeenTag]
+    def __init__(self, text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., seen: _Optional[_Iterable[_Union[SeenTag, _Mapping]]] = ...) -> None: ...
 
 class ChatEvent(_message.Message):
     __slots__ = ("delta", "done")
