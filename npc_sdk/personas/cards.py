@@ -66,7 +66,13 @@ def card_to_persona(card: Mapping[str, Any], *, default_id: str = "", source: st
             values[target] = data.pop(key)
     if not isinstance(values.get("name"), str) or not values.get("name", "").strip():
         raise fail("data.name", "a card needs a non-empty name")
-    own = dict((data.get("extensions") or {}).get(OWN_KEY) or {})
+    extensions = data.get("extensions") or {}
+    if not isinstance(extensions, Mapping):
+        raise fail("data.extensions", f"must be an object, got {type(extensions).__name__}")
+    own_value = extensions.get(OWN_KEY) or {}
+    if not isinstance(own_value, Mapping):
+        raise fail(f"data.extensions.{OWN_KEY}", f"must be an object, got {type(own_value).__name__}")
+    own = dict(own_value)
     if own:
         data["extensions"] = {k: v for k, v in data["extensions"].items() if k != OWN_KEY}
         if not data["extensions"]:

@@ -217,3 +217,15 @@ def test_cli_validate_reports_and_fails(tmp_path):
     assert f"{bad}:3: persona.role_words['forge']" in out.stdout and "1 valid (zib), 1 problem" in out.stdout
     ok = subprocess.run(cmd[:-1], capture_output=True, text=True)
     assert ok.returncode == 0
+
+
+@pytest.mark.parametrize(
+    "extensions, field",
+    [("0", "data.extensions"), ([1], "data.extensions"), ({"npc_sdk": "x"}, "data.extensions.npc_sdk")],
+)
+def test_a_card_whose_extensions_are_not_an_object_is_refused_naming_the_field(extensions, field):
+    # found by the hypothesis fuzzer: a string here used to raise AttributeError instead of a clear refusal
+    card = {"spec": "chara_card_v2", "data": {"name": "Tom", "extensions": extensions}}
+    with pytest.raises(PersonaFileError) as exc:
+        card_to_persona(card)
+    assert [p.field for p in exc.value.problems] == [field]
