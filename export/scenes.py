@@ -310,6 +310,15 @@ def _sky(rng: random.Random, plan: Plan, time: str) -> None:
             plan.ops.append(Op("ellipse", ((cx - rw, cy - rh, cx + rw, cy + rh), (245, 245, 250))))
 
 
+def _pools(rng: random.Random, plan: Plan, cols: int, longest: int) -> set[int]:
+    """Draws the ground's liquid (or none) and which tile columns hold it: a run of 1..longest columns."""
+    plan.liquid = rng.choice(("", "", "lava", "water"))
+    if not plan.liquid:
+        return set()
+    start = rng.randrange(max(1, cols - 2))
+    return set(range(start, start + rng.randint(1, longest)))
+
+
 def _side(rng: random.Random, plan: Plan, aspect_of: dict[str, float], avoid_pairs: bool) -> None:
     w, h = plan.size
     plan.time = rng.choice(("day", "day", "dusk", "night"))
@@ -319,12 +328,8 @@ def _side(rng: random.Random, plan: Plan, aspect_of: dict[str, float], avoid_pai
     tile = max(12, round(h / rng.uniform(4.5, 11)))
     rows = rng.choice((1, 2, 2))
     ground_top = h - rows * tile
-    plan.liquid = rng.choice(("", "", "lava", "water"))
     cols = math.ceil(w / tile)
-    pools: set[int] = set()
-    if plan.liquid:
-        start = rng.randrange(max(1, cols - 2))
-        pools = set(range(start, start + rng.randint(1, 3)))
+    pools = _pools(rng, plan, cols, longest=3)
     top, fill = ("tiles/planetMid.png", "tiles/planetCenter.png") if alien else BY_NAME[plan.terrain].sprites
     ground_owner = -1 if alien else TERRAIN_OWNER[plan.terrain]
     for c in range(cols):
@@ -402,12 +407,8 @@ def _cave(rng: random.Random, plan: Plan, aspect_of: dict[str, float], avoid_pai
     plan.terrain = "stone"
     rows = rng.choice((1, 2))
     ground_top = h - rows * tile
-    plan.liquid = rng.choice(("", "", "lava", "water"))
     cols = math.ceil(w / tile)
-    pools: set[int] = set()
-    if plan.liquid:
-        start = rng.randrange(max(1, cols - 2))
-        pools = set(range(start, start + rng.randint(1, 2)))
+    pools = _pools(rng, plan, cols, longest=2)
     for c in range(cols):
         if c in pools:
             liquid = BY_NAME[plan.liquid].sprites[0]

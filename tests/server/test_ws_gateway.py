@@ -367,6 +367,18 @@ def test_api_key_is_enforced_and_tls_serves_wss(exported_int4, tmp_path, tls_pai
 # --- Godot 3 (headless) ---------------------------------------------------------------------------------------
 
 
+def _run_headless(godot: str, project: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The sample client under headless Godot 3, as a game would run it; its output as text."""
+    return subprocess.run(
+        [godot, "--path", project, "-s", "run_headless_godot3.gd"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+
+
 def _godot_project(tmp_path) -> tuple[str, dict[str, str]]:
     """A throwaway Godot project with the sample scripts, and an environment whose home folders are writable."""
     project = tmp_path / "godot-project"
@@ -396,14 +408,7 @@ def test_godot3_client_streams_a_reply_with_a_screenshot(server, tmp_path):
         NPC_MAX_TOKENS="40",
         NPC_SCENE=json.dumps([ferryman]),
     )
-    run = subprocess.run(
-        [godot, "--path", project, "-s", "run_headless_godot3.gd"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-    )
+    run = _run_headless(godot, project, env)
     out = run.stdout  # Godot prints engine warnings (locale, folders) on stderr; the client's lines on stdout
     assert run.returncode == 0, out + run.stderr
     lines = out.splitlines()
@@ -433,14 +438,7 @@ def test_godot3_client_bad_scene_entity_gets_invalid_argument_naming_the_field(s
     godot = require_tools("godot3-server")["godot3-server"]
     project, env = _godot_project(tmp_path)
     env.update(NPC_WS_URL=server.ws_url, NPC_SCENE=json.dumps([{"tag": "slime"}, {"tag": "gem", "x": 2}]))
-    run = subprocess.run(
-        [godot, "--path", project, "-s", "run_headless_godot3.gd"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-    )
+    run = _run_headless(godot, project, env)
     assert run.returncode == 1 and "ERROR c2 INVALID_ARGUMENT: scene[1].x: " in run.stdout, (
         run.stdout + run.stderr
     )
@@ -452,12 +450,5 @@ def test_godot3_client_exits_non_zero_when_it_cannot_connect(tmp_path):
     godot = require_tools("godot3-server")["godot3-server"]
     project, env = _godot_project(tmp_path)
     env.update(NPC_WS_URL="ws://127.0.0.1:9", NPC_TIMEOUT_S="30")  # port 9 (discard): nothing listens
-    run = subprocess.run(
-        [godot, "--path", project, "-s", "run_headless_godot3.gd"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-    )
+    run = _run_headless(godot, project, env)
     assert run.returncode != 0 and "ERROR " in run.stdout, run.stdout + run.stderr
