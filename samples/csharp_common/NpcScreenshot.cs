@@ -7,15 +7,16 @@ namespace NpcSdk
 {
     public static class NpcScreenshot
     {
-        /// <summary>The image encoder's input side (npc_sdk/images.py: IMAGE_SIZE).</summary>
-        public const int EncoderSize = 224;
+        /// <summary>The image encoder's canvas (npc_sdk/runtime/images.py: IMAGE_WIDTH, IMAGE_HEIGHT).</summary>
+        public const int EncoderWidth = 448;
+        public const int EncoderHeight = 256;
 
         /// <summary>
-        /// The size to downscale a width x height frame to before sending it: the shorter side 224 px, the aspect
-        /// ratio kept, rounded exactly as the server's preprocessing rounds (Math.Round and Python's round both
-        /// round half to even), so the server's own resize is a no-op and only its 224x224 centre crop remains.
-        /// A 1920x1080 RGBA8 frame is 8.3 MB; at 398x224 it is 357 KB. Frames already smaller are sent as they are
-        /// (the server scales those up; sending more pixels would add nothing).
+        /// The size to downscale a width x height frame to before sending it: the largest size that fits the
+        /// encoder's 448x256 canvas with the aspect ratio kept, rounded exactly as the server's letterbox rounds
+        /// (Math.Round and Python's round both round half to even), so the server's own resize is a no-op and only
+        /// the grey bars are added; nothing is cropped. A 1920x1080 RGBA8 frame is 8.3 MB; at 448x252 it is 452 KB.
+        /// Frames that already fit are sent as they are (the server scales those up; more pixels would add nothing).
         /// </summary>
         public static void TargetSize(int width, int height, out int targetWidth, out int targetHeight)
         {
@@ -23,16 +24,15 @@ namespace NpcSdk
             {
                 throw new ArgumentException("screenshot: size must be positive, got " + width + "x" + height);
             }
-            int shortSide = Math.Min(width, height);
-            if (shortSide <= EncoderSize)
+            if (width <= EncoderWidth && height <= EncoderHeight)
             {
                 targetWidth = width;
                 targetHeight = height;
                 return;
             }
-            double scale = (double)EncoderSize / shortSide;
-            targetWidth = Math.Max(EncoderSize, (int)Math.Round(width * scale));
-            targetHeight = Math.Max(EncoderSize, (int)Math.Round(height * scale));
+            double scale = Math.Min((double)EncoderWidth / width, (double)EncoderHeight / height);
+            targetWidth = Math.Min(EncoderWidth, Math.Max(1, (int)Math.Round(width * scale)));
+            targetHeight = Math.Min(EncoderHeight, Math.Max(1, (int)Math.Round(height * scale)));
         }
 
         /// <summary>

@@ -384,9 +384,9 @@ namespace NpcSdk
         // ---- screenshot ----
 
         /// <summary>
-        /// The next drawn frame of this node's viewport, its shorter side scaled to 224 px (what the server's image
-        /// encoder sees; NpcScreenshot.TargetSize rounds exactly as the server does), as raw RGBA8, top row first.
-        /// Scaling here keeps the message small (398x224x4 = 357 KB instead of 8.3 MB for a 1080p frame) and skips
+        /// The next drawn frame of this node's viewport, scaled to fit the image encoder's 448x256 canvas
+        /// (NpcScreenshot.TargetSize rounds exactly as the server's letterbox does), as raw RGBA8, top row first.
+        /// Scaling here keeps the message small (448x252x4 = 452 KB instead of 8.3 MB for a 1080p frame) and skips
         /// the server's resize. Image.Resize runs on the CPU; Trilinear filters through mipmaps, so the ~5x
         /// reduction does not alias.
         /// </summary>

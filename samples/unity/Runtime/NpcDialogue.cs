@@ -397,9 +397,9 @@ namespace NpcSdk
         // ---- screenshot ----
 
         /// <summary>
-        /// The finished frame, downscaled on the GPU so that its shorter side is 224 px (what the server's image
-        /// encoder sees; NpcScreenshot.TargetSize rounds exactly as the server does), read back as raw RGBA32.
-        /// Downscaling here rather than on the server keeps the message small (398x224x4 = 357 KB instead of 8.3 MB
+        /// The finished frame, downscaled on the GPU to the largest size that fits the image encoder's 448x256 canvas
+        /// (NpcScreenshot.TargetSize rounds exactly as the server's letterbox does), read back as raw RGBA32.
+        /// Downscaling here rather than on the server keeps the message small (448x252x4 = 452 KB instead of 8.3 MB
         /// for a 1080p frame), skips the server's CPU resize, and costs the GPU a few tiny blits.
         /// </summary>
         Npc.V1.Image CaptureScreenshot()
