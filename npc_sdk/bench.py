@@ -6,6 +6,10 @@ ttft_ms_prefix_reuse      a ~20-token player line in a running conversation (tex
 ttft_ms_with_screenshot   the same with a screenshot (image encoder too)
 peak_rss_mb               the process's peak resident memory
 
+`npc-sdk bench --cards CARD [LOREBOOK...]` prints what real cards cost instead: the lore scan per turn (every
+lorebook given, joined to the card), the persona block's tokens and KV memory, and the first-turn time to first
+token with that persona against the short demo persona in the same run (see bench_cards).
+
 `npc-sdk bench --role-words` prints instead how often sampled replies name the persona's role words at each
 bias weight (the whole-word bias of word_bias.py): a rate from sampled text, so a benchmark figure, not a test.
 """
@@ -147,3 +151,85 @@ def _reference_figures(repeats: int) -> dict:
     if out.returncode != 0 or line is None:
         return {"error": (out.stderr or out.stdout)[-300:]}
     return json.loads(line[4:])
+
+
+SCAN_LINES = (
+    "Tell me about the Astral Express.",
+    "What do the Stellaron Hunters want?",
+    "Have you been to Boulder Town or Rivet Town?",
+    "Nice weather today, isn't it?",
+    "Is this a magical forest?",
+)
+
+
+def bench_cards(
+    path: Path | None, files: Sequence[Path], *, repeats: int = 3, threads: int | None = None
+) -> dict:
+    """Lore scan cost and long-card prompt cost. Lore figures need no model; `path` None skips the model ones."""
+    from .personas.files import load_lorebook, load_persona
+    from .personas.lore import lore_index
+    from .personas.prompt import fit_persona
+    from .runtime.conversation import Conversation
+
+    books = [b for b in (load_lorebook(f) for f in files) if b is not None]
+    cards = [load_persona(f) for f in files if load_lorebook(f) is None]
+    persona = cards[0] if cards else Persona(name="Guide")
+    persona.lore = persona.lore + [e for b in books for e in b.entries]
+    persona.validate()
+    figures: dict = {"files": [str(f) for f in files], "lore_entries": len(persona.lore)}
+    history = [
+        "I met March 7th on the Express.",
+        "Where is the Herta Space Station?",
+    ] * persona.lore_scan_turns
+    count = lambda s: len(s) // 4  # noqa: E731 - the scan's own cost is what is measured, not the tokenizer's
+    index = lore_index(persona)
+    turns = 2000
+    t0 = time.perf_counter()
+    fired = 0
+    for i in range(turns):
+        fired += len(
+            index.select([SCAN_LINES[i % len(SCAN_LINES)], *history], count, persona.lore_budget_tokens)
+        )
+    figures["lore_scan_ms_per_turn"] = round((time.perf_counter() - t0) / turns * 1000, 3)
+    figures["lore_entries_fired_per_turn"] = round(fired / turns, 2)
+    if path is None or not cards:
+        return figures
+    model = OnnxNpcModel.load(path, threads=threads)
+    dec = model.folder.manifest["decoder"]
+    kv_bytes = int(dec["layers"]) * 2 * int(dec["kv_heads"]) * int(dec["head_dim"]) * 4
+    fitted = fit_persona(model.tokenizer, persona, model.persona_tokens)
+    figures.update(
+        {
+            "card": persona.name,
+            "context_positions": model.cache.max_len,
+            "persona_budget_tokens": model.persona_tokens,
+            "persona_block_tokens": len(fitted.ids),
+            "persona_trimmed": list(fitted.trimmed),
+            "persona_kv_mb": round(len(fitted.ids) * kv_bytes / 2**20, 1),
+            "kv_mb_per_1000_positions": round(1000 * kv_bytes / 2**20, 1),
+        }
+    )
+    cfg = GenerationConfig(temperature=0.0, max_tokens=16)
+
+    def first_turn(p: Persona) -> tuple[float, float]:
+        model.persona_kv.clear()  # a cold persona: its block is prefilled in this turn
+        with Conversation(model, p) as conv:
+            cold = conv.reply(OPENING_LINE, config=cfg, use_prefix=False)
+        with Conversation(model, p) as conv:  # a second session of the same persona reuses the block's KV
+            warm = conv.reply(OPENING_LINE, config=cfg, use_prefix=False)
+        return cold.timings.ttft_ms, warm.timings.ttft_ms
+
+    first_turn(DEMO_PERSONA)  # warm-up
+    short = [first_turn(DEMO_PERSONA) for _ in range(repeats)]
+    long = [first_turn(persona) for _ in range(repeats)]
+    figures["demo_persona_block_tokens"] = len(
+        fit_persona(model.tokenizer, DEMO_PERSONA, model.persona_tokens).ids
+    )
+    figures["ttft_ms_first_turn_demo_persona"] = round(statistics.median(s[0] for s in short), 1)
+    figures["ttft_ms_first_turn_card"] = round(statistics.median(s[0] for s in long), 1)
+    figures["ttft_ms_second_session_card"] = round(statistics.median(s[1] for s in long), 1)
+    figures["card_first_turn_ratio_vs_demo"] = round(
+        figures["ttft_ms_first_turn_card"] / figures["ttft_ms_first_turn_demo_persona"], 1
+    )
+    figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return figures

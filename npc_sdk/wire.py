@@ -53,12 +53,54 @@ def persona_from_proto(msg: pb.Persona, field: str = "persona") -> Persona:
             post_history=msg.post_history,
             examples=[Example(e.user, e.npc) for e in msg.examples],
             banned_words=list(msg.banned_words),
-            lore=[LoreEntry(list(e.keys), e.text, e.enabled, e.order) for e in msg.lore],
+            lore=[_lore_from_proto(e) for e in msg.lore],
             lore_budget_tokens=msg.lore_budget_tokens or 200,
+            lore_scan_turns=msg.lore_scan_turns if msg.HasField("lore_scan_turns") else 2,
+            lore_recursion=msg.lore_recursion,
             generation=generation,
         )
     except InvalidInputError as exc:
         raise InvalidInputError(exc.field.replace("persona", field, 1), exc.message) from exc
+
+
+def _lore_from_proto(e: pb.LoreEntry) -> LoreEntry:
+    return LoreEntry(
+        list(e.keys),
+        e.text,
+        e.enabled,
+        e.order,
+        secondary_keys=list(e.secondary_keys),
+        selective_logic=e.selective_logic or "and_any",
+        constant=e.constant,
+        use_regex=e.use_regex,
+        case_sensitive=e.case_sensitive,
+        whole_words=e.whole_words if e.HasField("whole_words") else True,
+        priority=e.priority if e.HasField("priority") else None,
+        position=e.position or "before_char",
+        depth=e.depth if e.HasField("depth") else 4,
+        scan_depth=e.scan_depth if e.HasField("scan_depth") else None,
+        name=e.name,
+    )
+
+
+def _lore_to_proto(e: LoreEntry) -> pb.LoreEntry:
+    return pb.LoreEntry(
+        keys=e.keys,
+        text=e.text,
+        enabled=e.enabled,
+        order=e.order,
+        secondary_keys=e.secondary_keys,
+        selective_logic=e.selective_logic,
+        constant=e.constant,
+        use_regex=e.use_regex,
+        case_sensitive=e.case_sensitive,
+        whole_words=e.whole_words,
+        priority=e.priority,
+        position=e.position,
+        depth=e.depth,
+        scan_depth=e.scan_depth,
+        name=e.name,
+    )
 
 
 def persona_to_proto(persona: Persona) -> pb.Persona:
@@ -77,8 +119,10 @@ def persona_to_proto(persona: Persona) -> pb.Persona:
         post_history=persona.post_history,
         examples=[pb.Example(user=e.user, npc=e.npc) for e in persona.examples],
         banned_words=persona.banned_words,
-        lore=[pb.LoreEntry(keys=e.keys, text=e.text, enabled=e.enabled, order=e.order) for e in persona.lore],
+        lore=[_lore_to_proto(e) for e in persona.lore],
         lore_budget_tokens=persona.lore_budget_tokens,
+        lore_scan_turns=persona.lore_scan_turns,
+        lore_recursion=persona.lore_recursion,
         generation=pb.GenerationConfig(stop=list(persona.generation.get("stop", ())), **gen),
     )
 

@@ -34,6 +34,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.cards:
+        from ..bench import bench_cards
+
+        model = None if args.no_model else ensure_model(args.model)
+        report(
+            bench_cards(model, [Path(f) for f in args.cards], repeats=args.repeats, threads=args.threads),
+            args.json,
+        )
+        return 0
     if args.role_words:
         from ..bench import role_word_rates
         from ..personas.persona import Persona
@@ -95,5 +104,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="share of sampled replies naming the role words, per bias weight",
     )
+    p.add_argument(
+        "--cards",
+        nargs="+",
+        metavar="FILE",
+        help="a card and/or lorebooks: lore scan cost per turn, and the card's prompt size, KV and first-turn TTFT",
+    )
+    p.add_argument("--no-model", action="store_true", help="with --cards: only the lore scan figures")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.set_defaults(func=cmd_bench)

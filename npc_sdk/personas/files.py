@@ -1,4 +1,4 @@
-"""Persona files: TOML written by designers, npc-sdk JSON, and Character Cards (JSON or PNG, see cards.py).
+"""Persona files: TOML written by designers, npc-sdk JSON, and Character Cards V1-V3 (JSON, PNG, CHARX; cards.py).
 
 `load_persona(path)` returns a Persona or raises PersonaFileError listing every problem with file, line and
 field. `extends = "base"` inherits from base.toml in the same folder (tables and lists merge; the child wins).
@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError
-from .cards import card_to_persona, read_png_card
+from .card_files import read_charx, read_json_object
+from .cards import card_kind, card_to_persona, read_png_card
+from .lorebooks import Lorebook, read_lorebook
 from .persona import Persona
 from .problems import PersonaFileError, Problem
 
@@ -24,7 +26,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-PERSONA_SUFFIXES = (".toml", ".json", ".png")
+PERSONA_SUFFIXES = (".toml", ".json", ".png", ".charx")
 _TOML_ALIASES = {"system_prompt": "system_prompt_override"}  # file key -> Persona field
 
 
@@ -170,22 +172,49 @@ def _read_dict(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any],
     return data, text
 
 
-def load_persona(path: str | Path) -> Persona:
-    """A persona from a .toml, .json (npc-sdk or Character Card V2) or .png (card) file."""
-    path = Path(path)
+def read_card_object(path: Path) -> dict[str, Any] | None:
+    """The card or lorebook object a .png, .charx or card .json holds; None for an npc-sdk persona .json."""
     if path.suffix == ".png":
-        return card_to_persona(read_png_card(path), default_id=path.stem)
-    if path.suffix not in (".toml", ".json"):
+        return read_png_card(path)
+    if path.suffix == ".charx":
+        return read_charx(path)[0]
+    if path.suffix == ".json":
+        raw = read_json_object(path)
+        return raw if card_kind(raw) is not None else None
+    return None
+
+
+def load_lorebook(path: str | Path) -> Lorebook | None:
+    """The lorebook in a .json file (lorebook_v3, World Info, a bare character_book), or None if it holds none."""
+    path = Path(path)
+    if path.suffix != ".json":
+        return None
+    raw = read_json_object(path)
+    return read_lorebook(raw, str(path), path.stem) if card_kind(raw) == "lorebook" else None
+
+
+def load_persona(path: str | Path) -> Persona:
+    """A persona from a .toml or .json file (npc-sdk), or a Character Card V1/V2/V3 (.json, .png, .charx)."""
+    path = Path(path)
+    if path.suffix not in PERSONA_SUFFIXES:
         raise PersonaFileError(
             [Problem(str(path), None, "file", f"unknown kind; use {', '.join(PERSONA_SUFFIXES)}")]
         )
-    if path.suffix == ".json":
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            raw = None
-        if isinstance(raw, dict) and "spec" in raw:
-            return card_to_persona(raw, default_id=path.stem, source=str(path))
+    card = read_card_object(path)
+    if card is not None:
+        if card_kind(card) == "lorebook":
+            raise PersonaFileError(
+                [
+                    Problem(
+                        str(path),
+                        None,
+                        "file",
+                        "a lorebook, not a persona: `npc-sdk persona import CARD LOREBOOK --out DIR` joins it"
+                        " to a card",
+                    )
+                ]
+            )
+        return card_to_persona(card, default_id=path.stem, source=str(path))
     data, text = _read_dict(path)
     data.setdefault("id", path.stem)
     problems = collect_problems(data)

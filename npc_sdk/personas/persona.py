@@ -13,10 +13,15 @@ from typing import Any
 
 from ..errors import InvalidInputError
 from ..runtime.generation import GenerationConfig
+from .lore import compile_key, select_lore
+from .macros import expand
 
-MAX_FIELD_CHARS = 4000  # per text field; keeps the system prompt well inside the context window
+# Per text field. Real cards carry descriptions of 5,000-8,000 characters; what reaches the decoder is bounded
+# in tokens by the prompt (personas/prompt.py trims a persona that does not fit, and says so), not here.
+MAX_FIELD_CHARS = 32000
 MAX_ROLE_WORD_WEIGHT = 10.0  # logit bonus cap: past ~10 a single word drowns out everything else
-MAX_LORE_ENTRIES = 256
+MAX_LORE_ENTRIES = 1024  # real World Info files hold a few hundred entries
+MAX_KEY_CHARS = 500  # a lore key (a regex key included): bounds the per-turn scan
 GENERATION_KEYS = (
     "max_tokens",
     "temperature",
@@ -37,13 +42,46 @@ class Example:
     npc: str  # how this NPC answers: shows the decoder the voice
 
 
+LORE_POSITIONS = (  # where an entry is shown; SillyTavern's World Info positions 0-7, in that order
+    "before_char",
+    "after_char",
+    "an_top",
+    "an_bottom",
+    "depth",
+    "em_top",
+    "em_bottom",
+    "outlet",
+)
+SELECTIVE_LOGIC = (
+    "and_any",
+    "not_all",
+    "not_any",
+    "and_all",
+)  # SillyTavern's selectiveLogic 0-3, in that order
+
+
 @dataclass
 class LoreEntry:
     keys: list[str]  # words or phrases; the entry is injected when one appears in recent turns
-    text: str  # what the decoder is told then
+    text: str  # what the decoder is told then (V3 `@@decorator` lines at its start are read, never shown)
     enabled: bool = True
-    order: int = 100  # lower goes first, and wins when the token budget is short
+    order: int = 100  # placement: lower goes first; without `priority`, lower also wins a short budget
     extensions: dict[str, Any] = field(default_factory=dict)  # card fields with no equivalent, kept verbatim
+    secondary_keys: list[str] = field(default_factory=list)  # checked with `selective_logic` when not empty
+    selective_logic: str = "and_any"  # and_any | not_all | not_any | and_all (over secondary_keys)
+    constant: bool = False  # always injected (budget permitting), keys or not
+    use_regex: bool = (
+        False  # keys are regular expressions (a key without regex syntax still matches as a word)
+    )
+    case_sensitive: bool = False
+    whole_words: bool = True  # keys match whole words (keys in scripts written without spaces match anywhere)
+    priority: int | None = None  # when the budget is short, higher priority is kept first
+    position: str = "before_char"  # one of LORE_POSITIONS; see docs/personas.md for how each is placed
+    depth: int = 4  # for position "depth": how many messages back (0 = last, right before the player's line)
+    scan_depth: int | None = (
+        None  # earlier turns scanned for this entry's keys (default: persona.lore_scan_turns)
+    )
+    name: str = ""  # a label for reports ("comment" in cards and World Info)
 
 
 @dataclass
@@ -64,6 +102,7 @@ class Persona:
     lore: list[LoreEntry] = field(default_factory=list)
     lore_budget_tokens: int = 200  # lore text injected per turn at most
     lore_scan_turns: int = 2  # how many earlier turns (besides this line) are scanned for lore keys
+    lore_recursion: int = 0  # extra passes in which injected lore text can trigger more entries (0 = off)
     generation: dict[str, Any] = field(default_factory=dict)  # defaults for GenerationConfig fields
     extensions: dict[str, Any] = field(
         default_factory=dict
@@ -123,16 +162,11 @@ class Persona:
         for i, entry in enumerate(self.lore):
             if not isinstance(entry, LoreEntry):
                 raise bad(f"lore[{i}]", "must be a lore entry")
-            if not entry.keys or any(not isinstance(k, str) or not k.strip() for k in entry.keys):
-                raise bad(f"lore[{i}].keys", "needs at least one non-empty key")
-            if not isinstance(entry.text, str) or not entry.text.strip():
-                raise bad(f"lore[{i}].text", "is empty")
-            if len(entry.text) > MAX_FIELD_CHARS:
-                raise bad(f"lore[{i}].text", f"is {len(entry.text)} characters, over {MAX_FIELD_CHARS}")
-        for name in ("lore_budget_tokens", "lore_scan_turns"):
+            _check_lore_entry(entry, f"persona.lore[{i}]")
+        for name, top in (("lore_budget_tokens", 2000), ("lore_scan_turns", 2000), ("lore_recursion", 10)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2000:
-                raise bad(name, f"must be an integer in [0, 2000], got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+                raise bad(name, f"must be an integer in [0, {top}], got {value!r}")
         unknown = sorted(set(self.generation) - set(GENERATION_KEYS))
         if unknown:
             raise bad(f"generation.{unknown[0]}", f"unknown setting (known: {', '.join(GENERATION_KEYS)})")
@@ -175,7 +209,7 @@ class Persona:
     def system_prompt(self) -> str:
         """The system message the decoder sees, built from the persona's fields."""
         if self.system_prompt_override:
-            base = self.system_prompt_override.replace("{{char}}", self.name)
+            base = self.system_prompt_override
         else:
             parts = [f"You are {self.name}."]
             if self.description:
@@ -191,41 +225,29 @@ class Persona:
         if self.examples:
             lines = [f"Player: {e.user}\n{self.name}: {e.npc}" for e in self.examples]
             base += "\nExample dialogue:\n" + "\n".join(lines)
-        return base
+        return expand(base, self.name)
 
     def role_text(self) -> str:
         """What the role encoder reads to make v_R."""
         return " ".join(p for p in (self.name, self.description, self.personality, self.style) if p).strip()
 
-    def turn_context(self, recent_text: Sequence[str], count_tokens) -> str:
+    def turn_context(self, recent_text: Sequence[str], count_tokens, turn_number: int = 0) -> str:
         """Lore triggered by `recent_text` (within the token budget) and post-history instructions.
 
-        Shown to the decoder just before the player's line; stored with the turn so the history renders it
-        the same way next time (and the KV state stays reusable).
+        `recent_text` is this line first, then earlier messages newest first. Shown to the decoder just before
+        the player's line; stored with the turn so the history renders it the same way next time (and the KV
+        state stays reusable).
         """
-        haystack = " ".join(recent_text).lower()
-        notes: list[str] = []
-        used = 0
-        for entry in sorted((e for e in self.lore if e.enabled), key=lambda e: e.order):
-            if not any(_mentions(haystack, key) for key in entry.keys):
-                continue
-            cost = count_tokens(entry.text)
-            if used + cost > self.lore_budget_tokens:
-                continue
-            used += cost
-            notes.append(entry.text.strip())
+        notes = [expand(t, self.name) for t in select_lore(self, recent_text, count_tokens, turn_number)]
         if self.post_history:
-            notes.append(self.post_history.strip())
+            notes.append(expand(self.post_history.strip(), self.name))
+        notes = [n for n in notes if n]
         return "" if not notes else "(" + " ".join(notes) + ")\n"
 
 
 def _sentence(text: str) -> str:
     text = text.strip()
     return text if text[-1:] in ".!?" else text + "."
-
-
-def _mentions(haystack: str, key: str) -> bool:
-    return re.search(r"(?<!\w)" + re.escape(key.strip().lower()) + r"(?!\w)", haystack) is not None
 
 
 def _check_text_list(values: Any, name: str) -> None:
@@ -244,25 +266,96 @@ def _example(value: Any, i: int) -> Example:
     return Example(str(value.get("user", "")), str(value.get("npc", "")))
 
 
+_LORE_KEYS = {f.name for f in fields(LoreEntry)}
+_LORE_TYPES: dict[str, tuple[type, ...]] = {
+    "enabled": (bool,),
+    "constant": (bool,),
+    "use_regex": (bool,),
+    "case_sensitive": (bool,),
+    "whole_words": (bool,),
+    "order": (int,),
+    "priority": (int, type(None)),
+    "depth": (int,),
+    "scan_depth": (int, type(None)),
+    "selective_logic": (str,),
+    "position": (str,),
+    "name": (str,),
+    "text": (str,),
+    "extensions": (dict,),
+}
+
+
 def _lore(value: Any, i: int) -> LoreEntry:
     if isinstance(value, LoreEntry):
         return value
+    where = f"persona.lore[{i}]"
     if not isinstance(value, Mapping):
-        raise InvalidInputError(f"persona.lore[{i}]", "must be a table with `keys` and `text`")
-    unknown = sorted(set(value) - {"keys", "text", "enabled", "order", "extensions"})
+        raise InvalidInputError(where, "must be a table with `keys` and `text`")
+    unknown = sorted(set(value) - _LORE_KEYS)
     if unknown:
         raise InvalidInputError(
-            f"persona.lore[{i}].{unknown[0]}", "unknown field (known: keys, text, enabled, order)"
+            f"{where}.{unknown[0]}",
+            f"unknown field (known: {', '.join(sorted(_LORE_KEYS - {'extensions'}))})",
         )
-    keys = value.get("keys", [])
-    if isinstance(keys, str):
-        keys = [keys]
-    if not isinstance(keys, list):
-        raise InvalidInputError(f"persona.lore[{i}].keys", "must be a list of words")
-    enabled = value.get("enabled", True)
-    order = value.get("order", 100)
-    if not isinstance(enabled, bool):
-        raise InvalidInputError(f"persona.lore[{i}].enabled", "must be true or false")
-    if isinstance(order, bool) or not isinstance(order, int):
-        raise InvalidInputError(f"persona.lore[{i}].order", "must be an integer")
-    return LoreEntry(list(keys), value.get("text", ""), enabled, order, dict(value.get("extensions") or {}))
+    values = dict(value)
+    for key in ("keys", "secondary_keys"):
+        words = values.get(key, [])
+        if isinstance(words, str):
+            words = [words]
+        if not isinstance(words, list):
+            raise InvalidInputError(f"{where}.{key}", "must be a list of words")
+        values[key] = list(words)
+    for key, types in _LORE_TYPES.items():
+        if key not in values:
+            continue
+        v = values[key]
+        if (isinstance(v, bool) and bool not in types) or not isinstance(v, types):
+            kind = " or ".join("nothing" if t is type(None) else t.__name__ for t in types)
+            raise InvalidInputError(f"{where}.{key}", f"must be {kind}, got {v!r}")
+    values.setdefault("text", "")
+    values["extensions"] = dict(values.get("extensions") or {})
+    return LoreEntry(**values)
+
+
+def _check_lore_entry(entry: LoreEntry, where: str) -> None:
+    def bad(name: str, why: str) -> InvalidInputError:
+        return InvalidInputError(f"{where}.{name}", why)
+
+    for name in ("keys", "secondary_keys"):
+        words = getattr(entry, name)
+        if not isinstance(words, list) or any(not isinstance(k, str) or not k.strip() for k in words):
+            raise bad(name, "must be a list of non-empty words")
+        if any(len(k) > MAX_KEY_CHARS for k in words):
+            raise bad(name, f"a key is over {MAX_KEY_CHARS} characters")
+    # A disabled entry may lack keys or text: imported lorebooks hold such placeholders, kept for export.
+    if entry.enabled and not entry.keys and not entry.constant:
+        raise bad("keys", "needs at least one non-empty key (or constant = true)")
+    if not isinstance(entry.text, str):
+        raise bad("text", f"must be text, got {type(entry.text).__name__}")
+    if entry.enabled and not entry.text.strip():
+        raise bad("text", "is empty")
+    if len(entry.text) > MAX_FIELD_CHARS:
+        raise bad("text", f"is {len(entry.text)} characters, over {MAX_FIELD_CHARS}")
+    for name in ("order", "priority"):  # int32 on the wire
+        value = getattr(entry, name)
+        if value is not None and not -(2**31) <= value < 2**31:
+            raise bad(name, f"must fit in 32 bits, got {value}")
+    if entry.selective_logic not in SELECTIVE_LOGIC:
+        raise bad(
+            "selective_logic", f"must be one of {', '.join(SELECTIVE_LOGIC)}, got {entry.selective_logic!r}"
+        )
+    if entry.position not in LORE_POSITIONS:
+        raise bad("position", f"must be one of {', '.join(LORE_POSITIONS)}, got {entry.position!r}")
+    if isinstance(entry.depth, bool) or not isinstance(entry.depth, int) or not 0 <= entry.depth <= 1000:
+        raise bad("depth", f"must be an integer in [0, 1000], got {entry.depth!r}")
+    if entry.scan_depth is not None and (
+        isinstance(entry.scan_depth, bool)
+        or not isinstance(entry.scan_depth, int)
+        or not 0 <= entry.scan_depth <= 2000
+    ):
+        raise bad("scan_depth", f"must be an integer in [0, 2000], got {entry.scan_depth!r}")
+    for key in entry.keys + entry.secondary_keys:  # `/pattern/flags` keys are regexes whatever use_regex says
+        try:
+            compile_key(key, entry.use_regex, entry.case_sensitive, entry.whole_words)
+        except re.error as exc:
+            raise bad("keys", f"{key!r} is not a valid regular expression ({exc})") from exc

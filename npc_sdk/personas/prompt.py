@@ -13,18 +13,27 @@ tokens before the current turn are the same from one turn to the next and their 
 
 from __future__ import annotations
 
+import logging
+import re
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from ..errors import InvalidInputError
+from .lore import lore_index
+from .macros import expand
 from .persona import Persona
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 MAX_TEXT_CHARS = 2000  # a player's line; longer ones are refused rather than silently cut
+# System message + greeting, at most. A real card (a 5,000-8,000 character description) takes about 2,000 tokens;
+# the rest of the default 4,096-position context holds the history, this turn and the reply.
+MAX_PERSONA_TOKENS = 3072
+log = logging.getLogger("npc_sdk.personas")
 
 
 @dataclass
@@ -115,20 +124,105 @@ def check_text(text: object, field_name: str = "text") -> str:
     return text
 
 
-def persona_block(tokenizer: Tokenizer, persona: Persona) -> list[int]:
-    """The tokens every prompt of this persona starts with: system message and greeting."""
+@dataclass(frozen=True)
+class FittedPersona:
+    ids: list[int]  # the persona block's tokens
+    trimmed: tuple[
+        str, ...
+    ]  # what was cut to fit, in words ("3 of 5 examples", "description: 7,792 -> 5,210 chars")
+
+
+_FITTED: OrderedDict[tuple, FittedPersona] = OrderedDict()
+
+
+def _block_text(persona: Persona) -> str:
     text = f"{IM_START}system\n{persona.system_prompt()}{IM_END}\n"
     if persona.greeting:
-        text += f"{IM_START}assistant\n{persona.greeting}{IM_END}\n"
-    return tokenizer.encode(text, add_special_tokens=False).ids
+        text += f"{IM_START}assistant\n{expand(persona.greeting, persona.name)}{IM_END}\n"
+    return text
+
+
+def fit_persona(
+    tokenizer: Tokenizer, persona: Persona, max_tokens: int = MAX_PERSONA_TOKENS
+) -> FittedPersona:
+    """The persona block within `max_tokens`, trimming in a fixed order when it does not fit.
+
+    Order: example dialogue (last first), then the greeting, then the description, the scenario and the system
+    prompt override, each cut at the last sentence end that fits. Nothing is cut from a persona that fits.
+    """
+    key = (id(tokenizer), persona.system_prompt(), persona.greeting, persona.name, max_tokens)
+    if key in _FITTED:
+        _FITTED.move_to_end(key)
+        return _FITTED[key]
+
+    def count(p: Persona) -> list[int]:
+        return tokenizer.encode(_block_text(p), add_special_tokens=False).ids
+
+    ids = count(persona)
+    trimmed: list[str] = []
+    current = persona
+    if len(ids) > max_tokens and current.examples:
+        keep = len(current.examples)
+        while keep and len(ids) > max_tokens:
+            keep -= 1
+            current = replace(current, examples=current.examples[:keep])
+            ids = count(current)
+        trimmed.append(f"examples: kept {keep} of {len(persona.examples)}")
+    if len(ids) > max_tokens and current.greeting:
+        current = replace(current, greeting="")
+        ids = count(current)
+        trimmed.append("greeting: dropped")
+    for name in ("description", "scenario", "system_prompt_override"):
+        text = getattr(current, name)
+        if len(ids) <= max_tokens or not text:
+            continue
+        ends = [m.end() for m in re.finditer(r"[.!?\n](?=\s|$)", text)] or [len(text)]
+        lo, hi = 0, len(ends) - 1
+        best = None
+        while lo <= hi:  # the longest sentence prefix that fits
+            mid = (lo + hi) // 2
+            candidate = replace(current, **{name: text[: ends[mid]].rstrip()})
+            if len(count(candidate)) <= max_tokens:
+                best, lo = candidate, mid + 1
+            else:
+                hi = mid - 1
+        if best is None:  # not even the first sentence: drop the field
+            best = replace(current, **{name: ""})
+        current = best
+        ids = count(current)
+        trimmed.append(f"{name}: {len(text):,} -> {len(getattr(current, name)):,} characters")
+    if len(ids) > max_tokens:
+        ids = ids[:max_tokens]  # name, personality and style alone over budget: a hard cut, said below
+        trimmed.append(f"hard cut at {max_tokens} tokens")
+    fitted = FittedPersona(ids, tuple(trimmed))
+    if trimmed:
+        log.warning(
+            "persona %s does not fit in %d tokens; trimmed: %s",
+            persona.id or persona.name,
+            max_tokens,
+            "; ".join(trimmed),
+        )
+    _FITTED[key] = fitted
+    while len(_FITTED) > 64:
+        _FITTED.popitem(last=False)
+    return fitted
+
+
+def persona_block(tokenizer: Tokenizer, persona: Persona, max_tokens: int = MAX_PERSONA_TOKENS) -> list[int]:
+    """The tokens every prompt of this persona starts with: system message and greeting (fitted, see above)."""
+    return list(fit_persona(tokenizer, persona, max_tokens).ids)
 
 
 def turn_context(tokenizer: Tokenizer, persona: Persona, history: Sequence[Turn], text: str) -> str:
     """Lore triggered by this line or the last `persona.lore_scan_turns` turns, plus post-history notes."""
-    recent = [text]
-    for turn in list(history)[-persona.lore_scan_turns :] if persona.lore_scan_turns else []:
-        recent += [turn.user, turn.reply]
-    return persona.turn_context(recent, lambda s: len(tokenizer.encode(s, add_special_tokens=False).ids))
+
+    depth = lore_index(persona).max_scan
+    recent = [text]  # newest first: an entry's scan depth takes a prefix of it
+    for turn in reversed(list(history)[-depth:] if depth else []):
+        recent += [turn.reply, turn.user]
+    return persona.turn_context(
+        recent, lambda s: len(tokenizer.encode(s, add_special_tokens=False).ids), turn_number=len(history)
+    )
 
 
 def build_prompt(
@@ -138,6 +232,7 @@ def build_prompt(
     text: str,
     prefix: np.ndarray | None = None,
     context: str = "",
+    persona_tokens: int = MAX_PERSONA_TOKENS,
 ) -> Prompt:
     check_text(text)
 
@@ -145,7 +240,7 @@ def build_prompt(
         return tokenizer.encode(s, add_special_tokens=False).ids
 
     prompt = Prompt()
-    prompt.add_ids(persona_block(tokenizer, persona))
+    prompt.add_ids(persona_block(tokenizer, persona, persona_tokens))
     for turn in history:
         prompt.add_ids(enc(f"{IM_START}user\n"))
         prompt.add_prefix(turn.prefix)
@@ -163,8 +258,9 @@ def turn_prompt(
     text: str,
     prefix: np.ndarray | None = None,
     scene_note: str = "",
+    persona_tokens: int = MAX_PERSONA_TOKENS,
 ) -> Prompt:
     """The whole prompt of a turn rendered from scratch, with the lore and instructions it triggers and the
     note of what is in view (runtime/scene.py), which comes last, right before the player's words."""
     context = turn_context(tokenizer, persona, history, text) + scene_note
-    return build_prompt(tokenizer, persona, history, text, prefix, context)
+    return build_prompt(tokenizer, persona, history, text, prefix, context, persona_tokens)

@@ -118,7 +118,7 @@ class Conversation:
         context = turn_context(tok, self.persona, self.history, text) + note
         while True:
             window = self.history[self.window_start :]
-            target = build_prompt(tok, self.persona, window, text, prefix, context)
+            target = build_prompt(tok, self.persona, window, text, prefix, context, self.model.persona_tokens)
             if target.length <= budget:
                 return target, context
             if not window:
@@ -157,7 +157,7 @@ class Conversation:
         target, context = self._render(text, prefix, facts.note(), budget)
         slot = self.attach()
         if not self.fed.length:
-            block = persona_block(self.model.tokenizer, self.persona)
+            block = persona_block(self.model.tokenizer, self.persona, self.model.persona_tokens)
             shared = self.model.cached_persona_kv(block)
             if shared is not None:  # another session of this persona computed it already
                 self.model.cache.restore(slot, shared)
@@ -183,7 +183,9 @@ class Conversation:
         cache = self.model.cache
         held = int(cache.lengths[self.slot])
         if done is not None and held >= turn.target.length:
-            self.model.remember_persona_kv(persona_block(self.model.tokenizer, self.persona), self.slot)
+            self.model.remember_persona_kv(
+                persona_block(self.model.tokenizer, self.persona, self.model.persona_tokens), self.slot
+            )
             self.fed = turn.target.extended(list(done.token_ids)[: held - turn.target.length])
             self.history.append(Turn(turn.text, done.text, turn.prefix, turn.context))
         elif held >= turn.target.length:

@@ -13,7 +13,7 @@ from tokenizers import Tokenizer
 
 from ..errors import NpcError
 from ..personas.persona import Persona
-from ..personas.prompt import Prompt, Turn, check_text, turn_prompt
+from ..personas.prompt import MAX_PERSONA_TOKENS, Prompt, Turn, check_text, turn_prompt
 from .decode_loop import stream_reply
 from .decoder_runner import DecoderRunner
 from .events import Done, ReplyEvent
@@ -25,7 +25,11 @@ from .sampling import TokenSampler, make_sampler
 from .scene import SceneEntity, SceneFacts, TagSpec, check_entities, merge, scene_words, seen_tags
 from .text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS, encode_batch, encoder_tokenizer
 
-DEFAULT_MAX_LEN = 2048  # positions per cache slot: persona + history + this turn + reply
+# Positions per cache slot: persona + history + this turn + reply. Pages are committed only as positions are
+# written (kv_cache._lazy_zeros) and attention reads only the filled part, so a long context costs memory only
+# for the sessions that reach it: 46 KB a position for SmolLM2-135M (docs/personas.md, "Long cards").
+DEFAULT_MAX_LEN = 4096
+TURN_RESERVE = 1024  # positions kept free of the persona block for history, this turn and the reply
 
 
 def providers_for(device: str) -> list[str]:
@@ -103,6 +107,8 @@ class OnnxNpcModel:
         self.cache = KVCache(
             dec["layers"], dec["kv_heads"], dec["head_dim"], slots, min(max_len, dec["max_positions"])
         )
+        # A long card is trimmed to this (personas/prompt.py:fit_persona) rather than refused.
+        self.persona_tokens = max(256, min(MAX_PERSONA_TOKENS, self.cache.max_len - TURN_RESERVE))
         self.runner = DecoderRunner(self.decoder_session, self.cache, self.vocab_size, device)
         self._free_slots = list(range(slots))
         self._role_cache: dict[str, np.ndarray] = {}
@@ -110,6 +116,8 @@ class OnnxNpcModel:
         # session's first turn then prefills only its own line (~25 positions instead of ~130).
         self.persona_kv: OrderedDict[tuple[int, ...], KVSnapshot] = OrderedDict()
         self.persona_kv_entries = 16
+        # Long cards make persona blocks of ~2,000 positions (~90 MB of KV each): bound the bytes too.
+        self.persona_kv_bytes = 256 * 1024 * 1024
 
     @classmethod
     def load(cls, path: str | Path, *, verify: bool = True, **kwargs) -> OnnxNpcModel:
@@ -149,7 +157,10 @@ class OnnxNpcModel:
         if key in self.persona_kv or self.cache.lengths[slot] < len(key):
             return
         self.persona_kv[key] = self.cache.snapshot(slot, len(key))
-        while len(self.persona_kv) > self.persona_kv_entries:
+        while len(self.persona_kv) > 1 and (
+            len(self.persona_kv) > self.persona_kv_entries
+            or sum(s.nbytes for s in self.persona_kv.values()) > self.persona_kv_bytes
+        ):
             self.persona_kv.popitem(last=False)
 
     # ---- encoders and fusion -----------------------------------------------------------------------------
@@ -244,7 +255,9 @@ class OnnxNpcModel:
             facts = self.scene_facts(tag_probs, scene)
         elif not use_prefix:
             prefix = None
-        prompt = turn_prompt(self.tokenizer, persona, history, text, prefix, facts.note())
+        prompt = turn_prompt(
+            self.tokenizer, persona, history, text, prefix, facts.note(), self.persona_tokens
+        )
         slot = self.acquire_slot()
         try:
             yield from stream_reply(

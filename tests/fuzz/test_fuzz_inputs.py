@@ -193,3 +193,63 @@ def test_v2_cards_import_or_are_refused(card, data):
         assert exc.problems
     else:
         assert persona.name.strip()
+
+
+@FUZZ
+@given(
+    spec=st.sampled_from(["chara_card_v2", "chara_card_v3", None]),
+    root=st.dictionaries(
+        st.sampled_from(["name", "char_name", "char_persona", "first_mes", "mes_example"]), toml_values
+    ),
+    entries=st.lists(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "keys",
+                    "key",
+                    "content",
+                    "secondary_keys",
+                    "keysecondary",
+                    "selective",
+                    "selectiveLogic",
+                    "constant",
+                    "position",
+                    "depth",
+                    "order",
+                    "insertion_order",
+                    "priority",
+                    "use_regex",
+                    "disable",
+                    "scanDepth",
+                    "extensions",
+                    "comment",
+                ]
+            ),
+            toml_values,
+            max_size=8,
+        ),
+        max_size=4,
+    ),
+)
+def test_v1_v3_cards_and_lorebooks_import_or_are_refused(spec, root, entries):
+    """Any shape of card or lorebook entry imports to a valid persona or is refused naming a field."""
+    from npc_sdk.personas.lorebooks import read_lorebook
+
+    card = (
+        dict(root)
+        if spec is None
+        else {"spec": spec, "data": {**root, "name": "N", "character_book": {"entries": entries}}}
+    )
+    try:
+        persona = card_to_persona(card)
+    except PersonaFileError as exc:
+        assert exc.problems
+    else:
+        assert persona.name.strip()
+        persona.validate()
+    try:
+        book = read_lorebook({"entries": {str(i): e for i, e in enumerate(entries)}}, "wi.json")
+    except PersonaFileError as exc:
+        assert exc.problems
+    else:
+        Persona(name="x", lore=book.entries).turn_context(["a key"], len)

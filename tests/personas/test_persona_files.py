@@ -102,14 +102,15 @@ def test_circular_extends_is_refused(tmp_path):
 
 def test_bad_cards_are_named(tmp_path):
     assert (
-        "no 'chara' tEXt chunk"
+        "no 'chara' or 'ccv3' tEXt chunk"
         in _problems(tmp_path, "c.png", write_png_card(_tiny_png(), {}).replace(b"chara", b"other"))[0]
     )
     assert (
-        "not a Character Card V2" in _problems(tmp_path, "c.json", json.dumps({"spec": "v1", "data": {}}))[0]
+        "not a character card (spec 'v1'"
+        in _problems(tmp_path, "c.json", json.dumps({"spec": "v1", "data": {}}))[0]
     )
     assert (
-        "unreadable card"
+        "truncated PNG chunk"
         in _problems(tmp_path, "d.png", b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x10tEXtchara\x00")[0]
     )
 
@@ -129,9 +130,7 @@ def test_png_card_round_trips_without_loss(tmp_path):
     persona = card_to_persona(card)
     assert persona.name == "Salty Mae" and persona.greeting.startswith("Ahoy")
     assert persona.post_history == "Speak like a pirate." and persona.alternate_greetings
-    assert [e.order for e in persona.lore] == [10, 20] and persona.lore[0].extensions[
-        "position"
-    ] == "before_char"
+    assert [e.order for e in persona.lore] == [10, 20] and persona.lore[0].position == "before_char"
     assert persona.role_words["treasure"] == 2.0 and persona.banned_words == ["navy"]
     assert persona.examples[0].user == "Who are you?"
     assert persona_to_card(persona) == card

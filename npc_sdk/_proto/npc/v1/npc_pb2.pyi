@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Persona(_message.Message):
-    __slots__ = ("name", "description", "personality", "scenario", "greeting", "style", "role_words", "id", "alternate_greetings", "system_prompt", "post_history", "examples", "banned_words", "lore", "lore_budget_tokens", "generation")
+    __slots__ = ("name", "description", "personality", "scenario", "greeting", "style", "role_words", "id", "alternate_greetings", "system_prompt", "post_history", "examples", "banned_words", "lore", "lore_budget_tokens", "generation", "lore_scan_turns", "lore_recursion")
     class RoleWordsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,8 @@ class Persona(_message.Message):
     LORE_FIELD_NUMBER: _ClassVar[int]
     LORE_BUDGET_TOKENS_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
+    LORE_SCAN_TURNS_FIELD_NUMBER: _ClassVar[int]
+    LORE_RECURSION_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     personality: str
@@ -48,7 +50,9 @@ class Persona(_message.Message):
     lore: _containers.RepeatedCompositeFieldContainer[LoreEntry]
     lore_budget_tokens: int
     generation: GenerationConfig
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., personality: _Optional[str] = ..., scenario: _Optional[str] = ..., greeting: _Optional[str] = ..., style: _Optional[str] = ..., role_words: _Optional[_Mapping[str, float]] = ..., id: _Optional[str] = ..., alternate_greetings: _Optional[_Iterable[str]] = ..., system_prompt: _Optional[str] = ..., post_history: _Optional[str] = ..., examples: _Optional[_Iterable[_Union[Example, _Mapping]]] = ..., banned_words: _Optional[_Iterable[str]] = ..., lore: _Optional[_Iterable[_Union[LoreEntry, _Mapping]]] = ..., lore_budget_tokens: _Optional[int] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ...) -> None: ...
+    lore_scan_turns: int
+    lore_recursion: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., personality: _Optional[str] = ..., scenario: _Optional[str] = ..., greeting: _Optional[str] = ..., style: _Optional[str] = ..., role_words: _Optional[_Mapping[str, float]] = ..., id: _Optional[str] = ..., alternate_greetings: _Optional[_Iterable[str]] = ..., system_prompt: _Optional[str] = ..., post_history: _Optional[str] = ..., examples: _Optional[_Iterable[_Union[Example, _Mapping]]] = ..., banned_words: _Optional[_Iterable[str]] = ..., lore: _Optional[_Iterable[_Union[LoreEntry, _Mapping]]] = ..., lore_budget_tokens: _Optional[int] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., lore_scan_turns: _Optional[int] = ..., lore_recursion: _Optional[int] = ...) -> None: ...
 
 class Example(_message.Message):
     __slots__ = ("user", "npc")
@@ -59,16 +63,38 @@ class Example(_message.Message):
     def __init__(self, user: _Optional[str] = ..., npc: _Optional[str] = ...) -> None: ...
 
 class LoreEntry(_message.Message):
-    __slots__ = ("keys", "text", "enabled", "order")
+    __slots__ = ("keys", "text", "enabled", "order", "secondary_keys", "selective_logic", "constant", "use_regex", "case_sensitive", "whole_words", "priority", "position", "depth", "scan_depth", "name")
     KEYS_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
+    SECONDARY_KEYS_FIELD_NUMBER: _ClassVar[int]
+    SELECTIVE_LOGIC_FIELD_NUMBER: _ClassVar[int]
+    CONSTANT_FIELD_NUMBER: _ClassVar[int]
+    USE_REGEX_FIELD_NUMBER: _ClassVar[int]
+    CASE_SENSITIVE_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_WORDS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    SCAN_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedScalarFieldContainer[str]
     text: str
     enabled: bool
     order: int
-    def __init__(self, keys: _Optional[_Iterable[str]] = ..., text: _Optional[str] = ..., enabled: _Optional[bool] = ..., order: _Optional[int] = ...) -> None: ...
+    secondary_keys: _containers.RepeatedScalarFieldContainer[str]
+    selective_logic: str
+    constant: bool
+    use_regex: bool
+    case_sensitive: bool
+    whole_words: bool
+    priority: int
+    position: str
+    depth: int
+    scan_depth: int
+    name: str
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., text: _Optional[str] = ..., enabled: _Optional[bool] = ..., order: _Optional[int] = ..., secondary_keys: _Optional[_Iterable[str]] = ..., selective_logic: _Optional[str] = ..., constant: _Optional[bool] = ..., use_regex: _Optional[bool] = ..., case_sensitive: _Optional[bool] = ..., whole_words: _Optional[bool] = ..., priority: _Optional[int] = ..., position: _Optional[str] = ..., depth: _Optional[int] = ..., scan_depth: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ListPersonasRequest(_message.Message):
     __slots__ = ()
