@@ -4,6 +4,8 @@ decode_tokens_per_second  60-token persona prompt, 60 new greedy tokens (EOS ign
 ttft_ms_cold              that prompt from an empty cache to the first token
 ttft_ms_prefix_reuse      a ~20-token player line in a running conversation (text encoder + fusion + prefill)
 ttft_ms_with_screenshot   the same with a screenshot (image encoder too)
+action_decision_ms        deciding a turn's action (one text-encoder pass over the line, then the scores)
+emotion_ms_per_reply      classifying a reply's emotion (one text-encoder pass over the reply and the line)
 peak_rss_mb               the process's peak resident memory
 
 `npc-sdk bench --cards CARD [LOREBOOK...]` prints what real cards cost instead: the lore scan per turn (every
@@ -136,8 +138,34 @@ def bench_model(
         figures["decode_ratio_vs_peer"] = round(
             ours / figures["peer_onnxruntime_genai"]["decode_tokens_per_second"], 2
         )
+    figures.update(behaviour_costs(model, repeats))
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return figures
+
+
+def behaviour_costs(model: OnnxNpcModel, repeats: int = 3) -> dict:
+    """Per turn: the action decision (line vector + scores) and the reply's emotion, median of 20 x repeats."""
+    from .personas.actions import Action
+
+    actions = [
+        Action("sharpen_weapon", "sharpen the player's weapon", ["Can you sharpen my sword?", "Hone my axe."]),
+        Action("open_shop", "open the shop", ["What do you have for sale?", "Show me your wares."]),
+    ]
+    line, reply = "Could you put an edge on my blade?", "Hmph. Leave it on the anvil, lad, I'll see to it."
+    decider = model.action_decider
+    model.emotion(reply, line)  # builds the prototypes once
+    decide, emotion = [], []
+    for _ in range(20 * repeats):
+        t0 = time.perf_counter()
+        decider.decide(line, model.sentence_vectors([line])[0], actions)
+        t1 = time.perf_counter()
+        model.emotion(reply, line)
+        decide.append((t1 - t0) * 1000)
+        emotion.append((time.perf_counter() - t1) * 1000)
+    return {
+        "action_decision_ms": round(statistics.median(decide), 2),
+        "emotion_ms_per_reply": round(statistics.median(emotion), 2),
+    }
 
 
 def _reference_figures(repeats: int) -> dict:

@@ -7,7 +7,7 @@ server, which stops that reply within a decode step and does not store it.
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from PIL import Image
 from ._proto.npc.v1 import npc_pb2 as pb
 from ._proto.npc.v1 import npc_pb2_grpc as pb_grpc
 from .personas.persona import Persona
-from .runtime.events import Done, ReplyEvent
+from .runtime.events import Action, Done, ReplyEvent
 from .wire import event_from_proto, persona_to_proto, scene_to_proto
 
 MAX_MESSAGE = 64 << 20
@@ -53,7 +53,12 @@ def _metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
 
 
 def _chat_request(
-    session_id: str, text: str, screenshot: Any, scene: Sequence[Any], options: dict[str, Any]
+    session_id: str,
+    text: str,
+    screenshot: Any,
+    scene: Sequence[Any],
+    options: dict[str, Any],
+    state: Mapping[str, str] | None = None,
 ) -> pb.ChatRequest:
     return pb.ChatRequest(
         session_id=session_id,
@@ -61,22 +66,26 @@ def _chat_request(
         screenshot=image_message(screenshot) if screenshot is not None else None,
         generation=generation_message(**options),
         scene=[scene_to_proto(e) for e in scene],
+        state=dict(state or {}),
     )
 
 
 class ChatStream:
-    """Iterate for Delta events then one Done; `close()` (or leaving the `with`) cancels the reply."""
+    """Iterate for at most one Action, Delta events, then one Done; `close()` (or leaving the `with`) cancels."""
 
     def __init__(self, call: Any) -> None:
         self._call = call
         self.text = ""
         self.done: Done | None = None
+        self.action: Action | None = None
 
     def __iter__(self) -> Iterator[ReplyEvent]:
         for msg in self._call:
             event = event_from_proto(msg, self.text)
             if isinstance(event, Done):
                 self.done = event
+            elif isinstance(event, Action):
+                self.action = event
             else:
                 self.text = event.snapshot
             yield event
@@ -124,6 +133,11 @@ class Client:
         request = pb.CreateSessionRequest(persona=_persona(persona), session_id=session_id)
         return self.stub.CreateSession(request, metadata=self.metadata, timeout=self.timeout)
 
+    def create_session_from_file(self, persona_id: str, session_id: str = "") -> pb.Session:
+        """A session with a persona the server loaded from its --personas folder."""
+        request = pb.CreateSessionRequest(persona_id=persona_id, session_id=session_id)
+        return self.stub.CreateSession(request, metadata=self.metadata, timeout=self.timeout)
+
     def get_session(self, session_id: str) -> pb.Session:
         return self.stub.GetSession(
             pb.GetSessionRequest(session_id=session_id), metadata=self.metadata, timeout=self.timeout
@@ -156,14 +170,15 @@ class Client:
         *,
         screenshot: Any = None,
         scene: Sequence[Any] = (),
+        state: Mapping[str, str] | None = None,
         timeout: float | None = None,
         **generation: Any,
     ) -> ChatStream:
         """Stream a reply. `scene`: what the game says is in view (SceneEntity, dicts of its fields, or tags).
-        `generation`: max_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop, scene_word_weight,
-        absent_word_weight."""
+        `state`: game facts ({"player_health": "low"}). `generation`: max_tokens, temperature, top_p, top_k,
+        repetition_penalty, seed, stop, scene_word_weight, absent_word_weight."""
         call = self.stub.Chat(
-            _chat_request(session_id, text, screenshot, scene, generation),
+            _chat_request(session_id, text, screenshot, scene, generation, state),
             metadata=self.metadata,
             timeout=timeout or self.timeout,
         )
@@ -192,12 +207,15 @@ class AsyncChatStream:
         self._call = call
         self.text = ""
         self.done: Done | None = None
+        self.action: Action | None = None
 
     async def __aiter__(self) -> AsyncIterator[ReplyEvent]:
         async for msg in self._call:
             event = event_from_proto(msg, self.text)
             if isinstance(event, Done):
                 self.done = event
+            elif isinstance(event, Action):
+                self.action = event
             else:
                 self.text = event.snapshot
             yield event
@@ -263,11 +281,12 @@ class AsyncClient:
         *,
         screenshot: Any = None,
         scene: Sequence[Any] = (),
+        state: Mapping[str, str] | None = None,
         timeout: float | None = None,
         **generation: Any,
     ) -> AsyncChatStream:
         call = self.stub.Chat(
-            _chat_request(session_id, text, screenshot, scene, generation),
+            _chat_request(session_id, text, screenshot, scene, generation, state),
             metadata=self.metadata,
             timeout=timeout or self.timeout,
         )

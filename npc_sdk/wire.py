@@ -10,9 +10,11 @@ from PIL import Image
 
 from ._proto.npc.v1 import npc_pb2 as pb
 from .errors import InvalidInputError
+from .personas.actions import Action as ActionDecl
+from .personas.actions import ActionParam
 from .personas.persona import Example, LoreEntry, Persona
 from .personas.prompt import Turn
-from .runtime.events import Delta, Done, ReplyEvent, SeenTag, Timings, Usage
+from .runtime.events import Action, Delta, Done, Emotion, ReplyEvent, SeenTag, Timings, Usage
 from .runtime.generation import GenerationConfig
 from .runtime.images import decode_bytes, decode_raw
 from .runtime.scene import MAX_ENTITIES, SceneEntity, check_entities
@@ -57,10 +59,57 @@ def persona_from_proto(msg: pb.Persona, field: str = "persona") -> Persona:
             lore_budget_tokens=msg.lore_budget_tokens or 200,
             lore_scan_turns=msg.lore_scan_turns if msg.HasField("lore_scan_turns") else 2,
             lore_recursion=msg.lore_recursion,
+            actions=[_action_from_proto(a) for a in msg.actions],
             generation=generation,
         )
     except InvalidInputError as exc:
         raise InvalidInputError(exc.field.replace("persona", field, 1), exc.message) from exc
+
+
+def _action_from_proto(a: pb.ActionDecl) -> ActionDecl:
+    def default(p: pb.ActionParamDecl) -> str | float | None:
+        if not p.default:
+            return None
+        if p.type == "number":
+            try:
+                return float(p.default)
+            except ValueError:
+                return p.default  # refused by validation, naming the field
+        return p.default
+
+    return ActionDecl(
+        name=a.name,
+        description=a.description,
+        examples=list(a.examples),
+        params={
+            k: ActionParam(p.type, list(p.choices), not p.optional, default(p)) for k, p in a.params.items()
+        },
+        cooldown_turns=a.cooldown_turns,
+        when={k: list(v.values) for k, v in a.when.items()},
+    )
+
+
+def _action_to_proto(a: ActionDecl) -> pb.ActionDecl:
+    return pb.ActionDecl(
+        name=a.name,
+        description=a.description,
+        examples=a.examples,
+        params={
+            k: pb.ActionParamDecl(
+                type=p.type,
+                choices=p.choices,
+                optional=not p.required,
+                default=""
+                if p.default is None
+                else _arg_text(p.default)
+                if isinstance(p.default, float)
+                else str(p.default),
+            )
+            for k, p in a.params.items()
+        },
+        cooldown_turns=a.cooldown_turns,
+        when={k: pb.StateValues(values=v) for k, v in a.when.items()},
+    )
 
 
 def _lore_from_proto(e: pb.LoreEntry) -> LoreEntry:
@@ -123,6 +172,7 @@ def persona_to_proto(persona: Persona) -> pb.Persona:
         lore_budget_tokens=persona.lore_budget_tokens,
         lore_scan_turns=persona.lore_scan_turns,
         lore_recursion=persona.lore_recursion,
+        actions=[_action_to_proto(a) for a in persona.actions],
         generation=pb.GenerationConfig(stop=list(persona.generation.get("stop", ())), **gen),
     )
 
@@ -204,6 +254,9 @@ def scene_to_proto(entity: SceneEntity | dict[str, Any] | str) -> pb.SceneEntity
 def event_to_proto(event: ReplyEvent) -> pb.ChatEvent:
     if isinstance(event, Delta):
         return pb.ChatEvent(delta=pb.Delta(text=event.text))
+    if isinstance(event, Action):
+        args = {k: _arg_text(v) for k, v in event.args.items()}
+        return pb.ChatEvent(action=pb.ActionCall(name=event.name, args=args, confidence=event.confidence))
     u, t = event.usage, event.timings
     return pb.ChatEvent(
         done=pb.Done(
@@ -218,13 +271,23 @@ def event_to_proto(event: ReplyEvent) -> pb.ChatEvent:
                 ttft_ms=t.ttft_ms, total_ms=t.total_ms, decode_tokens_per_second=t.decode_tokens_per_second
             ),
             seen=[pb.SeenTag(tag=s.tag, score=s.score, source=s.source) for s in event.seen],
+            emotion=pb.Emotion(label=event.emotion.label, intensity=event.emotion.intensity)
+            if event.emotion
+            else None,
         )
     )
+
+
+def _arg_text(value: str | float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def event_from_proto(msg: pb.ChatEvent, text_so_far: str) -> ReplyEvent:
     if msg.WhichOneof("event") == "delta":
         return Delta(msg.delta.text, text_so_far + msg.delta.text)
+    if msg.WhichOneof("event") == "action":
+        a = msg.action
+        return Action(a.name, dict(a.args), round(a.confidence, 4))
     d = msg.done
     return Done(
         text=d.text,
@@ -232,6 +295,7 @@ def event_from_proto(msg: pb.ChatEvent, text_so_far: str) -> ReplyEvent:
         usage=Usage(d.usage.prompt_tokens, d.usage.completion_tokens, d.usage.cached_tokens),
         timings=Timings(d.timings.ttft_ms, d.timings.total_ms, d.timings.decode_tokens_per_second),
         seen=tuple(SeenTag(s.tag, round(s.score, 4), s.source) for s in d.seen),
+        emotion=Emotion(d.emotion.label, round(d.emotion.intensity, 3)) if d.HasField("emotion") else None,
     )
 
 

@@ -104,7 +104,14 @@ def test_runtime_imports_neither_server_nor_persona_file_io():
         return m.startswith(("npc_sdk.server", "npc_sdk.cli", "npc_sdk.personas"))
 
     def allowed(m: str) -> bool:
-        return m in ("npc_sdk.personas", "npc_sdk.personas.persona", "npc_sdk.personas.prompt")
+        return m in (
+            "npc_sdk.personas",
+            "npc_sdk.personas.persona",
+            "npc_sdk.personas.prompt",
+            "npc_sdk.personas.actions",  # the action declarations the runtime decides among (no file I/O)
+            "npc_sdk.personas.lore",
+            "npc_sdk.personas.macros",
+        )
 
     assert _violations("npc_sdk.runtime", allowed, forbidden) == []
 

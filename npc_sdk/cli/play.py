@@ -69,21 +69,25 @@ def cmd_chat(args: argparse.Namespace) -> int:
     import grpc
 
     from ..client import Client
-    from ..runtime.events import Delta, Done
+    from ..runtime.events import Action, Delta, Done
 
     with Client(args.address, api_key=args.api_key, tls_ca=args.tls_ca) as client:
         if args.session:
             session = client.get_session(args.session)
+        elif args.persona_id:
+            session = client.create_session_from_file(args.persona_id)
         else:
             persona = {"name": args.name, "description": args.description}
             session = client.create_session(persona)
         name = session.persona.name
         print(
             f"session {session.session_id} with {name}. /look FILE attaches a screenshot, "
-            "/scene TAG[,TAG...] says what the game has in view, /quit leaves."
+            "/scene TAG[,TAG...] says what the game has in view, /state KEY=VALUE[,...] sets game state, "
+            "/quit leaves."
         )
         screenshot = None
         scene: list[str] = []
+        state: dict[str, str] = {}
         while True:
             try:
                 line = input("you> ").strip()
@@ -100,18 +104,37 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 )
                 screenshot = screenshot if screenshot.is_file() else None
                 continue
+            if line.startswith("/state"):
+                pairs = [p.split("=", 1) for p in line[6:].split(",") if "=" in p]
+                state = {k.strip(): v.strip() for k, v in pairs}
+                print(f"(game state from now on: {state or 'none'})")
+                continue
             if line.startswith("/scene"):
                 scene = [t.strip() for t in line[6:].split(",") if t.strip()]
                 print(f"(next line: the game says {', '.join(scene) or 'nothing'} is in view)")
                 continue
             print(f"{name}> ", end="", flush=True)
             try:
-                with client.chat(session.session_id, line, screenshot=screenshot, scene=scene) as stream:
+                with client.chat(
+                    session.session_id, line, screenshot=screenshot, scene=scene, state=state
+                ) as stream:
                     for event in stream:
-                        if isinstance(event, Delta):
+                        if isinstance(event, Action):
+                            args_text = ", ".join(f"{k}={v}" for k, v in event.args.items())
+                            print(
+                                f"[action {event.name}({args_text}) {event.confidence:.2f}] ",
+                                end="",
+                                flush=True,
+                            )
+                        elif isinstance(event, Delta):
                             print(event.text, end="", flush=True)
                         elif isinstance(event, Done):
-                            print(f"   [{event.timings.ttft_ms:.0f} ms to first token]")
+                            emotion = (
+                                f", {event.emotion.label} {event.emotion.intensity:.2f}"
+                                if event.emotion
+                                else ""
+                            )
+                            print(f"   [{event.timings.ttft_ms:.0f} ms to first token{emotion}]")
                             if event.seen:
                                 seen = ", ".join(f"{s.tag} {s.score:.2f} ({s.source})" for s in event.seen)
                                 print(f"   [in view: {seen}]")
@@ -138,6 +161,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default="127.0.0.1:50051")
     p.add_argument("--api-key")
     p.add_argument("--session", help="continue this session instead of creating one")
+    p.add_argument("--persona-id", help="talk to a persona the server loaded from its --personas folder")
     p.add_argument("--name", default="Brakka")
     p.add_argument("--description", default="A gruff dwarven blacksmith who runs the village forge.")
     p.add_argument("--tls-ca", help="PEM file to trust for a TLS server (its certificate, if self-signed)")

@@ -107,7 +107,59 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_behaviour(args: argparse.Namespace) -> int:
+    from .. import behaviour_eval as be
+    from ..runtime.onnx_model import OnnxNpcModel
+
+    model = OnnxNpcModel.load(ensure_model(args.model), slots=1)
+    persona_dir = (
+        Path(args.personas) if args.personas else Path(__file__).resolve().parents[2] / "samples" / "personas"
+    )
+    figures: dict = {}
+    if args.calibrate:
+        rows = be._rows("actions.jsonl")
+        figures["calibration"] = be.calibrate(model, be._personas(persona_dir, rows), rows)
+        print(f"[actions] calibrated on tune: {figures['calibration']}")
+    figures["actions"] = be.evaluate_actions(model, persona_dir, replies=not args.no_replies)
+    figures["emotions"] = be.evaluate_emotions(model)
+    out = Path(args.json)
+    out.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    md = out.with_suffix(".md")
+    a, e = figures["actions"], figures["emotions"]
+    lines = [
+        "# Actions and emotions (npc-sdk eval --behaviour)\n",
+        f"Actions, test split: {a['lines']} lines ({a['positive_lines']} asking for an action): precision "
+        f"**{a['precision']}**, recall **{a['recall']}**, arguments correct {a['arguments_correct']}"
+        + (
+            f", replies without a refusal word {a['replies_without_refusal']}"
+            if "replies_without_refusal" in a
+            else ""
+        )
+        + f" (threshold {a['threshold']}, request {a['request']}).\n",
+        "| action | lines | precision | recall | arguments |\n|---|---|---|---|---|",
+        *(
+            f"| {k} | {v['lines']} | {v['precision']} | {v['recall']} | {v['arguments_correct']} |"
+            for k, v in a["per_action"].items()
+        ),
+        "\nErrors:\n",
+        *(f'- {x["persona"]}: "{x["line"]}" expected {x["expected"]}, got {x["got"]}' for x in a["errors"]),
+        f"\nEmotions: {e['replies']} replies, accuracy **{e['accuracy']}**, {e['ms_per_reply_median']} ms per reply.\n",
+        be.confusion_markdown(e["confusion"]),
+    ]
+    if a.get("reply_transcripts"):
+        lines += ["\nReplies when an action fired (greedy):\n"]
+        lines += [
+            f'- {t["persona"]} [{t["action"]}] "{t["line"]}" -> "{t["reply"]}"'
+            for t in a["reply_transcripts"]
+        ]
+    md.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {out} and {md}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.behaviour:
+        return cmd_behaviour(args)
     evaluate = torch_side("npc_export.evaluate")
     data = Path(args.data) if args.data else default_data_dir()
     dataset = torch_side("npc_export.datasets").Dataset.open(data)
@@ -229,4 +281,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scene-word-weight", type=float, help="override GenerationConfig.scene_word_weight")
     p.add_argument("--absent-word-weight", type=float, help="override GenerationConfig.absent_word_weight")
+    p.add_argument(
+        "--behaviour",
+        action="store_true",
+        help="instead: action precision/recall and emotion accuracy on the labelled sets (runtime only)",
+    )
+    p.add_argument("--calibrate", action="store_true", help="with --behaviour: recalibrate on the tune split")
+    p.add_argument("--no-replies", action="store_true", help="with --behaviour: skip generating replies")
     p.set_defaults(func=cmd_eval)

@@ -15,6 +15,7 @@ from typing import Any
 
 import tomli_w
 
+from .actions import action_to_dict
 from .card_files import read_charx
 from .cards import CARD_KEY, _slug, card_kind, card_to_persona
 from .files import load_persona, read_card_object
@@ -77,13 +78,15 @@ def persona_toml(persona: Persona) -> str:
     out: dict[str, Any] = {}
     for f in fields(Persona):
         value = getattr(persona, f.name)
-        if f.name in ("extensions", "lore", "examples") or value == getattr(defaults, f.name):
+        if f.name in ("extensions", "lore", "examples", "actions") or value == getattr(defaults, f.name):
             continue
         out["system_prompt" if f.name == "system_prompt_override" else f.name] = value
     if persona.examples:
         out["examples"] = [{"user": e.user, "npc": e.npc} for e in persona.examples]
     if persona.lore:
         out["lore"] = [_entry_table(e) for e in persona.lore]
+    if persona.actions:
+        out["actions"] = [action_to_dict(a) for a in persona.actions]
     return tomli_w.dumps(out, multiline_strings=True)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import InvalidInputError
 from ..runtime.generation import GenerationConfig
+from .actions import Action, action_from_dict, check_actions
 from .lore import compile_key, select_lore
 from .macros import expand
 
@@ -103,6 +104,7 @@ class Persona:
     lore_budget_tokens: int = 200  # lore text injected per turn at most
     lore_scan_turns: int = 2  # how many earlier turns (besides this line) are scanned for lore keys
     lore_recursion: int = 0  # extra passes in which injected lore text can trigger more entries (0 = off)
+    actions: list[Action] = field(default_factory=list)  # what the NPC can do in the game (personas/actions.py)
     generation: dict[str, Any] = field(default_factory=dict)  # defaults for GenerationConfig fields
     extensions: dict[str, Any] = field(
         default_factory=dict
@@ -167,6 +169,7 @@ class Persona:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
                 raise bad(name, f"must be an integer in [0, {top}], got {value!r}")
+        check_actions(self.actions)
         unknown = sorted(set(self.generation) - set(GENERATION_KEYS))
         if unknown:
             raise bad(f"generation.{unknown[0]}", f"unknown setting (known: {', '.join(GENERATION_KEYS)})")
@@ -198,6 +201,10 @@ class Persona:
         values["role_words"] = dict(values.get("role_words") or {})
         values["examples"] = [_example(e, i) for i, e in enumerate(values.get("examples") or [])]
         values["lore"] = [_lore(e, i) for i, e in enumerate(values.get("lore") or [])]
+        raw_actions = values.get("actions") or []
+        if not isinstance(raw_actions, list):
+            raise InvalidInputError("persona.actions", "must be a list of [[actions]] tables")
+        values["actions"] = [action_from_dict(a, f"persona.actions[{i}]") for i, a in enumerate(raw_actions)]
         for key in ("alternate_greetings", "banned_words"):
             values[key] = list(values.get(key) or [])
         return cls(**values)

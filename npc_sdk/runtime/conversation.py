@@ -13,16 +13,18 @@ never dropped; only what the decoder reads is.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..errors import InvalidInputError
 from ..personas.persona import Persona
 from ..personas.prompt import Prompt, Turn, build_prompt, check_text, persona_block, turn_context
+from .actions import ActionState, action_note
 from .decode_loop import ReplyState, run_reply
-from .events import Done, ReplyEvent
+from .events import Action, Done, ReplyEvent
+from .game_state import check_state, state_note
 from .generation import GenerationConfig
 from .images import ImageInput
 from .kv_cache import KVSnapshot
@@ -48,6 +50,7 @@ class PreparedTurn:
     target: Prompt  # the whole prompt
     embeds: np.ndarray  # [new positions, hidden]: the part the cache does not hold yet
     state: ReplyState
+    action: Action | None = None  # the declared action the line asked for, sent before the first delta
 
 
 @dataclass
@@ -59,6 +62,9 @@ class Conversation:
     slot: int | None = None
     parked: KVSnapshot | None = None  # KV state held in host memory while the slot is given back
     window_start: int = 0
+    actions: ActionState = field(
+        default_factory=ActionState
+    )  # cooldowns (not persisted: a restart resets them)
 
     # ---- residency ---------------------------------------------------------------------------------------
     def attach(self, slot: int | None = None) -> int:
@@ -138,23 +144,39 @@ class Conversation:
         use_prefix: bool = True,
         prefix: np.ndarray | None = None,
         started: float | None = None,
+        state: Mapping[str, str] | None = None,
     ) -> PreparedTurn:
-        """Encode, fuse and render the turn, and rewind the cache to what can be reused.
+        """Encode, fuse and render the turn, decide its action, and rewind the cache to what can be reused.
 
-        `scene` lists what the game says is in view; with a screenshot the image head's tags join it. Everything
-        that can fail on bad input happens before the cache is touched.
+        `scene` lists what the game says is in view; with a screenshot the image head's tags join it. `state` is
+        the game's key/value facts (game_state.py). Everything that can fail on bad input happens before the
+        cache is touched.
         """
         config = config or self.persona.generation_defaults()
         started = time.perf_counter() if started is None else started
         check_text(text)
+        game_state = check_state(state)
         facts = self.model.scene_facts(None, scene)
         if use_prefix and prefix is None:
             prefix, tag_probs = self.model.see(text, self.persona, screenshot)
             facts = self.model.scene_facts(tag_probs, scene)
         elif not use_prefix:
             prefix = None
+        action = None
+        if self.persona.actions:
+            action = self.model.action_decider.decide(
+                text,
+                self.model.sentence_vectors([text])[0],
+                self.persona.actions,
+                facts=facts,
+                state=game_state,
+                turn=len(self.history),
+                memory=self.actions,
+            )
+        declared = {a.name: a for a in self.persona.actions}
+        note = state_note(game_state) + (action_note(declared[action.name]) if action else "") + facts.note()
         budget = self.model.cache.max_len - config.max_tokens
-        target, context = self._render(text, prefix, facts.note(), budget)
+        target, context = self._render(text, prefix, note, budget)
         slot = self.attach()
         if not self.fed.length:
             block = persona_block(self.model.tokenizer, self.persona, self.model.persona_tokens)
@@ -175,7 +197,13 @@ class Conversation:
             started=started,
             seen=seen_tags(facts),
         )
-        return PreparedTurn(text, prefix, context, target, self.model.embed(target.tail(common)), state)
+        return PreparedTurn(
+            text, prefix, context, target, self.model.embed(target.tail(common)), state, action
+        )
+
+    def with_emotion(self, turn: PreparedTurn, done: Done) -> Done:
+        """`done` with the emotion its reply carries (a few milliseconds: one text-encoder pass)."""
+        return replace(done, emotion=self.model.emotion(done.text, turn.text))
 
     def finish(self, turn: PreparedTurn, done: Done | None) -> None:
         """Record the end of a turn: `done` joins the history; None (cancelled, failed) leaves no trace."""
@@ -188,6 +216,8 @@ class Conversation:
             )
             self.fed = turn.target.extended(list(done.token_ids)[: held - turn.target.length])
             self.history.append(Turn(turn.text, done.text, turn.prefix, turn.context))
+            if turn.action is not None:
+                self.actions.last_fired[turn.action.name] = len(self.history) - 1
         elif held >= turn.target.length:
             cache.rewind(self.slot, turn.target.length)  # drop the half reply, keep the prompt's state
             self.fed = turn.target
@@ -201,9 +231,11 @@ class Conversation:
         assert self.slot is not None
         done: Done | None = None
         try:
+            if turn.action is not None:
+                yield turn.action
             for event in run_reply(SlotSource(self.model, self.slot), turn.embeds, turn.state):
                 if isinstance(event, Done):
-                    done = event
+                    event = done = self.with_emotion(turn, event)
                 yield event
         finally:
             self.finish(turn, done)
@@ -212,6 +244,18 @@ class Conversation:
         *_, done = self.stream(text, **kwargs)
         assert isinstance(done, Done)
         return done
+
+    def turn(self, text: str, **kwargs) -> tuple[Action | None, Done]:
+        """The turn's action (if the line asked for one) and its Done."""
+        action = None
+        done = None
+        for event in self.stream(text, **kwargs):
+            if isinstance(event, Action):
+                action = event
+            elif isinstance(event, Done):
+                done = event
+        assert done is not None
+        return action, done
 
     def __enter__(self) -> Conversation:
         return self

@@ -1,4 +1,4 @@
-"""Events a streamed reply yields: text deltas as they are decoded, then one Done with the whole reply."""
+"""Events a streamed reply yields: at most one Action first, text deltas as they are decoded, then one Done."""
 
 from __future__ import annotations
 
@@ -35,6 +35,24 @@ class SeenTag:
 
 
 @dataclass(frozen=True)
+class Emotion:
+    label: str  # neutral | joy | anger | sadness | fear | surprise | disgust
+    intensity: float  # 0..1: how clearly the reply carries it
+
+
+@dataclass(frozen=True)
+class Action:
+    """A declared action the player's line asked for: sent before the reply's first delta."""
+
+    name: str  # one of the persona's declared actions
+    args: dict[str, str | float] = field(
+        default_factory=dict
+    )  # typed as declared: text, number, or an entity tag
+    confidence: float = 0.0  # similarity of the line to the action's closest example (0..1)
+    type: Literal["action"] = "action"
+
+
+@dataclass(frozen=True)
 class Done:
     text: str  # the whole reply, stop string excluded
     finish_reason: Literal["stop", "length"]  # EOS or a stop string / max_tokens reached
@@ -44,7 +62,8 @@ class Done:
         default=(), repr=False
     )  # generated ids (EOS included when it ended the reply)
     seen: tuple[SeenTag, ...] = ()  # what the NPC saw or was told is in view this turn, most certain first
+    emotion: Emotion | None = None  # what the reply carries, for the game's animation
     type: Literal["done"] = "done"
 
 
-ReplyEvent = Delta | Done
+ReplyEvent = Action | Delta | Done

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -14,9 +15,11 @@ from tokenizers import Tokenizer
 from ..errors import NpcError
 from ..personas.persona import Persona
 from ..personas.prompt import MAX_PERSONA_TOKENS, Prompt, Turn, check_text, turn_prompt
+from .actions import ActionDecider
 from .decode_loop import stream_reply
 from .decoder_runner import DecoderRunner
-from .events import Done, ReplyEvent
+from .emotion import EmotionClassifier
+from .events import Done, Emotion, ReplyEvent
 from .generation import GenerationConfig
 from .images import ImageInput, preprocess
 from .kv_cache import KVCache, KVSnapshot
@@ -116,6 +119,9 @@ class OnnxNpcModel:
         # session's first turn then prefills only its own line (~25 positions instead of ~130).
         self.persona_kv: OrderedDict[tuple[int, ...], KVSnapshot] = OrderedDict()
         self.persona_kv_entries = 16
+        self._lazy_lock = threading.Lock()
+        self._action_decider: ActionDecider | None = None
+        self._emotions: EmotionClassifier | None = None
         # Long cards make persona blocks of ~2,000 positions (~90 MB of KV each): bound the bytes too.
         self.persona_kv_bytes = 256 * 1024 * 1024
 
@@ -186,6 +192,22 @@ class OnnxNpcModel:
         if key not in self._role_cache:
             self._role_cache[key] = self.sentence_vectors([key])
         return self._role_cache[key]
+
+    @property
+    def action_decider(self) -> ActionDecider:
+        """Built on first use (trains the request detector: a fraction of a second)."""
+        with self._lazy_lock:
+            if self._action_decider is None:
+                self._action_decider = ActionDecider(self.sentence_vectors)
+            return self._action_decider
+
+    def emotion(self, reply: str, line: str = "") -> Emotion:
+        """The emotion a reply carries (one text-encoder pass over the reply and the line)."""
+        with self._lazy_lock:
+            if self._emotions is None:
+                self._emotions = EmotionClassifier(self.sentence_vectors)
+        found = self._emotions.classify(reply, line) if reply.strip() else None
+        return Emotion(found.label, found.intensity) if found else Emotion("neutral", 0.0)
 
     def sentence_vectors(self, texts: Sequence[str]) -> np.ndarray:
         """[N, 384] pooled role-encoder vectors: the space v_R lives in (persona identification uses it)."""

@@ -47,6 +47,7 @@ class ChatJob:
     config: GenerationConfig | Callable[[Persona], GenerationConfig]  # or made from the session's persona
     emit: Callable[[ReplyEvent | BaseException], None]  # thread-safe hand-off to the waiting RPC
     scene: list[SceneEntity] = field(default_factory=list)  # what the game says is in view
+    state: dict[str, str] = field(default_factory=dict)  # the game's key/value facts (ChatRequest.state)
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.perf_counter)
 
@@ -207,7 +208,12 @@ class Scheduler:
             try:
                 config = job.config(live.persona) if callable(job.config) else job.config
                 turn = conv.prepare(
-                    job.text, screenshot=job.screenshot, scene=job.scene, config=config, started=job.submitted
+                    job.text,
+                    screenshot=job.screenshot,
+                    scene=job.scene,
+                    config=config,
+                    started=job.submitted,
+                    state=job.state,
                 )
                 assert conv.slot is not None
                 events = self.batch.add(conv.slot, turn.embeds, turn.state)
@@ -220,6 +226,8 @@ class Scheduler:
                 job.emit(exc)
                 continue
             self.running[conv.slot] = _Running(job, live, turn)
+            if turn.action is not None:
+                job.emit(turn.action)  # before the first delta: the game can start the animation now
             self._deliver(conv.slot, events)
 
     def _deliver(self, slot: int, events: list[ReplyEvent]) -> None:
@@ -233,6 +241,10 @@ class Scheduler:
     def _complete(self, slot: int, done: Done) -> None:
         run = self.running.pop(slot)
         conv = run.session.conversation
+        try:
+            done = conv.with_emotion(run.turn, done)
+        except Exception:  # noqa: BLE001 - an emotion is a nicety; the reply itself must still land
+            log.exception("emotion classification failed")
         try:
             # durable before the client hears "done": a crash after this line never loses the turn
             self.store.append_turn(

@@ -32,6 +32,7 @@ from ..personas.library import PersonaLibrary
 from ..personas.persona import Persona
 from ..personas.prompt import check_text
 from ..runtime.events import Done
+from ..runtime.game_state import check_state
 from ..runtime.generation import GenerationConfig
 from ..wire import (
     check_session_id,
@@ -269,6 +270,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                 )
 
             scene = scene_from_proto(request.scene)
+            state = check_state(dict(request.state))
             screenshot = None
             if request.HasField("screenshot"):
                 # decoding a large PNG takes tens of ms: keep it off the event loop
@@ -280,6 +282,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                 config,
                 emit=lambda e: loop.call_soon_threadsafe(events.put_nowait, e),
                 scene=scene,
+                state=state,
             )
             await asyncio.wrap_future(self.scheduler.submit(job))
             while True:

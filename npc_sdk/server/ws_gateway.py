@@ -12,8 +12,11 @@ names, int64 as strings, bytes as base64, enums by name; requests may also use t
     server <- {"id": "c1", "response": {"sessionId": "...", ...}}
     client -> {"id": "c2", "method": "Chat", "request": {"sessionId": "...", "text": "Hi",
                "screenshot": {"data": "<base64 PNG>", "encoding": "PNG"}}}
+    server <- {"id": "c2", "event": {"action": {"name": "open_shop", "args": {}, "confidence": 0.71}}}
+                                                                    (at most one, before the first delta)
     server <- {"id": "c2", "event": {"delta": {"text": "Hm"}}}     (one frame per delta, as it is decoded)
-    server <- {"id": "c2", "event": {"done": {"text": "Hmph.", "finishReason": "stop", ...}}}
+    server <- {"id": "c2", "event": {"done": {"text": "Hmph.", "finishReason": "stop",
+               "emotion": {"label": "anger", "intensity": 0.62}, ...}}}
     client -> {"id": "c2", "cancel": true}                          (stops an in-flight call; Chat stores nothing)
     server <- {"id": "c2", "error": {"code": "CANCELLED", "message": "cancelled by the client"}}
     any call  <- {"id": "...", "error": {"code": "INVALID_ARGUMENT", "message": "text: is empty"}}

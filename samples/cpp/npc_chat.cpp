@@ -3,9 +3,11 @@
 // Output, one record per line, flushed as it happens; after the first space each line is one JSON value
 // (strings are ASCII-only JSON: anything else is \u-escaped):
 //   SESSION "<session id>"
+//   ACTION {"name":"ferry_across","args":{"destination":"Mirewood"},"confidence":0.71}   (at most one, first)
 //   DELTA "<text>"            (one per delta, as it arrives)
 //   DONE "<whole reply>"
 //   FINISH "stop" | "length"
+//   EMOTION {"label":"joy","intensity":0.82}
 //   SEEN [{"tag":"slime","score":0.930,"source":"screenshot"},...]  (what the NPC saw or was told is in view;
 //                                                                   source "screenshot", "game" or "both")
 //   USAGE {"prompt_tokens":..,"cached_tokens":..,"completion_tokens":..}
@@ -30,7 +32,7 @@ const char kUsage[] =
     "                [--persona-name NAME] [--persona-description TEXT] [--persona-personality TEXT]\n"
     "                [--persona-greeting TEXT] [--persona-id ID] [--session ID]\n"
     "                [--scene TAG[,TAG...] | --scene \"tag=T;name=N;x=X;y=Y;distance=D\"]...\n"
-    "                [--max-tokens N] [--temperature T] [--seed N] [--timeout-ms MS]\n"
+    "                [--state KEY=VALUE]... [--max-tokens N] [--temperature T] [--seed N] [--timeout-ms MS]\n"
     "                [--cancel-after-deltas N] [--api-key KEY]\n";
 
 // Appends code point `cp` as one or two \uXXXX escapes.
@@ -172,6 +174,19 @@ std::string SeenJson(const npc::v1::Done& done) {
   return out + "]";
 }
 
+// An action as one JSON object: {"name":"...","args":{"k":"v",...},"confidence":0.71}
+std::string ActionJson(const npc::v1::ActionCall& action) {
+  std::vector<std::pair<std::string, std::string>> args(action.args().begin(), action.args().end());
+  std::sort(args.begin(), args.end());
+  std::string out = "{\"name\":" + JsonString(action.name()) + ",\"args\":{";
+  for (size_t i = 0; i < args.size(); ++i) {
+    out += (i ? "," : "") + JsonString(args[i].first) + ":" + JsonString(args[i].second);
+  }
+  char confidence[32];
+  std::snprintf(confidence, sizeof confidence, "%.3f", action.confidence());
+  return out + "},\"confidence\":" + confidence + "}";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -225,6 +240,10 @@ int main(int argc, char** argv) {
     } else if (arg == "--scene") {
       std::string why;
       if (!ParseScene(value, &chat_options.scene, &why)) return Usage(why);
+    } else if (arg == "--state") {
+      const size_t eq = value.find('=');
+      if (eq == std::string::npos) return Usage("--state needs KEY=VALUE, got " + value);
+      chat_options.state[value.substr(0, eq)] = value.substr(eq + 1);
     } else if (arg == "--max-tokens" && ParseInt(value, &number)) {
       chat_options.generation.set_max_tokens(static_cast<int32_t>(number));
     } else if (arg == "--seed" && ParseInt(value, &number)) {
@@ -274,6 +293,8 @@ int main(int argc, char** argv) {
 
   npc::CancelToken cancel;
   chat_options.cancel = &cancel;
+  // A game starts the animation or the gameplay here, before the reply's text arrives.
+  chat_options.on_action = [](const npc::v1::ActionCall& action) { Line("ACTION", ActionJson(action)); };
   long long deltas_so_far = 0;
   npc::ChatResult result;
   const grpc::Status status = client.Chat(
@@ -290,6 +311,10 @@ int main(int argc, char** argv) {
   Line("DONE", JsonString(done.text()));
   Line("FINISH", JsonString(done.finish_reason()));
   Line("SEEN", SeenJson(done));
+  char emotion[160];
+  std::snprintf(emotion, sizeof emotion, "{\"label\":%s,\"intensity\":%.3f}",
+                JsonString(done.emotion().label()).c_str(), done.emotion().intensity());
+  Line("EMOTION", emotion);
   char buf[256];
   std::snprintf(buf, sizeof buf, "{\"prompt_tokens\":%d,\"cached_tokens\":%d,\"completion_tokens\":%d}",
                 done.usage().prompt_tokens(), done.usage().cached_tokens(), done.usage().completion_tokens());

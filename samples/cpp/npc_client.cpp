@@ -144,6 +144,7 @@ grpc::Status NpcClient::Chat(const std::string& session_id, const std::string& t
   request.set_text(text);
   *request.mutable_generation() = options.generation;
   request.mutable_scene()->Add(options.scene.begin(), options.scene.end());
+  request.mutable_state()->insert(options.state.begin(), options.state.end());
   if (screenshot != nullptr) {
     npc::v1::Image* image = request.mutable_screenshot();
     image->set_encoding(screenshot->encoding);
@@ -171,7 +172,11 @@ grpc::Status NpcClient::Chat(const std::string& session_id, const std::string& t
   npc::v1::ChatEvent event;
   bool done = false;
   while (reader->Read(&event)) {
-    if (event.has_delta()) {
+    if (event.has_action()) {
+      out.has_action = true;
+      out.action = event.action();
+      if (options.on_action) options.on_action(event.action());
+    } else if (event.has_delta()) {
       if (out.deltas++ == 0) out.first_delta_ms = MsSince(start);
       out.streamed_text += event.delta().text();
       if (on_delta) on_delta(event.delta().text());

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -71,8 +72,16 @@ class CancelToken {
 // top-left origin), set_distance(3.0f) (metres).
 npc::v1::SceneEntity Entity(const std::string& tag, const std::string& name = "");
 
+// Called at most once per turn, before the first delta, when the player's line asks for one of the persona's
+// declared actions (name, typed args as text, confidence): start the animation or the gameplay here.
+using ActionCallback = std::function<void(const npc::v1::ActionCall& action)>;
+
 struct ChatOptions {
   npc::v1::GenerationConfig generation;  // unset fields take the persona's / server's defaults
+  // Game facts for this line (at most 16): {"player_health": "low"}. Shown to the NPC and checked by actions'
+  // `when` conditions; a bad one gets INVALID_ARGUMENT naming it ("state['hp']: must be non-empty text").
+  std::map<std::string, std::string> state;
+  ActionCallback on_action;  // optional
   // What the game says is in view (at most 32): merged with what the NPC sees in the screenshot. A bad value
   // gets INVALID_ARGUMENT naming it ("scene[0].x: must be in [0, 1] ...").
   std::vector<npc::v1::SceneEntity> scene;
@@ -84,7 +93,11 @@ struct ChatResult {
   // The server's done event: whole text, finish reason, usage, server timings, and done.seen(): what the NPC saw
   // in the screenshot or was told by ChatOptions::scene, most certain first (tag, score, source "screenshot",
   // "game" or "both"; score 1 for what only the game said).
+  // done.emotion(): what the reply carries (label neutral|joy|anger|sadness|fear|surprise|disgust, intensity 0..1),
+  // for an emotion-to-animation hook.
   npc::v1::Done done;
+  bool has_action = false;         // the line asked for a declared action: it is in `action`
+  npc::v1::ActionCall action;
   std::string streamed_text;       // the deltas, concatenated as they arrived
   int deltas = 0;
   double first_delta_ms = -1;      // client side, from the call's start; -1 when no delta arrived

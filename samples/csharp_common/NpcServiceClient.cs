@@ -145,9 +145,22 @@ namespace NpcSdk
         /// is true (Unity: the main thread), a thread-pool thread when false (Godot: marshal to the main thread
         /// with CallDeferred). Cancellation surfaces as RpcException with StatusCode.Cancelled.
         /// </summary>
-        public async Task<Done> StreamReplyAsync(
+        public Task<Done> StreamReplyAsync(
             ChatRequest request, Action<string, string> onDelta, bool continueOnCapturedContext,
             DateTime? deadline, CancellationToken cancellationToken)
+        {
+            return StreamReplyAsync(request, null, onDelta, continueOnCapturedContext, deadline, cancellationToken);
+        }
+
+        /// <summary>
+        /// As above, and <paramref name="onAction"/> gets the declared action the line asked for (at most one per
+        /// turn, before the first delta: name, Args as text, Confidence), on the same thread as onDelta: start the
+        /// animation or the gameplay there. Done.Emotion (Label, Intensity) is for an emotion-to-animation hook.
+        /// Put game facts into <c>request.State</c> ("player_health" = "low"; at most 16).
+        /// </summary>
+        public async Task<Done> StreamReplyAsync(
+            ChatRequest request, Action<ActionCall> onAction, Action<string, string> onDelta,
+            bool continueOnCapturedContext, DateTime? deadline, CancellationToken cancellationToken)
         {
             Done done = null;
             var reply = new StringBuilder();
@@ -157,7 +170,11 @@ namespace NpcSdk
                 while (await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(continueOnCapturedContext))
                 {
                     var ev = call.ResponseStream.Current;
-                    if (ev.EventCase == ChatEvent.EventOneofCase.Delta)
+                    if (ev.EventCase == ChatEvent.EventOneofCase.Action)
+                    {
+                        if (onAction != null) onAction(ev.Action);
+                    }
+                    else if (ev.EventCase == ChatEvent.EventOneofCase.Delta)
                     {
                         reply.Append(ev.Delta.Text);
                         if (onDelta != null) onDelta(ev.Delta.Text, reply.ToString());

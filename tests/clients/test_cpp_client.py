@@ -48,7 +48,10 @@ def npc_chat(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(exported_int4, tmp_path_factory):
-    with ServerProcess(exported_int4, tmp_path_factory.mktemp("data"), "--api-key", KEY) as proc:
+    personas = Path(__file__).resolve().parents[2] / "samples" / "personas"
+    with ServerProcess(
+        exported_int4, tmp_path_factory.mktemp("data"), "--api-key", KEY, "--personas", str(personas)
+    ) as proc:
         yield proc
 
 
@@ -105,6 +108,20 @@ def test_cpp_client_sends_scene_entities_and_prints_what_the_npc_was_told(npc_ch
         {"tag": "ferryman", "score": 1.0, "source": "game"},
         {"tag": "slime", "score": 1.0, "source": "game"},
     ], values["SEEN"]
+
+
+def test_cpp_client_gets_the_action_first_and_the_emotion(npc_chat, server):
+    args = ["--persona-id", "old_tom", "--text", "Ferry me over to Mirewood, please.", "--max-tokens", "8"]
+    out = _chat(npc_chat, server, *args, "--state", "time_of_day=night")
+    assert out.returncode == 0, out.stdout + out.stderr
+    records = _records(out.stdout)
+    assert [k for k, _ in records][:2] == ["SESSION", "ACTION"]  # the callback ran before any delta
+    action = dict(records)["ACTION"]
+    assert action["name"] == "ferry_across" and action["args"] == {"destination": "Mirewood"}
+    emotion = dict(records)["EMOTION"]
+    assert emotion["label"] in ("neutral", "joy", "anger", "sadness", "fear", "surprise", "disgust")
+    bad = _chat(npc_chat, server, "--text", "Hi", "--state", "hp=")
+    assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "state['hp']" in bad.stderr
 
 
 def test_cpp_client_cancel_stores_nothing(npc_chat, server):

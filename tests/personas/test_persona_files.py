@@ -181,8 +181,10 @@ def test_toml_persona_exports_to_a_card_and_back():
         "examples",
         "generation",
         "style",
+        "actions",
     ):
         assert getattr(back, field) == getattr(brakka, field), field
+    assert [a.name for a in back.actions] == ["sharpen_weapon", "open_shop"]  # actions travel in the card
     assert [(e.keys, e.text) for e in back.lore] == [(e.keys, e.text) for e in brakka.lore]
 
 

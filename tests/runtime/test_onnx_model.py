@@ -34,6 +34,7 @@ def test_stream_deltas_concatenate_to_done(runtime_int4):
 
 def test_continuing_a_conversation_feeds_only_new_positions(runtime_int4, monkeypatch):
     recorded = record_samplers(monkeypatch, runtime_int4)
+    runtime_int4.persona_kv.clear()  # another test's session of this persona would lend its block's KV
     with Conversation(runtime_int4, DEMO_PERSONA) as conv:
         first = conv.reply("Good evening, smith.", config=GREEDY)
         held = conv.cached_positions

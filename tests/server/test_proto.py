@@ -32,4 +32,4 @@ def test_contract_keeps_the_names_engines_use():
         "ImportSession",
     }
     assert pb.Image.PNG == 1
-    assert {f.name for f in pb.ChatEvent.DESCRIPTOR.oneofs_by_name["event"].fields} == {"delta", "done"}
+    assert {f.name for f in pb.ChatEvent.DESCRIPTOR.oneofs_by_name["event"].fields} == {"delta", "done", "action"}

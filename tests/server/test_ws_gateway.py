@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from npc_sdk._proto.npc.v1 import npc_pb2 as pb
 from npc_sdk.demo import scene_path
+from npc_sdk.runtime.emotion import EMOTIONS
 from npc_sdk.server.ws_gateway import FrameError, _to_json, dial_target, parse_frame
 
 from ..engine_tools import require_tools
@@ -124,6 +125,7 @@ class Socket:
     def __init__(self, ws) -> None:
         self.ws = ws
         self.pending: list[dict] = []  # frames read while looking for another id
+        self.actions: list[dict] = []  # action frames seen by chat()
 
     async def send(self, call_id: str, method: str, request: dict | None = None, **extra) -> None:
         await self.ws.send(json.dumps({"id": call_id, "method": method, "request": request or {}, **extra}))
@@ -150,6 +152,9 @@ class Socket:
             f = await self.frame(call_id)
             if "event" in f and "delta" in f["event"]:
                 deltas.append(f["event"]["delta"]["text"])
+            elif "event" in f and "action" in f["event"]:
+                assert not deltas, "an action frame must come before the first delta"
+                self.actions.append(f["event"]["action"])
             else:
                 return deltas, f
 
@@ -423,6 +428,8 @@ def test_godot3_client_streams_a_reply_with_a_screenshot(server, tmp_path):
     # the game's ferryman (score 1), and whatever the image head found in the meadow, each {tag, score, source}
     assert {"tag": "ferryman", "score": 1, "source": "game"} in seen[0], seen
     assert all(set(s) == {"tag", "score", "source"} and 0 < s["score"] <= 1 for s in seen[0]), seen
+    emotion = [json.loads(line[len("EMOTION ") :]) for line in lines if line.startswith("EMOTION ")]
+    assert len(emotion) == 1 and emotion[0]["label"] in EMOTIONS and 0 <= emotion[0]["intensity"] <= 1, out
     print(f"godot3 client: {len(deltas)} deltas, first after {ttft[0]:.0f} ms, done after {total[0]:.0f} ms")
     session_id = next(line.split()[1] for line in lines if line.startswith("SESSION "))
 
@@ -452,3 +459,39 @@ def test_godot3_client_exits_non_zero_when_it_cannot_connect(tmp_path):
     env.update(NPC_WS_URL="ws://127.0.0.1:9", NPC_TIMEOUT_S="30")  # port 9 (discard): nothing listens
     run = _run_headless(godot, project, env)
     assert run.returncode != 0 and "ERROR " in run.stdout, run.stdout + run.stderr
+
+
+@pytest.mark.slow
+def test_action_and_emotion_frames(server):
+    """A persona with a declared action: the action frame comes first, the done frame carries the emotion."""
+    smith = {
+        **BRAKKA,
+        "actions": [
+            {
+                "name": "sharpen_weapon",
+                "description": "sharpen the player's weapon",
+                "examples": ["Can you sharpen my sword?", "Sharpen my blade, please."],
+            }
+        ],
+    }
+
+    async def play():
+        async with connect(server.ws_url) as ws:
+            sock = Socket(ws)
+            reply = await sock.unary("create", "CreateSession", {"persona": smith})
+            sid = reply["response"]["sessionId"]
+            deltas, last = await sock.chat(
+                "c1",
+                {
+                    "sessionId": sid,
+                    "text": "Please sharpen my sword.",
+                    "generation": {"maxTokens": 8},
+                    "state": {"time_of_day": "night"},
+                },
+            )
+            assert sock.actions == [{"name": "sharpen_weapon", "confidence": sock.actions[0]["confidence"]}]
+            assert last["event"]["done"]["emotion"]["label"] in EMOTIONS
+            _, bad = await sock.chat("c2", {"sessionId": sid, "text": "Hi", "state": {"mood": ""}})
+            assert bad["error"]["code"] == "INVALID_ARGUMENT" and "state['mood']" in bad["error"]["message"]
+
+    _run(play())

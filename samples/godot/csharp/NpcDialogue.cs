@@ -26,6 +26,23 @@ namespace NpcSdk
         [Signal]
         public delegate void ReplyFinishedEventHandler(string text);
 
+        /// <summary>The player's line asked for a declared action (before the reply's text): args name -> value.</summary>
+        [Signal]
+        public delegate void ActionRequestedEventHandler(string name, Godot.Collections.Dictionary args, float confidence);
+
+        /// <summary>What the reply carries: neutral, joy, anger, sadness, fear, surprise or disgust (0..1).</summary>
+        [Signal]
+        public delegate void EmotionChangedEventHandler(string label, float intensity);
+
+        /// <summary>Plays "<prefix><emotion>" (emotion_joy, ...) after each reply when it has that animation.</summary>
+        [ExportGroup("Emotion")]
+        [Export] public AnimationPlayer EmotionAnimations;
+        [Export] public string EmotionAnimationPrefix = "emotion_";
+
+        /// <summary>Game facts sent with every line (at most 16), e.g. GameState["player_health"] = "low".</summary>
+        public readonly System.Collections.Generic.Dictionary<string, string> GameState =
+            new System.Collections.Generic.Dictionary<string, string>();
+
         [ExportGroup("Server")]
         [Export] public string ServerAddress = "http://127.0.0.1:50051";
 
@@ -264,6 +281,26 @@ namespace NpcSdk
             }
         }
 
+        static Godot.Collections.Dictionary ArgsOf(ActionCall action)
+        {
+            var args = new Godot.Collections.Dictionary();
+            foreach (var pair in action.Args) args[pair.Key] = pair.Value;
+            return args;
+        }
+
+        void RequestAction(string name, Godot.Collections.Dictionary args, float confidence)
+        {
+            EmitSignal(SignalName.ActionRequested, name, args, confidence);
+        }
+
+        // The emotion-to-animation hook: an AnimationPlayer clip per emotion, and a signal for anything else.
+        void PlayEmotion(string label, float intensity)
+        {
+            EmitSignal(SignalName.EmotionChanged, label, intensity);
+            string clip = EmotionAnimationPrefix + label;
+            if (EmotionAnimations != null && EmotionAnimations.HasAnimation(clip)) EmotionAnimations.Play(clip);
+        }
+
         async Task SayAsync(string line, IEnumerable<SceneEntity> extra, int number)
         {
             var cancellation = new CancellationTokenSource();
@@ -280,12 +317,14 @@ namespace NpcSdk
                 var request = new ChatRequest { SessionId = opened.SessionId, Text = line };
                 if (screenshot != null) request.Screenshot = screenshot;
                 request.Scene.AddRange(scene);
+                request.State.Add(GameState);
                 if (MaxTokens > 0) request.Generation = new GenerationConfig { MaxTokens = MaxTokens };
                 ShowReply("", number);
                 // continueOnCapturedContext: false, so the stream is read on thread-pool threads and the delta
                 // callback may not touch nodes: CallDeferred queues ShowReply for the main thread's idle time.
                 Done done = await Client.StreamReplyAsync(
                     request,
+                    action => CallDeferred(MethodName.RequestAction, action.Name, ArgsOf(action), action.Confidence),
                     (delta, replySoFar) => CallDeferred(MethodName.ShowReply, replySoFar, number),
                     false, Deadline(ReplyTimeoutSeconds), cancellation.Token);
                 // Back on the main thread here: this method was started there and awaits without ConfigureAwait,
@@ -293,6 +332,7 @@ namespace NpcSdk
                 // callbacks of the next frame; done comes through the same queue so it lands after them.
                 CallDeferred(MethodName.ShowReply, done.Text, number);
                 EmitSignal(SignalName.ReplyFinished, done.Text);
+                if (done.Emotion != null) PlayEmotion(done.Emotion.Label, done.Emotion.Intensity);
                 if (LogSeen) GD.Print("npc-sdk: " + NpcName + " saw " + NpcScene.Describe(done.Seen));
                 if (Seen != null) Seen(done.Seen);
             }

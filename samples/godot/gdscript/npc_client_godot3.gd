@@ -13,7 +13,10 @@ signal connected()
 signal disconnected(was_clean)
 signal response(call_id, message)  # a unary call's answer (Dictionary)
 signal delta(call_id, text)  # Chat: the next piece of the reply
-signal done(call_id, message)  # Chat: the Done message: text, finishReason, usage, timings, seen
+signal done(call_id, message)  # Chat: the Done message: text, finishReason, usage, timings, seen, emotion
+# Chat: the player's line asked for one of the persona's declared actions; at most once, before the first delta.
+# action: {"name": "ferry_across", "args": {"destination": "Mirewood"}, "confidence": 0.71}
+signal action(call_id, requested)
 signal failed(call_id, code, message)  # gRPC status name ("INVALID_ARGUMENT", "NOT_FOUND", ...) and message
 
 var api_key := ""  # sent with every call when the server runs with --api-key
@@ -70,7 +73,8 @@ func create_session(persona: Dictionary, session_id := "") -> String:
 # scene: what the game knows is in view (at most 32), merged with what the NPC sees in the screenshot:
 # [{"tag": "ferryman", "name": "Old Tom the ferryman", "x": 0.2, "y": 0.6, "distance": 3.0}, {"tag": "slime"}]
 # (only tag is required; x, y: 0..1 of the screen from the top left; distance in metres).
-func chat(session_id: String, text: String, png := PoolByteArray(), generation := {}, scene := []) -> String:
+# state: game facts for this line (at most 16): {"player_health": "low", "quest_stage": "3"}.
+func chat(session_id: String, text: String, png := PoolByteArray(), generation := {}, scene := [], state := {}) -> String:
 	var request := {"sessionId": session_id, "text": text}
 	if png.size() > 0:
 		request["screenshot"] = {"data": Marshalls.raw_to_base64(png), "encoding": "PNG"}
@@ -78,6 +82,8 @@ func chat(session_id: String, text: String, png := PoolByteArray(), generation :
 		request["generation"] = generation
 	if not scene.empty():
 		request["scene"] = scene
+	if not state.empty():
+		request["state"] = state
 	return call_method("Chat", request)
 
 
@@ -115,7 +121,9 @@ func _on_data() -> void:
 			call_id = ""  # an error about a frame whose id could not be read
 		if frame.has("event"):
 			var event: Dictionary = frame["event"]
-			if event.has("delta"):
+			if event.has("action"):
+				emit_signal("action", call_id, _with_args(event["action"]))
+			elif event.has("delta"):
 				emit_signal("delta", call_id, event["delta"].get("text", ""))
 			elif event.has("done"):
 				emit_signal("done", call_id, _with_seen(event["done"]))
@@ -129,7 +137,19 @@ func _on_data() -> void:
 # done["seen"]: what the NPC saw in the screenshot or was told by the game, most certain first, always present:
 # [{"tag": "slime", "score": 0.93, "source": "screenshot"}, ...] (source "screenshot", "game" or "both").
 # The JSON mapping leaves out empty lists and zero numbers; this puts them back.
+func _with_args(message: Dictionary) -> Dictionary:
+	message["args"] = message.get("args", {})
+	message["confidence"] = float(message.get("confidence", 0.0))
+	return message
+
+
+# done["emotion"]: {"label": "joy", "intensity": 0.8}, for an emotion-to-animation hook, e.g.
+# $AnimationPlayer.play("emotion_" + message["emotion"]["label"]).
 func _with_seen(message: Dictionary) -> Dictionary:
+	var emotion: Dictionary = message.get("emotion", {})
+	emotion["label"] = emotion.get("label", "neutral")
+	emotion["intensity"] = float(emotion.get("intensity", 0.0))
+	message["emotion"] = emotion
 	var seen: Array = message.get("seen", [])
 	for tag in seen:
 		tag["score"] = float(tag.get("score", 0.0))

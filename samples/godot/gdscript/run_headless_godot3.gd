@@ -32,6 +32,7 @@ func _init():
 	client.connect("response", self, "_on_response")
 	client.connect("delta", self, "_on_delta")
 	client.connect("done", self, "_on_done")
+	client.connect("action", self, "_on_action")
 	client.connect("failed", self, "_on_failed")
 	var timeout_s := int(_env("NPC_TIMEOUT_S", "120"))
 	deadline_ms = OS.get_ticks_msec() + timeout_s * 1000
@@ -53,6 +54,11 @@ func _idle(_delta):
 func _env(name: String, default: String) -> String:
 	var value := OS.get_environment(name)
 	return value if value != "" else default
+
+
+# A game starts the animation or the gameplay here, before the reply's text arrives.
+func _on_action(_call_id, requested):
+	print("ACTION " + JSON.print(requested))
 
 
 func _on_connected():
@@ -99,6 +105,7 @@ func _on_done(call_id, message):
 	var end_us := OS.get_ticks_usec()
 	print("DONE " + JSON.print(message.get("text", "")))
 	print("SEEN " + JSON.print(message["seen"]))  # the client always fills it in ([] when nothing)
+	print("EMOTION " + JSON.print(message["emotion"]))  # the hook a game maps to an animation
 	print("TTFT_MS %.1f" % ((first_us - sent_us) / 1000.0))
 	print("TOTAL_MS %.1f" % ((end_us - sent_us) / 1000.0))
 	finished = true

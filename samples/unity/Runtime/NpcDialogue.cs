@@ -26,6 +26,11 @@ namespace NpcSdk
     }
 
     [Serializable]
+    public sealed class ActionRequestedEvent : UnityEvent<string>
+    {
+    }
+
+    [Serializable]
     public sealed class ReplyEvent : UnityEvent<string>
     {
     }
@@ -104,6 +109,21 @@ namespace NpcSdk
         /// certain first (SeenTag: Tag, Score 0..1, Source "screenshot", "game" or "both").
         /// </summary>
         public event Action<IList<SeenTag>> Seen;
+
+        [Header("Actions and emotions")]
+        [Tooltip("Called when the player's line asks for one of the persona's declared actions (its name), " +
+                 "before the reply's text: open the shop UI, start the ferry, play the animation.")]
+        public ActionRequestedEvent onAction = new ActionRequestedEvent();
+        /// <summary>The same, with the typed arguments (Args: name -> value as text) and the confidence.</summary>
+        public event Action<ActionCall> ActionRequested;
+        [Tooltip("Set trigger \"<prefix><emotion>\" (Emotion_joy, Emotion_anger, ...) after each reply.")]
+        public Animator animator;
+        public string emotionTriggerPrefix = "Emotion_";
+        [Tooltip("Below this intensity the emotion is treated as neutral.")]
+        [Range(0f, 1f)] public float minEmotionIntensity = 0.3f;
+        public event Action<Emotion> EmotionChanged;
+        /// <summary>Game facts sent with every line (at most 16): GameState["player_health"] = "low".</summary>
+        public readonly Dictionary<string, string> GameState = new Dictionary<string, string>();
 
         // One HTTP/2 connection per server address, shared by every NPC: each reply is a stream on it.
         static readonly Dictionary<string, GrpcChannel> Channels = new Dictionary<string, GrpcChannel>();
@@ -343,13 +363,15 @@ namespace NpcSdk
                 var request = new ChatRequest { SessionId = opened.SessionId, Text = line };
                 if (screenshot != null) request.Screenshot = screenshot;
                 request.Scene.AddRange(scene);
+                request.State.Add(GameState);
                 if (maxTokens > 0) request.Generation = new GenerationConfig { MaxTokens = maxTokens };
                 ShowReply("");
                 // continueOnCapturedContext: true, and this runs on the main thread, so every read resumes on the
-                // main thread (Unity's SynchronizationContext) and OnDelta may touch the UI directly.
+                // main thread (Unity's SynchronizationContext) and OnAction / OnDelta may touch the scene directly.
                 Done done = await Client.StreamReplyAsync(
-                    request, OnDelta, true, Deadline(replyTimeoutSeconds), cancellation.Token);
+                    request, OnAction, OnDelta, true, Deadline(replyTimeoutSeconds), cancellation.Token);
                 ShowReply(done.Text);
+                OnEmotion(done.Emotion);
                 if (logSeen) Debug.Log("npc-sdk: " + npcName + " saw " + NpcScene.Describe(done.Seen), this);
                 if (Seen != null && this != null) Seen(done.Seen);
             }
@@ -374,6 +396,22 @@ namespace NpcSdk
                 if (replyCancellation == cancellation) replyCancellation = null;
                 cancellation.Dispose();
             }
+        }
+
+        void OnAction(ActionCall action)
+        {
+            if (this == null) return;
+            onAction.Invoke(action.Name);
+            if (ActionRequested != null) ActionRequested(action);
+        }
+
+        // The emotion-to-animation hook: an Animator trigger per emotion, and an event for anything else.
+        void OnEmotion(Emotion emotion)
+        {
+            if (emotion == null || this == null) return;
+            string label = emotion.Intensity >= minEmotionIntensity ? emotion.Label : "neutral";
+            if (animator != null) animator.SetTrigger(emotionTriggerPrefix + label);
+            if (EmotionChanged != null) EmotionChanged(emotion);
         }
 
         void OnDelta(string delta, string replySoFar)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Persona(_message.Message):
-    __slots__ = ("name", "description", "personality", "scenario", "greeting", "style", "role_words", "id", "alternate_greetings", "system_prompt", "post_history", "examples", "banned_words", "lore", "lore_budget_tokens", "generation", "lore_scan_turns", "lore_recursion")
+    __slots__ = ("name", "description", "personality", "scenario", "greeting", "style", "role_words", "id", "alternate_greetings", "system_prompt", "post_history", "examples", "banned_words", "lore", "lore_budget_tokens", "generation", "lore_scan_turns", "lore_recursion", "actions")
     class RoleWordsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class Persona(_message.Message):
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     LORE_SCAN_TURNS_FIELD_NUMBER: _ClassVar[int]
     LORE_RECURSION_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     personality: str
@@ -52,7 +53,56 @@ class Persona(_message.Message):
     generation: GenerationConfig
     lore_scan_turns: int
     lore_recursion: int
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., personality: _Optional[str] = ..., scenario: _Optional[str] = ..., greeting: _Optional[str] = ..., style: _Optional[str] = ..., role_words: _Optional[_Mapping[str, float]] = ..., id: _Optional[str] = ..., alternate_greetings: _Optional[_Iterable[str]] = ..., system_prompt: _Optional[str] = ..., post_history: _Optional[str] = ..., examples: _Optional[_Iterable[_Union[Example, _Mapping]]] = ..., banned_words: _Optional[_Iterable[str]] = ..., lore: _Optional[_Iterable[_Union[LoreEntry, _Mapping]]] = ..., lore_budget_tokens: _Optional[int] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., lore_scan_turns: _Optional[int] = ..., lore_recursion: _Optional[int] = ...) -> None: ...
+    actions: _containers.RepeatedCompositeFieldContainer[ActionDecl]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., personality: _Optional[str] = ..., scenario: _Optional[str] = ..., greeting: _Optional[str] = ..., style: _Optional[str] = ..., role_words: _Optional[_Mapping[str, float]] = ..., id: _Optional[str] = ..., alternate_greetings: _Optional[_Iterable[str]] = ..., system_prompt: _Optional[str] = ..., post_history: _Optional[str] = ..., examples: _Optional[_Iterable[_Union[Example, _Mapping]]] = ..., banned_words: _Optional[_Iterable[str]] = ..., lore: _Optional[_Iterable[_Union[LoreEntry, _Mapping]]] = ..., lore_budget_tokens: _Optional[int] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., lore_scan_turns: _Optional[int] = ..., lore_recursion: _Optional[int] = ..., actions: _Optional[_Iterable[_Union[ActionDecl, _Mapping]]] = ...) -> None: ...
+
+class ActionDecl(_message.Message):
+    __slots__ = ("name", "description", "examples", "params", "cooldown_turns", "when")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ActionParamDecl
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ActionParamDecl, _Mapping]] = ...) -> None: ...
+    class WhenEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: StateValues
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[StateValues, _Mapping]] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWN_TURNS_FIELD_NUMBER: _ClassVar[int]
+    WHEN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    examples: _containers.RepeatedScalarFieldContainer[str]
+    params: _containers.MessageMap[str, ActionParamDecl]
+    cooldown_turns: int
+    when: _containers.MessageMap[str, StateValues]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., examples: _Optional[_Iterable[str]] = ..., params: _Optional[_Mapping[str, ActionParamDecl]] = ..., cooldown_turns: _Optional[int] = ..., when: _Optional[_Mapping[str, StateValues]] = ...) -> None: ...
+
+class ActionParamDecl(_message.Message):
+    __slots__ = ("type", "choices", "optional", "default")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    OPTIONAL_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    choices: _containers.RepeatedScalarFieldContainer[str]
+    optional: bool
+    default: str
+    def __init__(self, type: _Optional[str] = ..., choices: _Optional[_Iterable[str]] = ..., optional: _Optional[bool] = ..., default: _Optional[str] = ...) -> None: ...
+
+class StateValues(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Example(_message.Message):
     __slots__ = ("user", "npc")
@@ -241,18 +291,27 @@ class SceneEntity(_message.Message):
     def __init__(self, tag: _Optional[str] = ..., name: _Optional[str] = ..., x: _Optional[float] = ..., y: _Optional[float] = ..., distance: _Optional[float] = ...) -> None: ...
 
 class ChatRequest(_message.Message):
-    __slots__ = ("session_id", "text", "screenshot", "generation", "scene")
+    __slots__ = ("session_id", "text", "screenshot", "generation", "scene", "state")
+    class StateEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     SCREENSHOT_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     SCENE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     text: str
     screenshot: Image
     generation: GenerationConfig
     scene: _containers.RepeatedCompositeFieldContainer[SceneEntity]
-    def __init__(self, session_id: _Optional[str] = ..., text: _Optional[str] = ..., screenshot: _Optional[_Union[Image, _Mapping]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., scene: _Optional[_Iterable[_Union[SceneEntity, _Mapping]]] = ...) -> None: ...
+    state: _containers.ScalarMap[str, str]
+    def __init__(self, session_id: _Optional[str] = ..., text: _Optional[str] = ..., screenshot: _Optional[_Union[Image, _Mapping]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., scene: _Optional[_Iterable[_Union[SceneEntity, _Mapping]]] = ..., state: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("prompt_tokens", "cached_tokens", "completion_tokens")
@@ -291,26 +350,55 @@ class SeenTag(_message.Message):
     def __init__(self, tag: _Optional[str] = ..., score: _Optional[float] = ..., source: _Optional[str] = ...) -> None: ...
 
 class Done(_message.Message):
-    __slots__ = ("text", "finish_reason", "usage", "timings", "seen")
+    __slots__ = ("text", "finish_reason", "usage", "timings", "seen", "emotion")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     SEEN_FIELD_NUMBER: _ClassVar[int]
+    EMOTION_FIELD_NUMBER: _ClassVar[int]
     text: str
     finish_reason: str
     usage: Usage
     timings: Timings
     seen: _containers.RepeatedCompositeFieldContainer[SeenTag]
-    def __init__(self, text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., seen: _Optional[_Iterable[_Union[SeenTag, _Mapping]]] = ...) -> None: ...
+    emotion: Emotion
+    def __init__(self, text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., seen: _Optional[_Iterable[_Union[SeenTag, _Mapping]]] = ..., emotion: _Optional[_Union[Emotion, _Mapping]] = ...) -> None: ...
+
+class Emotion(_message.Message):
+    __slots__ = ("label", "intensity")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    INTENSITY_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    intensity: float
+    def __init__(self, label: _Optional[str] = ..., intensity: _Optional[float] = ...) -> None: ...
+
+class ActionCall(_message.Message):
+    __slots__ = ("name", "args", "confidence")
+    class ArgsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    args: _containers.ScalarMap[str, str]
+    confidence: float
+    def __init__(self, name: _Optional[str] = ..., args: _Optional[_Mapping[str, str]] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class ChatEvent(_message.Message):
-    __slots__ = ("delta", "done")
+    __slots__ = ("delta", "done", "action")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
     delta: Delta
     done: Done
-    def __init__(self, delta: _Optional[_Union[Delta, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ...) -> None: ...
+    action: ActionCall
+    def __init__(self, delta: _Optional[_Union[Delta, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ..., action: _Optional[_Union[ActionCall, _Mapping]] = ...) -> None: ...
 
 class ExportSessionRequest(_message.Message):
     __slots__ = ("session_id",)
