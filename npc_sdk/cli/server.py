@@ -46,6 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         grpc_max_message_bytes=args.max_message_mb << 20,
         tls_cert=config.tls_cert,
         tls_key=config.tls_key,
+        allowed_origins=tuple(o.strip().rstrip("/") for o in args.ws_allowed_origins.split(",") if o.strip()),
     )
     asyncio.run(serve_with_gateway(ensure_model(args.model), config, gateway))
     return 0
@@ -111,6 +112,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--ws-max-message-mb", type=int, default=16, help="largest WebSocket frame (a 1080p RGBA8 frame fits)"
+    )
+    p.add_argument(
+        "--ws-allowed-origins",
+        default="",
+        help="comma-separated browser origins allowed on the WebSocket gateway (https://game.example); "
+        "native clients send no Origin and are always allowed; default: no browser page",
     )
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser(

@@ -88,6 +88,15 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
             return None
         return match(self.keys, dict(context.invocation_metadata() or ()).get("authorization", ""))
 
+    def check_owner(self, session_id: str, key: ApiKey | None) -> None:
+        """Scheduler thread: a session belongs to the key that created it; to any other key it does not exist.
+
+        The same NOT_FOUND message as for a missing session, so a key cannot probe for other tenants' ids.
+        """
+        owner = self.store.owner_of(session_id)
+        if owner is None or (key is not None and owner != key.name):
+            raise SessionNotFoundError(f"session_id: no session {session_id!r}")
+
     def check_session_quota(self, key: ApiKey | None) -> None:
         """Scheduler thread: refuse a new session past the server's or the key's limit."""
         if self.store.count() >= self.config.max_sessions:
@@ -137,7 +146,14 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
 
     async def GetSession(self, request: pb.GetSessionRequest, context) -> pb.Session:
         try:
-            stored = await self._run(lambda: self.store.load(check_session_id(request.session_id)))
+            session_id = check_session_id(request.session_id)
+            key = self.caller(context)
+
+            def load():
+                self.check_owner(session_id, key)
+                return self.store.load(session_id)
+
+            stored = await self._run(load)
             if stored is None:
                 raise SessionNotFoundError(f"session_id: no session {request.session_id!r}")
             return session_to_proto(
@@ -155,7 +171,8 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                 after = int(request.page_token) if request.page_token else 0
             except ValueError as exc:
                 raise InvalidInputError("page_token", "is not a token this server gave out") from exc
-            rows = await self._run(lambda: self.store.page(after, size + 1))
+            key = self.caller(context)
+            rows = await self._run(lambda: self.store.page(after, size + 1, owner=key.name if key else None))
             more = len(rows) > size
             rows = rows[:size]
             return pb.ListSessionsResponse(
@@ -168,8 +185,10 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
     async def DeleteSession(self, request: pb.DeleteSessionRequest, context) -> pb.DeleteSessionResponse:
         try:
             session_id = check_session_id(request.session_id)
+            key = self.caller(context)
 
             def delete() -> None:
+                self.check_owner(session_id, key)
                 self.scheduler.forget(session_id)
                 if not self.store.delete(session_id):
                     raise SessionNotFoundError(f"session_id: no session {session_id!r}")
@@ -181,7 +200,14 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
 
     async def ExportSession(self, request: pb.ExportSessionRequest, context) -> pb.SessionSnapshot:
         try:
-            stored = await self._run(lambda: self.store.load(check_session_id(request.session_id)))
+            session_id = check_session_id(request.session_id)
+            key = self.caller(context)
+
+            def load():
+                self.check_owner(session_id, key)
+                return self.store.load(session_id)
+
+            stored = await self._run(load)
             if stored is None:
                 raise SessionNotFoundError(f"session_id: no session {request.session_id!r}")
             snapshot = pb.SessionSnapshot(
@@ -271,6 +297,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
 
             scene = scene_from_proto(request.scene)
             state = check_state(dict(request.state))
+            await self._run(lambda: self.check_owner(session_id, key))
             screenshot = None
             if request.HasField("screenshot"):
                 # decoding a large PNG takes tens of ms: keep it off the event loop

@@ -90,6 +90,12 @@ class SessionStore:
                 self._db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is not None
             )
 
+    def owner_of(self, session_id: str) -> str | None:
+        """The API key name that owns the session ('' without keys), or None when there is no such session."""
+        with self._lock:
+            row = self._db.execute("SELECT owner FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        return None if row is None else str(row[0])
+
     def count(self, owner: str | None = None) -> int:
         with self._lock:
             if owner is None:
@@ -119,13 +125,20 @@ class SessionStore:
         times = [t[5] for t in turns]
         return StoredSession(session_id, Persona.from_dict(json.loads(row[0])), row[1], history, times)
 
-    def page(self, after_seq: int, limit: int) -> list[tuple[int, str, Persona, int]]:
-        """(seq, id, persona, created_ms) of up to `limit` sessions created after `after_seq`."""
+    def page(self, after_seq: int, limit: int, owner: str | None = None) -> list[tuple[int, str, Persona, int]]:
+        """(seq, id, persona, created_ms) of up to `limit` sessions created after `after_seq` (only `owner`'s)."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, id, persona, created_ms FROM sessions WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            ).fetchall()
+            if owner is None:
+                rows = self._db.execute(
+                    "SELECT seq, id, persona, created_ms FROM sessions WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after_seq, limit),
+                ).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT seq, id, persona, created_ms FROM sessions WHERE seq > ? AND owner = ? "
+                    "ORDER BY seq LIMIT ?",
+                    (after_seq, owner, limit),
+                ).fetchall()
         return [(seq, sid, Persona.from_dict(json.loads(p)), c) for seq, sid, p, c in rows]
 
     def append_turn(self, session_id: str, index: int, turn: Turn) -> None:

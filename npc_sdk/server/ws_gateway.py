@@ -194,6 +194,10 @@ class WsGateway:
     grpc_max_message_bytes: int = 64 << 20
     tls_cert: Path | None = None  # serve wss:// with the gRPC server's pair, and trust it on the loopback hop
     tls_key: Path | None = None
+    # Browser pages allowed to connect (their Origin header, e.g. "https://game.example"). Native clients send no
+    # Origin and are always let in; any page not listed is refused with HTTP 403, so a web page open on the
+    # player's machine cannot drive or read the local server (cross-site WebSocket hijacking).
+    allowed_origins: tuple[str, ...] = ()
     printer: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
     sock: socket.socket | None = None
     server: Server | None = None
@@ -233,6 +237,7 @@ class WsGateway:
             ping_interval=20,
             ping_timeout=20,
             max_queue=8,  # frames read ahead per socket: at most 8 x max_message_bytes buffered
+            origins=[None, *self.allowed_origins],  # None: no Origin header (a native client)
             logger=_QUIET,
         )
         scheme = "wss" if context else "ws"

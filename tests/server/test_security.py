@@ -110,3 +110,60 @@ def test_per_key_limits_on_sessions_and_concurrent_turns(exported_int4, tmp_path
             with pytest.raises(grpc.RpcError) as err:
                 nobody.list_sessions()
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_session_belongs_to_the_key_that_made_it(exported_int4, tmp_path):
+    """Another tenant's key gets NOT_FOUND on Get, Chat, Export and Delete, and List shows each key its own."""
+    keys = tmp_path / "keys.toml"
+    keys.write_text(
+        '[[key]]\nname = "studio-a"\nsecret = "a-secret-0123456789abc"\n\n'
+        '[[key]]\nname = "studio-b"\nsecret = "b-secret-0123456789abc"\n'
+    )
+    with ServerProcess(exported_int4, tmp_path / "data", "--api-keys", str(keys)) as proc:
+        with (
+            Client(proc.address, api_key="a-secret-0123456789abc", timeout=60) as a,
+            Client(proc.address, api_key="b-secret-0123456789abc", timeout=60) as b,
+        ):
+            mine = a.create_session(DEMO_PERSONA, session_id="a-only").session_id
+            a.say(mine, "Hello.", max_tokens=4)
+            theirs = b.create_session(DEMO_PERSONA).session_id
+            for call in (
+                lambda: b.get_session(mine),
+                lambda: b.say(mine, "Let me in.", max_tokens=4),
+                lambda: b.export_session(mine),
+                lambda: b.delete_session(mine),
+            ):
+                with pytest.raises(grpc.RpcError) as err:
+                    call()
+                assert err.value.code() == grpc.StatusCode.NOT_FOUND
+                assert "no session 'a-only'" in err.value.details()  # the same words as for a missing id
+            with pytest.raises(grpc.RpcError) as missing:
+                b.get_session("never-made")
+            assert missing.value.details() == err.value.details().replace("a-only", "never-made")
+            assert [s.session_id for s in a.list_sessions().sessions] == [mine]
+            assert [s.session_id for s in b.list_sessions().sessions] == [theirs]
+            assert len(a.get_session(mine).turns) == 1  # untouched by the other key's attempts
+
+
+def test_the_websocket_gateway_refuses_browser_pages_not_allowed(exported_int4, tmp_path):
+    """Cross-site WebSocket hijacking: a web page on the player's machine must not reach the local server."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    async def check(url: str) -> None:
+        async with connect(url) as ws:  # a native client: no Origin header
+            await ws.send('{"id": "1", "method": "ListSessions"}')
+            assert "response" in await asyncio.wait_for(ws.recv(), 30)
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url, origin="https://evil.example"):
+                pass
+        assert refused.value.response.status_code == 403
+        async with connect(url, origin="https://game.example") as ws:  # on the allow-list
+            await ws.send('{"id": "2", "method": "ListSessions"}')
+            assert "response" in await asyncio.wait_for(ws.recv(), 30)
+
+    extra = ("--ws-port", "0", "--ws-allowed-origins", "https://game.example")
+    with ServerProcess(exported_int4, tmp_path, *extra) as proc:
+        asyncio.run(check(proc.ws_url))
