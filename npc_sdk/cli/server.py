@@ -23,6 +23,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         data_dir=Path(args.data_dir) if args.data_dir else cache_dir() / "server",
+        store=args.store or "",
         api_key=args.api_key,
         slots=args.slots,
         max_sessions=args.max_sessions,
@@ -89,6 +90,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=50051, help="0 picks a free port")
     p.add_argument("--data-dir", help="where sessions.sqlite3 lives (default: the cache's server/)")
+    p.add_argument(
+        "--store",
+        help="session store: a postgresql://user:pass@host:port/db URL (needs the postgres extra); "
+        "default: SQLite in --data-dir",
+    )
     p.add_argument("--api-key", help="require 'authorization: Bearer KEY' on every RPC but health")
     p.add_argument("--slots", type=int, default=8, help="turns decoded at once")
     p.add_argument("--max-sessions", type=int, default=100_000)

@@ -25,7 +25,7 @@ from .config import ServerConfig
 from .interceptors import ApiKeyInterceptor, DecodeGuard
 from .scheduler import Scheduler
 from .service import NpcServicer
-from .store import SessionStore
+from .store import open_store
 
 
 def _warm_up(model: OnnxNpcModel) -> None:
@@ -44,7 +44,7 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
     """Run until SIGTERM/SIGINT; running turns get `grace_s` to finish, then are cancelled unstored."""
     model = OnnxNpcModel.load(model_path, slots=config.slots)
     _warm_up(model)
-    store = SessionStore(Path(config.data_dir) / "sessions.sqlite3")
+    store = open_store(config.store or Path(config.data_dir) / "sessions.sqlite3")
     scheduler = Scheduler(
         model, store, kv_budget_bytes=config.kv_budget_mb << 20, max_queued=config.max_queued
     )

@@ -14,6 +14,7 @@ class ServerConfig:
     host: str = "127.0.0.1"  # loopback unless told otherwise
     port: int = 50051  # 0 picks a free port (printed at start)
     data_dir: Path = field(default_factory=lambda: Path("npc-data"))  # sessions.sqlite3 lives here
+    store: str = ""  # "" (SQLite in data_dir) or a postgresql://user:pass@host:port/db URL
     api_key: str | None = None  # when set, every RPC but health needs "authorization: Bearer <key>"
     slots: int = 8  # turns decoded at once (one cache slot each)
     max_sessions: int = 100_000

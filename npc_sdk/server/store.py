@@ -1,5 +1,8 @@
 """SessionStore: sessions and their finished turns in an embedded SQLite database (WAL, synchronous=FULL).
 
+The default backend; `open_store` picks PostgreSQL (store_postgres.py) for a postgresql:// URL. Both keep the
+same contract, and the store tests run on both.
+
 A turn is committed before the server sends its done event, so a crash never loses a finished turn; a turn that
 never finished is never written. Prefix vectors are stored with the turn so the KV state rebuilds exactly.
 """
@@ -181,3 +184,14 @@ class SessionStore:
     def integrity_check(self) -> str:
         with self._lock:
             return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def open_store(where: str | Path) -> SessionStore:
+    """The SQLite store at a path, or the PostgreSQL store for a postgresql:// (or postgres://) URL."""
+    text = str(where)
+    if text.startswith(("postgresql://", "postgres://")):
+        from .store_postgres import PostgresSessionStore
+
+        return PostgresSessionStore(text)  # type: ignore[return-value]  # the same contract
+    return SessionStore(Path(text))
+

@@ -1,0 +1,187 @@
+"""PostgresSessionStore: the SessionStore contract on PostgreSQL (psycopg 3 with a connection pool).
+
+`npc-sdk serve --store postgresql://user:pass@host/db`. Same semantics as the SQLite store: a finished turn is
+committed (the INSERT's transaction has returned) before its done event is sent. The schema is versioned: each
+entry of MIGRATIONS runs once, in order, in its own transaction, under an advisory lock so several servers
+starting against one database migrate it once. Installed with the `postgres` extra (`pip install 'npc-sdk[postgres]'`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from ..personas.persona import Persona
+from ..personas.prompt import Turn
+from .store import StoredSession, now_ms
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: sessions and their finished turns, as in the SQLite store
+    """
+    CREATE TABLE sessions (
+        seq BIGSERIAL PRIMARY KEY,
+        id TEXT UNIQUE NOT NULL,
+        persona JSONB NOT NULL,
+        created_ms BIGINT NOT NULL,
+        owner TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX sessions_owner ON sessions (owner, seq);
+    CREATE TABLE turns (
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        "user" TEXT NOT NULL,
+        reply TEXT NOT NULL,
+        prefix BYTEA,
+        prefix_rows INTEGER NOT NULL DEFAULT 0,
+        context TEXT NOT NULL DEFAULT '',
+        created_ms BIGINT NOT NULL,
+        PRIMARY KEY (session_id, idx)
+    );
+    """,
+)
+_LOCK_ID = 0x6E70635F73746F72  # "npc_stor": the advisory lock migrations run under
+
+
+class PostgresSessionStore:
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
+        try:
+            from psycopg_pool import ConnectionPool
+        except ImportError as exc:  # pragma: no cover - the extra is missing
+            raise RuntimeError("--store postgresql://... needs: pip install 'npc-sdk[postgres]'") from exc
+        self.url = url
+        self.pool = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, open=True, kwargs={"autocommit": True}
+        )
+        self.pool.wait(timeout=30)
+        self.migrate()
+
+    @property
+    def schema_version(self) -> int:
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT max(version) FROM npc_schema").fetchone()
+        return int(row[0] or 0)
+
+    def migrate(self) -> None:
+        with self.pool.connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS npc_schema (version INTEGER PRIMARY KEY, applied_ms BIGINT)"
+                )
+                done = {r[0] for r in conn.execute("SELECT version FROM npc_schema").fetchall()}
+                for version, sql in enumerate(MIGRATIONS, start=1):
+                    if version in done:
+                        continue
+                    with conn.transaction():
+                        conn.execute(sql)
+                        conn.execute("INSERT INTO npc_schema VALUES (%s, %s)", (version, now_ms()))
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        with self.pool.connection() as conn:
+            return conn.execute(sql, args).fetchone()
+
+    def create(
+        self, session_id: str, persona: Persona, created_ms: int | None = None, owner: str = ""
+    ) -> int:
+        created = created_ms or now_ms()
+        with self.pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO sessions (id, persona, created_ms, owner) VALUES (%s, %s, %s, %s)",
+                (session_id, json.dumps(persona.to_dict()), created, owner),
+            )
+        return created
+
+    def exists(self, session_id: str) -> bool:
+        return self._one("SELECT 1 FROM sessions WHERE id = %s", (session_id,)) is not None
+
+    def owner_of(self, session_id: str) -> str | None:
+        row = self._one("SELECT owner FROM sessions WHERE id = %s", (session_id,))
+        return None if row is None else str(row[0])
+
+    def count(self, owner: str | None = None) -> int:
+        if owner is None:
+            return int(self._one("SELECT count(*) FROM sessions")[0])
+        return int(self._one("SELECT count(*) FROM sessions WHERE owner = %s", (owner,))[0])
+
+    def load(self, session_id: str) -> StoredSession | None:
+        with self.pool.connection() as conn, conn.transaction():  # one snapshot of the session and its turns
+            row = conn.execute(
+                "SELECT persona, created_ms FROM sessions WHERE id = %s", (session_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            turns = conn.execute(
+                'SELECT "user", reply, prefix, prefix_rows, context, created_ms FROM turns WHERE session_id = %s '
+                "ORDER BY idx",
+                (session_id,),
+            ).fetchall()
+        history = [
+            Turn(
+                u, r, np.frombuffer(p, dtype=np.float32).reshape(n, -1).copy() if p is not None else None, ctx
+            )
+            for u, r, p, n, ctx, _ in turns
+        ]
+        persona = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+        return StoredSession(
+            session_id, Persona.from_dict(persona), int(row[1]), history, [int(t[5]) for t in turns]
+        )
+
+    def page(
+        self, after_seq: int, limit: int, owner: str | None = None
+    ) -> list[tuple[int, str, Persona, int]]:
+        with self.pool.connection() as conn:
+            if owner is None:
+                rows = conn.execute(
+                    "SELECT seq, id, persona, created_ms FROM sessions WHERE seq > %s ORDER BY seq LIMIT %s",
+                    (after_seq, limit),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT seq, id, persona, created_ms FROM sessions WHERE seq > %s AND owner = %s "
+                    "ORDER BY seq LIMIT %s",
+                    (after_seq, owner, limit),
+                ).fetchall()
+        return [(int(seq), sid, Persona.from_dict(p), int(c)) for seq, sid, p, c in rows]
+
+    def append_turn(self, session_id: str, index: int, turn: Turn) -> None:
+        """Commit one finished turn (durable when this returns: autocommit, synchronous_commit as the server has it)."""
+        blob = None if turn.prefix is None else np.ascontiguousarray(turn.prefix, dtype=np.float32).tobytes()
+        rows = 0 if turn.prefix is None else int(turn.prefix.shape[0])
+        with self.pool.connection() as conn:
+            conn.execute(
+                'INSERT INTO turns (session_id, idx, "user", reply, prefix, prefix_rows, context, created_ms) '
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (session_id, index, turn.user, turn.reply, blob, rows, turn.context, now_ms()),
+            )
+
+    def import_session(
+        self, session_id: str, persona: Persona, created_ms: int, turns: list[Turn], owner: str = ""
+    ) -> None:
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "INSERT INTO sessions (id, persona, created_ms, owner) VALUES (%s, %s, %s, %s)",
+                (session_id, json.dumps(persona.to_dict()), created_ms, owner),
+            )
+            for i, t in enumerate(turns):
+                conn.execute(
+                    'INSERT INTO turns (session_id, idx, "user", reply, prefix, prefix_rows, created_ms) '
+                    "VALUES (%s, %s, %s, %s, NULL, 0, %s)",
+                    (session_id, i, t.user, t.reply, created_ms),
+                )
+
+    def delete(self, session_id: str) -> bool:
+        with self.pool.connection() as conn:
+            return conn.execute("DELETE FROM sessions WHERE id = %s", (session_id,)).rowcount > 0
+
+    def integrity_check(self) -> str:
+        orphans = self._one(
+            "SELECT count(*) FROM turns t LEFT JOIN sessions s ON s.id = t.session_id WHERE s.id IS NULL"
+        )
+        return "ok" if int(orphans[0]) == 0 else f"{orphans[0]} turns without a session"
