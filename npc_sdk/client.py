@@ -7,7 +7,10 @@ server, which stops that reply within a decode step and does not store it.
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,9 @@ from PIL import Image
 
 from ._proto.npc.v1 import npc_pb2 as pb
 from ._proto.npc.v1 import npc_pb2_grpc as pb_grpc
+from .errors import NpcError
 from .personas.persona import Persona
-from .runtime.events import Action, Done, ReplyEvent
+from .runtime.events import Action, Delta, Done, ReplyEvent
 from .wire import event_from_proto, persona_to_proto, scene_to_proto
 
 MAX_MESSAGE = 64 << 20
@@ -59,6 +63,7 @@ def _chat_request(
     scene: Sequence[Any],
     options: dict[str, Any],
     state: Mapping[str, str] | None = None,
+    turn_id: str = "",
 ) -> pb.ChatRequest:
     return pb.ChatRequest(
         session_id=session_id,
@@ -67,28 +72,85 @@ def _chat_request(
         generation=generation_message(**options),
         scene=[scene_to_proto(e) for e in scene],
         state=dict(state or {}),
+        turn_id=turn_id,
     )
 
 
-class ChatStream:
-    """Iterate for at most one Action, Delta events, then one Done; `close()` (or leaving the `with`) cancels."""
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of a turn the server could not be reached for (UNAVAILABLE), with the same turn_id."""
 
-    def __init__(self, call: Any) -> None:
+    attempts: int = 4  # calls in all, the first included
+    deadline_s: float = 60.0  # no new attempt starts after this long
+    backoff_s: float = 0.25  # doubled after each attempt, at most 4 s
+
+
+class RetriedTurnDiverged(NpcError):
+    """A retried turn that was never stored came back with other words than those already streamed."""
+
+
+class ChatStream:
+    """Iterate for at most one Action, Delta events, then one Done; `close()` (or leaving the `with`) cancels.
+
+    With a RetryPolicy (and so a turn_id), a stream cut by UNAVAILABLE is asked again: the server replays the
+    turn if it was committed, or runs it again. Text already yielded is not yielded twice: only what extends it
+    is (RetriedTurnDiverged if a re-run says something else; a seed, set by `chat` from the turn_id, prevents it).
+    """
+
+    def __init__(self, call: Any, reissue: Callable[[], Any] | None = None, retry: RetryPolicy | None = None):
         self._call = call
+        self._reissue = reissue
+        self._retry = retry
         self.text = ""
         self.done: Done | None = None
         self.action: Action | None = None
+        self.attempts = 1
 
     def __iter__(self) -> Iterator[ReplyEvent]:
-        for msg in self._call:
-            event = event_from_proto(msg, self.text)
-            if isinstance(event, Done):
-                self.done = event
-            elif isinstance(event, Action):
-                self.action = event
-            else:
-                self.text = event.snapshot
-            yield event
+        started = time.monotonic()
+        wait = self._retry.backoff_s if self._retry else 0.0
+        while True:
+            streamed = ""  # this attempt's text
+            try:
+                for msg in self._call:
+                    event = event_from_proto(msg, streamed)
+                    if isinstance(event, Done):
+                        self.done = event
+                        yield event
+                    elif isinstance(event, Action):
+                        if self.action is None:
+                            self.action = event
+                            yield event
+                    else:
+                        streamed = event.snapshot
+                        if len(streamed) <= len(self.text):
+                            if not self.text.startswith(streamed):
+                                raise RetriedTurnDiverged(
+                                    "the retried turn's reply differs from what was streamed"
+                                )
+                            continue
+                        if not streamed.startswith(self.text):
+                            raise RetriedTurnDiverged(
+                                "the retried turn's reply differs from what was streamed"
+                            )
+                        new = streamed[len(self.text) :]
+                        self.text = streamed
+                        yield Delta(new, streamed)
+                return
+            except grpc.RpcError as exc:
+                retry = self._retry
+                if (
+                    retry is None
+                    or self._reissue is None
+                    or exc.code() != grpc.StatusCode.UNAVAILABLE
+                    or self.attempts >= retry.attempts
+                    or time.monotonic() - started + wait > retry.deadline_s
+                ):
+                    raise
+                time.sleep(wait)
+                wait = min(4.0, wait * 2)
+                self.attempts += 1
+                self._call = self._reissue()
 
     def close(self) -> None:
         self._call.cancel()
@@ -172,20 +234,31 @@ class Client:
         scene: Sequence[Any] = (),
         state: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        turn_id: str | None = None,
+        retry: RetryPolicy | None = None,
         **generation: Any,
     ) -> ChatStream:
         """Stream a reply. `scene`: what the game says is in view (SceneEntity, dicts of its fields, or tags).
-        `state`: game facts ({"player_health": "low"}). `generation`: max_tokens, temperature, top_p, top_k,
-        repetition_penalty, seed, stop, scene_word_weight, absent_word_weight."""
-        call = self.stub.Chat(
-            _chat_request(session_id, text, screenshot, scene, generation, state),
-            metadata=self.metadata,
-            timeout=timeout or self.timeout,
-        )
-        return ChatStream(call)
+        `state`: game facts ({"player_health": "low"}). `turn_id`: makes the turn idempotent (a retry gets the
+        stored reply); with `retry`, one is made up when not given, and UNAVAILABLE is retried with it.
+        `generation`: max_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop, scene_word_weight,
+        absent_word_weight."""
+        if retry is not None:
+            turn_id = turn_id or uuid.uuid4().hex
+            # a re-run after a crash then says the same words as the attempt that was cut off
+            generation.setdefault(
+                "seed", int(uuid.UUID(hex=uuid.uuid5(uuid.NAMESPACE_OID, turn_id).hex)) % 2**63
+            )
+        request = _chat_request(session_id, text, screenshot, scene, generation, state, turn_id or "")
+
+        def call() -> Any:
+            return self.stub.Chat(request, metadata=self.metadata, timeout=timeout or self.timeout)
+
+        return ChatStream(call(), call, retry)
 
     def say(self, session_id: str, text: str, **kwargs: Any) -> Done:
-        """The whole reply at once."""
+        """The whole reply at once. Retried on UNAVAILABLE with the same turn_id unless `retry=None` is given."""
+        kwargs.setdefault("retry", RetryPolicy())
         with self.chat(session_id, text, **kwargs) as stream:
             for _ in stream:
                 pass
@@ -283,10 +356,12 @@ class AsyncClient:
         scene: Sequence[Any] = (),
         state: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        turn_id: str = "",
         **generation: Any,
     ) -> AsyncChatStream:
+        """As Client.chat; `turn_id` makes the turn idempotent (retrying is left to the caller here)."""
         call = self.stub.Chat(
-            _chat_request(session_id, text, screenshot, scene, generation, state),
+            _chat_request(session_id, text, screenshot, scene, generation, state, turn_id),
             metadata=self.metadata,
             timeout=timeout or self.timeout,
         )

@@ -296,6 +296,7 @@ def event_from_proto(msg: pb.ChatEvent, text_so_far: str) -> ReplyEvent:
         timings=Timings(d.timings.ttft_ms, d.timings.total_ms, d.timings.decode_tokens_per_second),
         seen=tuple(SeenTag(s.tag, round(s.score, 4), s.source) for s in d.seen),
         emotion=Emotion(d.emotion.label, round(d.emotion.intensity, 3)) if d.HasField("emotion") else None,
+        replayed=d.replayed,
     )
 
 

@@ -63,6 +63,7 @@ class Done:
     )  # generated ids (EOS included when it ended the reply)
     seen: tuple[SeenTag, ...] = ()  # what the NPC saw or was told is in view this turn, most certain first
     emotion: Emotion | None = None  # what the reply carries, for the game's animation
+    replayed: bool = False  # a retried turn_id: the stored reply, not generated again
     type: Literal["done"] = "done"
 
 

@@ -48,6 +48,7 @@ class ChatJob:
     emit: Callable[[ReplyEvent | BaseException], None]  # thread-safe hand-off to the waiting RPC
     scene: list[SceneEntity] = field(default_factory=list)  # what the game says is in view
     state: dict[str, str] = field(default_factory=dict)  # the game's key/value facts (ChatRequest.state)
+    turn_id: str = ""  # ChatRequest.turn_id: stored with the turn, so a retry finds it
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.perf_counter)
 
@@ -251,6 +252,7 @@ class Scheduler:
                 run.session.id,
                 len(conv.history),
                 Turn(run.turn.text, done.text, run.turn.prefix, run.turn.context),
+                run.job.turn_id,
             )
         except BaseException as exc:
             conv.finish(run.turn, None)

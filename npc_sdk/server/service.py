@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -70,6 +71,15 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+TURN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def check_turn_id(turn_id: str) -> str:
+    if turn_id and not TURN_ID.match(turn_id):
+        raise InvalidInputError("turn_id", "must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
+    return turn_id
+
+
 class NpcServicer(pb_grpc.NpcServiceServicer):
     def __init__(
         self, scheduler: Scheduler, store: SessionStore, config: ServerConfig, personas: PersonaLibrary
@@ -81,6 +91,9 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
         self.snapshot_key = config.snapshot_key or load_snapshot_key(Path(config.data_dir))
         self.keys = [*config.api_keys, *([ApiKey("default", config.api_key)] if config.api_key else [])]
         self.turns_by_key: dict[str, int] = {}  # Chat calls streaming now, per key name
+        self.turns_in_flight: dict[
+            tuple[str, str], asyncio.Event
+        ] = {}  # (session, turn_id) -> set when it ends
 
     def caller(self, context) -> ApiKey | None:
         """The API key of this call (None when the server has no keys)."""
@@ -267,6 +280,40 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
         except NpcError as exc:
             await self._fail(context, exc)
 
+    async def _claim_turn(self, session_id: str, turn_id: str, text: str) -> list[pb.ChatEvent] | None:
+        """The stored reply's events when this turn_id was committed; else None, with the turn_id claimed.
+
+        A retry that arrives while the first attempt still runs waits for it to end, then looks again: committed,
+        it replays; cancelled or failed, this call runs the turn itself.
+        """
+        while True:
+            stored = await self._run(lambda: self.store.find_turn(session_id, turn_id))
+            if stored is not None:
+                user, reply = stored
+                if user != text:
+                    raise InvalidInputError(
+                        "turn_id", f"{turn_id!r} was used for another line in this session"
+                    )
+                emotion = await self._run(lambda r=reply, u=user: self.scheduler.model.emotion(r, u))
+                return [
+                    pb.ChatEvent(delta=pb.Delta(text=reply)),
+                    pb.ChatEvent(
+                        done=pb.Done(
+                            text=reply,
+                            finish_reason="stop",
+                            usage=pb.Usage(),
+                            timings=pb.Timings(),
+                            emotion=pb.Emotion(label=emotion.label, intensity=emotion.intensity),
+                            replayed=True,
+                        )
+                    ),
+                ]
+            running = self.turns_in_flight.get((session_id, turn_id))
+            if running is None:
+                self.turns_in_flight[(session_id, turn_id)] = asyncio.Event()
+                return None
+            await running.wait()
+
     async def Chat(self, request: pb.ChatRequest, context) -> AsyncIterator[pb.ChatEvent]:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
@@ -274,6 +321,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
         finished = False
         key = self.caller(context)
         counted = False
+        claimed: tuple[str, str] | None = None
         try:
             if key and key.max_concurrent_turns:
                 if self.turns_by_key.get(key.name, 0) >= key.max_concurrent_turns:
@@ -297,7 +345,16 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
 
             scene = scene_from_proto(request.scene)
             state = check_state(dict(request.state))
+            turn_id = check_turn_id(request.turn_id)
             await self._run(lambda: self.check_owner(session_id, key))
+            if turn_id:
+                replay = await self._claim_turn(session_id, turn_id, text)
+                if replay is not None:
+                    finished = True
+                    for event in replay:
+                        yield event
+                    return
+                claimed = (session_id, turn_id)
             screenshot = None
             if request.HasField("screenshot"):
                 # decoding a large PNG takes tens of ms: keep it off the event loop
@@ -310,6 +367,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                 emit=lambda e: loop.call_soon_threadsafe(events.put_nowait, e),
                 scene=scene,
                 state=state,
+                turn_id=turn_id,
             )
             await asyncio.wrap_future(self.scheduler.submit(job))
             while True:
@@ -326,6 +384,8 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
             finished = True
             await self._fail(context, exc)
         finally:
+            if claimed is not None:
+                self.turns_in_flight.pop(claimed).set()  # a retry waiting on this turn looks again
             if counted:
                 self.turns_by_key[key.name] -= 1
             if job is not None and not finished:

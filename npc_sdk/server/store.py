@@ -71,6 +71,11 @@ class SessionStore:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(turns)")}
         if "context" not in columns:  # stores written before turns kept their lore context
             self._db.execute("ALTER TABLE turns ADD COLUMN context TEXT NOT NULL DEFAULT ''")
+        if "turn_id" not in columns:  # stores written before turns could be retried idempotently
+            self._db.execute("ALTER TABLE turns ADD COLUMN turn_id TEXT NOT NULL DEFAULT ''")
+        self._db.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS turns_turn_id ON turns (session_id, turn_id) WHERE turn_id != ''"
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -128,7 +133,9 @@ class SessionStore:
         times = [t[5] for t in turns]
         return StoredSession(session_id, Persona.from_dict(json.loads(row[0])), row[1], history, times)
 
-    def page(self, after_seq: int, limit: int, owner: str | None = None) -> list[tuple[int, str, Persona, int]]:
+    def page(
+        self, after_seq: int, limit: int, owner: str | None = None
+    ) -> list[tuple[int, str, Persona, int]]:
         """(seq, id, persona, created_ms) of up to `limit` sessions created after `after_seq` (only `owner`'s)."""
         with self._lock:
             if owner is None:
@@ -144,16 +151,24 @@ class SessionStore:
                 ).fetchall()
         return [(seq, sid, Persona.from_dict(json.loads(p)), c) for seq, sid, p, c in rows]
 
-    def append_turn(self, session_id: str, index: int, turn: Turn) -> None:
-        """Commit one finished turn (durable when this returns)."""
+    def append_turn(self, session_id: str, index: int, turn: Turn, turn_id: str = "") -> None:
+        """Commit one finished turn (durable when this returns). A turn_id is unique within its session."""
         blob = None if turn.prefix is None else np.ascontiguousarray(turn.prefix, dtype=np.float32).tobytes()
         rows = 0 if turn.prefix is None else int(turn.prefix.shape[0])
         with self._lock:
             self._db.execute(
-                "INSERT INTO turns (session_id, idx, user, reply, prefix, prefix_rows, context, created_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, index, turn.user, turn.reply, blob, rows, turn.context, now_ms()),
+                "INSERT INTO turns (session_id, idx, user, reply, prefix, prefix_rows, context, created_ms, turn_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, index, turn.user, turn.reply, blob, rows, turn.context, now_ms(), turn_id),
             )
+
+    def find_turn(self, session_id: str, turn_id: str) -> tuple[str, str] | None:
+        """(player line, reply) of the session's turn with this turn_id, if it was committed."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT user, reply FROM turns WHERE session_id = ? AND turn_id = ?", (session_id, turn_id)
+            ).fetchone()
+        return None if row is None else (row[0], row[1])
 
     def import_session(
         self, session_id: str, persona: Persona, created_ms: int, turns: list[Turn], owner: str = ""
@@ -194,4 +209,3 @@ def open_store(where: str | Path) -> SessionStore:
 
         return PostgresSessionStore(text)  # type: ignore[return-value]  # the same contract
     return SessionStore(Path(text))
-

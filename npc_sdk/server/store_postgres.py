@@ -40,6 +40,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (session_id, idx)
     );
     """,
+    # 2: idempotent turns (ChatRequest.turn_id), unique within a session when given
+    """
+    ALTER TABLE turns ADD COLUMN turn_id TEXT NOT NULL DEFAULT '';
+    CREATE UNIQUE INDEX turns_turn_id ON turns (session_id, turn_id) WHERE turn_id <> '';
+    """,
 )
 _LOCK_ID = 0x6E70635F73746F72  # "npc_stor": the advisory lock migrations run under
 
@@ -150,16 +155,22 @@ class PostgresSessionStore:
                 ).fetchall()
         return [(int(seq), sid, Persona.from_dict(p), int(c)) for seq, sid, p, c in rows]
 
-    def append_turn(self, session_id: str, index: int, turn: Turn) -> None:
+    def append_turn(self, session_id: str, index: int, turn: Turn, turn_id: str = "") -> None:
         """Commit one finished turn (durable when this returns: autocommit, synchronous_commit as the server has it)."""
         blob = None if turn.prefix is None else np.ascontiguousarray(turn.prefix, dtype=np.float32).tobytes()
         rows = 0 if turn.prefix is None else int(turn.prefix.shape[0])
         with self.pool.connection() as conn:
             conn.execute(
-                'INSERT INTO turns (session_id, idx, "user", reply, prefix, prefix_rows, context, created_ms) '
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (session_id, index, turn.user, turn.reply, blob, rows, turn.context, now_ms()),
+                'INSERT INTO turns (session_id, idx, "user", reply, prefix, prefix_rows, context, created_ms, turn_id) '
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (session_id, index, turn.user, turn.reply, blob, rows, turn.context, now_ms(), turn_id),
             )
+
+    def find_turn(self, session_id: str, turn_id: str) -> tuple[str, str] | None:
+        row = self._one(
+            'SELECT "user", reply FROM turns WHERE session_id = %s AND turn_id = %s', (session_id, turn_id)
+        )
+        return None if row is None else (row[0], row[1])
 
     def import_session(
         self, session_id: str, persona: Persona, created_ms: int, turns: list[Turn], owner: str = ""

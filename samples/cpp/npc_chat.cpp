@@ -33,7 +33,7 @@ const char kUsage[] =
     "                [--persona-greeting TEXT] [--persona-id ID] [--session ID]\n"
     "                [--scene TAG[,TAG...] | --scene \"tag=T;name=N;x=X;y=Y;distance=D\"]...\n"
     "                [--state KEY=VALUE]... [--max-tokens N] [--temperature T] [--seed N] [--timeout-ms MS]\n"
-    "                [--cancel-after-deltas N] [--api-key KEY]\n";
+    "                [--cancel-after-deltas N] [--api-key KEY] [--turn-id ID [--attempts N]]\n";
 
 // Appends code point `cp` as one or two \uXXXX escapes.
 void AppendEscape(std::string* out, unsigned cp) {
@@ -240,6 +240,10 @@ int main(int argc, char** argv) {
     } else if (arg == "--scene") {
       std::string why;
       if (!ParseScene(value, &chat_options.scene, &why)) return Usage(why);
+    } else if (arg == "--turn-id") {
+      chat_options.turn_id = value;
+    } else if (arg == "--attempts" && ParseInt(value, &number) && number > 0) {
+      chat_options.attempts = static_cast<int>(number);
     } else if (arg == "--state") {
       const size_t eq = value.find('=');
       if (eq == std::string::npos) return Usage("--state needs KEY=VALUE, got " + value);
@@ -310,6 +314,7 @@ int main(int argc, char** argv) {
   const npc::v1::Done& done = result.done;
   Line("DONE", JsonString(done.text()));
   Line("FINISH", JsonString(done.finish_reason()));
+  Line("REPLAYED", done.replayed() ? "true" : "false");
   Line("SEEN", SeenJson(done));
   char emotion[160];
   std::snprintf(emotion, sizeof emotion, "{\"label\":%s,\"intensity\":%.3f}",

@@ -1,5 +1,8 @@
 #include "npc_client.h"
 
+#include <algorithm>
+#include <thread>
+
 #include <fstream>
 #include <iterator>
 #include <utility>
@@ -133,6 +136,17 @@ grpc::Status NpcClient::DeleteSession(const std::string& session_id) {
   return stub_->DeleteSession(&context, request, &response);
 }
 
+namespace {
+
+// FNV-1a: a seed from the turn id that is the same on every platform and run.
+uint64_t SeedOf(const std::string& turn_id) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : turn_id) h = (h ^ c) * 1099511628211ull;
+  return h & 0x7fffffffffffffffull;
+}
+
+}  // namespace
+
 grpc::Status NpcClient::Chat(const std::string& session_id, const std::string& text, const Screenshot* screenshot,
                              const DeltaCallback& on_delta, ChatResult* result, const ChatOptions& options) {
   ChatResult local;
@@ -145,6 +159,10 @@ grpc::Status NpcClient::Chat(const std::string& session_id, const std::string& t
   *request.mutable_generation() = options.generation;
   request.mutable_scene()->Add(options.scene.begin(), options.scene.end());
   request.mutable_state()->insert(options.state.begin(), options.state.end());
+  request.set_turn_id(options.turn_id);
+  if (options.attempts > 1 && !options.turn_id.empty() && !request.generation().has_seed()) {
+    request.mutable_generation()->set_seed(SeedOf(options.turn_id));
+  }
   if (screenshot != nullptr) {
     npc::v1::Image* image = request.mutable_screenshot();
     image->set_encoding(screenshot->encoding);
@@ -154,43 +172,71 @@ grpc::Status NpcClient::Chat(const std::string& session_id, const std::string& t
     image->set_bottom_up(screenshot->bottom_up);
   }
 
-  grpc::ClientContext context;
-  Prepare(&context, options.timeout.count() > 0 ? options.timeout : options_.chat_timeout);
-  if (options.cancel != nullptr && !options.cancel->Attach(&context)) {
-    return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before the call started");
-  }
-  // Detaches the token however this function returns, before `context` goes away.
-  struct DetachGuard {
-    CancelToken* token;
-    ~DetachGuard() {
-      if (token != nullptr) token->Detach();
-    }
-  } detach_guard{options.cancel};
-
   const auto start = Clock::now();
-  std::unique_ptr<grpc::ClientReader<npc::v1::ChatEvent>> reader = stub_->Chat(&context, request);
-  npc::v1::ChatEvent event;
-  bool done = false;
-  while (reader->Read(&event)) {
-    if (event.has_action()) {
-      out.has_action = true;
-      out.action = event.action();
-      if (options.on_action) options.on_action(event.action());
-    } else if (event.has_delta()) {
-      if (out.deltas++ == 0) out.first_delta_ms = MsSince(start);
-      out.streamed_text += event.delta().text();
-      if (on_delta) on_delta(event.delta().text());
-    } else if (event.has_done()) {
-      out.done = event.done();
-      done = true;
+  std::chrono::milliseconds backoff{250};
+  grpc::Status status;
+  for (;;) {
+    ++out.attempts;
+    grpc::ClientContext context;
+    Prepare(&context, options.timeout.count() > 0 ? options.timeout : options_.chat_timeout);
+    if (options.cancel != nullptr && !options.cancel->Attach(&context)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before the call started");
     }
+    // Detaches the token however this attempt ends, before `context` goes away.
+    struct DetachGuard {
+      CancelToken* token;
+      ~DetachGuard() {
+        if (token != nullptr) token->Detach();
+      }
+    } detach_guard{options.cancel};
+
+    std::unique_ptr<grpc::ClientReader<npc::v1::ChatEvent>> reader = stub_->Chat(&context, request);
+    npc::v1::ChatEvent event;
+    bool done = false;
+    std::string attempt_text;  // this attempt's reply so far; only what extends out.streamed_text is delivered
+    while (reader->Read(&event)) {
+      if (event.has_action()) {
+        if (!out.has_action) {
+          out.has_action = true;
+          out.action = event.action();
+          if (options.on_action) options.on_action(event.action());
+        }
+      } else if (event.has_delta()) {
+        attempt_text += event.delta().text();
+        const std::string& seen = out.streamed_text;
+        if (attempt_text.size() <= seen.size()) {
+          if (seen.compare(0, attempt_text.size(), attempt_text) != 0) {
+            context.TryCancel();
+            return grpc::Status(grpc::StatusCode::ABORTED, "the retried turn's reply differs from what was streamed");
+          }
+          continue;
+        }
+        if (attempt_text.compare(0, seen.size(), seen) != 0) {
+          context.TryCancel();
+          return grpc::Status(grpc::StatusCode::ABORTED, "the retried turn's reply differs from what was streamed");
+        }
+        const std::string fresh = attempt_text.substr(seen.size());
+        if (out.deltas++ == 0) out.first_delta_ms = MsSince(start);
+        out.streamed_text = attempt_text;
+        if (on_delta) on_delta(fresh);
+      } else if (event.has_done()) {
+        out.done = event.done();
+        done = true;
+      }
+    }
+    status = reader->Finish();
+    out.total_ms = MsSince(start);
+    if (status.ok() && !done) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, "the stream ended without a done event");
+    }
+    const bool retry = status.error_code() == grpc::StatusCode::UNAVAILABLE && !options.turn_id.empty() &&
+                       out.attempts < options.attempts &&
+                       MsSince(start) + static_cast<double>(backoff.count()) <
+                           static_cast<double>(options.retry_deadline.count());
+    if (!retry) return status;
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(4000));
   }
-  grpc::Status status = reader->Finish();
-  out.total_ms = MsSince(start);
-  if (status.ok() && !done) {
-    return grpc::Status(grpc::StatusCode::INTERNAL, "the stream ended without a done event");
-  }
-  return status;
 }
 
 const char* StatusCodeName(grpc::StatusCode code) {

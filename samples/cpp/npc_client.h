@@ -82,6 +82,13 @@ struct ChatOptions {
   // `when` conditions; a bad one gets INVALID_ARGUMENT naming it ("state['hp']: must be non-empty text").
   std::map<std::string, std::string> state;
   ActionCallback on_action;  // optional
+  // Idempotent turn: a retry with the same turn_id gets the stored reply instead of a new one ([A-Za-z0-9_.:-]{1,64}).
+  // With attempts > 1, a call that fails with UNAVAILABLE (server restarting, connection lost) is made again with the
+  // same turn_id, up to `attempts` calls and `retry_deadline`; on_delta never sees the same text twice. When retrying
+  // and no seed is set, one is derived from turn_id so a re-run of an unstored turn says the same words.
+  std::string turn_id;
+  int attempts = 1;
+  std::chrono::milliseconds retry_deadline{60000};
   // What the game says is in view (at most 32): merged with what the NPC sees in the screenshot. A bad value
   // gets INVALID_ARGUMENT naming it ("scene[0].x: must be in [0, 1] ...").
   std::vector<npc::v1::SceneEntity> scene;
@@ -102,6 +109,7 @@ struct ChatResult {
   int deltas = 0;
   double first_delta_ms = -1;      // client side, from the call's start; -1 when no delta arrived
   double total_ms = 0;             // client side, from the call's start to the end of the stream
+  int attempts = 0;                // calls made (more than 1 after UNAVAILABLE retries)
 };
 
 // Called once per delta, on the thread that called Chat.

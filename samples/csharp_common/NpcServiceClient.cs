@@ -191,5 +191,65 @@ namespace NpcSdk
             }
             return done;
         }
+
+        /// <summary>
+        /// One player turn that survives a server restart: sets <c>request.TurnId</c> (a new Guid when empty) and,
+        /// when no seed is set, a seed derived from it, then retries a call that fails with Unavailable, up to
+        /// <paramref name="attempts"/> calls, backing off from 250 ms to 4 s. The server replays a committed turn and
+        /// re-runs one that was cut off; <paramref name="onDelta"/> never gets the same text twice.
+        /// </summary>
+        public async Task<Done> StreamReplyWithRetryAsync(
+            ChatRequest request, Action<ActionCall> onAction, Action<string, string> onDelta,
+            bool continueOnCapturedContext, int attempts, DateTime? deadline, CancellationToken cancellationToken)
+        {
+            if (string.IsNullOrEmpty(request.TurnId)) request.TurnId = Guid.NewGuid().ToString("N");
+            if (request.Generation == null) request.Generation = new GenerationConfig();
+            if (!request.Generation.HasSeed) request.Generation.Seed = SeedOf(request.TurnId);
+            string delivered = "";
+            bool actionSeen = false;
+            var backoff = TimeSpan.FromMilliseconds(250);
+            for (int attempt = 1; ; attempt++)
+            {
+                try
+                {
+                    return await StreamReplyAsync(
+                        request,
+                        action =>
+                        {
+                            if (actionSeen) return;
+                            actionSeen = true;
+                            if (onAction != null) onAction(action);
+                        },
+                        (delta, replySoFar) =>
+                        {
+                            if (replySoFar.Length <= delivered.Length) return;  // already delivered last attempt
+                            if (!replySoFar.StartsWith(delivered, StringComparison.Ordinal))
+                                throw new RpcException(new Status(StatusCode.Aborted,
+                                    "the retried turn's reply differs from what was streamed"));
+                            string fresh = replySoFar.Substring(delivered.Length);
+                            delivered = replySoFar;
+                            if (onDelta != null) onDelta(fresh, replySoFar);
+                        },
+                        continueOnCapturedContext, deadline, cancellationToken).ConfigureAwait(continueOnCapturedContext);
+                }
+                catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && attempt < attempts
+                                             && (deadline == null || DateTime.UtcNow + backoff < deadline.Value))
+                {
+                    await Task.Delay(backoff, cancellationToken).ConfigureAwait(continueOnCapturedContext);
+                    backoff = TimeSpan.FromMilliseconds(Math.Min(4000, backoff.TotalMilliseconds * 2));
+                }
+            }
+        }
+
+        // FNV-1a, as the C++ client does: the same seed for the same turn id on every platform.
+        static ulong SeedOf(string turnId)
+        {
+            ulong h = 1469598103934665603UL;
+            foreach (char c in turnId)
+            {
+                h = (h ^ c) * 1099511628211UL;
+            }
+            return h & 0x7fffffffffffffffUL;
+        }
     }
 }

@@ -124,6 +124,29 @@ def test_cpp_client_gets_the_action_first_and_the_emotion(npc_chat, server):
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "state['hp']" in bad.stderr
 
 
+def test_cpp_client_turn_id_replays_a_committed_turn(npc_chat, server):
+    first = _chat(npc_chat, server, "--text", "Good evening.", "--max-tokens", "8", "--turn-id", "cpp-1")
+    assert first.returncode == 0, first.stdout + first.stderr
+    values = dict(_records(first.stdout))
+    again = _chat(
+        npc_chat,
+        server,
+        "--session",
+        values["SESSION"],
+        "--text",
+        "Good evening.",
+        "--turn-id",
+        "cpp-1",
+        "--attempts",
+        "3",
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    replay = dict(_records(again.stdout))
+    assert values["REPLAYED"] is False and replay["REPLAYED"] is True and replay["DONE"] == values["DONE"]
+    with Client(server.address, api_key=KEY, timeout=60) as py:
+        assert len(py.get_session(values["SESSION"]).turns) == 1
+
+
 def test_cpp_client_cancel_stores_nothing(npc_chat, server):
     story = ["--text", "Tell me a long story.", "--max-tokens", "200"]
     out = _chat(npc_chat, server, *story, "--cancel-after-deltas", "1")

@@ -291,7 +291,7 @@ class SceneEntity(_message.Message):
     def __init__(self, tag: _Optional[str] = ..., name: _Optional[str] = ..., x: _Optional[float] = ..., y: _Optional[float] = ..., distance: _Optional[float] = ...) -> None: ...
 
 class ChatRequest(_message.Message):
-    __slots__ = ("session_id", "text", "screenshot", "generation", "scene", "state")
+    __slots__ = ("session_id", "text", "screenshot", "generation", "scene", "state", "turn_id")
     class StateEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -305,13 +305,15 @@ class ChatRequest(_message.Message):
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     SCENE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     text: str
     screenshot: Image
     generation: GenerationConfig
     scene: _containers.RepeatedCompositeFieldContainer[SceneEntity]
     state: _containers.ScalarMap[str, str]
-    def __init__(self, session_id: _Optional[str] = ..., text: _Optional[str] = ..., screenshot: _Optional[_Union[Image, _Mapping]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., scene: _Optional[_Iterable[_Union[SceneEntity, _Mapping]]] = ..., state: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    turn_id: str
+    def __init__(self, session_id: _Optional[str] = ..., text: _Optional[str] = ..., screenshot: _Optional[_Union[Image, _Mapping]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., scene: _Optional[_Iterable[_Union[SceneEntity, _Mapping]]] = ..., state: _Optional[_Mapping[str, str]] = ..., turn_id: _Optional[str] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("prompt_tokens", "cached_tokens", "completion_tokens")
@@ -350,20 +352,22 @@ class SeenTag(_message.Message):
     def __init__(self, tag: _Optional[str] = ..., score: _Optional[float] = ..., source: _Optional[str] = ...) -> None: ...
 
 class Done(_message.Message):
-    __slots__ = ("text", "finish_reason", "usage", "timings", "seen", "emotion")
+    __slots__ = ("text", "finish_reason", "usage", "timings", "seen", "emotion", "replayed")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     SEEN_FIELD_NUMBER: _ClassVar[int]
     EMOTION_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     text: str
     finish_reason: str
     usage: Usage
     timings: Timings
     seen: _containers.RepeatedCompositeFieldContainer[SeenTag]
     emotion: Emotion
-    def __init__(self, text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., seen: _Optional[_Iterable[_Union[SeenTag, _Mapping]]] = ..., emotion: _Optional[_Union[Emotion, _Mapping]] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., seen: _Optional[_Iterable[_Union[SeenTag, _Mapping]]] = ..., emotion: _Optional[_Union[Emotion, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class Emotion(_message.Message):
     __slots__ = ("label", "intensity")
