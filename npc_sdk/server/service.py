@@ -49,7 +49,7 @@ from .api_keys import ApiKey, match
 from .config import ServerConfig
 from .scheduler import ChatJob, Scheduler
 from .snapshots import SNAPSHOT_FORMAT, load_snapshot_key, read_snapshot, sign_snapshot
-from .store import SessionStore
+from .store import SessionStore, StoredSession
 
 log = logging.getLogger("npc_sdk.server")
 
@@ -110,6 +110,18 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
         if owner is None or (key is not None and owner != key.name):
             raise SessionNotFoundError(f"session_id: no session {session_id!r}")
 
+    async def _load_owned(self, session_id: str, key: ApiKey | None) -> StoredSession:
+        """The stored session, if it exists and belongs to `key` (NOT_FOUND otherwise)."""
+
+        def load() -> StoredSession | None:
+            self.check_owner(session_id, key)
+            return self.store.load(session_id)
+
+        stored = await self._run(load)
+        if stored is None:
+            raise SessionNotFoundError(f"session_id: no session {session_id!r}")
+        return stored
+
     def check_session_quota(self, key: ApiKey | None) -> None:
         """Scheduler thread: refuse a new session past the server's or the key's limit."""
         if self.store.count() >= self.config.max_sessions:
@@ -159,16 +171,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
 
     async def GetSession(self, request: pb.GetSessionRequest, context) -> pb.Session:
         try:
-            session_id = check_session_id(request.session_id)
-            key = self.caller(context)
-
-            def load():
-                self.check_owner(session_id, key)
-                return self.store.load(session_id)
-
-            stored = await self._run(load)
-            if stored is None:
-                raise SessionNotFoundError(f"session_id: no session {request.session_id!r}")
+            stored = await self._load_owned(check_session_id(request.session_id), self.caller(context))
             return session_to_proto(
                 stored.id, stored.persona, stored.created_ms, stored.turns, stored.turn_times_ms
             )
@@ -213,16 +216,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
 
     async def ExportSession(self, request: pb.ExportSessionRequest, context) -> pb.SessionSnapshot:
         try:
-            session_id = check_session_id(request.session_id)
-            key = self.caller(context)
-
-            def load():
-                self.check_owner(session_id, key)
-                return self.store.load(session_id)
-
-            stored = await self._run(load)
-            if stored is None:
-                raise SessionNotFoundError(f"session_id: no session {request.session_id!r}")
+            stored = await self._load_owned(check_session_id(request.session_id), self.caller(context))
             snapshot = pb.SessionSnapshot(
                 format_version=SNAPSHOT_FORMAT,
                 session_id=stored.id,

@@ -56,6 +56,15 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def turns_from_rows(rows) -> tuple[list[Turn], list[int]]:
+    """(turns, their times) from (user, reply, prefix, prefix_rows, context, created_ms) rows of either backend."""
+    turns = [
+        Turn(u, r, np.frombuffer(p, dtype=np.float32).reshape(n, -1).copy() if p is not None else None, ctx)
+        for u, r, p, n, ctx, _ in rows
+    ]
+    return turns, [int(row[5]) for row in rows]
+
+
 class SessionStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,13 +133,7 @@ class SessionStore:
                 "ORDER BY idx",
                 (session_id,),
             ).fetchall()
-        history = [
-            Turn(
-                u, r, np.frombuffer(p, dtype=np.float32).reshape(n, -1).copy() if p is not None else None, ctx
-            )
-            for u, r, p, n, ctx, _ in turns
-        ]
-        times = [t[5] for t in turns]
+        history, times = turns_from_rows(turns)
         return StoredSession(session_id, Persona.from_dict(json.loads(row[0])), row[1], history, times)
 
     def page(

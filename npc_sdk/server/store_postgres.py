@@ -15,7 +15,7 @@ import numpy as np
 
 from ..personas.persona import Persona
 from ..personas.prompt import Turn
-from .store import StoredSession, now_ms
+from .store import StoredSession, now_ms, turns_from_rows
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: sessions and their finished turns, as in the SQLite store
@@ -127,12 +127,7 @@ class PostgresSessionStore:
                 "ORDER BY idx",
                 (session_id,),
             ).fetchall()
-        history = [
-            Turn(
-                u, r, np.frombuffer(p, dtype=np.float32).reshape(n, -1).copy() if p is not None else None, ctx
-            )
-            for u, r, p, n, ctx, _ in turns
-        ]
+        history, times = turns_from_rows(turns)
         persona = row[0] if isinstance(row[0], dict) else json.loads(row[0])
         return StoredSession(
             session_id, Persona.from_dict(persona), int(row[1]), history, [int(t[5]) for t in turns]
