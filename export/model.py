@@ -220,7 +220,10 @@ class NpcModel:
         tok = self.decoder.tokenizer
         prompt = turn_prompt(tok, persona, history, text, prefix, facts.note())
         words = scene_words(facts, self.tags, config)
-        sampler = make_sampler(tok, persona, config, self.decoder.vocab_size, self.decoder.eos_id, words)
+        recent = [t.reply for t in history][-2:]  # the runtime's cross-turn repeat blocking, for parity
+        sampler = make_sampler(
+            tok, persona, config, self.decoder.vocab_size, self.decoder.eos_id, words, recent
+        )
         yield from stream_reply(
             TorchLogitsSource(self.decoder),
             prompt.embed(self.embedding_table),

@@ -61,7 +61,9 @@ def score_actions(rows: list[dict[str, Any]], predicted: list[Action | None]) ->
     args_ok = sum(
         1
         for r, p in zip(rows, predicted, strict=True)
-        if p is not None and p.name == r["action"] and {k: _text(v) for k, v in p.args.items()} == _expected(r)
+        if p is not None
+        and p.name == r["action"]
+        and {k: _text(v) for k, v in p.args.items()} == _expected(r)
     )
     return {
         "lines": len(rows),
@@ -196,3 +198,46 @@ def confusion_markdown(confusion: dict[str, dict[str, int]]) -> str:
     return head + "".join(
         f"| {e} | " + " | ".join(str(confusion[e][f]) for f in EMOTIONS) + " |\n" for e in EMOTIONS
     )
+
+
+DIALOGUE = (
+    "Who are you?",
+    "What do you do here?",
+    "Tell me something about this place.",
+    "What should I do next?",
+    "Anything else I should know?",
+)
+
+
+def _word_grams(text: str, n: int = 4) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def cross_turn_repetition(
+    model: OnnxNpcModel, personas: list[Persona], *, seeds: int = 2, history_ngram: int = 4
+) -> dict[str, Any]:
+    """Share of replies (from the second turn on) that repeat a word 4-gram of one of the NPC's two previous
+    replies, over a fixed five-line dialogue per persona and seed; with no_repeat_history on and off."""
+    from .runtime.conversation import Conversation
+
+    out: dict[str, Any] = {}
+    for setting in (history_ngram, 0):
+        repeats, replies, sample = 0, 0, []
+        for persona in personas:
+            for seed in range(seeds):
+                cfg = GenerationConfig(seed=seed, max_tokens=40, no_repeat_history=setting)
+                texts: list[str] = []
+                with Conversation(model, persona) as conv:
+                    for line in DIALOGUE:
+                        texts.append(conv.reply(line, config=cfg, use_prefix=False).text)
+                for i in range(1, len(texts)):
+                    earlier = set().union(*(_word_grams(t) for t in texts[max(0, i - 2) : i]))
+                    repeats += bool(_word_grams(texts[i]) & earlier)
+                    replies += 1
+                if seed == 0 and len(sample) < 2:
+                    sample.append({"persona": persona.name, "replies": texts})
+        key = "with_history_blocking" if setting else "without"
+        out[key] = {"replies": replies, "repeating_a_recent_4gram": round(repeats / max(1, replies), 3)}
+        out[key]["transcripts"] = sample
+    return out

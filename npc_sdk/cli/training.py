@@ -109,6 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_behaviour(args: argparse.Namespace) -> int:
     from .. import behaviour_eval as be
+    from ..personas.files import load_persona
     from ..runtime.onnx_model import OnnxNpcModel
 
     model = OnnxNpcModel.load(ensure_model(args.model), slots=1)
@@ -122,6 +123,10 @@ def cmd_behaviour(args: argparse.Namespace) -> int:
         print(f"[actions] calibrated on tune: {figures['calibration']}")
     figures["actions"] = be.evaluate_actions(model, persona_dir, replies=not args.no_replies)
     figures["emotions"] = be.evaluate_emotions(model)
+    cards = [persona_dir / f"{p}.toml" for p in ("brakka", "old_tom", "mirela", "ysolde", "captain_hale")]
+    figures["cross_turn_repetition"] = be.cross_turn_repetition(model, [load_persona(p) for p in cards])
+    rates = {k: v["repeating_a_recent_4gram"] for k, v in figures["cross_turn_repetition"].items()}
+    print(f"[dialogue] cross-turn repetition: {rates}")
     out = Path(args.json)
     out.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     md = out.with_suffix(".md")
@@ -146,6 +151,18 @@ def cmd_behaviour(args: argparse.Namespace) -> int:
         f"\nEmotions: {e['replies']} replies, accuracy **{e['accuracy']}**, {e['ms_per_reply_median']} ms per reply.\n",
         be.confusion_markdown(e["confusion"]),
     ]
+    ct = figures["cross_turn_repetition"]
+    lines += [
+        "\nCross-turn repetition (a reply repeating a word 4-gram of one of the two before it, five-line dialogues, "
+        f"5 personas x 2 seeds): with no_repeat_history {ct['with_history_blocking']['repeating_a_recent_4gram']}, "
+        f"without {ct['without']['repeating_a_recent_4gram']} ({ct['without']['replies']} replies each).\n",
+    ]
+    for key in ("without", "with_history_blocking"):
+        t = ct[key]["transcripts"][0]
+        lines += [
+            f"{key} ({t['persona']}):\n",
+            *(f"- {line} -> {r}" for line, r in zip(be.DIALOGUE, t["replies"], strict=False)),
+        ]
     if a.get("reply_transcripts"):
         lines += ["\nReplies when an action fired (greedy):\n"]
         lines += [

@@ -30,6 +30,7 @@ GENERATION_KEYS = (
     "top_k",
     "repetition_penalty",
     "no_repeat_ngram",
+    "no_repeat_history",
     "stop",
     "scene_word_weight",
     "absent_word_weight",

@@ -190,7 +190,7 @@ class Conversation:
         state = ReplyState(
             tokenizer=self.model.tokenizer,
             config=config,
-            sampler=self.model.sampler(self.persona, config, facts),
+            sampler=self.model.sampler(self.persona, config, facts, [t.reply for t in self.history[-2:]]),
             eos_id=self.model.eos_id,
             prompt_tokens=target.length,
             cached_tokens=common,

@@ -19,6 +19,7 @@ class GenerationConfig:
     top_k: int = 40  # keep the k best tokens; 0 disables
     repetition_penalty: float = 1.1  # >1 discourages tokens already in this reply; in [1, 3]
     no_repeat_ngram: int = 3  # never repeat a token n-gram of this reply, nor a token twice in a row; 0: off
+    no_repeat_history: int = 4  # never repeat a token n-gram of the NPC's last two replies; 0: off
     seed: int | None = None  # fixes the sampler's random stream; None draws a fresh one
     stop: tuple[str, ...] = field(default_factory=tuple)  # extra stop strings (EOS always stops)
     role_word_scale: float = 1.0  # multiplies every persona role-word bonus; 0 switches the constraint off
@@ -44,6 +45,8 @@ class GenerationConfig:
             raise bad("repetition_penalty", f"must be in [1, 3], got {self.repetition_penalty!r}")
         if not isinstance(self.no_repeat_ngram, int) or not 0 <= self.no_repeat_ngram <= 8:
             raise bad("no_repeat_ngram", f"must be an integer in [0, 8], got {self.no_repeat_ngram!r}")
+        if not isinstance(self.no_repeat_history, int) or not 0 <= self.no_repeat_history <= 8:
+            raise bad("no_repeat_history", f"must be an integer in [0, 8], got {self.no_repeat_history!r}")
         if self.seed is not None and (not isinstance(self.seed, int) or not 0 <= self.seed < 2**63):
             raise bad("seed", f"must be an integer in [0, 2^63), got {self.seed!r}")
         if len(self.stop) > MAX_STOP_STRINGS:

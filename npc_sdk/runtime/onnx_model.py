@@ -246,10 +246,16 @@ class OnnxNpcModel:
         return merge(tag_probs if self.tags else None, self.tags, check_entities(entities))
 
     def sampler(
-        self, persona: Persona, config: GenerationConfig, facts: SceneFacts | None = None
+        self,
+        persona: Persona,
+        config: GenerationConfig,
+        facts: SceneFacts | None = None,
+        recent_replies: Sequence[str] = (),
     ) -> TokenSampler:
         words = scene_words(facts, self.tags, config) if facts is not None else None
-        return make_sampler(self.tokenizer, persona, config, self.vocab_size, self.eos_id, words)
+        return make_sampler(
+            self.tokenizer, persona, config, self.vocab_size, self.eos_id, words, recent_replies
+        )
 
     # ---- one stateless turn (the reference's API) ----------------------------------------------------------
     def stream(
@@ -287,7 +293,7 @@ class OnnxNpcModel:
                 self.embed(prompt),
                 tokenizer=self.tokenizer,
                 config=config,
-                sampler=self.sampler(persona, config, facts),
+                sampler=self.sampler(persona, config, facts, [t.reply for t in history][-2:]),
                 eos_id=self.eos_id,
                 started=started,
                 seen=seen_tags(facts),

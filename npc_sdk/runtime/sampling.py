@@ -21,6 +21,28 @@ from .word_bias import WordBias, merge_weights
 # penalty slows them but does not stop them. So, as no_repeat_ngram_size does in other runtimes, by default a reply
 # never repeats a token trigram it already holds, and never says the same token twice in a row
 # (GenerationConfig.no_repeat_ngram). Short NPC lines lose nothing real by it.
+# Across turns the same model tends to open every reply the way it opened the last one ("I am the Firefly, the
+# protector of..." three times running); so no token 4-gram of the NPC's last two replies is said again either
+# (GenerationConfig.no_repeat_history).
+HISTORY_REPLIES = 2
+
+
+class HistoryNgrams:
+    """The (n-1)-gram -> next-token table of earlier replies: what continuing a recent phrase would say again."""
+
+    def __init__(self, replies: Sequence[Sequence[int]], n: int) -> None:
+        self.n = n
+        self.next: dict[tuple[int, ...], set[int]] = {}
+        for ids in replies:
+            for i in range(len(ids) - n + 1):
+                self.next.setdefault(tuple(int(t) for t in ids[i : i + n - 1]), set()).add(
+                    int(ids[i + n - 1])
+                )
+
+    def blocked(self, generated: Sequence[int]) -> set[int]:
+        if len(generated) < self.n - 1 or not self.next:
+            return set()
+        return self.next.get(tuple(int(t) for t in generated[len(generated) - self.n + 1 :]), set())
 
 
 def repeat_blocked(generated: Sequence[int], n: int = 3) -> list[int]:
@@ -45,8 +67,10 @@ class TokenSampler:
         vocab_size: int,
         words: WordBias | None = None,
         banned: BannedWords | None = None,
+        history: HistoryNgrams | None = None,
     ) -> None:
         self.config = config
+        self.history = history
         self.vocab_size = vocab_size
         self.banned = banned if banned is not None and banned.pattern is not None else None
         self.rng = np.random.default_rng(config.seed)
@@ -68,6 +92,10 @@ class TokenSampler:
         )
         if blocked:
             scores[blocked] = -np.inf
+        if self.history is not None:
+            again = self.history.blocked(generated)
+            if again:
+                scores[sorted(again)] = -np.inf
         return scores
 
     def __call__(self, logits: np.ndarray, generated: Sequence[int] = ()) -> int:
@@ -108,13 +136,19 @@ def make_sampler(
     vocab_size: int,
     eos_id: int,
     scene_words: tuple[Mapping[str, float], Mapping[str, str]] | None = None,
+    recent_replies: Sequence[str] = (),
 ) -> TokenSampler:
     """The sampler for one reply of `persona`: its role words (times `config.role_word_scale`) and this turn's
-    scene words (runtime/scene.py: weights, and which thing each word names) as one whole-word bias, and its
-    banned words."""
+    scene words (runtime/scene.py: weights, and which thing each word names) as one whole-word bias, its banned
+    words, and the phrases of its last replies (`recent_replies`, oldest first) not to say again."""
     banned = BannedWords(tokenizer, persona.banned_words, eos_id) if persona.banned_words else None
     role = {w: v * config.role_word_scale for w, v in persona.role_words.items()}
     scene, groups = scene_words or ({}, {})
     weights = merge_weights(role, scene)
     words = WordBias(tokenizer, weights, groups) if any(weights.values()) else None
-    return TokenSampler(config, vocab_size, words, banned)
+    history = None
+    recent = [r for r in recent_replies[-HISTORY_REPLIES:] if r.strip()]
+    if config.no_repeat_history and recent:
+        ids = [tokenizer.encode(r, add_special_tokens=False).ids for r in recent]
+        history = HistoryNgrams(ids, config.no_repeat_history)
+    return TokenSampler(config, vocab_size, words, banned, history)

@@ -208,3 +208,28 @@ def test_a_new_session_reuses_the_personas_kv_state(runtime_int4, monkeypatch):
         warm = second.reply("Do you have anything for a cough?", config=GREEDY)
     assert warm.usage.cached_tokens == len(block)
     assert_greedy_agrees(cold.token_ids, recorded[0].logits, warm.token_ids, recorded[1].logits)
+
+
+def test_replies_do_not_repeat_a_token_4gram_of_the_two_before(runtime_int4):
+    from pathlib import Path
+
+    from npc_sdk.personas.files import load_persona
+
+    def grams(ids) -> set[tuple[int, ...]]:
+        return {tuple(ids[i : i + 4]) for i in range(len(ids) - 3)}
+
+    persona = load_persona(Path(__file__).resolve().parents[2] / "samples" / "personas" / "old_tom.toml")
+    cfg = GenerationConfig(temperature=0.0, max_tokens=24)
+    with Conversation(runtime_int4, persona) as conv:
+        dones = [
+            conv.reply(line, config=cfg, use_prefix=False) for line in ("Who are you?", "And you?", "Who?")
+        ]
+    for i in (1, 2):
+        # what the sampler was told: the earlier replies' text, tokenised; what it made: this reply's own tokens
+        earlier = set().union(
+            *(
+                grams(runtime_int4.tokenizer.encode(d.text, add_special_tokens=False).ids)
+                for d in dones[max(0, i - 2) : i]
+            )
+        )
+        assert not grams(list(dones[i].token_ids)) & earlier, [d.text for d in dones]

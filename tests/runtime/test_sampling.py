@@ -86,3 +86,27 @@ def test_out_of_range_generation_values_name_the_field(field, value):
     with pytest.raises(InvalidInputError) as err:
         GenerationConfig(**{field: value})
     assert err.value.field == f"generation.{field}"
+
+
+def test_a_phrase_of_the_last_two_replies_is_not_said_again():
+    from npc_sdk.personas.persona import Persona
+    from npc_sdk.runtime.sampling import HistoryNgrams, make_sampler
+
+    from ..helpers import byte_tokenizer
+
+    history = HistoryNgrams([[1, 2, 3, 4, 5], [7, 8, 9, 10]], 4)
+    assert history.blocked([9, 2, 3, 4]) == {5} and history.blocked([7, 8, 9]) == {10}
+    assert history.blocked([2, 3]) == set() and history.blocked([1, 2, 9]) == set()
+    tok = byte_tokenizer()  # one token per byte
+    ids = tok.encode("I am the smith", add_special_tokens=False).ids
+    logits = np.zeros(300, dtype=np.float32)
+    on = make_sampler(tok, Persona(name="x"), GenerationConfig(), 300, 0, None, ["I am the smith."])
+    off = make_sampler(
+        tok, Persona(name="x"), GenerationConfig(no_repeat_history=0), 300, 0, None, ["I am the smith."]
+    )
+    assert on.adjust(logits, ids[:-1])[ids[-1]] == -np.inf  # "...smit" may not go on to "h" again
+    assert off.adjust(logits, ids[:-1])[ids[-1]] == 0.0
+    old = make_sampler(
+        tok, Persona(name="x"), GenerationConfig(), 300, 0, None, ["I am the smith.", "a", "b"]
+    )
+    assert old.adjust(logits, ids[:-1])[ids[-1]] == 0.0  # three replies back: allowed again
