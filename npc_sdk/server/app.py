@@ -59,6 +59,9 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
     )
     personas = PersonaLibrary(Path(config.personas_dir) if config.personas_dir else None)
     personas.start()
+    # The folder's persona blocks are prefilled while the server is idle: a long card's first turn then starts
+    # from its cached KV (~40 ms) instead of prefilling ~2,000 positions (~2 s on two cores).
+    scheduler.prewarm(personas.all())
     pb_grpc.add_NpcServiceServicer_to_server(NpcServicer(scheduler, store, config, personas), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

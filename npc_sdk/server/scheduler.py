@@ -26,12 +26,12 @@ from PIL import Image
 
 from ..errors import LimitExceededError, NpcError, SessionBusyError, SessionNotFoundError, UnavailableError
 from ..personas.persona import Persona
-from ..personas.prompt import Turn
+from ..personas.prompt import Turn, persona_block
 from ..runtime.batch import BatchGenerator
 from ..runtime.conversation import Conversation, PreparedTurn
 from ..runtime.events import Done, ReplyEvent
 from ..runtime.generation import GenerationConfig
-from ..runtime.onnx_model import OnnxNpcModel
+from ..runtime.onnx_model import OnnxNpcModel, SlotSource
 from ..runtime.scene import SceneEntity
 from .store import SessionStore
 
@@ -97,6 +97,10 @@ class Scheduler:
         self.live: OrderedDict[str, LiveSession] = OrderedDict()  # LRU order: least recently used first
         self.running: dict[int, _Running] = {}  # slot -> turn
         self.waiting: deque[ChatJob] = deque()
+        # Persona blocks to prefill while nothing else runs, so a long card's first turn does not pay for its
+        # ~2,000-position block (seconds on two cores): (persona, block ids, slot, positions done).
+        self._to_warm: deque[Persona] = deque()
+        self._warming: tuple[Persona, list[int], int, int] | None = None
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="npc-scheduler", daemon=True)
@@ -110,6 +114,20 @@ class Scheduler:
         fut: Future = Future()
         self._inbox.put((fn, fut))
         return fut
+
+    def prewarm(self, personas: list[Persona]) -> Future:
+        """Prefill these personas' blocks into the shared persona KV cache when idle (as many as it holds)."""
+
+        def queue_them() -> int:
+            self._to_warm.extend(personas[: self.model.persona_kv_entries])
+            return len(self._to_warm)
+
+        return self.call(queue_them)
+
+    @property
+    def warming(self) -> int:
+        """Persona blocks still to prefill (scheduler thread)."""
+        return len(self._to_warm) + (self._warming is not None)
 
     def submit(self, job: ChatJob) -> Future:
         """Queue a turn; the future fails at once for an unknown session or a full queue."""
@@ -304,6 +322,8 @@ class Scheduler:
                     item = ...
             self._drop_cancelled()
             self._admit()
+            if not self.running:
+                self._warm_step()
             if self.running:
                 try:
                     for slot, events in self.batch.step().items():
@@ -317,6 +337,43 @@ class Scheduler:
                         run.job.emit(exc)
                     self.running.clear()
         self._shutdown()
+
+    WARM_CHUNK = 256  # positions prefilled per idle loop iteration: a turn arriving waits at most one chunk
+
+    def _warm_step(self) -> None:
+        """One chunk of a persona block's prefill; given up (the slot freed) as soon as turns are waiting."""
+        model = self.model
+        if self._warming is not None and self.waiting:
+            persona, _, slot, _ = self._warming
+            model.release_slot(slot)
+            self._to_warm.append(persona)  # again later
+            self._warming = None
+            return
+        if self._warming is None:
+            if not self._to_warm or self.waiting or model.free_slots == 0:
+                return
+            persona = self._to_warm.popleft()
+            block = persona_block(model.tokenizer, persona, model.persona_tokens)
+            if model.cached_persona_kv(block) is not None:
+                return
+            self._warming = (persona, block, model.acquire_slot(), 0)
+        persona, block, slot, done = self._warming
+        try:
+            chunk = block[done : done + self.WARM_CHUNK]
+            SlotSource(model, slot).prefill(model.embed_ids(chunk))
+        except BaseException:  # a warm-up is an optimisation: never let it take the server down
+            log.exception("persona warm-up failed")
+            model.release_slot(slot)
+            self._warming = None
+            return
+        done += len(chunk)
+        if done < len(block):
+            self._warming = (persona, block, slot, done)
+            return
+        model.remember_persona_kv(block, slot)
+        model.release_slot(slot)
+        self._warming = None
+        log.info("persona %s warmed: %d positions of KV ready", persona.id or persona.name, len(block))
 
     def _shutdown(self) -> None:
         for slot, run in list(self.running.items()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -79,6 +80,36 @@ def test_parked_kv_within_budget_is_restored(exported_int4, tmp_path):
         assert sched.call(lambda: sched.live["a"].conversation.parked is not None).result(10)
         back = _turn(sched, "a", "Can you fix my sword?")  # restored, not recomputed
         assert back.usage.cached_tokens > back.usage.prompt_tokens // 2
+    finally:
+        sched.stop()
+        store.close()
+
+
+def test_idle_time_prefills_persona_blocks_for_first_turns(exported_int4, tmp_path):
+    """The folder's personas are warmed in chunks while idle; a session's first turn starts from the block."""
+    import time
+
+    from npc_sdk.personas.files import load_persona
+
+    model = OnnxNpcModel.load(exported_int4, slots=1)
+    store = SessionStore(tmp_path / "sessions.sqlite3")
+    sched = Scheduler(model, store)
+    sched.start()
+    try:
+        samples = Path(__file__).resolve().parents[2] / "samples" / "personas"
+        personas = [load_persona(samples / f"{p}.toml") for p in ("old_tom", "mirela")]
+        sched.prewarm(personas).result(10)
+        deadline = time.monotonic() + 300  # a bound against a hang, not a speed check
+        while sched.call(lambda: sched.warming).result(10) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for persona in personas:
+            block = persona_block(model.tokenizer, persona, model.persona_tokens)
+            assert sched.call(lambda b=block: model.cached_persona_kv(b) is not None).result(10)
+        sched.call(lambda: store.create("tom", personas[0])).result(10)
+        done = _turn(sched, "tom", "Good evening.")
+        block = persona_block(model.tokenizer, personas[0], model.persona_tokens)
+        assert done.usage.cached_tokens == len(block)  # the first turn started from the warmed block
+        assert sched.call(lambda: sched.warming).result(10) == 0  # nothing left to warm, no slot held for it
     finally:
         sched.stop()
         store.close()
