@@ -264,15 +264,16 @@ class LoreIndex:
         turn_number: int = 0,
     ) -> list[_Prepared]:
         """Entries injected this turn, in placement order. `messages`: this line, then older ones, newest first."""
-        hays: dict[int, _Text] = {}
+        hays: dict[
+            tuple[int, str], _Text
+        ] = {}  # one per scan depth and recursion pass: its n-grams built once
 
         def hay_for(scan_turns: int, extra: str) -> _Text:
-            key = scan_turns
+            key = (scan_turns, extra)
             if key not in hays:
-                hays[key] = _Text("\n".join(messages[: 1 + 2 * scan_turns]))
-            if not extra:
-                return hays[key]
-            return _Text(hays[key].raw + "\n" + extra)
+                text = "\n".join(messages[: 1 + 2 * scan_turns])
+                hays[key] = _Text(text + "\n" + extra if extra else text)
+            return hays[key]
 
         chosen: list[_Prepared] = []
         taken: set[int] = set()

@@ -51,6 +51,7 @@ class PreparedTurn:
     embeds: np.ndarray  # [new positions, hidden]: the part the cache does not hold yet
     state: ReplyState
     action: Action | None = None  # the declared action the line asked for, sent before the first delta
+    line_vector: np.ndarray | None = None  # the line's sentence vector, when the action decision made it
 
 
 @dataclass
@@ -163,10 +164,12 @@ class Conversation:
         elif not use_prefix:
             prefix = None
         action = None
+        line_vector = None
         if self.persona.actions:
+            line_vector = self.model.sentence_vectors([text])[0]  # the emotion reuses it after the reply
             action = self.model.action_decider.decide(
                 text,
-                self.model.sentence_vectors([text])[0],
+                line_vector,
                 self.persona.actions,
                 facts=facts,
                 state=game_state,
@@ -198,12 +201,12 @@ class Conversation:
             seen=seen_tags(facts),
         )
         return PreparedTurn(
-            text, prefix, context, target, self.model.embed(target.tail(common)), state, action
+            text, prefix, context, target, self.model.embed(target.tail(common)), state, action, line_vector
         )
 
     def with_emotion(self, turn: PreparedTurn, done: Done) -> Done:
         """`done` with the emotion its reply carries (a few milliseconds: one text-encoder pass)."""
-        return replace(done, emotion=self.model.emotion(done.text, turn.text))
+        return replace(done, emotion=self.model.emotion(done.text, turn.text, turn.line_vector))
 
     def finish(self, turn: PreparedTurn, done: Done | None) -> None:
         """Record the end of a turn: `done` joins the history; None (cancelled, failed) leaves no trace."""

@@ -41,19 +41,21 @@ class EmotionClassifier:
         vectors = embed([t for _, t in rows])
         self.by_label = {e: vectors[[i for i, (lab, _) in enumerate(rows) if lab == e]] for e in EMOTIONS}
 
-    def classify(self, reply: str, line: str = "", reply_vector: np.ndarray | None = None) -> Emotion:
-        texts = (
-            [t for t in (reply, line) if t.strip()]
-            if reply_vector is None
-            else [line]
-            if line.strip()
-            else []
-        )
-        vectors = self.embed(texts) if texts else np.zeros((0, 1), dtype=np.float32)
-        r = reply_vector.reshape(-1) if reply_vector is not None else vectors[0]
+    def classify(
+        self,
+        reply: str,
+        line: str = "",
+        reply_vector: np.ndarray | None = None,
+        line_vector: np.ndarray | None = None,
+    ) -> Emotion:
+        """Vectors already computed this turn (the line's, by the action decision) are used, not recomputed."""
+        wanted = [t for t, v in ((reply, reply_vector), (line, line_vector)) if v is None and t.strip()]
+        made = iter(self.embed(wanted)) if wanted else iter(())
+        r = reply_vector.reshape(-1) if reply_vector is not None else next(made)
         v = r
         if line.strip():
-            v = (1 - LINE_WEIGHT) * r + LINE_WEIGHT * vectors[-1]
+            lv = line_vector.reshape(-1) if line_vector is not None else next(made)
+            v = (1 - LINE_WEIGHT) * r + LINE_WEIGHT * lv
         v = v / (np.linalg.norm(v) + 1e-8)
         scores = np.array([np.sort(self.by_label[e] @ v)[-TOP:].mean() for e in EMOTIONS])
         probs = np.exp((scores - scores.max()) / TEMPERATURE)

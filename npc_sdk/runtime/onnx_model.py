@@ -201,12 +201,12 @@ class OnnxNpcModel:
                 self._action_decider = ActionDecider(self.sentence_vectors)
             return self._action_decider
 
-    def emotion(self, reply: str, line: str = "") -> Emotion:
-        """The emotion a reply carries (one text-encoder pass over the reply and the line)."""
+    def emotion(self, reply: str, line: str = "", line_vector: np.ndarray | None = None) -> Emotion:
+        """The emotion a reply carries (one text-encoder pass; the line's too unless its vector is given)."""
         with self._lazy_lock:
             if self._emotions is None:
                 self._emotions = EmotionClassifier(self.sentence_vectors)
-        found = self._emotions.classify(reply, line) if reply.strip() else None
+        found = self._emotions.classify(reply, line, line_vector=line_vector) if reply.strip() else None
         return Emotion(found.label, found.intensity) if found else Emotion("neutral", 0.0)
 
     def sentence_vectors(self, texts: Sequence[str]) -> np.ndarray:
