@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from npc_sdk.demo import BENCH_NEW_TOKENS, BENCH_PROMPT, DEMO_PERSONA, scene_path
+from npc_sdk.demo import BENCH_NEW_TOKENS, DEMO_PERSONA, bench_prompt, scene_path
 from npc_sdk.runtime.decode_loop import timed_greedy
 from npc_sdk.runtime.generation import GenerationConfig
 
@@ -21,12 +21,15 @@ def _greedy_run(model: NpcModel, ids: list[int], new_tokens: int) -> tuple[float
     return timed_greedy(TorchLogitsSource(model.decoder), model.embedding_table[np.asarray(ids)], new_tokens)
 
 
-def bench_reference(repeats: int = 3, log: Callable[[str], None] = print) -> dict[str, float | int | str]:
+def bench_reference(
+    repeats: int = 3, log: Callable[[str], None] = print, decoder: str | None = None
+) -> dict[str, float | int | str]:
     torch.set_grad_enabled(False)
     t0 = time.perf_counter()
-    model = NpcModel.load(log=lambda _msg: None)
+    model = NpcModel.load(decoder=decoder, log=lambda _msg: None)
     load_s = time.perf_counter() - t0
-    ids = model.decoder.tokenizer.encode(BENCH_PROMPT, add_special_tokens=False).ids
+    prompt = bench_prompt(model.decoder.chat_format)
+    ids = model.decoder.tokenizer.encode(prompt, add_special_tokens=False).ids
     _greedy_run(model, ids, 4)  # warm-up: first-call allocations are not what a running server pays
     ttft, tps = zip(*(_greedy_run(model, ids, BENCH_NEW_TOKENS) for _ in range(repeats)), strict=True)
 

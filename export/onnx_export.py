@@ -26,9 +26,8 @@ from npc_sdk.runtime.generation import GenerationConfig
 from npc_sdk.runtime.images import GRID, IMAGE_HEIGHT, IMAGE_WIDTH, PAD_VALUE, PIXEL_MEAN, PIXEL_STD
 from npc_sdk.runtime.model_folder import FORMAT_VERSION, MANIFEST, PRECISIONS
 from npc_sdk.runtime.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS
-from npc_sdk.weights import BASE_PACKAGES, local_path, sha256_file
+from npc_sdk.weights import DECODER, IMAGE_ENCODER, TEXT_ENCODER, local_path, sha256_file
 
-from .decoder import converted_dir
 from .fusion import CoAttentionFusion
 from .model import NpcModel
 from .onnx_decoder import OPSET, build_decoder, dims_from_config, io_names
@@ -96,12 +95,15 @@ def export_model(
     *,
     model: NpcModel | None = None,
     fusion_weights: Path | None = None,
+    decoder: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Export into `out` (replaced atomically when complete); return the folder."""
+    """Export into `out` (replaced atomically when complete); return the folder.
+
+    `decoder`: a GGUF file or Hugging Face folder of the Llama or Qwen2 family instead of the embedded SmolLM2."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    model = model or NpcModel.load(fusion_weights=fusion_weights, log=log)
+    model = model or NpcModel.load(fusion_weights=fusion_weights, decoder=decoder, log=log)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
@@ -160,8 +162,17 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
     log("[5/5] embeddings, tokenizers, manifest")
     table = model.embedding_table.astype(np.float32 if precision == "fp32" else np.float16)
     np.save(folder / "embeddings.npy", table)
-    shutil.copyfile(converted_dir() / "tokenizer.json", folder / "tokenizer.json")
-    shutil.copyfile(local_path(BASE_PACKAGES[1]).parent / "tokenizer.json", folder / "text_tokenizer.json")
+    source = model.decoder.source
+    shutil.copyfile(source.folder / "tokenizer.json", folder / "tokenizer.json")
+    shutil.copyfile(local_path(TEXT_ENCODER).parent / "tokenizer.json", folder / "text_tokenizer.json")
+    packages = (DECODER, TEXT_ENCODER, IMAGE_ENCODER) if source.is_default else (TEXT_ENCODER, IMAGE_ENCODER)
+    sources = [
+        {"package": p.package, "version": p.version, "file": f.member, "sha256": f.sha256}
+        for p in packages
+        for f in p.files[:1]
+    ]
+    if not source.is_default:
+        sources.insert(0, {"decoder": source.given, "sha256": source.sha256})
 
     past, present = io_names(dims.layers)
     kv = ["batch", dims.kv_heads, "max_len", dims.head_dim]
@@ -178,16 +189,13 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
             "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__,
         },
-        "sources": [
-            {"package": p.package, "version": p.version, "file": f.member, "sha256": f.sha256}
-            for p in BASE_PACKAGES
-            for f in p.files[:1]
-        ],
+        "sources": sources,
         "fusion": {
             "source": model.fusion_info.source,
             "trained": model.fusion_info.trained,
             "sha256": sha256_file(Path(model.fusion_info.source)) if model.fusion_info.trained else None,
             "decoder_lora": model.fusion_info.decoder_lora,
+            "decoder_sha256": source.sha256,  # the decoder this fusion (and its LoRA) belongs to
             "decoder_lora_sha256": (
                 sha256_file(Path(model.fusion_info.decoder_lora)) if model.fusion_info.decoder_lora else None
             ),
@@ -200,8 +208,14 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
         "decoder": {
             **dims.to_dict(),
             "eos_token_id": model.decoder.eos_id,
-            "im_start": "<|im_start|>",
-            "im_end": "<|im_end|>",
+            "chat_format": model.decoder.chat_format.to_dict(),
+            "source": {
+                "name": source.name,
+                "given": source.given,  # the GGUF file or folder exported from; "" for the embedded default
+                "sha256": source.sha256,
+                "family": dims.family,
+                "parameters": int(sum(p.numel() for p in lm.parameters())),
+            },
         },
         "preprocessing": {
             "image": "letterbox",  # scaled to fit, centred on grey PAD_VALUE; nothing cropped

@@ -8,7 +8,7 @@ Two stages, one run folder, both resumable:
             replies (dialogue_data.py). The grounding head is frozen here.
 
 Dialogue step: the decoder runs only over
-"<|im_start|>user\\n [prefix] (In view: ...) line <|im_end|>\\n<|im_start|>assistant\\n reply<|im_end|>" for a batch
+"{user_start} [prefix] (In view: ...) line {generation} reply {stop}" (the decoder's chat format) for a batch
 of one persona's examples, with that persona's KV state in front (computed once, or live when LoRA trains).
 The note lists the picture's true tags the way the runtime lists the head's: present or not, no counts.
 
@@ -40,7 +40,7 @@ from PIL import Image, ImageDraw
 from transformers import DynamicCache
 
 from npc_sdk.personas.persona import Persona
-from npc_sdk.personas.prompt import IM_END, IM_START, persona_block, turn_context
+from npc_sdk.personas.prompt import persona_block, turn_context
 from npc_sdk.runtime.scene import SceneEntity, merge
 
 from .datasets import Dataset, Picture, TagInfo
@@ -165,7 +165,8 @@ class Features:
         self.pictures = pictures
         log(f"  KV state of {len(personas)} persona prompts")
         self.persona_kv: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-        self.persona_ids = {p.id: persona_block(model.decoder.tokenizer, p) for p in personas}
+        fmt = model.decoder.chat_format
+        self.persona_ids = {p.id: persona_block(model.decoder.tokenizer, p, fmt=fmt) for p in personas}
         table = model.decoder.lm.get_input_embeddings()
         with torch.inference_mode():
             for p in personas:
@@ -209,7 +210,7 @@ def build_examples(
     max_reply_tokens: int,
     grounding_weight: float = 1.0,
 ) -> list[Example]:
-    tok = model.decoder.tokenizer
+    tok, fmt = model.decoder.tokenizer, model.decoder.chat_format
     vocab = {t.name: t for t in model.vocabulary}
     lexicon = {w.lower() for t in model.vocabulary if t.kind != "time" for w in t.words}
     starts = {t.name: _word_starts(tok, t.words) for t in model.vocabulary if t.kind != "time"}
@@ -227,15 +228,15 @@ def build_examples(
         persona, picture = personas[item.persona_id], pictures[item.scene]
         note = scene_note(model, picture.tags)
         context = turn_context(tok, persona, [], item.line) + note
-        target = enc(item.reply)[:max_reply_tokens] + enc(IM_END)
+        target = enc(item.reply)[:max_reply_tokens] + [model.decoder.eos_id]
         absent = sorted({i for name, ids in starts.items() if name not in picture.tags for i in ids})
         out.append(
             Example(
                 item.persona_id,
                 item.scene,
                 item.line,
-                enc(f"{IM_START}user\n"),
-                enc(f"{context}{item.line}{IM_END}\n{IM_START}assistant\n"),
+                enc(fmt.user_start),
+                enc(f"{context}{item.line}{fmt.generation}"),
                 target,
                 [weight(t) for t in target],
                 absent if vocab else [],
@@ -531,13 +532,13 @@ def train(
         if resume and head_done.is_file():
             from .model import read_fusion_file
 
-            state, _ = read_fusion_file(head_done)
+            state, _, _ = read_fusion_file(head_done)
             model.fusion.load_state_dict(state)
             log(f"head: resumed from {head_done}")
         else:
             log("stage 1/2: grounding head")
             summary["head"] = train_grounding(model, dataset, out, cfg.head, log=log)
-            save_fusion(model.fusion, model.vocabulary, head_done)
+            save_fusion(model.fusion, model.vocabulary, head_done, model.decoder.source.sha256)
     finished = True
     if "dialogue" in stages:
         log("stage 2/2: dialogue (fusion + decoder LoRA)")
@@ -548,7 +549,7 @@ def train(
     summary["finished"] = finished
     summary["seconds"] = round(time.perf_counter() - started, 1)
     if finished:
-        save_fusion(model.fusion, model.vocabulary, out / "fusion.safetensors")
+        save_fusion(model.fusion, model.vocabulary, out / "fusion.safetensors", model.decoder.source.sha256)
     log_path = out / "train_log.json"
     previous = json.loads(log_path.read_text()) if log_path.is_file() else {}
     (out / "train_log.json").write_text(json.dumps({**previous, **summary}, indent=2) + "\n")

@@ -4,8 +4,9 @@ Never imports torch or transformers (the torch side is the separate `npc_export`
 """
 
 from .client import AsyncClient, Client
-from .errors import InvalidInputError, ModelFolderError, NpcError, WeightsError
+from .errors import DecoderError, InvalidInputError, ModelFolderError, NpcError, WeightsError
 from .personas.cards import card_to_persona, persona_to_card
+from .personas.chat_format import CHATML, ChatFormat
 from .personas.files import load_persona
 from .personas.persona import Example, LoreEntry, Persona
 from .personas.problems import PersonaFileError
@@ -18,9 +19,12 @@ from .weights import BASE_PACKAGES, pull
 
 __all__ = [
     "BASE_PACKAGES",
+    "CHATML",
     "AsyncClient",
+    "ChatFormat",
     "Client",
     "Conversation",
+    "DecoderError",
     "Delta",
     "Done",
     "Example",

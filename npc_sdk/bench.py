@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from .demo import BENCH_NEW_TOKENS, BENCH_PROMPT, DEMO_PERSONA, scene_path
+from .demo import BENCH_NEW_TOKENS, DEMO_PERSONA, bench_prompt, scene_path
 from .personas.persona import Persona
 from .runtime.decode_loop import timed_greedy
 from .runtime.generation import GenerationConfig
@@ -102,7 +102,7 @@ def bench_model(
     t0 = time.perf_counter()
     model = OnnxNpcModel.load(path, threads=threads)
     load_s = time.perf_counter() - t0
-    ids = model.tokenizer.encode(BENCH_PROMPT).ids
+    ids = model.tokenizer.encode(bench_prompt(model.chat_format), add_special_tokens=False).ids
     _greedy_timing(model, ids, 4)  # warm-up
     ttft, tps = zip(*(_greedy_timing(model, ids, BENCH_NEW_TOKENS) for _ in range(repeats)), strict=True)
     shot = scene_path("meadow_slimes.png").read_bytes()
@@ -112,6 +112,7 @@ def bench_model(
     figures: dict = {
         "engine": f"npc-sdk onnxruntime {model.folder.precision}",
         "model": str(path),
+        "decoder": model.decoder_name,
         "load_s": round(load_s, 2),
         "prompt_tokens": len(ids),
         "new_tokens": BENCH_NEW_TOKENS,
@@ -123,7 +124,7 @@ def bench_model(
         "ttft_ms_with_screenshot": round(statistics.median(r[0] for r in with_shot), 1),
     }
     if reference:
-        figures["reference"] = _reference_figures(repeats)
+        figures["reference"] = _reference_figures(repeats, model.decoder_given)
     if "decode_tokens_per_second" in figures.get("reference", {}):
         figures["decode_speedup_vs_reference"] = round(
             figures["decode_tokens_per_second"] / figures["reference"]["decode_tokens_per_second"], 2
@@ -148,7 +149,9 @@ def behaviour_costs(model: OnnxNpcModel, repeats: int = 3) -> dict:
     from .personas.actions import Action
 
     actions = [
-        Action("sharpen_weapon", "sharpen the player's weapon", ["Can you sharpen my sword?", "Hone my axe."]),
+        Action(
+            "sharpen_weapon", "sharpen the player's weapon", ["Can you sharpen my sword?", "Hone my axe."]
+        ),
         Action("open_shop", "open the shop", ["What do you have for sale?", "Show me your wares."]),
     ]
     line, reply = "Could you put an edge on my blade?", "Hmph. Leave it on the anvil, lad, I'll see to it."
@@ -168,11 +171,15 @@ def behaviour_costs(model: OnnxNpcModel, repeats: int = 3) -> dict:
     }
 
 
-def _reference_figures(repeats: int) -> dict:
-    """The PyTorch reference's figures from a child process, so its memory does not count in ours."""
+def _reference_figures(repeats: int, decoder: str = "") -> dict:
+    """The PyTorch reference's figures from a child process, so its memory does not count in ours.
+
+    `decoder`: the GGUF or folder the model folder was exported from ("" for the embedded default)."""
+    if decoder and not Path(decoder).exists():
+        return {"error": f"the decoder {decoder} the model was exported from is not on this machine"}
     code = (
         "import json; from npc_export.bench_reference import bench_reference; "
-        f"print('JSON' + json.dumps(bench_reference(repeats={repeats})))"
+        f"print('JSON' + json.dumps(bench_reference(repeats={repeats}, decoder={decoder or None!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("JSON")), None)
@@ -225,7 +232,7 @@ def bench_cards(
     model = OnnxNpcModel.load(path, threads=threads)
     dec = model.folder.manifest["decoder"]
     kv_bytes = int(dec["layers"]) * 2 * int(dec["kv_heads"]) * int(dec["head_dim"]) * 4
-    fitted = fit_persona(model.tokenizer, persona, model.persona_tokens)
+    fitted = fit_persona(model.tokenizer, persona, model.persona_tokens, model.chat_format)
     figures.update(
         {
             "card": persona.name,
@@ -251,7 +258,7 @@ def bench_cards(
     short = [first_turn(DEMO_PERSONA) for _ in range(repeats)]
     long = [first_turn(persona) for _ in range(repeats)]
     figures["demo_persona_block_tokens"] = len(
-        fit_persona(model.tokenizer, DEMO_PERSONA, model.persona_tokens).ids
+        fit_persona(model.tokenizer, DEMO_PERSONA, model.persona_tokens, model.chat_format).ids
     )
     figures["ttft_ms_first_turn_demo_persona"] = round(statistics.median(s[0] for s in short), 1)
     figures["ttft_ms_first_turn_card"] = round(statistics.median(s[0] for s in long), 1)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from .personas.chat_format import CHATML, ChatFormat
 from .personas.persona import Example, LoreEntry, Persona
 from .runtime.scene import SceneEntity
 
@@ -55,12 +56,20 @@ DEMO_SCRIPT = (
     DemoLine("Can you sharpen my sword before I head back out?", None),
 )
 
-# The fixed benchmark prompt (60 tokens), word for word the one ../shared/bench/peer-ortgenai measures.
-BENCH_PROMPT = (
-    "<|im_start|>system\nYou are Brakka, a gruff dwarven blacksmith in a mountain village. Stay in character. "
-    "Reply in one or two sentences.<|im_end|>\n<|im_start|>user\nHello! Can you fix my sword? I see a dragon flying "
-    "over the forge.<|im_end|>\n<|im_start|>assistant\n"
+# The fixed benchmark prompt (60 tokens in ChatML), word for word the one ../shared/bench/peer-ortgenai measures.
+BENCH_SYSTEM = (
+    "You are Brakka, a gruff dwarven blacksmith in a mountain village. Stay in character. "
+    "Reply in one or two sentences."
 )
+BENCH_USER = "Hello! Can you fix my sword? I see a dragon flying over the forge."
+
+
+def bench_prompt(fmt: ChatFormat = CHATML) -> str:
+    """The benchmark prompt in a decoder's chat format (ChatML: the peer's exact text)."""
+    return f"{fmt.system_start}{BENCH_SYSTEM}{fmt.system_end}{fmt.user_start}{BENCH_USER}{fmt.generation}"
+
+
+BENCH_PROMPT = bench_prompt(CHATML)
 BENCH_NEW_TOKENS = 60
 
 

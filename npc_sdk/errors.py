@@ -42,3 +42,7 @@ class LimitExceededError(NpcError):
 
 class UnavailableError(NpcError):
     """The server is shutting down or cannot take work now."""
+
+
+class DecoderError(NpcError):
+    """A decoder checkpoint cannot be used: an unsupported architecture, a missing file or chat template."""

@@ -111,6 +111,7 @@ def test_runtime_imports_neither_server_nor_persona_file_io():
             "npc_sdk.personas.actions",  # the action declarations the runtime decides among (no file I/O)
             "npc_sdk.personas.lore",
             "npc_sdk.personas.macros",
+            "npc_sdk.personas.chat_format",  # the decoder's message pieces the prompt is made of (no file I/O)
         )
 
     assert _violations("npc_sdk.runtime", allowed, forbidden) == []

@@ -18,9 +18,22 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    out = Path(args.out) if args.out else default_model_dir(args.precision)
     export = torch_side("npc_export.onnx_export")
-    model = torch_side("npc_export").NpcModel.load(log=print)
+    model = torch_side("npc_export").NpcModel.load(
+        decoder=args.decoder,
+        fusion_weights=Path(args.fusion) if args.fusion else None,
+        decoder_lora=Path(args.lora) if args.lora else None,
+        log=print,
+    )
+    if args.out:
+        out = Path(args.out)
+    elif model.decoder.source.is_default:
+        out = default_model_dir(args.precision)
+    else:
+        source = model.decoder.source
+        out = default_model_dir(args.precision).with_name(
+            f"{source.name}-{source.sha256[:8]}-{args.precision}"
+        )
     export.export_model(out, args.precision, model=model, log=print)
     if args.verify:
         checks = torch_side("npc_export.verify").verify_folder(out, reference=model, log=print)
@@ -87,6 +100,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="target folder (default: the cache's models/npc-default-PRECISION)")
     p.add_argument("--precision", choices=("fp32", "int8", "int4"), default="int4")
     p.add_argument("--verify", action="store_true", help="compare every component with the PyTorch reference")
+    p.add_argument(
+        "--decoder",
+        help="a GGUF file or Hugging Face folder (Llama or Qwen2 family) instead of the embedded SmolLM2-135M; "
+        "see docs/models.md",
+    )
+    p.add_argument(
+        "--fusion",
+        help="fusion weights from `npc-sdk train --decoder` (default: the committed ones, for the default decoder)",
+    )
+    p.add_argument("--lora", help="decoder LoRA adapters from that training run, merged into the export")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("bench", help="print speed figures (load, time to first token, decode tok/s, memory)")
     p.add_argument(

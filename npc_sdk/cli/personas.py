@@ -7,16 +7,25 @@ from pathlib import Path
 
 
 def _decoder_tokenizer(model: str | None):
+    """The decoder's tokenizer and chat format: from --model, else any model folder in the cache."""
+    import json
+
     from tokenizers import Tokenizer
 
     from ..cache import cache_dir
+    from ..personas.chat_format import CHATML, ChatFormat
 
     candidates = [Path(model) / "tokenizer.json"] if model else []
-    candidates += sorted((cache_dir() / "models").glob("*/tokenizer.json"))
-    candidates += sorted((cache_dir() / "converted").glob("*/tokenizer.json"))
+    candidates += sorted((cache_dir() / "models").glob("npc-default-*/tokenizer.json"))
+    candidates += sorted((cache_dir() / "converted").glob("smollm2-*/tokenizer.json"))
     for path in candidates:
         if path.is_file():
-            return Tokenizer.from_file(str(path))
+            manifest = path.parent / "manifest.json"
+            fmt = CHATML
+            if manifest.is_file():
+                saved = json.loads(manifest.read_text()).get("decoder", {}).get("chat_format")
+                fmt = ChatFormat.from_dict(saved, str(manifest)) if saved else CHATML
+            return Tokenizer.from_file(str(path)), fmt
     raise SystemExit("no decoder tokenizer found: run `npc-sdk export` once (or pass --model DIR)")
 
 
@@ -62,13 +71,13 @@ def cmd_persona(args: argparse.Namespace) -> int:
     if args.action == "export":
         return _export(args)
     persona = load_persona(args.files[0])
-    tok = _decoder_tokenizer(args.model)
+    tok, fmt = _decoder_tokenizer(args.model)
     history = [Turn(u, r) for u, r in zip(args.history[::2], args.history[1::2], strict=False)]
     context = turn_context(tok, persona, history, args.text)
-    prompt = build_prompt(tok, persona, history, args.text, None, context)
+    prompt = build_prompt(tok, persona, history, args.text, None, context, fmt=fmt)
     marker = "⟨8 fusion vectors: the screenshot, the line and the persona⟩"
     rendered = tok.decode(prompt.token_ids, skip_special_tokens=False)
-    head, sep, tail = rendered.rpartition("<|im_start|>user\n")
+    head, sep, tail = rendered.rpartition(fmt.user_start)
     print(f"{head}{sep}{marker}{tail}", end="")
     notes = context.strip() or "none"
     print(f"\n--- {prompt.length} positions + 8 prefix vectors; lore/instructions this turn: {notes}")

@@ -26,6 +26,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         store=args.store or "",
         api_key=args.api_key,
         slots=args.slots,
+        device=args.device,
         max_sessions=args.max_sessions,
         max_queued=args.max_queued,
         max_message_mb=args.max_message_mb,
@@ -87,6 +88,9 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the gRPC server (npc.v1.NpcService) on the default or given model")
     p.add_argument("--model", help="model folder (default: the cached int4 export, built on first run)")
+    p.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="cuda needs onnxruntime-gpu (pip install .[gpu])"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=50051, help="0 picks a free port")
     p.add_argument("--data-dir", help="where sessions.sqlite3 lives (default: the cache's server/)")

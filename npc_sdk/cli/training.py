@@ -81,12 +81,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     # "dialogue" alone goes on from the head this run folder trained; "head"/"all" start from the base models
     head_file = out / "head.safetensors"
     weights = head_file if stages == ("dialogue",) and head_file.is_file() else None
+    # Another decoder's dialogue stage may start from the committed grounding head (it reads only the picture):
+    # load_fusion lends a foreign decoder the head alone, never the projector trained for SmolLM2.
+    lend_head = bool(args.decoder) and stages == ("dialogue",) and weights is None
     model = torch_side("npc_export").NpcModel.load(
-        committed_weights=False,
+        committed_weights=lend_head,
         fusion_weights=weights,
         vocabulary=dataset.vocabulary,
+        decoder=args.decoder,
         log=lambda msg: print(f"[setup] {msg}"),
     )
+    if lend_head and not model.decoder.source.is_default:
+        print("[setup] dialogue stage for this decoder starts from the committed grounding head")
     summary = train.train(
         model, dataset, items, _personas(args), out, cfg, stages=stages, resume=args.resume, log=print
     )
@@ -103,7 +109,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"wrote {', '.join(str(out / f) for f in made)}, {out / 'head_report.md'}, {out / 'train_log.json'}"
     )
-    print("make them the default: " + "; ".join(f"cp {out / f} export/weights/{f}" for f in made))
+    if model.decoder.source.is_default:
+        print("make them the default: " + "; ".join(f"cp {out / f} export/weights/{f}" for f in made))
+    else:
+        lora = f" --lora {out / 'decoder_lora.safetensors'}" if "decoder_lora.safetensors" in made else ""
+        print(
+            f"export with them: npc-sdk export --decoder {args.decoder} --fusion {out / 'fusion.safetensors'}{lora}"
+        )
     return 0
 
 
@@ -255,6 +267,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", help="run folder: checkpoint, weights, reports (default: the cache's training/)")
     p.add_argument("--stage", choices=("all", "head", "dialogue"), default="all")
+    p.add_argument(
+        "--decoder",
+        help="train the fusion for this GGUF file or Hugging Face folder instead of the embedded SmolLM2 "
+        "(docs/models.md); the weights record its sha256",
+    )
     p.add_argument("--personas", help="persona folder (default: samples/personas)")
     p.add_argument("--head-steps", type=int, default=2000, help="grounding head optimiser steps")
     p.add_argument("--steps", type=int, default=900, help="dialogue optimiser steps")

@@ -1,6 +1,6 @@
-"""The decoder's prompt: persona, history and the player's line in SmolLM2's chat format, with prefix slots.
+"""The decoder's prompt: persona, history and the player's line in the decoder's chat format, with prefix slots.
 
-Layout (ChatML, as SmolLM2 was tuned on):
+Layout (the pieces come from the decoder's chat template, personas/chat_format.py; SmolLM2's ChatML shown):
 
     <|im_start|>system\n{persona system prompt}<|im_end|>\n
     <|im_start|>assistant\n{greeting}<|im_end|>\n                         (when the persona has one)
@@ -23,12 +23,11 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from ..errors import InvalidInputError
+from .chat_format import CHATML, ChatFormat
 from .lore import lore_index
 from .macros import expand
 from .persona import Persona
 
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
 MAX_TEXT_CHARS = 2000  # a player's line; longer ones are refused rather than silently cut
 # System message + greeting, at most. A real card (a 5,000-8,000 character description) takes about 2,000 tokens;
 # the rest of the default 4,096-position context holds the history, this turn and the reply.
@@ -135,28 +134,28 @@ class FittedPersona:
 _FITTED: OrderedDict[tuple, FittedPersona] = OrderedDict()
 
 
-def _block_text(persona: Persona) -> str:
-    text = f"{IM_START}system\n{persona.system_prompt()}{IM_END}\n"
+def _block_text(persona: Persona, fmt: ChatFormat) -> str:
+    text = f"{fmt.system_start}{persona.system_prompt()}{fmt.system_end}"
     if persona.greeting:
-        text += f"{IM_START}assistant\n{expand(persona.greeting, persona.name)}{IM_END}\n"
+        text += f"{fmt.assistant_start}{expand(persona.greeting, persona.name)}{fmt.assistant_end}"
     return text
 
 
 def fit_persona(
-    tokenizer: Tokenizer, persona: Persona, max_tokens: int = MAX_PERSONA_TOKENS
+    tokenizer: Tokenizer, persona: Persona, max_tokens: int = MAX_PERSONA_TOKENS, fmt: ChatFormat = CHATML
 ) -> FittedPersona:
     """The persona block within `max_tokens`, trimming in a fixed order when it does not fit.
 
     Order: example dialogue (last first), then the greeting, then the description, the scenario and the system
     prompt override, each cut at the last sentence end that fits. Nothing is cut from a persona that fits.
     """
-    key = (id(tokenizer), persona.system_prompt(), persona.greeting, persona.name, max_tokens)
+    key = (id(tokenizer), fmt, persona.system_prompt(), persona.greeting, persona.name, max_tokens)
     if key in _FITTED:
         _FITTED.move_to_end(key)
         return _FITTED[key]
 
     def count(p: Persona) -> list[int]:
-        return tokenizer.encode(_block_text(p), add_special_tokens=False).ids
+        return tokenizer.encode(_block_text(p, fmt), add_special_tokens=False).ids
 
     ids = count(persona)
     trimmed: list[str] = []
@@ -208,9 +207,11 @@ def fit_persona(
     return fitted
 
 
-def persona_block(tokenizer: Tokenizer, persona: Persona, max_tokens: int = MAX_PERSONA_TOKENS) -> list[int]:
+def persona_block(
+    tokenizer: Tokenizer, persona: Persona, max_tokens: int = MAX_PERSONA_TOKENS, fmt: ChatFormat = CHATML
+) -> list[int]:
     """The tokens every prompt of this persona starts with: system message and greeting (fitted, see above)."""
-    return list(fit_persona(tokenizer, persona, max_tokens).ids)
+    return list(fit_persona(tokenizer, persona, max_tokens, fmt).ids)
 
 
 def turn_context(tokenizer: Tokenizer, persona: Persona, history: Sequence[Turn], text: str) -> str:
@@ -233,6 +234,7 @@ def build_prompt(
     prefix: np.ndarray | None = None,
     context: str = "",
     persona_tokens: int = MAX_PERSONA_TOKENS,
+    fmt: ChatFormat = CHATML,
 ) -> Prompt:
     check_text(text)
 
@@ -240,14 +242,14 @@ def build_prompt(
         return tokenizer.encode(s, add_special_tokens=False).ids
 
     prompt = Prompt()
-    prompt.add_ids(persona_block(tokenizer, persona, persona_tokens))
+    prompt.add_ids(persona_block(tokenizer, persona, persona_tokens, fmt))
     for turn in history:
-        prompt.add_ids(enc(f"{IM_START}user\n"))
+        prompt.add_ids(enc(fmt.user_start))
         prompt.add_prefix(turn.prefix)
-        prompt.add_ids(enc(f"{turn.context}{turn.user}{IM_END}\n{IM_START}assistant\n{turn.reply}{IM_END}\n"))
-    prompt.add_ids(enc(f"{IM_START}user\n"))
+        prompt.add_ids(enc(f"{turn.context}{turn.user}{fmt.reply_start}{turn.reply}{fmt.assistant_end}"))
+    prompt.add_ids(enc(fmt.user_start))
     prompt.add_prefix(prefix)
-    prompt.add_ids(enc(f"{context}{text}{IM_END}\n{IM_START}assistant\n"))
+    prompt.add_ids(enc(f"{context}{text}{fmt.generation}"))
     return prompt
 
 
@@ -259,8 +261,9 @@ def turn_prompt(
     prefix: np.ndarray | None = None,
     scene_note: str = "",
     persona_tokens: int = MAX_PERSONA_TOKENS,
+    fmt: ChatFormat = CHATML,
 ) -> Prompt:
     """The whole prompt of a turn rendered from scratch, with the lore and instructions it triggers and the
     note of what is in view (runtime/scene.py), which comes last, right before the player's words."""
     context = turn_context(tokenizer, persona, history, text) + scene_note
-    return build_prompt(tokenizer, persona, history, text, prefix, context, persona_tokens)
+    return build_prompt(tokenizer, persona, history, text, prefix, context, persona_tokens, fmt)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..personas.persona import Persona
-from ..personas.prompt import Prompt, Turn, build_prompt, check_text, persona_block, turn_context
+from ..personas.prompt import Prompt, Turn, build_prompt, check_text, turn_context
 from .actions import ActionState, action_note
 from .decode_loop import ReplyState, run_reply
 from .events import Action, Done, ReplyEvent
@@ -125,7 +125,16 @@ class Conversation:
         context = turn_context(tok, self.persona, self.history, text) + note
         while True:
             window = self.history[self.window_start :]
-            target = build_prompt(tok, self.persona, window, text, prefix, context, self.model.persona_tokens)
+            target = build_prompt(
+                tok,
+                self.persona,
+                window,
+                text,
+                prefix,
+                context,
+                self.model.persona_tokens,
+                self.model.chat_format,
+            )
             if target.length <= budget:
                 return target, context
             if not window:
@@ -182,7 +191,7 @@ class Conversation:
         target, context = self._render(text, prefix, note, budget)
         slot = self.attach()
         if not self.fed.length:
-            block = persona_block(self.model.tokenizer, self.persona, self.model.persona_tokens)
+            block = self.model.persona_block(self.persona)
             shared = self.model.cached_persona_kv(block)
             if shared is not None:  # another session of this persona computed it already
                 self.model.cache.restore(slot, shared)
@@ -214,9 +223,7 @@ class Conversation:
         cache = self.model.cache
         held = int(cache.lengths[self.slot])
         if done is not None and held >= turn.target.length:
-            self.model.remember_persona_kv(
-                persona_block(self.model.tokenizer, self.persona, self.model.persona_tokens), self.slot
-            )
+            self.model.remember_persona_kv(self.model.persona_block(self.persona), self.slot)
             self.fed = turn.target.extended(list(done.token_ids)[: held - turn.target.length])
             self.history.append(Turn(turn.text, done.text, turn.prefix, turn.context))
             if turn.action is not None:

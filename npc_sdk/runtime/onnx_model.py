@@ -13,8 +13,9 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from ..errors import NpcError
+from ..personas.chat_format import CHATML, ChatFormat
 from ..personas.persona import Persona
-from ..personas.prompt import MAX_PERSONA_TOKENS, Prompt, Turn, check_text, turn_prompt
+from ..personas.prompt import MAX_PERSONA_TOKENS, Prompt, Turn, check_text, persona_block, turn_prompt
 from .actions import ActionDecider
 from .decode_loop import stream_reply
 from .decoder_runner import DecoderRunner
@@ -98,6 +99,11 @@ class OnnxNpcModel:
         self.tokenizer = Tokenizer.from_file(str(folder.file("tokenizer")))
         self.text_tokenizer = encoder_tokenizer(str(folder.file("text_tokenizer")))
         dec = manifest["decoder"]
+        saved_format = dec.get("chat_format")  # folders exported before decoders were a choice use ChatML
+        self.chat_format: ChatFormat = ChatFormat.from_dict(saved_format) if saved_format else CHATML
+        source = dec.get("source", {})
+        self.decoder_name = str(source.get("name", "smollm2-135m-instruct"))
+        self.decoder_given = str(source.get("given", ""))  # the GGUF/folder exported from; "" for the default
         self.eos_id = int(dec["eos_token_id"])
         self.vocab_size = int(dec["vocab"])
         self.hidden_size = int(dec["hidden"])
@@ -150,6 +156,22 @@ class OnnxNpcModel:
         self.cache.lengths[slot] = 0
         self._free_slots.append(slot)
         self._free_slots.sort()
+
+    def persona_block(self, persona: Persona) -> list[int]:
+        """The tokens every prompt of `persona` starts with, in this decoder's chat format (fitted to the budget)."""
+        return persona_block(self.tokenizer, persona, self.persona_tokens, self.chat_format)
+
+    def usable_history(self, turns: Sequence[Turn]) -> list[Turn]:
+        """Stored turns as this model can replay them: fusion vectors kept only where this decoder's trained
+        projector could have made them. A session stored under another decoder (a deployment that switched
+        models) keeps every word of its history; the vectors, which belong to the old decoder, are dropped."""
+        keep = self.fusion_trained
+        return [
+            t
+            if t.prefix is None or (keep and t.prefix.shape[-1] == self.hidden_size)
+            else Turn(t.user, t.reply, None, t.context)
+            for t in turns
+        ]
 
     # ---- persona KV cache ----------------------------------------------------------------------------------
     def cached_persona_kv(self, block: Sequence[int]) -> KVSnapshot | None:
@@ -239,7 +261,9 @@ class OnnxNpcModel:
             "v_R": self.encode_role(persona),
         }
         prefix, tag_probs = self.fusion_session.run(["prefix", "tag_probs"], feeds)
-        return prefix[0], (tag_probs[0] if screenshot is not None else None)
+        # An untrained projector gives zero vectors: the decoder gets no prefix positions rather than K zeros.
+        vectors = prefix[0] if self.fusion_trained else None
+        return vectors, (tag_probs[0] if screenshot is not None else None)
 
     def scene_facts(self, tag_probs: np.ndarray | None, entities: Sequence[SceneEntity] = ()) -> SceneFacts:
         """What the NPC knows is in view: the head's tags past their thresholds and the game's entities."""
@@ -284,7 +308,14 @@ class OnnxNpcModel:
         elif not use_prefix:
             prefix = None
         prompt = turn_prompt(
-            self.tokenizer, persona, history, text, prefix, facts.note(), self.persona_tokens
+            self.tokenizer,
+            persona,
+            history,
+            text,
+            prefix,
+            facts.note(),
+            self.persona_tokens,
+            self.chat_format,
         )
         slot = self.acquire_slot()
         try:

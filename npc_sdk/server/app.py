@@ -42,7 +42,7 @@ def _warm_up(model: OnnxNpcModel) -> None:
 
 async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None:
     """Run until SIGTERM/SIGINT; running turns get `grace_s` to finish, then are cancelled unstored."""
-    model = OnnxNpcModel.load(model_path, slots=config.slots)
+    model = OnnxNpcModel.load(model_path, slots=config.slots, device=config.device)
     _warm_up(model)
     store = open_store(config.store or Path(config.data_dir) / "sessions.sqlite3")
     scheduler = Scheduler(

@@ -17,6 +17,7 @@ class ServerConfig:
     store: str = ""  # "" (SQLite in data_dir) or a postgresql://user:pass@host:port/db URL
     api_key: str | None = None  # when set, every RPC but health needs "authorization: Bearer <key>"
     slots: int = 8  # turns decoded at once (one cache slot each)
+    device: str = "cpu"  # onnxruntime provider: cpu, or cuda (onnxruntime-gpu; asked for and absent is an error)
     max_sessions: int = 100_000
     max_queued: int = 64  # turns waiting for a slot
     max_message_mb: int = 64

@@ -26,7 +26,7 @@ from PIL import Image
 
 from ..errors import LimitExceededError, NpcError, SessionBusyError, SessionNotFoundError, UnavailableError
 from ..personas.persona import Persona
-from ..personas.prompt import Turn, persona_block
+from ..personas.prompt import Turn
 from ..runtime.batch import BatchGenerator
 from ..runtime.conversation import Conversation, PreparedTurn
 from ..runtime.events import Done, ReplyEvent
@@ -149,7 +149,7 @@ class Scheduler:
                 stored.id,
                 stored.persona,
                 stored.created_ms,
-                Conversation(self.model, stored.persona, stored.turns),
+                Conversation(self.model, stored.persona, self.model.usable_history(stored.turns)),
             )
             self.live[session_id] = live
             self._trim_live()
@@ -353,7 +353,7 @@ class Scheduler:
             if not self._to_warm or self.waiting or model.free_slots == 0:
                 return
             persona = self._to_warm.popleft()
-            block = persona_block(model.tokenizer, persona, model.persona_tokens)
+            block = model.persona_block(persona)
             if model.cached_persona_kv(block) is not None:
                 return
             self._warming = (persona, block, model.acquire_slot(), 0)

@@ -109,7 +109,7 @@ def test_training_steps_lower_the_loss_and_resume_from_a_checkpoint(model, tiny_
             assert (tmp_path / "run" / name).is_file()
         from npc_export.model import read_fusion_file
 
-        _, tags = read_fusion_file(tmp_path / "run" / "fusion.safetensors")
+        _, tags, _ = read_fusion_file(tmp_path / "run" / "fusion.safetensors")
         assert [t.name for t in tags] == list(
             tiny_scenes.tag_names
         )  # the vocabulary travels with the weights
