@@ -141,7 +141,7 @@ class NpcModel:
         info.decoder_lora = str(lora) if lora is not None else ""
         if not info.trained:
             log(
-                f"{info.describe()}: replies use text, scene facts and the scene-word bias, no fusion vectors"
+                f"fusion: {info.source}; no fusion vectors reach the decoder (scene facts and the bias still do)"
             )
         return cls(image_encoder, text_encoder, fusion, dec, minilm / "tokenizer.json", info)
 

@@ -35,6 +35,9 @@ from .quantize import quantize_decoder
 
 ENCODER_OPSET = 17  # the torch exporter's well-trodden opset for the encoders and fusion
 MAX_POSITIONS = 4096  # rotary cache length of decoder.onnx: the longest dialogue a session may reach
+# A protobuf message cannot be serialised past 2 GiB: a decoder whose weights come near that (about 450M parameters
+# in fp32, 1.7B in int8) keeps them in decoder.onnx.data beside the graph, as onnxruntime reads by itself.
+EXTERNAL_DATA_BYTES = 1 << 30
 
 
 class TextEncoderOnnx(torch.nn.Module):
@@ -86,6 +89,21 @@ def export_fusion(fusion: CoAttentionFusion, path: Path) -> None:
             "prefix": {0: "batch"},
             "tag_probs": {0: "batch"},
         },
+    )
+
+
+def save_decoder(graph: onnx.ModelProto, path: Path) -> None:
+    weights = sum(len(t.raw_data) for t in graph.graph.initializer)
+    if weights < EXTERNAL_DATA_BYTES:
+        onnx.save(graph, str(path))
+        return
+    onnx.save(
+        graph,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=path.name + ".data",
+        size_threshold=1024,
     )
 
 
@@ -156,7 +174,7 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
     del state
     if precision != "fp32":
         graph = quantize_decoder(graph, bits=8 if precision == "int8" else 4)
-    onnx.save(graph, str(folder / "decoder.onnx"))
+    save_decoder(graph, folder / "decoder.onnx")
     del graph
 
     log("[5/5] embeddings, tokenizers, manifest")

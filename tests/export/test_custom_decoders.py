@@ -238,16 +238,21 @@ def test_an_int4_export_of_another_decoder_serves_a_dialogue(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_gguf_decoder_exports_like_its_folder(tmp_path):
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_a_gguf_decoder_exports_like_its_folder(family, tmp_path):
     from npc_export.decoder import resolve_decoder
 
-    checkpoint = tiny_llama(tmp_path / "tiny-llama")
-    gguf_file = write_gguf(checkpoint, tmp_path / "tiny-llama.gguf")
+    make = tiny_llama if family == "llama" else tiny_qwen2
+    checkpoint = make(tmp_path / f"tiny-{family}")
+    gguf_file = write_gguf(checkpoint, tmp_path / f"tiny-{family}.gguf")
     source = resolve_decoder(gguf_file, log=lambda _m: None)
     assert source.sha256 and source.folder.is_dir() and not source.is_default
     folder = _export(gguf_file, tmp_path / "gguf-fp32", "fp32")
     fmt = json.loads((folder / "manifest.json").read_text())["decoder"]["chat_format"]
-    assert fmt["stop"] == "<|eot_id|>" and fmt["user_start"].startswith("<|start_header_id|>user")
+    if family == "llama":
+        assert fmt["stop"] == "<|eot_id|>" and fmt["user_start"].startswith("<|start_header_id|>user")
+    else:
+        assert fmt == CHATML.to_dict()
     _check_against_transformers(folder, source.folder)  # transformers reading the same GGUF
 
 
@@ -327,3 +332,17 @@ def test_history_stored_under_another_decoder_keeps_its_words_and_drops_its_vect
     usable = runtime_int4.usable_history(turns)
     assert [(t.user, t.reply) for t in usable] == [(t.user, t.reply) for t in turns]
     assert usable[0].prefix is None and usable[1].prefix is turns[1].prefix and usable[2].prefix is None
+
+
+@pytest.mark.slow
+def test_a_decoder_too_big_for_one_protobuf_keeps_its_weights_beside_the_graph(tmp_path, monkeypatch):
+    """Past 2 GiB a graph cannot be one file (about 450M fp32 parameters): the weights go to decoder.onnx.data,
+    the manifest lists and hashes it, and the runtime reads it. Shown on a tiny decoder with the bar lowered."""
+    from npc_export import onnx_export
+
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 1)
+    checkpoint = tiny_qwen2(tmp_path / "tiny-qwen2")
+    folder = _export(checkpoint, tmp_path / "fp32", "fp32")
+    files = json.loads((folder / "manifest.json").read_text())["files"]
+    assert "decoder.onnx.data" in files and (folder / "decoder.onnx").stat().st_size < 100_000
+    _check_against_transformers(folder, checkpoint)

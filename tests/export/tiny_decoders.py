@@ -138,7 +138,7 @@ def _permute_qk(w: np.ndarray, heads: int) -> np.ndarray:
 
 
 def write_gguf(hf_folder: Path, out: Path) -> Path:
-    """The tiny Llama of `hf_folder` as an F32 GGUF file with its tokenizer (gpt2 BPE) and chat template."""
+    """A tiny Llama or Qwen2 folder as an F32 GGUF file with its tokenizer (gpt2 BPE) and chat template."""
     import gguf
     from safetensors.numpy import load_file
 
@@ -146,7 +146,8 @@ def write_gguf(hf_folder: Path, out: Path) -> Path:
     tok = json.loads((hf_folder / "tokenizer.json").read_text())
     tconf = json.loads((hf_folder / "tokenizer_config.json").read_text())
     state = load_file(str(hf_folder / "model.safetensors"))
-    writer = gguf.GGUFWriter(str(out), "llama")
+    arch = cfg["model_type"]  # llama or qwen2: the GGUF architecture names are the same
+    writer = gguf.GGUFWriter(str(out), arch)
     writer.add_name(hf_folder.name)
     writer.add_context_length(cfg["max_position_embeddings"])
     writer.add_embedding_length(cfg["hidden_size"])
@@ -154,9 +155,10 @@ def write_gguf(hf_folder: Path, out: Path) -> Path:
     writer.add_feed_forward_length(cfg["intermediate_size"])
     writer.add_head_count(cfg["num_attention_heads"])
     writer.add_head_count_kv(cfg["num_key_value_heads"])
-    writer.add_rope_dimension_count(cfg["head_dim"])
-    writer.add_key_length(cfg["head_dim"])
-    writer.add_value_length(cfg["head_dim"])
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
     writer.add_rope_freq_base(cfg["rope_parameters"]["rope_theta"])
     writer.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
     writer.add_vocab_size(cfg["vocab_size"])
@@ -171,8 +173,10 @@ def write_gguf(hf_folder: Path, out: Path) -> Path:
     )
     merges = tok["model"]["merges"]
     writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
-    writer.add_bos_token_id(tok["model"]["vocab"][tconf["bos_token"]])
-    writer.add_eos_token_id(tok["model"]["vocab"]["<|eot_id|>"])
+    if tconf.get("bos_token"):
+        writer.add_bos_token_id(tok["model"]["vocab"][tconf["bos_token"]])
+    stop = "<|eot_id|>" if arch == "llama" else tconf["eos_token"]
+    writer.add_eos_token_id(tok["model"]["vocab"][stop])
     writer.add_chat_template(tconf["chat_template"])
     heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     names = {
@@ -190,13 +194,17 @@ def write_gguf(hf_folder: Path, out: Path) -> Path:
     for i in range(cfg["num_hidden_layers"]):
         for hf, gg in names.items():
             w = state[f"model.layers.{i}.{hf}.weight"]
-            if gg == "attn_q":
+            if arch == "llama" and gg == "attn_q":
                 w = _permute_qk(w, heads)
-            elif gg == "attn_k":
+            elif arch == "llama" and gg == "attn_k":
                 w = _permute_qk(w, kv_heads)
             writer.add_tensor(f"blk.{i}.{gg}.weight", np.ascontiguousarray(w, dtype=np.float32))
+            bias = state.get(f"model.layers.{i}.{hf}.bias")
+            if bias is not None:
+                writer.add_tensor(f"blk.{i}.{gg}.bias", np.ascontiguousarray(bias, dtype=np.float32))
     writer.add_tensor("output_norm.weight", state["model.norm.weight"])
-    writer.add_tensor("output.weight", state["lm_head.weight"])
+    if "lm_head.weight" in state:  # untied; a tied model's GGUF has no output tensor
+        writer.add_tensor("output.weight", state["lm_head.weight"])
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
