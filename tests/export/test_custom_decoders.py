@@ -211,20 +211,23 @@ def test_a_tiny_decoder_exports_and_matches_transformers(family, tmp_path):
 
 
 @pytest.mark.slow
-def test_an_int4_export_of_another_decoder_serves_a_dialogue(tmp_path):
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_an_int4_export_of_another_decoder_serves_a_dialogue(family, tmp_path):
     from npc_sdk.demo import scene_path
     from npc_sdk.runtime.conversation import Conversation
     from npc_sdk.runtime.generation import GenerationConfig
     from npc_sdk.runtime.onnx_model import OnnxNpcModel
 
-    checkpoint = tiny_qwen2(tmp_path / "tiny-qwen2")
+    checkpoint = (tiny_llama if family == "llama" else tiny_qwen2)(tmp_path / f"tiny-{family}")
     folder = _export(checkpoint, tmp_path / "int4", "int4")
     import onnx
 
     ops = {n.op_type for n in onnx.load(str(folder / "decoder.onnx")).graph.node}
     assert "MatMulNBits" in ops
     runtime = OnnxNpcModel.load(folder, slots=1)
-    assert runtime.chat_format == CHATML and runtime.eos_id == runtime.tokenizer.token_to_id("<|im_end|>")
+    stop = "<|eot_id|>" if family == "llama" else "<|im_end|>"
+    assert runtime.chat_format.stop == stop and runtime.eos_id == runtime.tokenizer.token_to_id(stop)
+    assert (runtime.chat_format == CHATML) == (family == "qwen2")
     talk = Conversation(runtime, SMITH)
     cfg = GenerationConfig(max_tokens=12, temperature=0.0)
     shot = scene_path("meadow_slimes.png").read_bytes()
