@@ -155,6 +155,15 @@ class ChatStream:
     def close(self) -> None:
         self._call.cancel()
 
+    @property
+    def replica(self) -> str:
+        """Cluster mode: the replica that ran the turn (trailing metadata `npc-replica`); "" from a single server."""
+        try:
+            metadata = self._call.trailing_metadata() or ()
+        except Exception:  # the call has not ended
+            return ""
+        return str(dict(metadata).get("npc-replica", ""))
+
     def __enter__(self) -> ChatStream:
         return self
 

@@ -27,6 +27,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         slots=args.slots,
         device=args.device,
+        cluster=args.cluster or "",
+        replicas=args.replicas,
+        replica_threads=args.replica_threads,
+        replica_resource=args.replica_resource or "",
         max_sessions=args.max_sessions,
         max_queued=args.max_queued,
         max_message_mb=args.max_message_mb,
@@ -89,7 +93,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the gRPC server (npc.v1.NpcService) on the default or given model")
     p.add_argument("--model", help="model folder (default: the cached int4 export, built on first run)")
     p.add_argument(
-        "--device", choices=("cpu", "cuda"), default="cpu", help="cuda needs onnxruntime-gpu (pip install .[gpu])"
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda needs onnxruntime-gpu (pip install .[gpu])",
+    )
+    p.add_argument(
+        "--cluster",
+        metavar="RAY_ADDRESS",
+        help="cluster mode: this server is a front door; turns run on Ray Serve replicas of the model, routed by "
+        "session id (needs --store postgresql://...; docs/scaling.md)",
+    )
+    p.add_argument("--replicas", type=int, default=2, help="cluster mode: replicas to deploy if none run yet")
+    p.add_argument(
+        "--replica-threads",
+        type=int,
+        default=0,
+        help="cluster mode: onnxruntime threads per replica (0: all)",
+    )
+    p.add_argument(
+        "--replica-resource", help="cluster mode: a custom Ray resource a node must offer to host a replica"
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=50051, help="0 picks a free port")

@@ -23,12 +23,13 @@ from ..runtime.onnx_model import OnnxNpcModel
 from .api_keys import ApiKey
 from .config import ServerConfig
 from .interceptors import ApiKeyInterceptor, DecodeGuard
+from .remote import ClusterScheduler
 from .scheduler import Scheduler
 from .service import NpcServicer
 from .store import open_store
 
 
-def _warm_up(model: OnnxNpcModel) -> None:
+def warm_up(model: OnnxNpcModel) -> None:
     """One tiny turn through every graph: onnxruntime's first runs allocate and plan (~0.5 s), not a player's."""
     from ..demo import DEMO_PERSONA, scene_path
 
@@ -42,12 +43,26 @@ def _warm_up(model: OnnxNpcModel) -> None:
 
 async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None:
     """Run until SIGTERM/SIGINT; running turns get `grace_s` to finish, then are cancelled unstored."""
-    model = OnnxNpcModel.load(model_path, slots=config.slots, device=config.device)
-    _warm_up(model)
-    store = open_store(config.store or Path(config.data_dir) / "sessions.sqlite3")
-    scheduler = Scheduler(
-        model, store, kv_budget_bytes=config.kv_budget_mb << 20, max_queued=config.max_queued
-    )
+    scheduler: Scheduler | ClusterScheduler
+    if config.cluster:
+        if not config.store.startswith(("postgresql://", "postgres://")):
+            raise InvalidInputError(
+                "store", "cluster mode needs a PostgreSQL store every replica reaches (--store)"
+            )
+        from .cluster_replica import connect  # needs the `cluster` extra (ray[serve])
+
+        handle = await asyncio.to_thread(connect, config, model_path)
+        store = open_store(config.store)
+        scheduler = ClusterScheduler(handle, config.defaults)
+        described = f"{config.replicas} Ray Serve replicas of {model_path} via {config.cluster}"
+    else:
+        model = OnnxNpcModel.load(model_path, slots=config.slots, device=config.device)
+        warm_up(model)
+        store = open_store(config.store or Path(config.data_dir) / "sessions.sqlite3")
+        scheduler = Scheduler(
+            model, store, kv_budget_bytes=config.kv_budget_mb << 20, max_queued=config.max_queued
+        )
+        described = model.describe()
     scheduler.start()
     keys = list(config.api_keys)
     if config.api_key:
@@ -85,7 +100,7 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
         await server.start()
         await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-        print(f"npc-sdk serving {model.describe()} on {config.host}:{port}", flush=True)
+        print(f"npc-sdk serving {described} on {config.host}:{port}", flush=True)
         if started:
             started(port)
         await stop.wait()

@@ -15,9 +15,17 @@ class ServerConfig:
     port: int = 50051  # 0 picks a free port (printed at start)
     data_dir: Path = field(default_factory=lambda: Path("npc-data"))  # sessions.sqlite3 lives here
     store: str = ""  # "" (SQLite in data_dir) or a postgresql://user:pass@host:port/db URL
+    cluster: str = (
+        ""  # a Ray cluster address: turns run on Ray Serve replicas (docs/scaling.md); "" runs them here
+    )
+    replicas: int = 2  # cluster mode: NpcReplica replicas deployed when the app is not running yet
+    replica_threads: int = 0  # cluster mode: onnxruntime threads (and Ray CPUs) per replica; 0 = all, 1 CPU
+    replica_resource: str = ""  # cluster mode: a custom Ray resource a node must offer to host a replica
     api_key: str | None = None  # when set, every RPC but health needs "authorization: Bearer <key>"
     slots: int = 8  # turns decoded at once (one cache slot each)
-    device: str = "cpu"  # onnxruntime provider: cpu, or cuda (onnxruntime-gpu; asked for and absent is an error)
+    device: str = (
+        "cpu"  # onnxruntime provider: cpu, or cuda (onnxruntime-gpu; asked for and absent is an error)
+    )
     max_sessions: int = 100_000
     max_queued: int = 64  # turns waiting for a slot
     max_message_mb: int = 64

@@ -24,12 +24,19 @@ from typing import Any
 
 from PIL import Image
 
-from ..errors import LimitExceededError, NpcError, SessionBusyError, SessionNotFoundError, UnavailableError
+from ..errors import (
+    InvalidInputError,
+    LimitExceededError,
+    NpcError,
+    SessionBusyError,
+    SessionNotFoundError,
+    UnavailableError,
+)
 from ..personas.persona import Persona
 from ..personas.prompt import Turn
 from ..runtime.batch import BatchGenerator
 from ..runtime.conversation import Conversation, PreparedTurn
-from ..runtime.events import Done, ReplyEvent
+from ..runtime.events import Delta, Done, ReplyEvent, Timings, Usage
 from ..runtime.generation import GenerationConfig
 from ..runtime.onnx_model import OnnxNpcModel, SlotSource
 from ..runtime.scene import SceneEntity
@@ -87,8 +94,12 @@ class Scheduler:
         kv_budget_bytes: int = 512 << 20,
         max_queued: int = 64,
         max_live: int = 10_000,
+        shared_store: bool = False,
     ) -> None:
         self.model = model
+        # Cluster replicas share one store: a session may have moved on elsewhere since this replica held it
+        # (failover and back), so its live copy is checked against the store before each turn.
+        self.shared_store = shared_store
         self.store = store
         self.kv_budget_bytes = kv_budget_bytes  # parked (host-memory) KV state of idle sessions, in total
         self.max_queued = max_queued  # turns waiting for a slot; more are refused
@@ -165,6 +176,21 @@ class Scheduler:
             live.conversation.close()
             del self.live[session_id]
 
+    def refresh(self, session_id: str) -> None:
+        """Drop an idle live copy that no longer matches the store (another replica added turns, or the session
+        was deleted and made again); the next use reloads it."""
+        live = self.live.get(session_id)
+        if live is None or live.busy:
+            return
+        if self.store.version(session_id) != (live.created_ms, len(live.conversation.history)):
+            live.conversation.close()
+            del self.live[session_id]
+
+    def prepare(self, session_id: str) -> None:
+        """A new session: load it and encode its persona's role vector now rather than in its first turn."""
+        live = self.session(session_id)
+        self.model.encode_role(live.persona)
+
     def _trim_live(self) -> None:
         for sid in list(self.live):
             if len(self.live) <= self.max_live:
@@ -198,6 +224,8 @@ class Scheduler:
 
     # ---- turns -------------------------------------------------------------------------------------------
     def _accept(self, job: ChatJob) -> None:
+        if self.shared_store:
+            self.refresh(job.session_id)
         live = self.session(job.session_id)
         if live.queued >= MAX_QUEUED_PER_SESSION:
             raise LimitExceededError(
@@ -218,6 +246,8 @@ class Scheduler:
                 continue
             if live.running:
                 continue  # its earlier turn is still decoding: this one follows it
+            if job.turn_id and self._replayed(job, live):
+                continue
             conv = live.conversation
             if not self._make_room(conv):
                 return  # every slot is decoding: wait for one to finish
@@ -248,6 +278,34 @@ class Scheduler:
             if turn.action is not None:
                 job.emit(turn.action)  # before the first delta: the game can start the animation now
             self._deliver(conv.slot, events)
+
+    def _replayed(self, job: ChatJob, live: LiveSession) -> bool:
+        """A turn_id already committed (a retry that reached another front door, or raced this one's check):
+        the stored reply is sent again instead of a second turn being made. Runs in turn order for the session,
+        so a duplicate that waited behind the original sees it committed."""
+        stored = self.store.find_turn(job.session_id, job.turn_id)
+        if stored is None:
+            return False
+        self.waiting.remove(job)
+        live.queued -= 1
+        user, reply = stored
+        if user != job.text:
+            job.emit(
+                InvalidInputError("turn_id", f"{job.turn_id!r} was used for another line in this session")
+            )
+            return True
+        job.emit(Delta(reply, reply))
+        job.emit(
+            Done(
+                reply,
+                "stop",
+                Usage(0, 0),
+                Timings(0.0, 0.0, 0.0),
+                emotion=self.model.emotion(reply, user),
+                replayed=True,
+            )
+        )
+        return True
 
     def _deliver(self, slot: int, events: list[ReplyEvent]) -> None:
         run = self.running[slot]

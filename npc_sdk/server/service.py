@@ -47,6 +47,7 @@ from ..wire import (
 )
 from .api_keys import ApiKey, match
 from .config import ServerConfig
+from .remote import ServedBy
 from .scheduler import ChatJob, Scheduler
 from .snapshots import SNAPSHOT_FORMAT, load_snapshot_key, read_snapshot, sign_snapshot
 from .store import SessionStore, StoredSession
@@ -160,8 +161,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                 if self.store.exists(session_id):
                     raise SessionExistsError(f"session_id: {session_id!r} exists already")
                 created = self.store.create(session_id, persona, owner=key.name if key else "")
-                live = self.scheduler.session(session_id)
-                self.scheduler.model.encode_role(live.persona)  # v_R computed once, here
+                self.scheduler.prepare(session_id)
                 return created
 
             created = await self._run(create)
@@ -350,8 +350,9 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                         yield event
                     return
                 claimed = (session_id, turn_id)
+            remote = getattr(self.scheduler, "remote", False)  # cluster mode: the replica decodes the picture
             screenshot = None
-            if request.HasField("screenshot"):
+            if request.HasField("screenshot") and not remote:
                 # decoding a large PNG takes tens of ms: keep it off the event loop
                 screenshot = await asyncio.to_thread(image_from_proto, request.screenshot)
             job = ChatJob(
@@ -364,13 +365,19 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                 state=state,
                 turn_id=turn_id,
             )
-            await asyncio.wrap_future(self.scheduler.submit(job))
+            if remote:
+                self.scheduler.submit_remote(request.SerializeToString(), job)
+            else:
+                await asyncio.wrap_future(self.scheduler.submit(job))
             while True:
                 event = await events.get()
                 if isinstance(event, BaseException):
                     finished = True
                     await self._fail(context, event)
                     return
+                if isinstance(event, ServedBy):  # cluster mode: which replica holds this session
+                    context.set_trailing_metadata((("npc-replica", event.replica),))
+                    continue
                 yield event_to_proto(event)
                 if isinstance(event, Done):
                     finished = True

@@ -113,6 +113,15 @@ class SessionStore:
             row = self._db.execute("SELECT owner FROM sessions WHERE id = ?", (session_id,)).fetchone()
         return None if row is None else str(row[0])
 
+    def version(self, session_id: str) -> tuple[int, int] | None:
+        """(created_ms, turns stored): what a live copy must match to be current; None for no such session."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT created_ms, (SELECT COUNT(*) FROM turns WHERE session_id = ?) FROM sessions WHERE id = ?",
+                (session_id, session_id),
+            ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
     def count(self, owner: str | None = None) -> int:
         with self._lock:
             if owner is None:

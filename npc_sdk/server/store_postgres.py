@@ -110,6 +110,14 @@ class PostgresSessionStore:
         row = self._one("SELECT owner FROM sessions WHERE id = %s", (session_id,))
         return None if row is None else str(row[0])
 
+    def version(self, session_id: str) -> tuple[int, int] | None:
+        """(created_ms, turns stored): what a live copy must match to be current; None for no such session."""
+        row = self._one(
+            "SELECT created_ms, (SELECT count(*) FROM turns WHERE session_id = %s) FROM sessions WHERE id = %s",
+            (session_id, session_id),
+        )
+        return None if row is None else (int(row[0]), int(row[1]))
+
     def count(self, owner: str | None = None) -> int:
         if owner is None:
             return int(self._one("SELECT count(*) FROM sessions")[0])

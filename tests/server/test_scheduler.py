@@ -113,3 +113,33 @@ def test_idle_time_prefills_persona_blocks_for_first_turns(exported_int4, tmp_pa
     finally:
         sched.stop()
         store.close()
+
+
+def test_a_turn_id_sent_twice_at_once_makes_one_turn(scheduler):
+    """Two front doors can each pass the same retried turn_id on (neither sees the other's claim): the scheduler
+    runs the session's turns in order, and the second finds the first committed and replays it."""
+    scheduler.call(lambda: scheduler.store.create("dup", DEMO_PERSONA)).result(10)
+    results: list[list] = [[], []]
+    finished = [threading.Event(), threading.Event()]
+
+    def emitter(i: int):
+        def emit(event) -> None:
+            results[i].append(event)
+            if isinstance(event, (Done, BaseException)):
+                finished[i].set()
+
+        return emit
+
+    for i in range(2):
+        job = ChatJob("dup", "Good evening.", None, GREEDY, emitter(i), turn_id="t-1")
+        scheduler.submit(job).result(60)
+    assert finished[0].wait(120) and finished[1].wait(120)
+    first, second = results[0][-1], results[1][-1]
+    assert isinstance(first, Done) and isinstance(second, Done)
+    assert not first.replayed and second.replayed and second.text == first.text
+    stored = scheduler.call(lambda: scheduler.store.load("dup")).result(10)
+    assert [t.reply for t in stored.turns] == [first.text]
+    other = ChatJob("dup", "Another line.", None, GREEDY, emitter(0), turn_id="t-1")
+    finished[0].clear()
+    scheduler.submit(other).result(60)
+    assert finished[0].wait(60) and "used for another line" in str(results[0][-1])

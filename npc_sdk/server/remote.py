@@ -1,0 +1,164 @@
+"""The front door's side of cluster mode: turns go to Ray Serve replicas, store work stays local.
+
+`ClusterScheduler` stands in for `Scheduler` in the servicer. Store calls (owner checks, session CRUD, turn ids) run
+on a local thread against the shared PostgreSQL store. A turn is sent, as the serialised ChatRequest, to the Ray
+Serve deployment (server/cluster_replica.py) with the session id as its multiplexed model id, so Ray Serve routes
+it to the replica that holds that session's KV cache. A replica that has never seen the session rebuilds it from
+the store. Events stream back and are handed to the waiting RPC exactly as the local scheduler hands them.
+
+Nothing here imports ray: the handle is passed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import (
+    InvalidInputError,
+    LimitExceededError,
+    NpcError,
+    SessionBusyError,
+    SessionExistsError,
+    SessionNotFoundError,
+    UnavailableError,
+)
+from ..personas.persona import Persona
+from ..runtime.events import Done, Emotion
+from ..runtime.generation import GenerationConfig
+from .scheduler import ChatJob
+
+log = logging.getLogger("npc_sdk.cluster")
+CANCEL_POLL_S = 0.05  # how often a streaming turn looks whether its client went away
+
+
+@dataclass(frozen=True)
+class ServedBy:
+    """First event of a turn from a replica: which one runs it (sent to the client as trailing metadata)."""
+
+    replica: str
+
+
+def _invalid(message: str) -> InvalidInputError:
+    field, _, rest = message.partition(": ")
+    return InvalidInputError(field, rest) if rest else InvalidInputError("request", message)
+
+
+_ERRORS: dict[str, Callable[[str], NpcError]] = {
+    "InvalidInputError": _invalid,
+    "SessionNotFoundError": SessionNotFoundError,
+    "SessionExistsError": SessionExistsError,
+    "SessionBusyError": SessionBusyError,
+    "LimitExceededError": LimitExceededError,
+    "UnavailableError": UnavailableError,
+}
+
+
+@dataclass(frozen=True)
+class RemoteFailure:
+    """A turn that failed on its replica, by error class name and message (exceptions do not pickle well)."""
+
+    kind: str
+    message: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> RemoteFailure:
+        return cls(type(exc).__name__, str(exc))
+
+    def error(self) -> NpcError:
+        make = _ERRORS.get(self.kind)
+        return make(self.message) if make else NpcError(f"{self.kind}: {self.message}")
+
+
+class _RemoteModel:
+    """What the servicer asks of `scheduler.model` in cluster mode: the emotion of a replayed reply."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def emotion(self, reply: str, line: str = "") -> Emotion:
+        return self.handle.emotion.remote(reply, line).result()
+
+
+class ClusterScheduler:
+    remote = True
+
+    def __init__(self, handle: Any, defaults: GenerationConfig) -> None:
+        self.handle = handle  # ray.serve DeploymentHandle of NpcReplica
+        self.defaults = defaults
+        self.model = _RemoteModel(handle)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="npc-store")
+        self._tasks: set[asyncio.Task] = set()
+
+    # ---- what the servicer calls on a Scheduler -----------------------------------------------------------
+    def start(self) -> None:
+        pass
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._pool.shutdown(wait=True)
+
+    def call(self, fn: Callable[[], Any]) -> Future:
+        return self._pool.submit(fn)
+
+    def prewarm(self, personas: list[Persona]) -> Future:
+        done: Future = Future()
+        done.set_result(0)  # each replica prefills what it serves
+        return done
+
+    def prepare(self, session_id: str) -> None:
+        pass  # the replica that gets the session's first turn loads it
+
+    def forget(self, session_id: str) -> None:
+        pass  # replicas compare their live copy with the store before every turn (Scheduler.refresh)
+
+    # ---- turns ------------------------------------------------------------------------------------------
+    def submit_remote(self, request: bytes, job: ChatJob) -> None:
+        """Stream `request` (a serialised ChatRequest) on the replica for its session; events go to job.emit."""
+        task = asyncio.get_running_loop().create_task(self._stream(request, job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _stream(self, request: bytes, job: ChatJob) -> None:
+        handle = self.handle.options(multiplexed_model_id=job.session_id, stream=True)
+        stream = handle.chat.remote(request, self.defaults)
+        watcher = asyncio.get_running_loop().create_task(self._watch(job, stream))
+        try:
+            async for event in stream:
+                if isinstance(event, RemoteFailure):
+                    job.emit(event.error())
+                    return
+                job.emit(event)
+                if isinstance(event, Done):
+                    return
+            job.emit(
+                UnavailableError(
+                    "the replica ended the turn without a done event; retry with the same turn_id"
+                )
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the replica, its node or the connection to it died mid-turn
+            if job.cancelled.is_set():
+                return
+            log.warning("turn of session %s lost with its replica: %s", job.session_id, exc)
+            job.emit(
+                UnavailableError(
+                    f"the replica serving session {job.session_id!r} was lost ({type(exc).__name__}); "
+                    "retry with the same turn_id: nothing of this turn was stored"
+                )
+            )
+        finally:
+            watcher.cancel()
+
+    @staticmethod
+    async def _watch(job: ChatJob, stream: Any) -> None:
+        """Cancel the replica's turn when the client goes away (the servicer sets job.cancelled)."""
+        while not job.cancelled.is_set():
+            await asyncio.sleep(CANCEL_POLL_S)
+        stream.cancel()
