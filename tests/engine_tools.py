@@ -21,3 +21,20 @@ def require_tools(*names: str) -> dict[str, str]:
             pytest.fail(why)
         pytest.skip(why)
     return {name: path for name, path in found.items() if path is not None}
+
+
+GODOT4_ROOT = os.environ.get("NPC_SDK_GODOT4_ROOT", "/var/cache/npc-sdk/godot4-sid")
+
+
+def require_godot4() -> str:
+    """The Debian sid chroot holding Godot 4 (scripts/install_engine_tools.sh); skip or fail as require_tools."""
+    why = ""
+    if not os.path.isfile(os.path.join(GODOT4_ROOT, "usr", "bin", "godot")):
+        why = f"no Godot 4 chroot at {GODOT4_ROOT}: run scripts/install_engine_tools.sh"
+    elif os.geteuid() != 0:
+        why = "running Godot 4 from its chroot needs root (chroot)"
+    if why:
+        if os.environ.get("NPC_SDK_REQUIRE_ENGINE_TOOLS") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    return GODOT4_ROOT

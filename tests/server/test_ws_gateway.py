@@ -9,6 +9,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import uuid
 
 import pytest
 from websockets.asyncio.client import connect
@@ -19,7 +20,7 @@ from npc_sdk.demo import scene_path
 from npc_sdk.runtime.emotion import EMOTIONS
 from npc_sdk.server.ws_gateway import FrameError, _to_json, dial_target, parse_frame
 
-from ..engine_tools import require_tools
+from ..engine_tools import require_godot4, require_tools
 from ..server_process import ServerProcess
 
 SCENE = scene_path("meadow_slimes.png")
@@ -495,3 +496,125 @@ def test_action_and_emotion_frames(server):
             assert bad["error"]["code"] == "INVALID_ARGUMENT" and "state['mood']" in bad["error"]["message"]
 
     _run(play())
+
+
+# --- Godot 4 (headless, from a Debian sid chroot) ------------------------------------------------------------
+
+
+class Godot4Project:
+    """A throwaway Godot 4 project inside the chroot, with the sample scripts, run as a game would run them."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.inside = f"/tmp/npc-godot4-{uuid.uuid4().hex[:8]}"  # path as Godot sees it
+        self.path = os.path.join(root, self.inside.lstrip("/"))
+        os.makedirs(os.path.join(self.path, "home"))
+        for name in os.listdir(GODOT_DIR):
+            if name.endswith(".gd"):
+                shutil.copy(os.path.join(GODOT_DIR, name), os.path.join(self.path, name))
+        with open(os.path.join(self.path, "project.godot"), "w") as fh:
+            fh.write('config_version=5\n\n[application]\n\nconfig/name="npc-ws-check"\n')
+
+    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        clean = {"HOME": f"{self.inside}/home", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **env}
+        return subprocess.run(
+            ["chroot", self.root, "env", "-i", *(f"{k}={v}" for k, v in clean.items()), "godot", "--headless",
+             "--path", self.inside, *args],
+            capture_output=True,
+            text=True,
+            timeout=WAIT_S,
+        )  # fmt: skip
+
+    def client(self, **env: str) -> subprocess.CompletedProcess[str]:
+        return self.run("-s", "run_headless_godot4.gd", **env)
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+@pytest.fixture
+def godot4():
+    project = Godot4Project(require_godot4())
+    yield project
+    project.close()
+
+
+def _lines(out: str, tag: str) -> list:
+    return [json.loads(line[len(tag) + 1 :]) for line in out.splitlines() if line.startswith(tag + " ")]
+
+
+@pytest.mark.slow
+def test_godot4_client_streams_a_reply_with_a_screenshot(server, godot4):
+    shutil.copy(SCENE, os.path.join(godot4.path, "shot.png"))
+    ferryman = {"tag": "ferryman", "name": "Old Tom the ferryman", "x": 0.2, "distance": 3}
+    run = godot4.client(
+        NPC_WS_URL=server.ws_url,
+        NPC_SCREENSHOT=f"{godot4.inside}/shot.png",
+        NPC_MAX_TOKENS="40",
+        NPC_SCENE=json.dumps([ferryman]),
+    )
+    out = run.stdout
+    assert run.returncode == 0, out + run.stderr
+    engine = next(line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("ENGINE "))
+    assert engine.startswith("4."), engine  # really Godot 4, not the Godot 3 of the other tests
+    deltas, done = _lines(out, "DELTA"), _lines(out, "DONE")
+    assert len(deltas) >= 2 and len(done) == 1 and "".join(deltas) == done[0], out
+    seen = _lines(out, "SEEN")
+    assert len(seen) == 1 and {"tag": "ferryman", "score": 1, "source": "game"} in seen[0], out
+    assert any(s["source"] in ("screenshot", "both") for s in seen[0]), seen  # the picture reached the NPC
+    emotion = _lines(out, "EMOTION")
+    assert len(emotion) == 1 and emotion[0]["label"] in EMOTIONS, out
+    session_id = next(line.split()[1] for line in out.splitlines() if line.startswith("SESSION "))
+
+    async def stored():
+        async with connect(server.ws_url) as ws:
+            return await Socket(ws).unary("get", "GetSession", {"sessionId": session_id})
+
+    assert _run(stored())["response"]["turns"][0]["reply"] == done[0]
+    ttft = float(next(line.split()[1] for line in out.splitlines() if line.startswith("TTFT_MS ")))
+    print(f"godot {engine}: {len(deltas)} deltas, first after {ttft:.0f} ms")
+
+
+@pytest.mark.slow
+def test_godot4_client_cancels_a_reply_and_nothing_is_stored(server, godot4):
+    run = godot4.client(NPC_WS_URL=server.ws_url, NPC_CANCEL="1", NPC_MAX_TOKENS="200")
+    out = run.stdout
+    assert run.returncode == 0 and "CANCELLED CANCELLED" in out and "DONE " not in out, out + run.stderr
+    session_id = next(line.split()[1] for line in out.splitlines() if line.startswith("SESSION "))
+
+    async def stored():
+        async with connect(server.ws_url) as ws:
+            return await Socket(ws).unary("get", "GetSession", {"sessionId": session_id})
+
+    assert not _run(stored())["response"].get("turns")
+
+
+@pytest.mark.slow
+def test_godot4_client_gets_an_error_frame_naming_the_field(server, godot4):
+    run = godot4.client(
+        NPC_WS_URL=server.ws_url, NPC_SCENE=json.dumps([{"tag": "slime"}, {"tag": "gem", "x": 2}])
+    )
+    assert run.returncode == 1 and "ERROR c2 INVALID_ARGUMENT: scene[1].x: " in run.stdout, (
+        run.stdout + run.stderr
+    )
+
+
+@pytest.mark.slow
+def test_every_gdscript_file_type_checks_under_its_own_engine(godot4, tmp_path):
+    """`--check-only` with the engine each file is written for, and a Godot 3 leftover caught by Godot 4."""
+    godot3 = require_tools("godot3-server")["godot3-server"]
+    scripts = sorted(name for name in os.listdir(GODOT_DIR) if name.endswith(".gd"))
+    assert {"npc_client_godot4.gd", "run_headless_godot4.gd", "npc_client_godot3.gd"} <= set(scripts)
+    project3, env3 = _godot_project(tmp_path)
+    for name in scripts:
+        if "godot4" in name:
+            run = godot4.run("--check-only", "-s", name)
+        else:
+            shutil.copy(os.path.join(GODOT_DIR, name), os.path.join(project3, name))
+            run = subprocess.run(
+                [godot3, "--path", project3, "--check-only", "-s", name],
+                env=env3, capture_output=True, text=True, timeout=WAIT_S,
+            )  # fmt: skip
+        assert run.returncode == 0, f"{name}: {run.stdout}{run.stderr}"
+    leftover = godot4.run("--check-only", "-s", "npc_client_godot3.gd")  # Godot 3 API under Godot 4
+    assert leftover.returncode != 0 and "Parse error" in leftover.stdout + leftover.stderr

@@ -1,7 +1,7 @@
 # npc-sdk client for Godot 4.x over the server's WebSocket gateway (npc-sdk serve --ws-port PORT).
 # Same protocol, signals and methods as npc_client_godot3.gd (docs/websocket.md); only the engine API differs:
 # WebSocketPeer instead of WebSocketClient, JSON.stringify/parse_string, RefCounted, signal.emit().
-# Not run in this repository's CI (no Godot 4 there): see README.md beside this file.
+# Run headless under Godot 4.6 in this repository's CI (run_headless_godot4.gd): see README.md beside this file.
 #
 #   var npc = preload("res://npc_client_godot4.gd").new()
 #   npc.delta.connect(func(call_id, text): print(text))
