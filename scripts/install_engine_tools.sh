@@ -24,3 +24,8 @@ if [ ! -x "$GODOT4_ROOT/usr/bin/godot" ]; then
   $SUDO mv "$GODOT4_ROOT.partial" "$GODOT4_ROOT"
 fi
 echo "godot 4: $($SUDO chroot "$GODOT4_ROOT" /usr/bin/godot --version 2>/dev/null | tail -1) in $GODOT4_ROOT" >&2
+
+# A real Google.Protobuf for compiling the C# samples fully (not only parsing them): built from Debian's protobuf
+# source with mcs (kept at NPC_SDK_CSHARP_DIR between runs); System.Net.Http for the Unity sample's HTTP handler.
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libmono-system-net-http4.0-cil
+echo "google.protobuf: $("$(dirname "$0")/build_csharp_protobuf.sh")" >&2

@@ -38,3 +38,17 @@ def require_godot4() -> str:
             pytest.fail(why)
         pytest.skip(why)
     return GODOT4_ROOT
+
+
+CSHARP_DIR = os.environ.get("NPC_SDK_CSHARP_DIR", "/var/cache/npc-sdk/csharp")
+
+
+def require_google_protobuf() -> str:
+    """Google.Protobuf.dll built from Debian's protobuf source (scripts/build_csharp_protobuf.sh)."""
+    dll = os.path.join(CSHARP_DIR, "Google.Protobuf.dll")
+    if not os.path.isfile(dll):
+        why = f"no {dll}: run scripts/install_engine_tools.sh"
+        if os.environ.get("NPC_SDK_REQUIRE_ENGINE_TOOLS") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    return dll
