@@ -11,7 +11,9 @@ exec 3>&1 1>&2  # only the path on stdout
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out_dir="${NPC_SDK_CSHARP_DIR:-/var/cache/npc-sdk/csharp}"
 dll="$out_dir/Google.Protobuf.dll"
-if [ -f "$dll" ]; then
+# the patched sources are kept too: the .NET Core test builds its own Google.Protobuf from them against that runtime
+kept_src="$out_dir/Google.Protobuf-src"
+if [ -f "$dll" ] && [ -d "$kept_src" ]; then
   echo "$dll" >&3
   exit 0
 fi
@@ -36,6 +38,8 @@ cp "$root/samples/csharp_common/mono/ProtobufUnsafe.cs" "$src/"
 $SUDO mkdir -p "$out_dir"
 mcs -target:library -unsafe -langversion:experimental -nowarn:1591,618,612,436 -nowarn:108,109,114,219,414 \
   -r:System.Numerics.dll -r:System.Core.dll -out:"$work/Google.Protobuf.dll" $(find "$src" -name '*.cs') >/dev/null
+$SUDO rm -rf "$kept_src"
+$SUDO cp -r "$src" "$kept_src"
 $SUDO mv "$work/Google.Protobuf.dll" "$dll"
 echo "build_csharp_protobuf.sh: Google.Protobuf $version built with $(mcs --version) -> $dll"
 echo "$dll" >&3

@@ -52,3 +52,18 @@ def require_google_protobuf() -> str:
             pytest.fail(why)
         pytest.skip(why)
     return dll
+
+
+def require_dotnet() -> str:
+    """The .NET Core 3.1 host from the dotnetcore2 wheel (a test dependency on Linux x86_64)."""
+    try:
+        import dotnetcore2
+    except ImportError:
+        dotnetcore2 = None
+    host = os.path.join(os.path.dirname(dotnetcore2.__file__), "bin", "dotnet") if dotnetcore2 else ""
+    if not host or not os.path.isfile(host):
+        why = "no .NET Core runtime: pip install dotnetcore2 (the test extra has it on Linux x86_64)"
+        if os.environ.get("NPC_SDK_REQUIRE_ENGINE_TOOLS") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    return host

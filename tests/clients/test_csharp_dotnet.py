@@ -1,0 +1,124 @@
+"""The C# client code making real calls: the samples' NpcServiceClient, unchanged, compiled with mcs against the
+.NET Core 3.1 runtime (the dotnetcore2 wheel) and a Google.Protobuf built from Debian's protobuf source, talking
+HTTP/2 cleartext to the real server on loopback through a test-only CallInvoker (tests/clients/csharp/)."""
+
+from __future__ import annotations
+
+import base64
+import glob
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.engine_tools import CSHARP_DIR, require_dotnet, require_google_protobuf, require_tools
+
+from ..server_process import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "dotnet-check-key"
+pytestmark = pytest.mark.slow
+
+
+def _mcs(mcs: str, refs: list[str], out: Path, target: str, files: list[str], *flags: str) -> None:
+    run = subprocess.run(
+        [mcs, "-nostdlib", "-noconfig", f"-target:{target}", "-langversion:experimental", *flags, f"-out:{out}",
+         *(f"-r:{r}" for r in refs), *files],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory) -> tuple[str, Path]:
+    """(dotnet host, NpcConsoleCheck.dll) built for .NET Core 3.1."""
+    mcs = require_tools("mcs", "protoc")["mcs"]
+    require_google_protobuf()
+    host = require_dotnet()
+    framework = sorted(
+        glob.glob(os.path.join(os.path.dirname(host), "shared", "Microsoft.NETCore.App", "3.1.*"))
+    )[-1]
+    refs = [
+        p
+        for p in glob.glob(os.path.join(framework, "*.dll"))
+        if os.path.basename(p).startswith(("System.", "mscorlib", "netstandard"))
+        and "WindowsRuntime" not in p
+    ]
+    out = tmp_path_factory.mktemp("dotnet")
+    # Google.Protobuf again, from the same patched sources, against this runtime (mono's build names mono's corlib)
+    sources = [str(p) for p in Path(CSHARP_DIR, "Google.Protobuf-src").rglob("*.cs")]
+    _mcs(
+        mcs,
+        refs,
+        out / "Google.Protobuf.dll",
+        "library",
+        sources,
+        "-unsafe",
+        "-nowarn:1591,618,612,436,108,109,114,219,414",
+    )
+    run = subprocess.run(
+        ["protoc", f"--proto_path={ROOT / 'proto'}", f"--csharp_out={out}", str(ROOT / "proto/npc/v1/npc.proto")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    files = [
+        str(ROOT / "samples/csharp_common/mono/GrpcStandIn.cs"),
+        str(out / "Npc.cs"),
+        *map(str, sorted((ROOT / "samples/csharp_common").glob("*.cs"))),
+        *map(str, sorted((ROOT / "tests/clients/csharp").glob("*.cs"))),
+    ]
+    _mcs(
+        mcs,
+        [*refs, str(out / "Google.Protobuf.dll")],
+        out / "NpcConsoleCheck.dll",
+        "exe",
+        files,
+        "-nowarn:1591,414,649,67",
+    )
+    (out / "NpcConsoleCheck.runtimeconfig.json").write_text(
+        '{"runtimeOptions": {"tfm": "netcoreapp3.1", "framework": {"name": "Microsoft.NETCore.App", "version": "'
+        + os.path.basename(framework)
+        + '"}}}\n'
+    )
+    return host, out / "NpcConsoleCheck.dll"
+
+
+def test_the_csharp_client_calls_the_real_server_over_h2c(console, exported_int4, tmp_path):
+    from npc_sdk.client import Client
+    from npc_sdk.demo import scene_path
+
+    host, program = console
+    with ServerProcess(exported_int4, tmp_path / "data", "--api-key", KEY) as server:
+        run = subprocess.run(
+            [host, str(program), f"http://{server.address}", KEY, str(scene_path("meadow_slimes.png"))],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={
+                **os.environ,
+                "DOTNET_SYSTEM_GLOBALIZATION_INVARIANT": "1",
+                "DOTNET_CLI_TELEMETRY_OPTOUT": "1",
+            },
+        )
+        out = run.stdout
+        assert run.returncode == 0 and "ERROR" not in out, out + run.stderr
+        lines = out.splitlines()
+
+        def decoded(tag: str) -> list[str]:
+            return [
+                base64.b64decode(line.split()[1]).decode() for line in lines if line.startswith(tag + " ")
+            ]
+
+        deltas, done = decoded("DELTA"), decoded("DONE")
+        assert len(deltas) >= 2 and len(done) == 1 and "".join(deltas) == done[0], out
+        seen = next(line for line in lines if line.startswith("SEEN "))
+        assert "(screenshot)" in seen, seen  # the screenshot reached the NPC
+        assert "CANCELLED Cancelled" in lines, out
+        invalid = next(line for line in lines if line.startswith("INVALID "))
+        assert invalid.startswith("INVALID InvalidArgument scene[0].x: "), invalid
+        assert "WRONG_KEY Unauthenticated" in lines, out
+        session_id = next(line.split()[1] for line in lines if line.startswith("SESSION "))
+        with Client(server.address, api_key=KEY) as client:
+            turns = client.get_session(session_id).turns
+        assert [t.reply for t in turns] == [done[0]]  # the cancelled turn and the refused one left nothing
