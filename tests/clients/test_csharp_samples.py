@@ -112,19 +112,29 @@ def test_unity_package_files_are_what_the_package_manager_reads():
     assert re.fullmatch(r"[a-z0-9]+(\.[a-z0-9_-]+){2,}", manifest["name"]), manifest["name"]
     assert re.fullmatch(r"\d+\.\d+\.\d+", manifest["version"])
     assert re.fullmatch(r"\d{4}\.\d+", manifest["unity"])
-    asmdefs = list(UNITY.rglob("*.asmdef"))
+    asmdefs = list((UNITY / "Runtime").rglob("*.asmdef"))
     assert len(asmdefs) == 1
     asmdef = json.loads(asmdefs[0].read_text())
+    # Package samples live in Samples~ (hidden from the asset database until imported), each listed in the manifest
+    assert manifest["samples"], "package.json lists no samples"
+    for sample in manifest["samples"]:
+        folder = UNITY / sample["path"]
+        assert sample["path"].startswith("Samples~/") and folder.is_dir(), sample
+        sample_asmdef = json.loads(next(folder.glob("*.asmdef")).read_text())
+        assert asmdef["name"] in sample_asmdef["references"]
     assert (
         asmdef["name"] and not asmdef["overrideReferences"]
     )  # NuGetForUnity's DLLs are referenced implicitly
     # Every asset has a committed .meta with its own GUID (scene references to NpcDialogue stay valid across
-    # machines); Generated/ is left to Unity, hidden files are ignored by it.
+    # machines); Generated/ is left to Unity, hidden files and folders ending in ~ are ignored by it.
     assets = [
         p
         for p in UNITY.rglob("*")
         if p.suffix != ".meta"
-        and not any(part.startswith(".") or part == "Generated" for part in p.relative_to(UNITY).parts)
+        and not any(
+            part.startswith(".") or part.endswith("~") or part == "Generated"
+            for part in p.relative_to(UNITY).parts
+        )
     ]
     guids = []
     for asset in assets:

@@ -109,7 +109,7 @@ namespace UnityEngine
         public byte r, g, b, a;
     }
 
-    public enum KeyCode { None = 0, F9 = 290, F10 = 291 }
+    public enum KeyCode { None = 0, Return = 13, Escape = 27, F9 = 290, F10 = 291 }
 
     public enum TextureFormat { RGBA32 = 4, RGB24 = 3 }
 
@@ -279,6 +279,12 @@ namespace UnityEngine
 
     [AttributeUsage(AttributeTargets.Class)]
     public sealed class DisallowMultipleComponent : Attribute { }
+
+    [AttributeUsage(AttributeTargets.Class, AllowMultiple = true)]
+    public sealed class RequireComponent : Attribute
+    {
+        public RequireComponent(Type requiredComponent) { }
+    }
 
     [AttributeUsage(AttributeTargets.Class, AllowMultiple = true)]
     public sealed class AddComponentMenu : Attribute
