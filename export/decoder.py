@@ -202,7 +202,3 @@ class Decoder(nn.Module):
         )
         fmt = chat_format_from_tokenizer(source.folder, lm.config)
         return cls(lm.eval(), Tokenizer.from_file(str(source.folder / "tokenizer.json")), fmt, source)
-
-    @classmethod
-    def from_gguf(cls, gguf: Path, log=print) -> Decoder:
-        return cls.load(gguf, log)

@@ -177,6 +177,8 @@ class NpcModel:
         self, text: str, persona: Persona, screenshot: ImageInput | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The K prefix vectors [K, hidden], and the head's probability per tag (None without a picture)."""
+        if screenshot is None and not self.fusion_info.trained:
+            return None, None  # nothing the fusion could add: no vectors, no picture to tag
         v_T, mask = self.encode_text(text)
         v_R = self.encode_role(persona)
         cfg = self.fusion.cfg

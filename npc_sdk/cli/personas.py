@@ -13,7 +13,7 @@ def _decoder_tokenizer(model: str | None):
     from tokenizers import Tokenizer
 
     from ..cache import cache_dir
-    from ..personas.chat_format import CHATML, ChatFormat
+    from ..personas.chat_format import ChatFormat
 
     candidates = [Path(model) / "tokenizer.json"] if model else []
     candidates += sorted((cache_dir() / "models").glob("npc-default-*/tokenizer.json"))
@@ -21,10 +21,8 @@ def _decoder_tokenizer(model: str | None):
     for path in candidates:
         if path.is_file():
             manifest = path.parent / "manifest.json"
-            fmt = CHATML
-            if manifest.is_file():
-                saved = json.loads(manifest.read_text()).get("decoder", {}).get("chat_format")
-                fmt = ChatFormat.from_dict(saved, str(manifest)) if saved else CHATML
+            decoder = json.loads(manifest.read_text()).get("decoder", {}) if manifest.is_file() else {}
+            fmt = ChatFormat.of_manifest(decoder, str(manifest))
             return Tokenizer.from_file(str(path)), fmt
     raise SystemExit("no decoder tokenizer found: run `npc-sdk export` once (or pass --model DIR)")
 

@@ -40,6 +40,13 @@ class ChatFormat:
             raise ModelFolderError(f"{where}: missing or not text: {', '.join(missing)}")
         return cls(**{n: data[n] for n in names})
 
+    @classmethod
+    def of_manifest(cls, decoder: dict[str, Any], where: str = "manifest decoder.chat_format") -> ChatFormat:
+        """The format a model folder's manifest `decoder` section records; ChatML for folders exported before
+        decoders were a choice."""
+        saved = decoder.get("chat_format")
+        return cls.from_dict(saved, where) if saved else CHATML
+
 
 # SmolLM2's ChatML, the embedded decoder's format (and what a model folder without chat_format uses).
 CHATML = ChatFormat(

@@ -13,7 +13,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from ..errors import NpcError
-from ..personas.chat_format import CHATML, ChatFormat
+from ..personas.chat_format import ChatFormat
 from ..personas.persona import Persona
 from ..personas.prompt import MAX_PERSONA_TOKENS, Prompt, Turn, check_text, persona_block, turn_prompt
 from .actions import ActionDecider
@@ -99,8 +99,7 @@ class OnnxNpcModel:
         self.tokenizer = Tokenizer.from_file(str(folder.file("tokenizer")))
         self.text_tokenizer = encoder_tokenizer(str(folder.file("text_tokenizer")))
         dec = manifest["decoder"]
-        saved_format = dec.get("chat_format")  # folders exported before decoders were a choice use ChatML
-        self.chat_format: ChatFormat = ChatFormat.from_dict(saved_format) if saved_format else CHATML
+        self.chat_format = ChatFormat.of_manifest(dec)
         source = dec.get("source", {})
         self.decoder_name = str(source.get("name", "smollm2-135m-instruct"))
         self.decoder_given = str(source.get("given", ""))  # the GGUF/folder exported from; "" for the default
@@ -244,6 +243,8 @@ class OnnxNpcModel:
         self, text: str, persona: Persona, screenshot: ImageInput | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The K prefix vectors [K, hidden], and the head's probability per tag [n_tags] (None without a picture)."""
+        if screenshot is None and not self.fusion_trained:
+            return None, None  # nothing the fusion graph could add: no vectors, no picture to tag
         v_T, mask = self.encode_text(text)
         cfg = self.fusion_config
         if screenshot is None:

@@ -18,15 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import (
-    InvalidInputError,
-    LimitExceededError,
-    NpcError,
-    SessionBusyError,
-    SessionExistsError,
-    SessionNotFoundError,
-    UnavailableError,
-)
+from .. import errors
+from ..errors import InvalidInputError, NpcError, UnavailableError
 from ..personas.persona import Persona
 from ..runtime.events import Done, Emotion
 from ..runtime.generation import GenerationConfig
@@ -43,21 +36,6 @@ class ServedBy:
     replica: str
 
 
-def _invalid(message: str) -> InvalidInputError:
-    field, _, rest = message.partition(": ")
-    return InvalidInputError(field, rest) if rest else InvalidInputError("request", message)
-
-
-_ERRORS: dict[str, Callable[[str], NpcError]] = {
-    "InvalidInputError": _invalid,
-    "SessionNotFoundError": SessionNotFoundError,
-    "SessionExistsError": SessionExistsError,
-    "SessionBusyError": SessionBusyError,
-    "LimitExceededError": LimitExceededError,
-    "UnavailableError": UnavailableError,
-}
-
-
 @dataclass(frozen=True)
 class RemoteFailure:
     """A turn that failed on its replica, by error class name and message (exceptions do not pickle well)."""
@@ -70,8 +48,14 @@ class RemoteFailure:
         return cls(type(exc).__name__, str(exc))
 
     def error(self) -> NpcError:
-        make = _ERRORS.get(self.kind)
-        return make(self.message) if make else NpcError(f"{self.kind}: {self.message}")
+        """The same npc_sdk error class again, so the front door answers with the status the replica would."""
+        kind = getattr(errors, self.kind, None)
+        if kind is InvalidInputError:
+            field, _, rest = self.message.partition(": ")
+            return InvalidInputError(field, rest) if rest else InvalidInputError("request", self.message)
+        if isinstance(kind, type) and issubclass(kind, NpcError):
+            return kind(self.message)
+        return NpcError(f"{self.kind}: {self.message}")
 
 
 class _RemoteModel:

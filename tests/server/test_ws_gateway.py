@@ -26,6 +26,7 @@ from ..server_process import ServerProcess
 SCENE = scene_path("meadow_slimes.png")
 BRAKKA = {"name": "Brakka", "description": "A gruff dwarven blacksmith who runs the forge in Emberfall."}
 GODOT_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "samples", "godot", "gdscript")
+CAPTURE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "samples", "godot", "capture")
 WAIT_S = 120
 
 
@@ -509,9 +510,10 @@ class Godot4Project:
         self.inside = f"/tmp/npc-godot4-{uuid.uuid4().hex[:8]}"  # path as Godot sees it
         self.path = os.path.join(root, self.inside.lstrip("/"))
         os.makedirs(os.path.join(self.path, "home"))
-        for name in os.listdir(GODOT_DIR):
-            if name.endswith(".gd"):
-                shutil.copy(os.path.join(GODOT_DIR, name), os.path.join(self.path, name))
+        for folder in (GODOT_DIR, CAPTURE_DIR):
+            for name in os.listdir(folder):
+                if name.endswith(".gd"):
+                    shutil.copy(os.path.join(folder, name), os.path.join(self.path, name))
         with open(os.path.join(self.path, "project.godot"), "w") as fh:
             fh.write('config_version=5\n\n[application]\n\nconfig/name="npc-ws-check"\n')
 
@@ -615,6 +617,9 @@ def test_every_gdscript_file_type_checks_under_its_own_engine(godot4, tmp_path):
                 [godot3, "--path", project3, "--check-only", "-s", name],
                 env=env3, capture_output=True, text=True, timeout=WAIT_S,
             )  # fmt: skip
+        assert run.returncode == 0, f"{name}: {run.stdout}{run.stderr}"
+    for name in sorted(n for n in os.listdir(CAPTURE_DIR) if n.endswith(".gd")):  # the dataset capture tool
+        run = godot4.run("--check-only", "-s", name)
         assert run.returncode == 0, f"{name}: {run.stdout}{run.stderr}"
     leftover = godot4.run("--check-only", "-s", "npc_client_godot3.gd")  # Godot 3 API under Godot 4
     assert leftover.returncode != 0 and "Parse error" in leftover.stdout + leftover.stderr
