@@ -31,9 +31,10 @@ from npc_sdk.weights import DECODER, IMAGE_ENCODER, TEXT_ENCODER, local_path, sh
 from .fusion import CoAttentionFusion
 from .model import NpcModel
 from .onnx_decoder import OPSET, build_decoder, dims_from_config, io_names
-from .quantize import quantize_decoder
+from .quantize import quantize_decoder, quantize_prefill
 
 ENCODER_OPSET = 17  # the torch exporter's well-trodden opset for the encoders and fusion
+PREFILL_FILE = "decoder_prefill.onnx"  # the integer-GEMM graph for prefills (quantize.py explains)
 MAX_POSITIONS = 4096  # rotary cache length of decoder.onnx: the longest dialogue a session may reach
 # A protobuf message cannot be serialised past 2 GiB: a decoder whose weights come near that (about 450M parameters
 # in fp32, 1.7B in int8) keeps them in decoder.onnx.data beside the graph, as onnxruntime reads by itself.
@@ -173,6 +174,8 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
     graph = build_decoder(state, dims)
     del state
     if precision != "fp32":
+        log("      prefill graph -> decoder_prefill.onnx (int8 weights, int8 activations per position)")
+        save_decoder(quantize_prefill(graph), folder / PREFILL_FILE)
         graph = quantize_decoder(graph, bits=8 if precision == "int8" else 4)
     save_decoder(graph, folder / "decoder.onnx")
     del graph
@@ -293,6 +296,18 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
                 "present_value_names": "present.%d.value",
                 "kv_shared_buffer": True,
             },
+            **(
+                {
+                    "decoder_prefill": {
+                        "filename": PREFILL_FILE,
+                        "same_io_as": "decoder",
+                        "used_for": "calls of more than one new position (a turn's prefill); decode steps use decoder",
+                        "quantization": "int8 weights per output column; int8 activations per position",
+                    }
+                }
+                if precision != "fp32"
+                else {}
+            ),
             "embeddings": {
                 "filename": "embeddings.npy",
                 "dtype": str(table.dtype),

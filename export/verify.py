@@ -23,7 +23,9 @@ import torch
 from npc_sdk.demo import DEMO_PERSONA, scene_path
 from npc_sdk.personas.persona import Persona
 from npc_sdk.personas.prompt import build_prompt
+from npc_sdk.runtime.decoder_runner import DecoderRunner
 from npc_sdk.runtime.images import preprocess
+from npc_sdk.runtime.kv_cache import KVCache
 from npc_sdk.runtime.onnx_model import OnnxNpcModel, SlotSource
 
 from .model import NpcModel, TorchLogitsSource
@@ -31,6 +33,9 @@ from .model import NpcModel, TorchLogitsSource
 LOGITS_TOLERANCE = 1e-3
 ENCODER_TOLERANCE = 1e-3
 PPL_TOLERANCE = 0.10
+PREFILL_KL_BOUND = (
+    0.1  # the int8 prefill graph's next-token KL to the reference (0.05 on the demo's first turn)
+)
 GREEDY_TOKENS = 64
 
 VERIFY_PROMPTS = (
@@ -149,6 +154,9 @@ def verify_folder(
     else:
         report["decoder_logits_max_abs_diff"] = diff
 
+    if onnx_model.prefill_session is not None:
+        _check_prefill_graph(onnx_model, ref, report)
+
     # greedy tokens and perplexity
     identical, agree, first_div, total = 0, 0, [], 0
     for persona, line in VERIFY_PROMPTS:
@@ -191,6 +199,48 @@ def verify_folder(
     check("perplexity_relative_change", round(abs(ppl / ppl_ref - 1), 4), PPL_TOLERANCE)
     report["ok"] = not report["failures"]
     return report
+
+
+def _check_prefill_graph(onnx_model: OnnxNpcModel, ref: NpcModel, report: dict) -> None:
+    """decoder_prefill.onnx (integer GEMM) against the reference on each prompt's next token, next to what
+    decoder.onnx gives for the same prefill: the prefill graph must be no further from the reference."""
+    fmt = ref.decoder.chat_format
+    layers2, _, kv_heads, max_len, head_dim = onnx_model.cache.buffers.shape
+    decoder_only = DecoderRunner(
+        onnx_model.decoder_session,
+        KVCache(layers2 // 2, kv_heads, head_dim, 1, max_len),
+        onnx_model.vocab_size,
+    )
+    kl_prefill, kl_decoder, top1 = [], [], 0
+    for persona, line in VERIFY_PROMPTS:
+        p = build_prompt(ref.decoder.tokenizer, persona, [], line, fmt=fmt)
+        with torch.inference_mode():
+            want = ref.decoder.lm(torch.tensor([p.token_ids])).logits[0, -1].numpy()
+        embeds = onnx_model.embed(p)[None]
+        slot = onnx_model.acquire_slot()
+        try:
+            got = onnx_model.runner.run(slot, embeds)[0].copy()
+        finally:
+            onnx_model.release_slot(slot)
+        plain = decoder_only.run(0, embeds)[0]
+        decoder_only.cache.lengths[0] = 0
+        kl_prefill.append(_kl(want, got))
+        kl_decoder.append(_kl(want, plain))
+        top1 += int(np.argmax(got) == np.argmax(want))
+    report["decoder_graph_prefill_kl_to_reference"] = round(float(np.mean(kl_decoder)), 4)
+    report["prefill_top1_agreement"] = round(top1 / len(VERIFY_PROMPTS), 4)
+    report["prefill_kl_to_reference"] = round(float(np.mean(kl_prefill)), 4)
+    if report["prefill_kl_to_reference"] > max(PREFILL_KL_BOUND, float(np.mean(kl_decoder))):
+        report["failures"].append(
+            f"prefill graph: KL to the reference {report['prefill_kl_to_reference']:.3g} is over "
+            f"{PREFILL_KL_BOUND:g} and over decoder.onnx's {float(np.mean(kl_decoder)):.3g}"
+        )
+
+
+def _kl(want: np.ndarray, got: np.ndarray) -> float:
+    """KL(reference || exported) of the next-token distributions."""
+    p, q = _log_softmax(want.astype(np.float64)), _log_softmax(got.astype(np.float64))
+    return float(np.sum(np.exp(p) * (p - q)))
 
 
 def _check_fusion_graph(ref: NpcModel, text: str) -> float:

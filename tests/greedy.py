@@ -12,10 +12,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-LOGIT_ATOL = (
-    1.0  # largest difference allowed on the reference's TOP_K tokens (int4, M=1 vs prefill: up to ~0.6
-)
-# seen on one CPU; a real bug such as wrong positions on a reused cache moves them by 10 or more)
+# Largest difference allowed on the reference's TOP_K tokens. An int4 export prefills with its int8 graph
+# (decoder_prefill.onnx) and decodes with the int4 one, so a reply's positions held from decoding differ from the
+# same positions prefilled again (seen: up to ~1.0 on one CPU; int4 M=1 against int4 prefill was ~0.6). A real
+# bug such as wrong positions on a reused cache moves them by 10 or more.
+LOGIT_ATOL = 1.5
 NEAR_TIE = 1.0  # a divergence is accepted where the reference's two choices were this close
 TOP_K = 20  # the tokens a greedy choice is made among
 

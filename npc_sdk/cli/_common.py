@@ -36,8 +36,8 @@ def default_model_dir(precision: str) -> Path:
 
 
 def _stale_fusion(manifest: Path) -> str:
-    """Why the cached default export is out of date: an older folder format, or other weights than the torch side
-    commits ("" when it is current)."""
+    """Why the cached default export is out of date: an older folder format, no prefill graph, or other weights
+    than the torch side commits ("" when it is current)."""
     import importlib.util
 
     from ..runtime.model_folder import FORMAT_VERSION
@@ -49,6 +49,11 @@ def _stale_fusion(manifest: Path) -> str:
         return (
             f"[setup] {manifest.parent} was exported by an older npc-sdk (format {data.get('format_version')}, "
             f"this one reads {FORMAT_VERSION}); exporting again"
+        )
+    if data.get("precision") != "fp32" and "decoder_prefill" not in data.get("model", {}):
+        return (
+            f"[setup] {manifest.parent} has no prefill graph (decoder_prefill.onnx: first tokens ~2x sooner); "
+            "exporting again"
         )
     spec = importlib.util.find_spec("npc_export")  # locates the package without importing torch
     if spec is None or not spec.submodule_search_locations:

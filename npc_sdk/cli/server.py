@@ -27,6 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         slots=args.slots,
         device=args.device,
+        prefill_graph=not args.no_prefill_graph,
         cluster=args.cluster or "",
         replicas=args.replicas,
         replica_threads=args.replica_threads,
@@ -97,6 +98,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("cpu", "cuda"),
         default="cpu",
         help="cuda needs onnxruntime-gpu (pip install .[gpu])",
+    )
+    p.add_argument(
+        "--no-prefill-graph",
+        action="store_true",
+        help="prefill with decoder.onnx too: ~190 MB less memory, first tokens ~2x later (docs/scaling.md)",
     )
     p.add_argument(
         "--cluster",

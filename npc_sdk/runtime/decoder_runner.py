@@ -1,4 +1,7 @@
-"""One onnxruntime call of decoder.onnx over a run of cache slots, with everything bound in place.
+"""One onnxruntime call of the decoder over a run of cache slots, with everything bound in place.
+
+Decode steps run decoder.onnx; calls of more than one new position run decoder_prefill.onnx where the folder has
+one (the same I/O, a kernel built for wide inputs). Both bind the same KV buffers.
 
 The KV buffers are bound as both past and present (GroupQueryAttention appends into them), and logits land in
 a preallocated array; the IOBinding for a run of slots is made once and reused, so a decode step copies
@@ -17,23 +20,37 @@ from .kv_cache import KVCache
 
 class DecoderRunner:
     def __init__(
-        self, session: ort.InferenceSession, cache: KVCache, vocab: int, device: str = "cpu"
+        self,
+        session: ort.InferenceSession,
+        cache: KVCache,
+        vocab: int,
+        device: str = "cpu",
+        *,
+        prefill_session: ort.InferenceSession | None = None,
     ) -> None:
+        """`prefill_session`, when given, runs every call of more than one new position (same inputs and outputs
+        as `session`, which then runs only decode steps): a different kernel suits wide calls (export/quantize.py).
+        Which graph runs depends only on the call's length, never on what else is in the batch, so a sequence
+        gets the same tokens alone or batched."""
         self.session = session
+        self.prefill_session = prefill_session
         self.cache = cache
         self.device = device
         names = [i.name for i in session.get_inputs()]
         self.past_names = [n for n in names if n.startswith("past_key_values.")]
         self.present_names = [o.name for o in session.get_outputs() if o.name.startswith("present.")]
         self.logits = np.zeros((cache.slots, vocab), dtype=np.float32)
-        self._bindings: dict[tuple[int, int], ort.IOBinding] = {}
-        self._keep: dict[tuple[int, int], list[ort.OrtValue]] = {}
+        self._bindings: dict[tuple[int, int, bool], ort.IOBinding] = {}
+        self._keep: dict[tuple[int, int, bool], list[ort.OrtValue]] = {}
 
-    def _binding(self, start: int, stop: int) -> ort.IOBinding:
-        key = (start, stop)
+    def _session(self, wide: bool) -> ort.InferenceSession:
+        return self.prefill_session if wide and self.prefill_session is not None else self.session
+
+    def _binding(self, start: int, stop: int, wide: bool) -> ort.IOBinding:
+        key = (start, stop, wide and self.prefill_session is not None)
         binding = self._bindings.get(key)
         if binding is None:
-            binding = self.session.io_binding()
+            binding = self._session(wide).io_binding()
             values = [ort.OrtValue.ortvalue_from_numpy(view) for view in self.cache.block(start, stop)]
             for past, present, value in zip(self.past_names, self.present_names, values, strict=True):
                 binding.bind_ortvalue_input(past, value)
@@ -60,11 +77,12 @@ class DecoderRunner:
             np.int64
         )  # [n, total], right-padded
         positions = lengths[:, None] + np.arange(s)[None, :]  # [n, S]
-        binding = self._binding(start, stop)
+        wide = s > 1
+        binding = self._binding(start, stop, wide)
         binding.bind_cpu_input("inputs_embeds", np.ascontiguousarray(embeds, dtype=np.float32))
         binding.bind_cpu_input("attention_mask", mask)
         binding.bind_cpu_input("position_ids", positions.astype(np.int64))
-        self.session.run_with_iobinding(binding)
+        self._session(wide).run_with_iobinding(binding)
         grow = np.full(n, s) if advance is None else np.where(np.asarray(advance), s, 0)
         self.cache.lengths[start:stop] = lengths + grow
         return self.logits[start:stop]

@@ -72,7 +72,9 @@ class OnnxNpcModel:
         threads: int | None = None,
         slots: int = 1,
         max_len: int = DEFAULT_MAX_LEN,
+        prefill_graph: bool = True,
     ) -> None:
+        """`prefill_graph` False leaves decoder_prefill.onnx unloaded (~190 MB less RSS, prefills ~2x slower)."""
         self.folder = folder
         manifest = folder.manifest
         providers = providers_for(device)
@@ -82,10 +84,14 @@ class OnnxNpcModel:
             options.log_severity_level = 3
             if threads:
                 options.intra_op_num_threads = threads
-            if component != "decoder":
-                # Each session has its own thread pool, and idle pool threads spin for a while: encoder threads
-                # left spinning after a turn's encoding steal the cores from the decoder's prefill right after
-                # (measured: a 39-position prefill went from ~50 to ~110 ms). Only the decoder may spin.
+            # Each session has its own thread pool, and idle pool threads spin for a while: encoder threads left
+            # spinning after a turn's encoding steal the cores from the decoder's prefill right after (measured: a
+            # 39-position prefill went from ~50 to ~110 ms), so encoders never spin. The two decoder graphs spin
+            # between their ops but stop when a call ends: decode-step threads still spinning slowed the prefill
+            # after a step by 1.5x, and prefill threads the steps after it (single-session decode 143 vs 175 tok/s).
+            if component in ("decoder", "decoder_prefill"):
+                options.add_session_config_entry("session.force_spinning_stop", "1")
+            else:
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             return ort.InferenceSession(str(folder.file(component)), options, providers=providers)
 
@@ -93,6 +99,13 @@ class OnnxNpcModel:
         self.text_session = session("text_encoder")
         self.fusion_session = session("fusion")
         self.decoder_session = session("decoder")
+        # The integer-GEMM graph for prefills (export/quantize.py), where the export wrote one. Its u8 x s8 GEMM is a
+        # CPU kernel: on CUDA every call stays on decoder.onnx.
+        self.prefill_session = (
+            session("decoder_prefill")
+            if prefill_graph and "decoder_prefill" in manifest["model"] and device == "cpu"
+            else None
+        )
         self.table = np.load(
             folder.file("embeddings"), mmap_mode="r"
         )  # [vocab, hidden], read a row at a time
@@ -117,7 +130,9 @@ class OnnxNpcModel:
         )
         # A long card is trimmed to this (personas/prompt.py:fit_persona) rather than refused.
         self.persona_tokens = max(256, min(MAX_PERSONA_TOKENS, self.cache.max_len - TURN_RESERVE))
-        self.runner = DecoderRunner(self.decoder_session, self.cache, self.vocab_size, device)
+        self.runner = DecoderRunner(
+            self.decoder_session, self.cache, self.vocab_size, device, prefill_session=self.prefill_session
+        )
         self._free_slots = list(range(slots))
         self._role_cache: dict[str, np.ndarray] = {}
         # KV state of persona blocks (system message + greeting), shared by every session of that persona: a new

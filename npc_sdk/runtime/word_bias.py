@@ -56,6 +56,27 @@ class _Vocab:
             if text and len(text) <= MAX_TOKEN_CHARS and "\ufffd" not in text:
                 self.by_text.setdefault(text, []).append(i)
 
+        # spelling -> its word-start tokens; a persona's role words recur every turn, so this is worked out once
+        self._starts: dict[str, list[tuple[int, int, bool]]] = {}
+
+    def starts(self, text: str) -> list[tuple[int, int, bool]]:
+        """(token id, length, counts as a start) of every token that begins the spelling `text`: a start is the
+        whole spelling or a prefix long enough not to be mistaken for a word of its own (module docstring)."""
+        found = self._starts.get(text)
+        if found is None:
+            word_letters = _letters(text)
+            found = []
+            for tid, length in self.pieces_at(text, 0):
+                piece = text[:length]
+                if length < len(text) and not _letters(piece):
+                    continue  # a bare space is no start of a word
+                whole = length == len(text)
+                found.append(
+                    (tid, length, whole or _letters(piece) >= max(MIN_START_LETTERS, (word_letters + 1) // 2))
+                )
+            self._starts[text] = found
+        return found
+
     def pieces_at(self, text: str, offset: int) -> list[tuple[int, int]]:
         """(token id, length) of every token whose text equals text[offset:offset+length]."""
         out = []
@@ -104,15 +125,9 @@ class WordBias:
         self._continuations: dict[tuple[int, int], list[tuple[int, int]]] = {}
         self._memo: tuple[list[int], list[tuple[int, int]], frozenset[int]] = ([], [], frozenset())
         for si, sp in enumerate(self.spellings):
-            word_letters = _letters(sp.text)
-            for tid, length in self.vocab.pieces_at(sp.text, 0):
-                piece = sp.text[:length]
-                if length < len(sp.text) and not _letters(piece):
-                    continue  # a bare space is no start of a word
+            for tid, length, is_start in self.vocab.starts(sp.text):
                 self.starts_of.setdefault(tid, []).append((si, length))
-                whole = length == len(sp.text)
-                long_prefix = _letters(piece) >= max(MIN_START_LETTERS, (word_letters + 1) // 2)
-                if whole or long_prefix:
+                if is_start:
                     self.start.setdefault(tid, {})[sp.word] = sp.weight
                     if not sp.text.startswith(" "):
                         self.start_needs_boundary.add(tid)

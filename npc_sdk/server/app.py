@@ -56,7 +56,9 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
         scheduler = ClusterScheduler(handle, config.defaults)
         described = f"{config.replicas} Ray Serve replicas of {model_path} via {config.cluster}"
     else:
-        model = OnnxNpcModel.load(model_path, slots=config.slots, device=config.device)
+        model = OnnxNpcModel.load(
+            model_path, slots=config.slots, device=config.device, prefill_graph=config.prefill_graph
+        )
         warm_up(model)
         store = open_store(config.store or Path(config.data_dir) / "sessions.sqlite3")
         scheduler = Scheduler(

@@ -41,11 +41,20 @@ MAX_SESSIONS_PER_REPLICA = (
 @serve.deployment(name=DEPLOYMENT_NAME)
 class NpcReplica:
     def __init__(
-        self, model_path: str, store_url: str, slots: int, kv_budget_mb: int, max_queued: int, threads: int
+        self,
+        model_path: str,
+        store_url: str,
+        slots: int,
+        kv_budget_mb: int,
+        max_queued: int,
+        threads: int,
+        prefill_graph: bool = True,
     ) -> None:
         from .app import warm_up
 
-        self.model = OnnxNpcModel.load(model_path, slots=slots, threads=threads or None)
+        self.model = OnnxNpcModel.load(
+            model_path, slots=slots, threads=threads or None, prefill_graph=prefill_graph
+        )
         warm_up(self.model)
         self.store = open_store(store_url)
         self.scheduler = Scheduler(
@@ -146,6 +155,7 @@ def connect(config: ServerConfig, model_path: Path) -> Any:
         config.kv_budget_mb,
         config.max_queued,
         config.replica_threads,
+        config.prefill_graph,
     )
     serve.start(proxy_location="Disabled")
     return serve.run(app, name=APP_NAME, route_prefix=None)

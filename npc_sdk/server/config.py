@@ -26,6 +26,7 @@ class ServerConfig:
     device: str = (
         "cpu"  # onnxruntime provider: cpu, or cuda (onnxruntime-gpu; asked for and absent is an error)
     )
+    prefill_graph: bool = True  # load decoder_prefill.onnx where the export wrote one (faster first tokens)
     max_sessions: int = 100_000
     max_queued: int = 64  # turns waiting for a slot
     max_message_mb: int = 64

@@ -77,7 +77,7 @@ def test_export_refuses_an_unknown_precision():
     assert out.returncode != 0 and "invalid choice" in out.stderr
 
 
-def test_a_cached_model_of_an_older_format_or_other_weights_is_exported_again(tmp_path):
+def test_a_cached_model_of_an_older_format_no_prefill_graph_or_other_weights_is_exported_again(tmp_path):
     from npc_sdk.cli._common import _stale_fusion
     from npc_sdk.runtime.model_folder import FORMAT_VERSION
 
@@ -85,5 +85,8 @@ def test_a_cached_model_of_an_older_format_or_other_weights_is_exported_again(tm
     assert _stale_fusion(manifest) == ""  # nothing cached: nothing stale (ensure_model exports it anyway)
     manifest.write_text(json.dumps({"format_version": FORMAT_VERSION - 1, "fusion": {}}))
     assert "older npc-sdk" in _stale_fusion(manifest)
-    manifest.write_text(json.dumps({"format_version": FORMAT_VERSION, "fusion": {"sha256": "0" * 64}}))
+    current = {"format_version": FORMAT_VERSION, "precision": "int4", "model": {"decoder_prefill": {}}}
+    manifest.write_text(json.dumps({**current, "model": {}, "fusion": {}}))
+    assert "no prefill graph" in _stale_fusion(manifest)  # exported before decoder_prefill.onnx existed
+    manifest.write_text(json.dumps({**current, "fusion": {"sha256": "0" * 64}}))
     assert "was not exported with" in _stale_fusion(manifest)

@@ -19,6 +19,7 @@ EXPECTED_FILES = {
     "text_encoder.onnx",
     "fusion.onnx",
     "decoder.onnx",
+    "decoder_prefill.onnx",
     "embeddings.npy",
     "tokenizer.json",
     "text_tokenizer.json",
@@ -60,6 +61,23 @@ def test_manifest_describes_every_file_and_dimension(exported_int4):
         "GroupQueryAttention",
         "MatMulNBits",
     } <= ops and "MatMul" not in ops  # the LM head is quantised too
+    prefill = manifest["model"]["decoder_prefill"]
+    assert prefill["filename"] == "decoder_prefill.onnx" and prefill["same_io_as"] == "decoder"
+    graph = onnx.load(str(exported_int4 / "decoder_prefill.onnx"), load_external_data=False).graph
+    ops = [n.op_type for n in graph.node]
+    # every weight multiply is integer (the LM head too), with the same inputs and outputs as decoder.onnx
+    assert (
+        ops.count("MatMulIntegerToFloat") == 30 * 4 + 1 and "MatMul" not in ops and "MatMulNBits" not in ops
+    )
+    decoder = onnx.load(str(exported_int4 / "decoder.onnx"), load_external_data=False).graph
+    assert [i.name for i in graph.input] == [i.name for i in decoder.input]
+    assert [o.name for o in graph.output] == [o.name for o in decoder.output]
+
+
+def test_fp32_has_no_prefill_graph(exported_fp32):
+    manifest = json.loads((exported_fp32 / "manifest.json").read_text())
+    assert "decoder_prefill" not in manifest["model"] and "decoder_prefill.onnx" not in manifest["files"]
+    assert OnnxNpcModel.load(exported_fp32).prefill_session is None
 
 
 def test_export_is_reproducible(model, exported_int4, tmp_path):
@@ -88,6 +106,9 @@ def test_int4_stays_close_in_perplexity(model, exported_int4):
     report = verify_folder(exported_int4, reference=model, log=lambda _m: None)
     assert report["perplexity_relative_change"] <= 0.10, report
     assert report["greedy_teacher_forced_agreement"] > 0.5, report
+    # the integer prefill graph is nearer the reference than int4 on a prompt's next-token distribution
+    assert report["prefill_kl_to_reference"] < report["decoder_graph_prefill_kl_to_reference"], report
+    assert report["prefill_top1_agreement"] == 1.0, report
 
 
 def _partial_copy(src, dst, skip=()):

@@ -1,0 +1,106 @@
+"""decoder_prefill.onnx: the integer-GEMM graph an int4 export prefills with (export/quantize.py).
+
+What it must keep: a position's result does not depend on how the prefill was cut or what else shared the call
+(so a server that batches and chunks gives what a single Conversation gives), it runs only for prefills, and it
+is at least as close to the fp32 model as the int4 graph it replaces there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from npc_sdk.demo import DEMO_PERSONA
+from npc_sdk.personas.prompt import build_prompt
+from npc_sdk.runtime.conversation import Conversation
+from npc_sdk.runtime.decoder_runner import DecoderRunner
+from npc_sdk.runtime.generation import GenerationConfig
+from npc_sdk.runtime.kv_cache import KVCache
+from npc_sdk.runtime.onnx_model import OnnxNpcModel
+
+pytestmark = pytest.mark.slow
+
+
+def _prompt_embeds(model: OnnxNpcModel, line: str) -> np.ndarray:
+    return model.embed(build_prompt(model.tokenizer, DEMO_PERSONA, [], line, fmt=model.chat_format))
+
+
+def _kl(want: np.ndarray, got: np.ndarray) -> float:
+    def log_softmax(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float64) - x.max()
+        return x - np.log(np.exp(x).sum())
+
+    p, q = log_softmax(want), log_softmax(got)
+    return float(np.sum(np.exp(p) * (p - q)))
+
+
+def _fresh_runner(model: OnnxNpcModel, slots: int, *, prefill: bool) -> DecoderRunner:
+    layers2, _, kv_heads, max_len, head_dim = model.cache.buffers.shape
+    return DecoderRunner(
+        model.decoder_session,
+        KVCache(layers2 // 2, kv_heads, head_dim, slots, max_len),
+        model.vocab_size,
+        prefill_session=model.prefill_session if prefill else None,
+    )
+
+
+def test_prefills_run_on_the_integer_graph_and_steps_on_int4(runtime_int4, monkeypatch):
+    assert runtime_int4.prefill_session is not None
+    calls: list[tuple[str, int]] = []
+    for name, session in (
+        ("prefill", runtime_int4.prefill_session),
+        ("decode", runtime_int4.decoder_session),
+    ):
+        original = session.run_with_iobinding
+
+        def spy(binding, *args, name=name, original=original):
+            calls.append((name, len(calls)))
+            return original(binding, *args)
+
+        monkeypatch.setattr(session, "run_with_iobinding", spy)
+    runtime_int4.persona_kv.clear()
+    with Conversation(runtime_int4, DEMO_PERSONA) as conv:
+        done = conv.reply("Good evening, smith.", config=GenerationConfig(temperature=0.0, max_tokens=8))
+    kinds = [name for name, _ in calls]
+    assert kinds[0] == "prefill" and set(kinds[1:]) == {"decode"}
+    assert kinds.count("decode") >= done.usage.completion_tokens - 1 > 0  # a step per token after the first
+
+
+def test_a_prefill_cut_in_chunks_or_batched_gives_what_one_call_gives(runtime_int4):
+    a = _prompt_embeds(runtime_int4, "Can you fix my sword before the frost sets in?")
+    b = _prompt_embeds(runtime_int4, "What is that green slime doing on the path?")
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    runner = _fresh_runner(runtime_int4, 3, prefill=True)
+    whole = runner.run(0, a[None])[0].copy()
+    cut = 2 * n // 3
+    runner.run(1, a[None, :cut])
+    chunked = runner.run(1, a[None, cut:])[0].copy()
+    runner.cache.lengths[:] = 0
+    together = runner.run(0, np.stack([b, a, b]))[1].copy()
+    # one scale per position: neighbours in the call change nothing but the float order of attention sums
+    assert np.abs(chunked - whole).max() < 1e-3
+    assert np.abs(together - whole).max() < 1e-3
+    assert int(np.argmax(chunked)) == int(np.argmax(whole)) == int(np.argmax(together))
+
+
+def test_the_integer_prefill_is_nearer_fp32_than_int4(runtime_int4, exported_fp32):
+    fp32 = OnnxNpcModel.load(exported_fp32)
+    lines = ("Hello! Can you fix my sword?", "Is the north road safe tonight?", "What do you sell, smith?")
+    kl_prefill, kl_int4 = [], []
+    for line in lines:
+        embeds = _prompt_embeds(runtime_int4, line)[None]
+        want = _fresh_runner(fp32, 1, prefill=False).run(0, embeds)[0]
+        kl_prefill.append(_kl(want, _fresh_runner(runtime_int4, 1, prefill=True).run(0, embeds)[0]))
+        kl_int4.append(_kl(want, _fresh_runner(runtime_int4, 1, prefill=False).run(0, embeds)[0]))
+    assert np.mean(kl_prefill) < np.mean(kl_int4) / 2, (kl_prefill, kl_int4)
+
+
+def test_the_prefill_graph_can_be_left_unloaded(exported_int4, runtime_int4):
+    lean = OnnxNpcModel.load(exported_int4, prefill_graph=False)
+    assert lean.prefill_session is None and lean.runner.prefill_session is None
+    embeds = _prompt_embeds(lean, "Good evening, smith.")[None]
+    got = lean.runner.run(lean.acquire_slot(), embeds)[0]
+    # what the int4 graph gives for this prefill, not what the integer graph gives
+    assert np.array_equal(got, _fresh_runner(runtime_int4, 1, prefill=False).run(0, embeds)[0])
+    assert not np.array_equal(got, _fresh_runner(runtime_int4, 1, prefill=True).run(0, embeds)[0])
