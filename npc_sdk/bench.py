@@ -4,6 +4,8 @@ decode_tokens_per_second  60-token persona prompt, 60 new greedy tokens (EOS ign
 ttft_ms_cold              that prompt from an empty cache to the first token
 ttft_ms_prefix_reuse      a ~20-token player line in a running conversation (text encoder + fusion + prefill)
 ttft_ms_with_screenshot   the same with a screenshot (image encoder too)
+prefill_ms_256_positions  a 256-position prefill on decoder_prefill.onnx, and (..._decoder_graph) on decoder.onnx,
+                          alternated in the same run, with their ratio (prefill_speedup_vs_decoder_graph)
 action_decision_ms        deciding a turn's action (one text-encoder pass over the line, then the scores)
 emotion_ms_per_reply      classifying a reply's emotion (one text-encoder pass over the reply and the line)
 peak_rss_mb               the process's peak resident memory
@@ -32,7 +34,9 @@ from pathlib import Path
 from .demo import BENCH_NEW_TOKENS, DEMO_PERSONA, bench_prompt, scene_path
 from .personas.persona import Persona
 from .runtime.decode_loop import timed_greedy
+from .runtime.decoder_runner import DecoderRunner
 from .runtime.generation import GenerationConfig
+from .runtime.kv_cache import KVCache
 from .runtime.onnx_model import OnnxNpcModel, SlotSource
 
 PLAYER_LINE = "The old bridge north of the mine collapsed last night. Could you forge new iron braces for it?"
@@ -139,9 +143,48 @@ def bench_model(
         figures["decode_ratio_vs_peer"] = round(
             ours / figures["peer_onnxruntime_genai"]["decode_tokens_per_second"], 2
         )
+    figures.update(prefill_costs(model, repeats))
     figures.update(behaviour_costs(model, repeats))
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return figures
+
+
+PREFILL_POSITIONS = 256  # about a long turn, or one persona warm-up chunk
+
+
+def prefill_costs(model: OnnxNpcModel, repeats: int = 3) -> dict:
+    """A 256-position prefill on the prefill graph and on decoder.onnx, alternated in the same minutes (the
+    machine drifts), median of 3 x repeats each; {} for a folder without a prefill graph."""
+    if model.prefill_session is None:
+        return {}
+    layers2, _, kv_heads, max_len, head_dim = model.cache.buffers.shape
+    runners = {
+        graph: DecoderRunner(
+            model.decoder_session,
+            KVCache(layers2 // 2, kv_heads, head_dim, 1, max_len),
+            model.vocab_size,
+            prefill_session=model.prefill_session if graph == "prefill" else None,
+        )
+        for graph in ("prefill", "decoder")
+    }
+    ids = (model.tokenizer.encode(bench_prompt(model.chat_format), add_special_tokens=False).ids * 8)[
+        :PREFILL_POSITIONS
+    ]
+    embeds = model.embed_ids(ids)[None]
+    times: dict[str, list[float]] = {graph: [] for graph in runners}
+    for i in range(1 + 3 * repeats):
+        for graph, runner in runners.items():
+            runner.cache.lengths[0] = 0
+            t0 = time.perf_counter()
+            runner.run(0, embeds)
+            if i:  # the first round plans and allocates
+                times[graph].append((time.perf_counter() - t0) * 1000)
+    prefill, plain = (statistics.median(times[g]) for g in ("prefill", "decoder"))
+    return {
+        "prefill_ms_256_positions": round(prefill, 1),
+        "prefill_ms_256_positions_decoder_graph": round(plain, 1),
+        "prefill_speedup_vs_decoder_graph": round(plain / prefill, 2),
+    }
 
 
 def behaviour_costs(model: OnnxNpcModel, repeats: int = 3) -> dict:

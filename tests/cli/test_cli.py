@@ -66,6 +66,8 @@ def test_bench_model_writes_the_runtime_figures(exported_int4, tmp_path):
         "ttft_ms_cold",
         "ttft_ms_prefix_reuse",
         "ttft_ms_with_screenshot",
+        "prefill_ms_256_positions",
+        "prefill_ms_256_positions_decoder_graph",
         "peak_rss_mb",
     ):
         assert figures[key] > 0, key
