@@ -23,9 +23,7 @@ import torch
 from npc_sdk.demo import DEMO_PERSONA, scene_path
 from npc_sdk.personas.persona import Persona
 from npc_sdk.personas.prompt import build_prompt
-from npc_sdk.runtime.decoder_runner import DecoderRunner
 from npc_sdk.runtime.images import preprocess
-from npc_sdk.runtime.kv_cache import KVCache
 from npc_sdk.runtime.onnx_model import OnnxNpcModel, SlotSource
 
 from .model import NpcModel, TorchLogitsSource
@@ -205,12 +203,7 @@ def _check_prefill_graph(onnx_model: OnnxNpcModel, ref: NpcModel, report: dict) 
     """decoder_prefill.onnx (integer GEMM) against the reference on each prompt's next token, next to what
     decoder.onnx gives for the same prefill: the prefill graph must be no further from the reference."""
     fmt = ref.decoder.chat_format
-    layers2, _, kv_heads, max_len, head_dim = onnx_model.cache.buffers.shape
-    decoder_only = DecoderRunner(
-        onnx_model.decoder_session,
-        KVCache(layers2 // 2, kv_heads, head_dim, 1, max_len),
-        onnx_model.vocab_size,
-    )
+    decoder_only = onnx_model.separate_runner(prefill_graph=False)
     kl_prefill, kl_decoder, top1 = [], [], 0
     for persona, line in VERIFY_PROMPTS:
         p = build_prompt(ref.decoder.tokenizer, persona, [], line, fmt=fmt)

@@ -34,9 +34,7 @@ from pathlib import Path
 from .demo import BENCH_NEW_TOKENS, DEMO_PERSONA, bench_prompt, scene_path
 from .personas.persona import Persona
 from .runtime.decode_loop import timed_greedy
-from .runtime.decoder_runner import DecoderRunner
 from .runtime.generation import GenerationConfig
-from .runtime.kv_cache import KVCache
 from .runtime.onnx_model import OnnxNpcModel, SlotSource
 
 PLAYER_LINE = "The old bridge north of the mine collapsed last night. Could you forge new iron braces for it?"
@@ -157,15 +155,8 @@ def prefill_costs(model: OnnxNpcModel, repeats: int = 3) -> dict:
     machine drifts), median of 3 x repeats each; {} for a folder without a prefill graph."""
     if model.prefill_session is None:
         return {}
-    layers2, _, kv_heads, max_len, head_dim = model.cache.buffers.shape
     runners = {
-        graph: DecoderRunner(
-            model.decoder_session,
-            KVCache(layers2 // 2, kv_heads, head_dim, 1, max_len),
-            model.vocab_size,
-            prefill_session=model.prefill_session if graph == "prefill" else None,
-        )
-        for graph in ("prefill", "decoder")
+        graph: model.separate_runner(prefill_graph=graph == "prefill") for graph in ("prefill", "decoder")
     }
     ids = (model.tokenizer.encode(bench_prompt(model.chat_format), add_special_tokens=False).ids * 8)[
         :PREFILL_POSITIONS

@@ -145,6 +145,18 @@ class OnnxNpcModel:
         # Long cards make persona blocks of ~2,000 positions (~90 MB of KV each): bound the bytes too.
         self.persona_kv_bytes = 256 * 1024 * 1024
 
+    def separate_runner(self, slots: int = 1, *, prefill_graph: bool = True) -> DecoderRunner:
+        """A runner over new KV buffers with this model's graphs, for measuring and checking beside the served
+        slots; `prefill_graph` False runs every call on decoder.onnx."""
+        layers2, _, kv_heads, max_len, head_dim = self.cache.buffers.shape
+        return DecoderRunner(
+            self.decoder_session,
+            KVCache(layers2 // 2, kv_heads, head_dim, slots, max_len),
+            self.vocab_size,
+            self.runner.device,
+            prefill_session=self.prefill_session if prefill_graph else None,
+        )
+
     @classmethod
     def load(cls, path: str | Path, *, verify: bool = True, **kwargs) -> OnnxNpcModel:
         """Open a model folder (every file checked against the manifest's sha256 unless `verify` is False)."""

@@ -13,9 +13,7 @@ import pytest
 from npc_sdk.demo import DEMO_PERSONA
 from npc_sdk.personas.prompt import build_prompt
 from npc_sdk.runtime.conversation import Conversation
-from npc_sdk.runtime.decoder_runner import DecoderRunner
 from npc_sdk.runtime.generation import GenerationConfig
-from npc_sdk.runtime.kv_cache import KVCache
 from npc_sdk.runtime.onnx_model import OnnxNpcModel
 
 pytestmark = pytest.mark.slow
@@ -32,16 +30,6 @@ def _kl(want: np.ndarray, got: np.ndarray) -> float:
 
     p, q = log_softmax(want), log_softmax(got)
     return float(np.sum(np.exp(p) * (p - q)))
-
-
-def _fresh_runner(model: OnnxNpcModel, slots: int, *, prefill: bool) -> DecoderRunner:
-    layers2, _, kv_heads, max_len, head_dim = model.cache.buffers.shape
-    return DecoderRunner(
-        model.decoder_session,
-        KVCache(layers2 // 2, kv_heads, head_dim, slots, max_len),
-        model.vocab_size,
-        prefill_session=model.prefill_session if prefill else None,
-    )
 
 
 def test_prefills_run_on_the_integer_graph_and_steps_on_int4(runtime_int4, monkeypatch):
@@ -71,7 +59,7 @@ def test_a_prefill_cut_in_chunks_or_batched_gives_what_one_call_gives(runtime_in
     b = _prompt_embeds(runtime_int4, "What is that green slime doing on the path?")
     n = min(len(a), len(b))
     a, b = a[:n], b[:n]
-    runner = _fresh_runner(runtime_int4, 3, prefill=True)
+    runner = runtime_int4.separate_runner(3, prefill_graph=True)
     whole = runner.run(0, a[None])[0].copy()
     cut = 2 * n // 3
     runner.run(1, a[None, :cut])
@@ -90,9 +78,9 @@ def test_the_integer_prefill_is_nearer_fp32_than_int4(runtime_int4, exported_fp3
     kl_prefill, kl_int4 = [], []
     for line in lines:
         embeds = _prompt_embeds(runtime_int4, line)[None]
-        want = _fresh_runner(fp32, 1, prefill=False).run(0, embeds)[0]
-        kl_prefill.append(_kl(want, _fresh_runner(runtime_int4, 1, prefill=True).run(0, embeds)[0]))
-        kl_int4.append(_kl(want, _fresh_runner(runtime_int4, 1, prefill=False).run(0, embeds)[0]))
+        want = fp32.separate_runner(1, prefill_graph=False).run(0, embeds)[0]
+        kl_prefill.append(_kl(want, runtime_int4.separate_runner(1, prefill_graph=True).run(0, embeds)[0]))
+        kl_int4.append(_kl(want, runtime_int4.separate_runner(1, prefill_graph=False).run(0, embeds)[0]))
     assert np.mean(kl_prefill) < np.mean(kl_int4) / 2, (kl_prefill, kl_int4)
 
 
@@ -102,5 +90,5 @@ def test_the_prefill_graph_can_be_left_unloaded(exported_int4, runtime_int4):
     embeds = _prompt_embeds(lean, "Good evening, smith.")[None]
     got = lean.runner.run(lean.acquire_slot(), embeds)[0]
     # what the int4 graph gives for this prefill, not what the integer graph gives
-    assert np.array_equal(got, _fresh_runner(runtime_int4, 1, prefill=False).run(0, embeds)[0])
-    assert not np.array_equal(got, _fresh_runner(runtime_int4, 1, prefill=True).run(0, embeds)[0])
+    assert np.array_equal(got, runtime_int4.separate_runner(1, prefill_graph=False).run(0, embeds)[0])
+    assert not np.array_equal(got, runtime_int4.separate_runner(1, prefill_graph=True).run(0, embeds)[0])
