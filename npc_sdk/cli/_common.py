@@ -35,7 +35,7 @@ def default_model_dir(precision: str) -> Path:
     return cache_dir() / "models" / f"npc-default-{precision}"
 
 
-def _stale_fusion(manifest: Path) -> str:
+def _stale_export(manifest: Path) -> str:
     """Why the cached default export is out of date: an older folder format, no prefill graph, or other weights
     than the torch side commits ("" when it is current)."""
     import importlib.util
@@ -78,7 +78,7 @@ def ensure_model(path: str | None, precision: str = "int4") -> Path:
     if path:
         return Path(path)
     folder = default_model_dir(precision)
-    stale = _stale_fusion(folder / "manifest.json")
+    stale = _stale_export(folder / "manifest.json")
     if stale or not (folder / "manifest.json").is_file():
         print(
             stale

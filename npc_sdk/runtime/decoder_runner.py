@@ -40,17 +40,15 @@ class DecoderRunner:
         self.past_names = [n for n in names if n.startswith("past_key_values.")]
         self.present_names = [o.name for o in session.get_outputs() if o.name.startswith("present.")]
         self.logits = np.zeros((cache.slots, vocab), dtype=np.float32)
-        self._bindings: dict[tuple[int, int, bool], ort.IOBinding] = {}
-        self._keep: dict[tuple[int, int, bool], list[ort.OrtValue]] = {}
+        # keyed by (first slot, stop, the session's id): each graph needs its own binding of the same buffers
+        self._bindings: dict[tuple[int, int, int], ort.IOBinding] = {}
+        self._keep: dict[tuple[int, int, int], list[ort.OrtValue]] = {}
 
-    def _session(self, wide: bool) -> ort.InferenceSession:
-        return self.prefill_session if wide and self.prefill_session is not None else self.session
-
-    def _binding(self, start: int, stop: int, wide: bool) -> ort.IOBinding:
-        key = (start, stop, wide and self.prefill_session is not None)
+    def _binding(self, session: ort.InferenceSession, start: int, stop: int) -> ort.IOBinding:
+        key = (start, stop, id(session))
         binding = self._bindings.get(key)
         if binding is None:
-            binding = self._session(wide).io_binding()
+            binding = session.io_binding()
             values = [ort.OrtValue.ortvalue_from_numpy(view) for view in self.cache.block(start, stop)]
             for past, present, value in zip(self.past_names, self.present_names, values, strict=True):
                 binding.bind_ortvalue_input(past, value)
@@ -77,12 +75,12 @@ class DecoderRunner:
             np.int64
         )  # [n, total], right-padded
         positions = lengths[:, None] + np.arange(s)[None, :]  # [n, S]
-        wide = s > 1
-        binding = self._binding(start, stop, wide)
+        session = self.prefill_session if s > 1 and self.prefill_session is not None else self.session
+        binding = self._binding(session, start, stop)
         binding.bind_cpu_input("inputs_embeds", np.ascontiguousarray(embeds, dtype=np.float32))
         binding.bind_cpu_input("attention_mask", mask)
         binding.bind_cpu_input("position_ids", positions.astype(np.int64))
-        self._session(wide).run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         grow = np.full(n, s) if advance is None else np.where(np.asarray(advance), s, 0)
         self.cache.lengths[start:stop] = lengths + grow
         return self.logits[start:stop]

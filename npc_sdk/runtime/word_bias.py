@@ -29,6 +29,7 @@ from tokenizers import Tokenizer
 
 MIN_START_LETTERS = 4  # a proper-prefix token shorter than this is too likely a word (or fragment) of its own
 MAX_TOKEN_CHARS = 24  # longest vocabulary entry considered when splitting a spelling
+MAX_MEMO_SPELLINGS = 50_000  # spellings whose start tokens a vocabulary remembers (a few MB at most)
 
 
 def spellings(word: str) -> set[str]:
@@ -56,7 +57,8 @@ class _Vocab:
             if text and len(text) <= MAX_TOKEN_CHARS and "\ufffd" not in text:
                 self.by_text.setdefault(text, []).append(i)
 
-        # spelling -> its word-start tokens; a persona's role words recur every turn, so this is worked out once
+        # spelling -> its word-start tokens; a persona's role words recur every turn, so this is worked out once.
+        # Games name entities freely, so the table is bounded: the oldest spellings go first.
         self._starts: dict[str, list[tuple[int, int, bool]]] = {}
 
     def starts(self, text: str) -> list[tuple[int, int, bool]]:
@@ -74,6 +76,8 @@ class _Vocab:
                 found.append(
                     (tid, length, whole or _letters(piece) >= max(MIN_START_LETTERS, (word_letters + 1) // 2))
                 )
+            if len(self._starts) >= MAX_MEMO_SPELLINGS:
+                del self._starts[next(iter(self._starts))]
             self._starts[text] = found
         return found
 

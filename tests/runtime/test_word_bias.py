@@ -103,6 +103,17 @@ def test_a_negative_weight_pushes_the_word_down_but_not_the_article():
     assert bonus({"forge": -5.0}, [" old"]) == {" forge": -5.0, " forg": -5.0}
 
 
+def test_the_start_memo_stays_bounded_and_gives_what_a_fresh_table_gives(monkeypatch):
+    from npc_sdk.runtime import word_bias
+
+    monkeypatch.setattr(word_bias, "MAX_MEMO_SPELLINGS", 3)
+    tok = PieceTokenizer(PIECES)
+    first = WordBias(tok, {"forge": 4.0, "anvil": 6.0}).bonus([tok.id(" hello")])
+    again = WordBias(tok, {"forge": 4.0, "anvil": 6.0}).bonus([tok.id(" hello")])  # spellings evicted, redone
+    assert len(word_bias._vocab(tok)._starts) <= 3
+    assert first == again and {tok.pieces[i] for i in first} == {" forge", " forg"}
+
+
 def test_merge_keeps_the_strongest_weight_per_word():
     assert merge_weights({"Slime": 2.0}, [("slime", -4.0), ("gem", 1.0)]) == {"slime": -4.0, "gem": 1.0}
 
