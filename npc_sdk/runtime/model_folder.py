@@ -55,7 +55,13 @@ class ModelFolder:
         return cls(folder, manifest)
 
     def file(self, component: str) -> Path:
-        return self.path / self.manifest["model"][component]["filename"]
+        """The component's file; one the manifest's `files` does not list (so never checked) is refused."""
+        name = self.manifest["model"][component]["filename"]
+        if name not in self.manifest["files"]:
+            raise ModelFolderError(
+                f"{self.path}: the manifest's model.{component} names {name}, which its files do not list"
+            )
+        return self.path / name
 
     @property
     def precision(self) -> str:

@@ -134,6 +134,15 @@ def test_corrupted_file_is_a_clear_error(exported_int4, tmp_path):
         OnnxNpcModel.load(folder)
 
 
+def test_a_component_the_manifest_does_not_hash_is_refused(exported_int4, tmp_path):
+    folder = _partial_copy(exported_int4, tmp_path / "m", skip={"manifest.json"})
+    manifest = json.loads((exported_int4 / "manifest.json").read_text())
+    del manifest["files"]["decoder_prefill.onnx"]  # the graph would load unchecked
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFolderError, match="model.decoder_prefill names decoder_prefill.onnx"):
+        OnnxNpcModel.load(folder)
+
+
 def test_folder_without_manifest_or_newer_format_is_refused(exported_int4, tmp_path):
     with pytest.raises(ModelFolderError, match="no manifest.json"):
         ModelFolder.open(tmp_path)
