@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from npc_sdk.runtime.scene import plural
+
 from .scene_lexicon import CATEGORIES, TIMES
 
 TIME_WORDS = {
@@ -60,14 +62,6 @@ def builtin_vocabulary() -> list[TagInfo]:
     return tags + [TagInfo(t, TIME_WORDS[t], "time") for t in TIMES]
 
 
-def _plural(word: str) -> str:
-    if word.endswith(("s", "x", "ch", "sh")):
-        return word + "es"
-    if word.endswith("y") and word[-2:-1] not in "aeiou":
-        return word[:-1] + "ies"
-    return word + "s"
-
-
 @dataclass
 class Dataset:
     folder: Path
@@ -99,7 +93,7 @@ class Dataset:
                 for t in rec.get("tags", []):
                     if isinstance(t, str) and t not in seen:
                         seen.append(t)
-        return cls(folder, [TagInfo(t, (t, _plural(t))) for t in sorted(seen)])
+        return cls(folder, [TagInfo(t, (t, plural(t))) for t in sorted(seen)])
 
     def has(self, split: str) -> bool:
         return (self.folder / f"{split}.jsonl").is_file()
@@ -173,7 +167,7 @@ def _read_vocabulary(path: Path) -> list[TagInfo]:
     out = []
     for name, spec in tags.items():
         spec = spec or {}
-        words = spec.get("words", [name, _plural(name)]) if isinstance(spec, dict) else None
+        words = spec.get("words", [name, plural(name)]) if isinstance(spec, dict) else None
         kind = spec.get("kind", "thing") if isinstance(spec, dict) else None
         if not isinstance(words, list) or not all(isinstance(w, str) and w.strip() for w in words):
             raise DatasetError(f"{path}: tags.{name}.words: must be a list of words")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -305,14 +306,40 @@ class LoreIndex:
         return sorted(chosen, key=_Prepared.placement)
 
 
+class _IndexCache:
+    """Each live persona's LoreIndex, keyed by identity and dropped with the persona.
+
+    Not a WeakKeyDictionary: a Persona is a mutable dataclass that compares by value, so it has no hash.
+    """
+
+    def __init__(self) -> None:
+        # id(persona) -> (a weak reference to it, (scan turns, ids of its lore entries), the index built from them)
+        self._entries: dict[int, tuple[weakref.ref[Persona], tuple[int, tuple[int, ...]], LoreIndex]] = {}
+
+    def get(self, persona: Persona) -> LoreIndex:
+        signature = (persona.lore_scan_turns, tuple(id(e) for e in persona.lore))
+        entry = self._entries.get(id(persona))
+        if entry is not None and entry[0]() is persona and entry[1] == signature:
+            return entry[2]
+        index = LoreIndex(persona.lore, persona.lore_scan_turns)
+        self._entries[id(persona)] = (weakref.ref(persona, self._dropper(id(persona))), signature, index)
+        return index
+
+    def _dropper(self, key: int) -> Callable[[weakref.ref[Persona]], None]:
+        def drop(ref: weakref.ref[Persona]) -> None:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] is ref:  # not a newer persona that reuses the id
+                self._entries.pop(key, None)
+
+        return drop
+
+
+_INDEXES = _IndexCache()
+
+
 def lore_index(persona: Persona) -> LoreIndex:
     """The persona's LoreIndex, built on first use and rebuilt when its lore list changes."""
-    signature = (persona.lore_scan_turns, tuple(id(e) for e in persona.lore))
-    cached = persona.__dict__.get("_lore_index")
-    if cached is None or cached[0] != signature:
-        cached = (signature, LoreIndex(persona.lore, persona.lore_scan_turns))
-        persona.__dict__["_lore_index"] = cached
-    return cached[1]
+    return _INDEXES.get(persona)
 
 
 def select_lore(

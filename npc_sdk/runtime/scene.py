@@ -155,18 +155,24 @@ def _phrase(f: Fact) -> str:
     if f.name:
         label = f.name if f.tag.lower() in f.name.lower() else f"{f.name} the {f.tag}"
     elif f.count > 1:
-        label = f"{f.count} {_plural(f.tag)}"
+        label = f"{f.count} {plural(f.tag)}"
     else:
         label = f"{'an' if f.tag[:1].lower() in 'aeiou' else 'a'} {f.tag}"
     return f"{label} {f.where}".strip()
 
 
-def _plural(word: str) -> str:
-    irregular = {"mouse": "mice", "fish": "fish", "cactus": "cacti"}
-    if word in irregular:
-        return irregular[word]
+_IRREGULAR_PLURALS = {"mouse": "mice", "fish": "fish", "cactus": "cacti"}
+
+
+def plural(word: str) -> str:
+    """A tag's plural: "boxes", "rubies", "keys", "mice". The one pluraliser: the NPC's scene note, the generated
+    scene captions and the datasets' tag words all use it, so the model reads the words it was trained on."""
+    if word in _IRREGULAR_PLURALS:
+        return _IRREGULAR_PLURALS[word]
     if word.endswith(("s", "x", "ch", "sh")):
         return word + "es"
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
     return word + "s"
 
 

@@ -1,4 +1,4 @@
-"""`serve`: the model, the scheduler, the store and the servicer wired into one grpc.aio server, run until a signal.
+"""`serve`: an engine (engine.py) and the servicer wired into one grpc.aio server, run until a signal.
 
 Health and reflection are registered beside NpcService; SIGTERM/SIGINT start a graceful shutdown in which running
 turns get `grace_s` to finish.
@@ -18,54 +18,27 @@ from .._proto.npc.v1 import npc_pb2 as pb
 from .._proto.npc.v1 import npc_pb2_grpc as pb_grpc
 from ..errors import InvalidInputError
 from ..personas.library import PersonaLibrary
-from ..runtime.generation import GenerationConfig
-from ..runtime.onnx_model import OnnxNpcModel
 from .api_keys import ApiKey
 from .config import ServerConfig
+from .engine import Engine, LocalSpec, check_cluster_store, open_cluster, open_local
 from .interceptors import ApiKeyInterceptor, DecodeGuard
-from .remote import ClusterScheduler
-from .scheduler import Scheduler
 from .service import NpcServicer
-from .store import open_store
 
 
-def warm_up(model: OnnxNpcModel) -> None:
-    """One tiny turn through every graph: onnxruntime's first runs allocate and plan (~0.5 s), not a player's."""
-    from ..demo import DEMO_PERSONA, scene_path
+async def open_engine(model_path: Path, config: ServerConfig) -> Engine:
+    """This process's model, or (with --cluster) the Ray Serve replicas, deployed if they are not running yet."""
+    if not config.cluster:
+        return open_local(LocalSpec.serving(model_path, config))
+    check_cluster_store(config)
+    from .cluster_replica import connect  # needs the `cluster` extra (ray[serve])
 
-    model.reply(
-        "Hello.",
-        persona=DEMO_PERSONA,
-        screenshot=scene_path("meadow_slimes.png"),
-        config=GenerationConfig(max_tokens=2, temperature=0.0),
-    )
+    handle = await asyncio.to_thread(connect, config, model_path)
+    return open_cluster(handle, model_path, config)
 
 
 async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None:
     """Run until SIGTERM/SIGINT; running turns get `grace_s` to finish, then are cancelled unstored."""
-    scheduler: Scheduler | ClusterScheduler
-    if config.cluster:
-        if not config.store.startswith(("postgresql://", "postgres://")):
-            raise InvalidInputError(
-                "store", "cluster mode needs a PostgreSQL store every replica reaches (--store)"
-            )
-        from .cluster_replica import connect  # needs the `cluster` extra (ray[serve])
-
-        handle = await asyncio.to_thread(connect, config, model_path)
-        store = open_store(config.store)
-        scheduler = ClusterScheduler(handle, config.defaults)
-        described = f"{config.replicas} Ray Serve replicas of {model_path} via {config.cluster}"
-    else:
-        model = OnnxNpcModel.load(
-            model_path, slots=config.slots, device=config.device, prefill_graph=config.prefill_graph
-        )
-        warm_up(model)
-        store = open_store(config.store or Path(config.data_dir) / "sessions.sqlite3")
-        scheduler = Scheduler(
-            model, store, kv_budget_bytes=config.kv_budget_mb << 20, max_queued=config.max_queued
-        )
-        described = model.describe()
-    scheduler.start()
+    engine = await open_engine(model_path, config)
     keys = list(config.api_keys)
     if config.api_key:
         keys.append(ApiKey("default", config.api_key))
@@ -78,8 +51,9 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
     personas.start()
     # The folder's persona blocks are prefilled while the server is idle: a long card's first turn then starts
     # from its cached KV (~40 ms) instead of prefilling ~2,000 positions (~2 s on two cores).
-    scheduler.prewarm(personas.all())
-    pb_grpc.add_NpcServiceServicer_to_server(NpcServicer(scheduler, store, config, personas), server)
+    engine.backend.prewarm(personas.all())
+    servicer = NpcServicer(engine.backend, engine.store, config, personas)
+    pb_grpc.add_NpcServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     service_name = pb.DESCRIPTOR.services_by_name["NpcService"].full_name
@@ -102,7 +76,7 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
         await server.start()
         await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-        print(f"npc-sdk serving {described} on {config.host}:{port}", flush=True)
+        print(f"npc-sdk serving {engine.described} on {config.host}:{port}", flush=True)
         if started:
             started(port)
         await stop.wait()
@@ -111,6 +85,5 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
     finally:
         await server.stop(config.grace_s)
         personas.stop()
-        scheduler.stop()
-        store.close()
+        engine.close()
         print("npc-sdk: stopped; store closed", flush=True)

@@ -1,7 +1,8 @@
 """The front door's side of cluster mode: turns go to Ray Serve replicas, store work stays local.
 
-`ClusterScheduler` stands in for `Scheduler` in the servicer. Store calls (owner checks, session CRUD, turn ids) run
-on a local thread against the shared PostgreSQL store. A turn is sent, as the serialised ChatRequest, to the Ray
+`ClusterScheduler` is the servicer's `TurnBackend` (backend.py) in cluster mode, as `Scheduler` is in a single
+process. Store calls (owner checks, session CRUD, turn ids) run on a local thread against the shared PostgreSQL
+store. A turn is sent, as the serialised ChatRequest, to the Ray
 Serve deployment (server/cluster_replica.py) with the session id as its multiplexed model id, so Ray Serve routes
 it to the replica that holds that session's KV cache. A replica that has never seen the session rebuilds it from
 the store. Events stream back and are handed to the waiting RPC exactly as the local scheduler hands them.
@@ -13,27 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import errors
+from .._proto.npc.v1 import npc_pb2 as pb
 from ..errors import InvalidInputError, NpcError, UnavailableError
 from ..personas.persona import Persona
 from ..runtime.events import Done, Emotion
 from ..runtime.generation import GenerationConfig
-from .scheduler import ChatJob
+from .backend import ChatJob
 
 log = logging.getLogger("npc_sdk.cluster")
 CANCEL_POLL_S = 0.05  # how often a streaming turn looks whether its client went away
-
-
-@dataclass(frozen=True)
-class ServedBy:
-    """First event of a turn from a replica: which one runs it (sent to the client as trailing metadata)."""
-
-    replica: str
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,40 +54,24 @@ class RemoteFailure:
         return NpcError(f"{self.kind}: {self.message}")
 
 
-class _RemoteModel:
-    """What the servicer asks of `scheduler.model` in cluster mode: the emotion of a replayed reply."""
-
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-
-    def emotion(self, reply: str, line: str = "") -> Emotion:
-        return self.handle.emotion.remote(reply, line).result()
-
-
 class ClusterScheduler:
-    remote = True
-
     def __init__(self, handle: Any, defaults: GenerationConfig) -> None:
         self.handle = handle  # ray.serve DeploymentHandle of NpcReplica
         self.defaults = defaults
-        self.model = _RemoteModel(handle)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="npc-store")
         self._tasks: set[asyncio.Task] = set()
 
-    # ---- what the servicer calls on a Scheduler -----------------------------------------------------------
-    def start(self) -> None:
-        pass
-
+    # ---- TurnBackend ------------------------------------------------------------------------------------
     def stop(self, timeout: float = 10.0) -> None:
         for task in self._tasks:
             task.cancel()
         self._pool.shutdown(wait=True)
 
-    def call(self, fn: Callable[[], Any]) -> Future:
+    def call(self, fn: Callable[[], T]) -> Future[T]:
         return self._pool.submit(fn)
 
-    def prewarm(self, personas: list[Persona]) -> Future:
-        done: Future = Future()
+    def prewarm(self, personas: Sequence[Persona]) -> Future[int]:
+        done: Future[int] = Future()
         done.set_result(0)  # each replica prefills what it serves
         return done
 
@@ -99,15 +79,19 @@ class ClusterScheduler:
         pass  # the replica that gets the session's first turn loads it
 
     def forget(self, session_id: str) -> None:
-        pass  # replicas compare their live copy with the store before every turn (Scheduler.refresh)
+        pass  # replicas compare their live copy with the store before every turn (Residency.refresh)
 
-    # ---- turns ------------------------------------------------------------------------------------------
-    def submit_remote(self, request: bytes, job: ChatJob) -> None:
-        """Stream `request` (a serialised ChatRequest) on the replica for its session; events go to job.emit."""
-        task = asyncio.get_running_loop().create_task(self._stream(request, job))
+    async def start_turn(self, request: pb.ChatRequest, job: ChatJob) -> None:
+        """Stream `request` on the replica for its session (which decodes the screenshot); events go to job.emit."""
+        task = asyncio.get_running_loop().create_task(self._stream(request.SerializeToString(), job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def emotion(self, reply: str, line: str) -> Emotion:
+        # awaited, not .result(): the store thread and the event loop go on while a replica classifies it
+        return await self.handle.emotion.remote(reply, line)
+
+    # ---- a turn streaming back from its replica ---------------------------------------------------------
     async def _stream(self, request: bytes, job: ChatJob) -> None:
         handle = self.handle.options(multiplexed_model_id=job.session_id, stream=True)
         stream = handle.chat.remote(request, self.defaults)

@@ -1,81 +1,44 @@
-"""Scheduler: the one thread that owns the model, the live sessions and the batch.
+"""Scheduler: the one thread that owns the model, the live sessions and the batch; the local `TurnBackend`.
 
 Everything that touches the decoder runs here, so there are no locks around the cache: RPC handlers send
 commands (`call`) and chat jobs (`submit`) and wait for their answers. Each loop admits waiting turns into free
 cache slots (prefilling them), drops cancelled ones, and advances every running reply by one token in a single
 onnxruntime call. A finished turn is committed to the store before its Done event is handed to the RPC.
 
-Residency: a session's KV state lives in a cache slot while it can; when a turn needs a slot and none is free,
-the least recently used idle session is parked (its KV copied to host memory). Parked KV beyond the budget is
-dropped, oldest first, and rebuilt from the stored history on that session's next turn.
+Which sessions stay live and where their KV state is kept is `residency.Residency`'s job; idle-time persona
+prefills are `warmup.PersonaWarmer`'s; a turn_id already committed is answered by `replay`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
-import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from PIL import Image
-
-from ..errors import (
-    InvalidInputError,
-    LimitExceededError,
-    NpcError,
-    SessionBusyError,
-    SessionNotFoundError,
-    UnavailableError,
-)
+from .._proto.npc.v1 import npc_pb2 as pb
+from ..errors import InvalidInputError, LimitExceededError, NpcError, UnavailableError
 from ..personas.persona import Persona
 from ..personas.prompt import Turn
 from ..runtime.batch import BatchGenerator
-from ..runtime.conversation import Conversation, PreparedTurn
-from ..runtime.events import Delta, Done, ReplyEvent, Timings, Usage
-from ..runtime.generation import GenerationConfig
-from ..runtime.onnx_model import OnnxNpcModel, SlotSource
-from ..runtime.scene import SceneEntity
+from ..runtime.conversation import PreparedTurn
+from ..runtime.events import Done, Emotion, ReplyEvent
+from ..runtime.onnx_model import OnnxNpcModel
+from ..wire import image_from_proto
+from .backend import ChatJob
+from .replay import replay_events, stored_reply
+from .residency import LiveSession, Residency
 from .store import SessionStore
+from .warmup import PersonaWarmer
 
 log = logging.getLogger("npc_sdk.server")
 MAX_QUEUED_PER_SESSION = 4  # a session's turns waiting or running; more are RESOURCE_EXHAUSTED
-
-
-@dataclass
-class ChatJob:
-    session_id: str
-    text: str
-    screenshot: Image.Image | None
-    config: GenerationConfig | Callable[[Persona], GenerationConfig]  # or made from the session's persona
-    emit: Callable[[ReplyEvent | BaseException], None]  # thread-safe hand-off to the waiting RPC
-    scene: list[SceneEntity] = field(default_factory=list)  # what the game says is in view
-    state: dict[str, str] = field(default_factory=dict)  # the game's key/value facts (ChatRequest.state)
-    turn_id: str = ""  # ChatRequest.turn_id: stored with the turn, so a retry finds it
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    submitted: float = field(default_factory=time.perf_counter)
-
-
-@dataclass
-class LiveSession:
-    id: str
-    persona: Persona
-    created_ms: int
-    conversation: Conversation
-    queued: int = 0  # turns waiting or running for this session
-    running: bool = False  # one of them is decoding now
-
-    @property
-    def busy(self) -> bool:
-        return self.queued > 0
-
-    def turn_ended(self) -> None:
-        self.running = False
-        self.queued -= 1
+T = TypeVar("T")
 
 
 @dataclass
@@ -101,48 +64,43 @@ class Scheduler:
         # (failover and back), so its live copy is checked against the store before each turn.
         self.shared_store = shared_store
         self.store = store
-        self.kv_budget_bytes = kv_budget_bytes  # parked (host-memory) KV state of idle sessions, in total
         self.max_queued = max_queued  # turns waiting for a slot; more are refused
-        self.max_live = max_live  # sessions kept loaded; the rest reload from the store on use
+        self.residency = Residency(model, store, kv_budget_bytes=kv_budget_bytes, max_live=max_live)
+        self.warmer = PersonaWarmer(model)
         self.batch = BatchGenerator(model)
-        self.live: OrderedDict[str, LiveSession] = OrderedDict()  # LRU order: least recently used first
         self.running: dict[int, _Running] = {}  # slot -> turn
         self.waiting: deque[ChatJob] = deque()
-        # Persona blocks to prefill while nothing else runs, so a long card's first turn does not pay for its
-        # ~2,000-position block (seconds on two cores): (persona, block ids, slot, positions done).
-        self._to_warm: deque[Persona] = deque()
-        self._warming: tuple[Persona, list[int], int, int] | None = None
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="npc-scheduler", daemon=True)
 
-    # ---- the RPC side ------------------------------------------------------------------------------------
+    # ---- the RPC side (TurnBackend) ----------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
 
-    def call(self, fn: Callable[[], Any]) -> Future:
+    def call(self, fn: Callable[[], T]) -> Future[T]:
         """Run `fn` on the scheduler thread; the future holds its result or exception."""
-        fut: Future = Future()
+        fut: Future[T] = Future()
         self._inbox.put((fn, fut))
         return fut
 
-    def prewarm(self, personas: list[Persona]) -> Future:
+    def prewarm(self, personas: Sequence[Persona]) -> Future[int]:
         """Prefill these personas' blocks into the shared persona KV cache when idle (as many as it holds)."""
+        return self.call(lambda: self.warmer.queue(personas))
 
-        def queue_them() -> int:
-            self._to_warm.extend(personas[: self.model.persona_kv_entries])
-            return len(self._to_warm)
-
-        return self.call(queue_them)
-
-    @property
-    def warming(self) -> int:
-        """Persona blocks still to prefill (scheduler thread)."""
-        return len(self._to_warm) + (self._warming is not None)
-
-    def submit(self, job: ChatJob) -> Future:
+    def submit(self, job: ChatJob) -> Future[None]:
         """Queue a turn; the future fails at once for an unknown session or a full queue."""
         return self.call(lambda: self._accept(job))
+
+    async def start_turn(self, request: pb.ChatRequest, job: ChatJob) -> None:
+        if request.HasField("screenshot"):
+            # decoding a large PNG takes tens of ms: not on the event loop, nor on the scheduler thread where it
+            # would stall every running reply
+            job.screenshot = await asyncio.to_thread(image_from_proto, request.screenshot)
+        await asyncio.wrap_future(self.submit(job))
+
+    async def emotion(self, reply: str, line: str) -> Emotion:
+        return await asyncio.wrap_future(self.call(lambda: self.model.emotion(reply, line)))
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -150,83 +108,33 @@ class Scheduler:
         self._thread.join(timeout)
 
     # ---- sessions (scheduler thread only) ------------------------------------------------------------------
-    def session(self, session_id: str) -> LiveSession:
-        live = self.live.get(session_id)
-        if live is None:
-            stored = self.store.load(session_id)
-            if stored is None:
-                raise SessionNotFoundError(f"session_id: no session {session_id!r}")
-            live = LiveSession(
-                stored.id,
-                stored.persona,
-                stored.created_ms,
-                Conversation(self.model, stored.persona, self.model.usable_history(stored.turns)),
-            )
-            self.live[session_id] = live
-            self._trim_live()
-        self.live.move_to_end(session_id)
-        return live
-
-    def forget(self, session_id: str) -> None:
-        """Drop a session's live state (after delete); refused while it has a turn in flight."""
-        live = self.live.get(session_id)
-        if live is not None:
-            if live.busy:
-                raise SessionBusyError(f"session_id: {session_id!r} has a turn in flight")
-            live.conversation.close()
-            del self.live[session_id]
-
-    def refresh(self, session_id: str) -> None:
-        """Drop an idle live copy that no longer matches the store (another replica added turns, or the session
-        was deleted and made again); the next use reloads it."""
-        live = self.live.get(session_id)
-        if live is None or live.busy:
-            return
-        if self.store.version(session_id) != (live.created_ms, len(live.conversation.history)):
-            live.conversation.close()
-            del self.live[session_id]
-
-    def prepare(self, session_id: str) -> None:
-        """A new session: load it and encode its persona's role vector now rather than in its first turn."""
-        live = self.session(session_id)
-        self.model.encode_role(live.persona)
-
-    def _trim_live(self) -> None:
-        for sid in list(self.live):
-            if len(self.live) <= self.max_live:
-                break
-            if not self.live[sid].busy:
-                self.live.pop(sid).conversation.close()
-
-    def _make_room(self, conv: Conversation) -> bool:
-        """Ensure `conv` can attach to a slot, parking the least recently used idle session if needed."""
-        if conv.slot is not None or self.model.free_slots:
-            return True
-        for live in self.live.values():  # least recently used first
-            if not live.busy and live.conversation.slot is not None:
-                live.conversation.park()
-                self._enforce_kv_budget()
-                return True
-        return False  # every slot is decoding
-
-    def _enforce_kv_budget(self) -> None:
-        total = sum(s.conversation.kv_bytes for s in self.live.values())
-        for live in self.live.values():
-            if total <= self.kv_budget_bytes:
-                break
-            if live.conversation.parked is not None:
-                total -= live.conversation.kv_bytes
-                live.conversation.drop_kv()
+    @property
+    def live(self) -> OrderedDict[str, LiveSession]:
+        return self.residency.live
 
     @property
     def kv_parked_bytes(self) -> int:
-        return sum(s.conversation.kv_bytes for s in self.live.values())
+        return self.residency.kv_parked_bytes
+
+    @property
+    def warming(self) -> int:
+        """Persona blocks still to prefill."""
+        return self.warmer.pending
+
+    def forget(self, session_id: str) -> None:
+        """Drop a session's live state (after delete); refused while it has a turn in flight."""
+        self.residency.forget(session_id)
+
+    def prepare(self, session_id: str) -> None:
+        """A new session: load it and encode its persona's role vector now rather than in its first turn."""
+        live = self.residency.session(session_id)
+        self.model.encode_role(live.persona)
 
     # ---- turns -------------------------------------------------------------------------------------------
     def _accept(self, job: ChatJob) -> None:
         if self.shared_store:
-            self.refresh(job.session_id)
-        live = self.session(job.session_id)
+            self.residency.refresh(job.session_id)
+        live = self.residency.session(job.session_id)
         if live.queued >= MAX_QUEUED_PER_SESSION:
             raise LimitExceededError(
                 f"session_id: {job.session_id!r} has {live.queued} turns in flight; wait for their done events"
@@ -239,73 +147,65 @@ class Scheduler:
     def _admit(self) -> None:
         """Start waiting turns in arrival order; a session's turns run one after another."""
         for job in list(self.waiting):
-            live = self.session(job.session_id)
+            live = self.residency.session(job.session_id)
             if job.cancelled.is_set():
-                self.waiting.remove(job)
-                live.queued -= 1
+                self._dequeue(job, live)
                 continue
             if live.running:
                 continue  # its earlier turn is still decoding: this one follows it
             if job.turn_id and self._replayed(job, live):
                 continue
-            conv = live.conversation
-            if not self._make_room(conv):
+            if not self.residency.make_room(live.conversation):
                 return  # every slot is decoding: wait for one to finish
             self.waiting.remove(job)
             live.running = True
-            turn: PreparedTurn | None = None
-            try:
-                config = job.config(live.persona) if callable(job.config) else job.config
-                turn = conv.prepare(
-                    job.text,
-                    screenshot=job.screenshot,
-                    scene=job.scene,
-                    config=config,
-                    started=job.submitted,
-                    state=job.state,
-                )
-                assert conv.slot is not None
-                events = self.batch.add(conv.slot, turn.embeds, turn.state)
-            except (
-                BaseException
-            ) as exc:  # bad input found late, or the runtime failed: the turn leaves no trace
-                if turn is not None:
-                    conv.finish(turn, None)
-                live.turn_ended()
-                job.emit(exc)
-                continue
-            self.running[conv.slot] = _Running(job, live, turn)
-            if turn.action is not None:
-                job.emit(turn.action)  # before the first delta: the game can start the animation now
-            self._deliver(conv.slot, events)
+            self._start(job, live)
+
+    def _start(self, job: ChatJob, live: LiveSession) -> None:
+        """Prepare and prefill one turn; it decodes from the next step on."""
+        conv = live.conversation
+        turn: PreparedTurn | None = None
+        try:
+            config = job.config(live.persona) if callable(job.config) else job.config
+            turn = conv.prepare(
+                job.text,
+                screenshot=job.screenshot,
+                scene=job.scene,
+                config=config,
+                started=job.submitted,
+                state=job.state,
+            )
+            assert conv.slot is not None
+            events = self.batch.add(conv.slot, turn.embeds, turn.state)
+        except BaseException as exc:  # bad input found late, or the runtime failed: the turn leaves no trace
+            self._abort(job, live, turn, exc)
+            return
+        self.running[conv.slot] = _Running(job, live, turn)
+        if turn.action is not None:
+            job.emit(turn.action)  # before the first delta: the game can start the animation now
+        self._deliver(conv.slot, events)
 
     def _replayed(self, job: ChatJob, live: LiveSession) -> bool:
         """A turn_id already committed (a retry that reached another front door, or raced this one's check):
         the stored reply is sent again instead of a second turn being made. Runs in turn order for the session,
         so a duplicate that waited behind the original sees it committed."""
-        stored = self.store.find_turn(job.session_id, job.turn_id)
-        if stored is None:
+        try:
+            reply = stored_reply(self.store, job.session_id, job.turn_id, job.text)
+        except InvalidInputError as exc:  # the turn_id was used for another line
+            self._dequeue(job, live)
+            job.emit(exc)
+            return True
+        if reply is None:
             return False
+        self._dequeue(job, live)
+        for event in replay_events(reply, self.model.emotion(reply, job.text)):
+            job.emit(event)
+        return True
+
+    def _dequeue(self, job: ChatJob, live: LiveSession) -> None:
+        """`job` leaves the queue without running (cancelled before it started, or replayed)."""
         self.waiting.remove(job)
         live.queued -= 1
-        user, reply = stored
-        if user != job.text:
-            job.emit(
-                InvalidInputError("turn_id", f"{job.turn_id!r} was used for another line in this session")
-            )
-            return True
-        job.emit(Delta(reply, reply))
-        job.emit(
-            Done(
-                reply,
-                "stop",
-                Usage(0, 0),
-                Timings(0.0, 0.0, 0.0),
-                emotion=self.model.emotion(reply, user),
-                replayed=True,
-            )
-        )
-        return True
 
     def _deliver(self, slot: int, events: list[ReplyEvent]) -> None:
         run = self.running[slot]
@@ -331,9 +231,7 @@ class Scheduler:
                 run.job.turn_id,
             )
         except BaseException as exc:
-            conv.finish(run.turn, None)
-            run.session.turn_ended()
-            run.job.emit(NpcError(f"the turn could not be stored: {exc}"))
+            self._abort(run.job, run.session, run.turn, NpcError(f"the turn could not be stored: {exc}"))
             return
         conv.finish(run.turn, done)
         run.session.turn_ended()
@@ -350,96 +248,68 @@ class Scheduler:
         )
         run.job.emit(done)
 
+    def _abort(
+        self, job: ChatJob, live: LiveSession, turn: PreparedTurn | None, error: BaseException | None
+    ) -> None:
+        """End a turn that will not be stored: out of the batch, no trace in its conversation, its session free
+        for the next turn, and its client told why (`error` None: the client went away, nobody to tell)."""
+        conv = live.conversation
+        if conv.slot is not None:
+            self.batch.cancel(conv.slot)
+        if turn is not None:
+            conv.finish(turn, None)
+        live.turn_ended()
+        if error is not None:
+            job.emit(error)
+
     def _drop_cancelled(self) -> None:
         for slot, run in list(self.running.items()):
             if run.job.cancelled.is_set():
-                self.batch.cancel(slot)
                 self.running.pop(slot)
-                run.session.conversation.finish(run.turn, None)
-                run.session.turn_ended()
+                self._abort(run.job, run.session, run.turn, None)
                 log.info("turn session=%s cancelled by the client", run.session.id)
 
+    def _abort_running(self, error: BaseException) -> None:
+        for run in self.running.values():
+            self._abort(run.job, run.session, run.turn, error)
+        self.running.clear()
+
+    # ---- the thread --------------------------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stop.is_set():
-            idle = not self.running and not self.waiting
-            try:
-                item = self._inbox.get(timeout=0.05) if idle else self._inbox.get_nowait()
-            except queue.Empty:
-                item = ...
-            while item is not ...:
-                if item is None:
-                    break
-                fn, fut = item
-                try:
-                    fut.set_result(fn())
-                except BaseException as exc:
-                    fut.set_exception(exc)
-                try:
-                    item = self._inbox.get_nowait()
-                except queue.Empty:
-                    item = ...
+            self._run_commands(wait=not self.running and not self.waiting)
             self._drop_cancelled()
             self._admit()
             if not self.running:
-                self._warm_step()
+                self.warmer.step(turns_waiting=bool(self.waiting))
             if self.running:
                 try:
                     for slot, events in self.batch.step().items():
                         self._deliver(slot, events)
                 except BaseException as exc:  # a failed step ends every running turn, none is stored
                     log.exception("decode step failed")
-                    for slot, run in list(self.running.items()):
-                        self.batch.cancel(slot)
-                        run.session.conversation.finish(run.turn, None)
-                        run.session.turn_ended()
-                        run.job.emit(exc)
-                    self.running.clear()
+                    self._abort_running(exc)
         self._shutdown()
 
-    WARM_CHUNK = 256  # positions prefilled per idle loop iteration: a turn arriving waits at most one chunk
-
-    def _warm_step(self) -> None:
-        """One chunk of a persona block's prefill; given up (the slot freed) as soon as turns are waiting."""
-        model = self.model
-        if self._warming is not None and self.waiting:
-            persona, _, slot, _ = self._warming
-            model.release_slot(slot)
-            self._to_warm.append(persona)  # again later
-            self._warming = None
-            return
-        if self._warming is None:
-            if not self._to_warm or self.waiting or model.free_slots == 0:
-                return
-            persona = self._to_warm.popleft()
-            block = model.persona_block(persona)
-            if model.cached_persona_kv(block) is not None:
-                return
-            self._warming = (persona, block, model.acquire_slot(), 0)
-        persona, block, slot, done = self._warming
+    def _run_commands(self, *, wait: bool) -> None:
+        """Run every command in the inbox; when idle, wait a little for the first one."""
         try:
-            chunk = block[done : done + self.WARM_CHUNK]
-            SlotSource(model, slot).prefill(model.embed_ids(chunk))
-        except BaseException:  # a warm-up is an optimisation: never let it take the server down
-            log.exception("persona warm-up failed")
-            model.release_slot(slot)
-            self._warming = None
+            item = self._inbox.get(timeout=0.05) if wait else self._inbox.get_nowait()
+        except queue.Empty:
             return
-        done += len(chunk)
-        if done < len(block):
-            self._warming = (persona, block, slot, done)
-            return
-        model.remember_persona_kv(block, slot)
-        model.release_slot(slot)
-        self._warming = None
-        log.info("persona %s warmed: %d positions of KV ready", persona.id or persona.name, len(block))
+        while item is not None:  # None: stop() woke the loop
+            fn, fut = item
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:
+                fut.set_exception(exc)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
 
     def _shutdown(self) -> None:
-        for slot, run in list(self.running.items()):
-            self.batch.cancel(slot)
-            run.session.conversation.finish(run.turn, None)
-            run.session.turn_ended()
-            run.job.emit(UnavailableError("the server is shutting down; the turn was not stored"))
-        self.running.clear()
+        self._abort_running(UnavailableError("the server is shutting down; the turn was not stored"))
         while self.waiting:
             job = self.waiting.popleft()
             job.emit(UnavailableError("the server is shutting down; the turn was not stored"))

@@ -1,19 +1,20 @@
-"""NpcServicer: the npc.v1.NpcService methods over the scheduler, the session store and the persona library.
+"""NpcServicer: the npc.v1.NpcService methods over a turn backend, the session store and the persona library.
 
 Limits (all settable on `npc-sdk serve`): messages up to 64 MiB (a 4K RGBA8 screenshot is 33 MB; clients should
-still downscale to ~512 px on the long side, the encoder sees 224x224), 100,000 stored sessions, 64 turns
-waiting for a decoder slot. A second Chat on a session whose turn is still running is queued, not rejected: it
-starts when the earlier turn ends (done, cancelled or failed) and sees it in the history; at most 4 turns per
-session wait, more get RESOURCE_EXHAUSTED. (Queueing means a cancel followed at once by a new line just works.)
+still scale it to fit 448x256, the canvas the encoder letterboxes every picture into: 448x252 for 16:9),
+100,000 stored sessions, 64 turns waiting for a decoder slot. A second Chat on a session whose turn is still
+running is queued, not rejected: it starts when the earlier turn ends (done, cancelled or failed) and sees it in
+the history; at most 4 turns per session wait, more get RESOURCE_EXHAUSTED. (Queueing means a cancel followed at
+once by a new line just works.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -30,25 +31,18 @@ from ..errors import (
     UnavailableError,
 )
 from ..personas.library import PersonaLibrary
-from ..personas.persona import Persona
-from ..personas.prompt import check_text
-from ..runtime.events import Done
-from ..runtime.game_state import check_state
-from ..runtime.generation import GenerationConfig
 from ..wire import (
     check_session_id,
-    config_from_proto,
     event_to_proto,
-    image_from_proto,
     persona_from_proto,
     persona_to_proto,
-    scene_from_proto,
     session_to_proto,
 )
 from .api_keys import ApiKey, match
+from .backend import ServedBy, TurnBackend, job_from_request
 from .config import ServerConfig
-from .remote import ServedBy
-from .scheduler import ChatJob, Scheduler
+from .pump import EventPump
+from .replay import TurnClaims
 from .snapshots import SNAPSHOT_FORMAT, load_snapshot_key, read_snapshot, sign_snapshot
 from .store import SessionStore, StoredSession
 
@@ -72,29 +66,18 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-TURN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-
-
-def check_turn_id(turn_id: str) -> str:
-    if turn_id and not TURN_ID.match(turn_id):
-        raise InvalidInputError("turn_id", "must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
-    return turn_id
-
-
 class NpcServicer(pb_grpc.NpcServiceServicer):
     def __init__(
-        self, scheduler: Scheduler, store: SessionStore, config: ServerConfig, personas: PersonaLibrary
+        self, backend: TurnBackend, store: SessionStore, config: ServerConfig, personas: PersonaLibrary
     ) -> None:
-        self.scheduler = scheduler
+        self.backend = backend  # the local scheduler or cluster mode's replicas: asked the same way
         self.store = store
         self.config = config
         self.personas = personas
         self.snapshot_key = config.snapshot_key or load_snapshot_key(Path(config.data_dir))
         self.keys = [*config.api_keys, *([ApiKey("default", config.api_key)] if config.api_key else [])]
         self.turns_by_key: dict[str, int] = {}  # Chat calls streaming now, per key name
-        self.turns_in_flight: dict[
-            tuple[str, str], asyncio.Event
-        ] = {}  # (session, turn_id) -> set when it ends
+        self.claims = TurnClaims(backend, store)  # turn_ids replayed, or running in a Chat of this server
 
     def caller(self, context) -> ApiKey | None:
         """The API key of this call (None when the server has no keys)."""
@@ -103,7 +86,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
         return match(self.keys, dict(context.invocation_metadata() or ()).get("authorization", ""))
 
     def check_owner(self, session_id: str, key: ApiKey | None) -> None:
-        """Scheduler thread: a session belongs to the key that created it; to any other key it does not exist.
+        """Backend thread: a session belongs to the key that created it; to any other key it does not exist.
 
         The same NOT_FOUND message as for a missing session, so a key cannot probe for other tenants' ids.
         """
@@ -124,15 +107,15 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
         return stored
 
     def check_session_quota(self, key: ApiKey | None) -> None:
-        """Scheduler thread: refuse a new session past the server's or the key's limit."""
+        """Backend thread: refuse a new session past the server's or the key's limit."""
         if self.store.count() >= self.config.max_sessions:
             raise LimitExceededError(f"the server holds its limit of {self.config.max_sessions} sessions")
         if key and key.max_sessions and self.store.count(owner=key.name) >= key.max_sessions:
             raise LimitExceededError(f"API key {key.name!r} holds its limit of {key.max_sessions} sessions")
 
     async def _run(self, fn):
-        """Run `fn` on the scheduler thread (which owns sessions and the model) and await it."""
-        return await asyncio.wrap_future(self.scheduler.call(fn))
+        """Run `fn` on the backend's thread (which owns the sessions) and await it."""
+        return await asyncio.wrap_future(self.backend.call(fn))
 
     async def _fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
         code = status_for(exc)
@@ -161,7 +144,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                 if self.store.exists(session_id):
                     raise SessionExistsError(f"session_id: {session_id!r} exists already")
                 created = self.store.create(session_id, persona, owner=key.name if key else "")
-                self.scheduler.prepare(session_id)
+                self.backend.prepare(session_id)
                 return created
 
             created = await self._run(create)
@@ -205,7 +188,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
 
             def delete() -> None:
                 self.check_owner(session_id, key)
-                self.scheduler.forget(session_id)
+                self.backend.forget(session_id)
                 if not self.store.delete(session_id):
                     raise SessionNotFoundError(f"session_id: no session {session_id!r}")
 
@@ -274,121 +257,50 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
         except NpcError as exc:
             await self._fail(context, exc)
 
-    async def _claim_turn(self, session_id: str, turn_id: str, text: str) -> list[pb.ChatEvent] | None:
-        """The stored reply's events when this turn_id was committed; else None, with the turn_id claimed.
-
-        A retry that arrives while the first attempt still runs waits for it to end, then looks again: committed,
-        it replays; cancelled or failed, this call runs the turn itself.
-        """
-        while True:
-            stored = await self._run(lambda: self.store.find_turn(session_id, turn_id))
-            if stored is not None:
-                user, reply = stored
-                if user != text:
-                    raise InvalidInputError(
-                        "turn_id", f"{turn_id!r} was used for another line in this session"
-                    )
-                emotion = await self._run(lambda r=reply, u=user: self.scheduler.model.emotion(r, u))
-                return [
-                    pb.ChatEvent(delta=pb.Delta(text=reply)),
-                    pb.ChatEvent(
-                        done=pb.Done(
-                            text=reply,
-                            finish_reason="stop",
-                            usage=pb.Usage(),
-                            timings=pb.Timings(),
-                            emotion=pb.Emotion(label=emotion.label, intensity=emotion.intensity),
-                            replayed=True,
-                        )
-                    ),
-                ]
-            running = self.turns_in_flight.get((session_id, turn_id))
-            if running is None:
-                self.turns_in_flight[(session_id, turn_id)] = asyncio.Event()
-                return None
-            await running.wait()
+    @contextmanager
+    def _counted(self, key: ApiKey | None) -> Iterator[None]:
+        """A Chat streaming for `key`, counted against its max_concurrent_turns while it lasts."""
+        if key is None or not key.max_concurrent_turns:
+            yield
+            return
+        if self.turns_by_key.get(key.name, 0) >= key.max_concurrent_turns:
+            raise LimitExceededError(
+                f"API key {key.name!r} already streams {key.max_concurrent_turns} turns; wait for one to end"
+            )
+        self.turns_by_key[key.name] = self.turns_by_key.get(key.name, 0) + 1
+        try:
+            yield
+        finally:
+            self.turns_by_key[key.name] -= 1
 
     async def Chat(self, request: pb.ChatRequest, context) -> AsyncIterator[pb.ChatEvent]:
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
-        job: ChatJob | None = None
-        finished = False
         key = self.caller(context)
-        counted = False
         claimed: tuple[str, str] | None = None
         try:
-            if key and key.max_concurrent_turns:
-                if self.turns_by_key.get(key.name, 0) >= key.max_concurrent_turns:
-                    raise LimitExceededError(
-                        f"API key {key.name!r} already streams {key.max_concurrent_turns} turns; wait for one to end"
-                    )
-                self.turns_by_key[key.name] = self.turns_by_key.get(key.name, 0) + 1
-                counted = True
-            session_id = check_session_id(request.session_id)
-            text = check_text(request.text)
-            config_from_proto(
-                request.generation, self.config.defaults
-            )  # out-of-range values fail here, early
-
-            def config(
-                persona: Persona,
-            ) -> GenerationConfig:  # request values over persona over server defaults
-                return config_from_proto(
-                    request.generation, persona.generation_defaults(self.config.defaults)
-                )
-
-            scene = scene_from_proto(request.scene)
-            state = check_state(dict(request.state))
-            turn_id = check_turn_id(request.turn_id)
-            if key is not None or turn_id:  # without keys the scheduler finds a missing session itself
-                await self._run(lambda: self.check_owner(session_id, key))
-            if turn_id:
-                replay = await self._claim_turn(session_id, turn_id, text)
-                if replay is not None:
-                    finished = True
-                    for event in replay:
-                        yield event
-                    return
-                claimed = (session_id, turn_id)
-            remote = getattr(self.scheduler, "remote", False)  # cluster mode: the replica decodes the picture
-            screenshot = None
-            if request.HasField("screenshot") and not remote:
-                # decoding a large PNG takes tens of ms: keep it off the event loop
-                screenshot = await asyncio.to_thread(image_from_proto, request.screenshot)
-            job = ChatJob(
-                session_id,
-                text,
-                screenshot,
-                config,
-                emit=lambda e: loop.call_soon_threadsafe(events.put_nowait, e),
-                scene=scene,
-                state=state,
-                turn_id=turn_id,
-            )
-            if remote:
-                self.scheduler.submit_remote(request.SerializeToString(), job)
-            else:
-                await asyncio.wrap_future(self.scheduler.submit(job))
-            while True:
-                event = await events.get()
-                if isinstance(event, BaseException):
-                    finished = True
-                    await self._fail(context, event)
-                    return
-                if isinstance(event, ServedBy):  # cluster mode: which replica holds this session
-                    context.set_trailing_metadata((("npc-replica", event.replica),))
-                    continue
-                yield event_to_proto(event)
-                if isinstance(event, Done):
-                    finished = True
-                    return
+            # leaving the pump before the turn ended (the client went away, its deadline passed) stops the turn
+            with self._counted(key):
+                async with EventPump() as pump:
+                    job = job_from_request(request, self.config.defaults, pump.emit, pump.cancelled)
+                    if key is not None or job.turn_id:  # without keys the backend finds a missing session
+                        await self._run(lambda: self.check_owner(job.session_id, key))
+                    if job.turn_id:
+                        replay = await self.claims.claim(job.session_id, job.turn_id, job.text)
+                        if replay is not None:
+                            for stored in replay:
+                                yield event_to_proto(stored)
+                            return
+                        claimed = (job.session_id, job.turn_id)
+                    await self.backend.start_turn(request, job)
+                    async for event in pump.events():
+                        if isinstance(event, BaseException):
+                            await self._fail(context, event)
+                            return
+                        if isinstance(event, ServedBy):  # cluster mode: which replica holds this session
+                            context.set_trailing_metadata((("npc-replica", event.replica),))
+                            continue
+                        yield event_to_proto(event)
         except NpcError as exc:
-            finished = True
             await self._fail(context, exc)
         finally:
             if claimed is not None:
-                self.turns_in_flight.pop(claimed).set()  # a retry waiting on this turn looks again
-            if counted:
-                self.turns_by_key[key.name] -= 1
-            if job is not None and not finished:
-                job.cancelled.set()  # the client went away or its deadline passed: stop within a step
+                self.claims.release(*claimed)  # a retry waiting on this turn looks again

@@ -12,8 +12,9 @@ from npc_sdk.personas.prompt import persona_block
 from npc_sdk.runtime.events import Done
 from npc_sdk.runtime.generation import GenerationConfig
 from npc_sdk.runtime.onnx_model import OnnxNpcModel
-from npc_sdk.server.scheduler import ChatJob, Scheduler
-from npc_sdk.server.store import SessionStore
+from npc_sdk.server.backend import ChatJob
+from npc_sdk.server.scheduler import Scheduler
+from npc_sdk.server.store import SqliteSessionStore
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,7 @@ def _turn(scheduler: Scheduler, session_id: str, text: str) -> Done:
 @pytest.fixture()
 def scheduler(exported_int4, tmp_path):
     model = OnnxNpcModel.load(exported_int4, slots=2)
-    store = SessionStore(tmp_path / "sessions.sqlite3")
+    store = SqliteSessionStore(tmp_path / "sessions.sqlite3")
     sched = Scheduler(model, store, kv_budget_bytes=0)  # no parked KV may stay: it is dropped at once
     sched.start()
     yield sched
@@ -69,7 +70,7 @@ def test_more_sessions_than_slots_park_and_rebuild(scheduler):
 
 def test_parked_kv_within_budget_is_restored(exported_int4, tmp_path):
     model = OnnxNpcModel.load(exported_int4, slots=1)
-    store = SessionStore(tmp_path / "sessions.sqlite3")
+    store = SqliteSessionStore(tmp_path / "sessions.sqlite3")
     sched = Scheduler(model, store, kv_budget_bytes=256 << 20)
     sched.start()
     try:
@@ -92,7 +93,7 @@ def test_idle_time_prefills_persona_blocks_for_first_turns(exported_int4, tmp_pa
     from npc_sdk.personas.files import load_persona
 
     model = OnnxNpcModel.load(exported_int4, slots=1)
-    store = SessionStore(tmp_path / "sessions.sqlite3")
+    store = SqliteSessionStore(tmp_path / "sessions.sqlite3")
     sched = Scheduler(model, store)
     sched.start()
     try:

@@ -132,7 +132,7 @@ def test_postgres_migrations_are_versioned_and_run_once(tmp_path):
         conn.execute(f"CREATE SCHEMA {schema}")
     try:
         target = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-        from npc_sdk.server.store_postgres import MIGRATIONS
+        from npc_sdk.server.store.postgres import MIGRATIONS
 
         first = open_store(target)
         first.create("kept", PERSONA)

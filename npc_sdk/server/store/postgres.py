@@ -1,4 +1,4 @@
-"""PostgresSessionStore: the SessionStore contract on PostgreSQL (psycopg 3 with a connection pool).
+"""PostgresSessionStore: `SessionStore` (store/base.py) on PostgreSQL, through psycopg 3 and a connection pool.
 
 `npc-sdk serve --store postgresql://user:pass@host/db`. Same semantics as the SQLite store: a finished turn is
 committed (the INSERT's transaction has returned) before its done event is sent. The schema is versioned: each
@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import numpy as np
-
-from ..personas.persona import Persona
-from ..personas.prompt import Turn
-from .store import StoredSession, now_ms, turns_from_rows
+from ...personas.persona import Persona
+from ...personas.prompt import Turn
+from .base import StoredSession, now_ms, prefix_blob, turns_from_rows
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1: sessions and their finished turns, as in the SQLite store
+    # 1: sessions and their finished turns, as in the SQLite store (store/sqlite.py)
     """
     CREATE TABLE sessions (
         seq BIGSERIAL PRIMARY KEY,
@@ -160,8 +158,7 @@ class PostgresSessionStore:
 
     def append_turn(self, session_id: str, index: int, turn: Turn, turn_id: str = "") -> None:
         """Commit one finished turn (durable when this returns: autocommit, synchronous_commit as the server has it)."""
-        blob = None if turn.prefix is None else np.ascontiguousarray(turn.prefix, dtype=np.float32).tobytes()
-        rows = 0 if turn.prefix is None else int(turn.prefix.shape[0])
+        blob, rows = prefix_blob(turn)
         with self.pool.connection() as conn:
             conn.execute(
                 'INSERT INTO turns (session_id, idx, "user", reply, prefix, prefix_rows, context, created_ms, turn_id) '

@@ -1,10 +1,7 @@
-"""SessionStore: sessions and their finished turns in an embedded SQLite database (WAL, synchronous=FULL).
+"""SqliteSessionStore: sessions and their finished turns in an embedded SQLite database (WAL, synchronous=FULL).
 
-The default backend; `open_store` picks PostgreSQL (store_postgres.py) for a postgresql:// URL. Both keep the
-same contract, and the store tests run on both.
-
-A turn is committed before the server sends its done event, so a crash never loses a finished turn; a turn that
-never finished is never written. Prefix vectors are stored with the turn so the KV state rebuilds exactly.
+The default backend; `open_store` (store/__init__.py) picks PostgreSQL (store/postgres.py) for a postgresql://
+URL. Both implement `SessionStore` (store/base.py), and the store tests run on both.
 """
 
 from __future__ import annotations
@@ -12,14 +9,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from ..personas.persona import Persona
-from ..personas.prompt import Turn
+from ...personas.persona import Persona
+from ...personas.prompt import Turn
+from .base import StoredSession, now_ms, prefix_blob, turns_from_rows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -43,29 +37,7 @@ CREATE TABLE IF NOT EXISTS turns (
 """
 
 
-@dataclass
-class StoredSession:
-    id: str
-    persona: Persona
-    created_ms: int
-    turns: list[Turn]
-    turn_times_ms: list[int]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def turns_from_rows(rows) -> tuple[list[Turn], list[int]]:
-    """(turns, their times) from (user, reply, prefix, prefix_rows, context, created_ms) rows of either backend."""
-    turns = [
-        Turn(u, r, np.frombuffer(p, dtype=np.float32).reshape(n, -1).copy() if p is not None else None, ctx)
-        for u, r, p, n, ctx, _ in rows
-    ]
-    return turns, [int(row[5]) for row in rows]
-
-
-class SessionStore:
+class SqliteSessionStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -165,8 +137,7 @@ class SessionStore:
 
     def append_turn(self, session_id: str, index: int, turn: Turn, turn_id: str = "") -> None:
         """Commit one finished turn (durable when this returns). A turn_id is unique within its session."""
-        blob = None if turn.prefix is None else np.ascontiguousarray(turn.prefix, dtype=np.float32).tobytes()
-        rows = 0 if turn.prefix is None else int(turn.prefix.shape[0])
+        blob, rows = prefix_blob(turn)
         with self._lock:
             self._db.execute(
                 "INSERT INTO turns (session_id, idx, user, reply, prefix, prefix_rows, context, created_ms, turn_id) "
@@ -211,13 +182,3 @@ class SessionStore:
     def integrity_check(self) -> str:
         with self._lock:
             return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
-
-
-def open_store(where: str | Path) -> SessionStore:
-    """The SQLite store at a path, or the PostgreSQL store for a postgresql:// (or postgres://) URL."""
-    text = str(where)
-    if text.startswith(("postgresql://", "postgres://")):
-        from .store_postgres import PostgresSessionStore
-
-        return PostgresSessionStore(text)  # type: ignore[return-value]  # the same contract
-    return SessionStore(Path(text))

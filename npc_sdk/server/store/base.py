@@ -1,0 +1,103 @@
+"""The session store's contract (`SessionStore`), the session it hands back, and the row helpers both backends share.
+
+A turn is committed before the server sends its done event, so a crash never loses a finished turn; a turn that
+never finished is never written. Prefix vectors are stored with the turn so the KV state rebuilds exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ...personas.persona import Persona
+from ...personas.prompt import Turn
+
+
+@dataclass
+class StoredSession:
+    id: str
+    persona: Persona  # the snapshot the session was created with
+    created_ms: int
+    turns: list[Turn]
+    turn_times_ms: list[int]  # when each turn was committed, one per turn
+
+
+class SessionStore(Protocol):
+    """What the server asks of a store; SQLite (store/sqlite.py) and PostgreSQL (store/postgres.py) implement it.
+
+    Every method may be called from any thread: the servicer's store thread and the scheduler's decode thread.
+    """
+
+    def close(self) -> None: ...
+
+    def create(
+        self, session_id: str, persona: Persona, created_ms: int | None = None, owner: str = ""
+    ) -> int:
+        """Store a new session with no turns; returns its creation time (ms)."""
+        ...
+
+    def exists(self, session_id: str) -> bool: ...
+
+    def owner_of(self, session_id: str) -> str | None:
+        """The API key name that owns the session ('' without keys), or None when there is no such session."""
+        ...
+
+    def version(self, session_id: str) -> tuple[int, int] | None:
+        """(created_ms, turns stored): what a live copy must match to be current; None for no such session."""
+        ...
+
+    def count(self, owner: str | None = None) -> int: ...
+
+    def load(self, session_id: str) -> StoredSession | None: ...
+
+    def page(
+        self, after_seq: int, limit: int, owner: str | None = None
+    ) -> list[tuple[int, str, Persona, int]]:
+        """(seq, id, persona, created_ms) of up to `limit` sessions created after `after_seq` (only `owner`'s)."""
+        ...
+
+    def append_turn(self, session_id: str, index: int, turn: Turn, turn_id: str = "") -> None:
+        """Commit one finished turn (durable when this returns). A turn_id is unique within its session."""
+        ...
+
+    def find_turn(self, session_id: str, turn_id: str) -> tuple[str, str] | None:
+        """(player line, reply) of the session's turn with this turn_id, if it was committed."""
+        ...
+
+    def import_session(
+        self, session_id: str, persona: Persona, created_ms: int, turns: list[Turn], owner: str = ""
+    ) -> None:
+        """Store a session with its turns in one transaction (a save game coming back)."""
+        ...
+
+    def delete(self, session_id: str) -> bool:
+        """Remove the session and its turns; False when there was no such session."""
+        ...
+
+    def integrity_check(self) -> str:
+        """'ok', or what is wrong."""
+        ...
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def turns_from_rows(rows: Sequence[Sequence[Any]]) -> tuple[list[Turn], list[int]]:
+    """(turns, their times) from (user, reply, prefix, prefix_rows, context, created_ms) rows of either backend."""
+    turns = [
+        Turn(u, r, np.frombuffer(p, dtype=np.float32).reshape(n, -1).copy() if p is not None else None, ctx)
+        for u, r, p, n, ctx, _ in rows
+    ]
+    return turns, [int(row[5]) for row in rows]
+
+
+def prefix_blob(turn: Turn) -> tuple[bytes | None, int]:
+    """A turn's prefix vectors as stored: (float32 bytes or None, rows)."""
+    if turn.prefix is None:
+        return None, 0
+    return np.ascontiguousarray(turn.prefix, dtype=np.float32).tobytes(), int(turn.prefix.shape[0])
