@@ -2,7 +2,7 @@
 
 The published form is  alpha_IT = softmax(v_I^T W1 v_T),  alpha_TR = softmax(v_T^T W2 v_R),
 v_M = alpha_IT v_T + alpha_TR v_R.  Here each bilinear score is a multi-head cross-attention:
-  * alpha_IT: every text token attends over the 7x7 image cells (what on screen the line is about);
+  * alpha_IT: every text token attends over the 8x14 image cells (what on screen the line is about);
   * alpha_TR: the role vector attends over the grounded text tokens (which words matter to this character);
   * K learned slot queries, shifted by v_R, read the fused memory [grounded v_T ; v_R + role-read text] -> v_M.
 v_M is projected to the decoder's hidden size and scaled to the size of its token embeddings. A tanh gate,

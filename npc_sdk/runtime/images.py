@@ -7,8 +7,8 @@ Preprocessing (the single documented place; torch reference, ONNX runtime and tr
      fills 448x252, a 21:9 one 448x192, a 4:3 one 341x256, a square one 256x256;
   3. scale to float and normalise as the EfficientNet-Lite TF checkpoint was trained: (x - 127) / 128;
   4. lay out as [1, 3, 256, 448] float32 (NCHW).
-The canvas is wide because games are: 448x256 is 14x8 cells of 32 px for the encoder's grid (v_I has 112 cells),
-2.3x the pixels of a 224x224 crop.
+The canvas is wide because games are: 448x256 is 8x14 cells of 32 px for the encoder's grid v_I (112 cells; v_mid
+is 16x28 cells of 16 px), 2.3x the pixels of the 224x224 crop EfficientNet-Lite0 was trained on.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The C# client code making real calls: the samples' NpcServiceClient, unchanged, compiled with mcs against the
-.NET Core 3.1 runtime (the dotnetcore2 wheel) and a Google.Protobuf built from Debian's protobuf source, talking
-HTTP/2 cleartext to the real server on loopback through a test-only CallInvoker (tests/clients/csharp/)."""
+"""The C# client code making real calls: the samples' NpcServiceClient and NpcConversation, unchanged, compiled
+with mcs against the .NET Core 3.1 runtime (the dotnetcore2 wheel) and a Google.Protobuf built from Debian's protobuf
+source, talking HTTP/2 cleartext to the real server on loopback through a test-only CallInvoker
+(tests/clients/csharp/)."""
 
 from __future__ import annotations
 
@@ -119,6 +120,12 @@ def test_the_csharp_client_calls_the_real_server_over_h2c(console, exported_int4
         assert invalid.startswith("INVALID InvalidArgument scene[0].x: "), invalid
         assert "WRONG_KEY Unauthenticated" in lines, out
         session_id = next(line.split()[1] for line in lines if line.startswith("SESSION "))
+        # NpcConversation, the class both engine samples talk through: a turn, a cancel, a forget
+        conversation_id = next(line.split()[1] for line in lines if line.startswith("CONVERSATION "))
+        assert conversation_id != session_id, out
+        assert decoded("CONVERSATION_DONE")[0].strip(), out
+        assert "CONVERSATION_CANCELLED null" in lines, out
+        assert "FORGOTTEN NotFound" in lines, out
         with Client(server.address, api_key=KEY) as client:
             turns = client.get_session(session_id).turns
         assert [t.reply for t in turns] == [done[0]]  # the cancelled turn and the refused one left nothing

@@ -100,7 +100,7 @@ def test_mcs_parse_rejects_a_syntax_error(tools, tmp_path):
     # The check above is only worth something if this mcs really parses: break one statement and expect a failure.
     source = SAMPLES["godot"][0].read_text()
     broken = tmp_path / "Broken.cs"
-    broken.write_text(source.replace("replyNumber++;", "replyNumber++", 1))
+    broken.write_text(source.replace("StopTalking();", "StopTalking()", 1))
     assert broken.read_text() != source
     run = mcs_parse(tools["mcs"], [broken])
     assert run.returncode != 0

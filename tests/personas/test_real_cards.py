@@ -1,7 +1,8 @@
 """Real published cards and lorebooks (../shared/realcards, never copied here): import, round trip, lore, export.
 
-Their licences are mixed, so they are read where they lie; without the folder these tests skip and say so.
-Set NPC_SDK_REALCARDS to read them from elsewhere.
+Their licences are mixed, so they are read where they lie; without the folder these tests skip and say so, unless
+NPC_SDK_REQUIRE_REALCARDS=1 (CI sets it), which makes them fail instead. Set NPC_SDK_REALCARDS to read them from
+elsewhere.
 """
 
 from __future__ import annotations
@@ -26,9 +27,17 @@ from ..helpers import byte_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 REALCARDS = Path(os.environ.get("NPC_SDK_REALCARDS", ROOT.parent / "shared" / "realcards"))
-pytestmark = pytest.mark.skipif(
-    not REALCARDS.is_dir(), reason=f"no real cards at {REALCARDS} (../shared/realcards)"
-)
+MISSING = f"no real cards at {REALCARDS} (../shared/realcards, or set NPC_SDK_REALCARDS)"
+REQUIRED = os.environ.get("NPC_SDK_REQUIRE_REALCARDS") == "1"
+pytestmark = pytest.mark.skipif(not REALCARDS.is_dir() and not REQUIRED, reason=MISSING)
+
+
+@pytest.fixture(autouse=True)
+def _realcards_present() -> None:
+    """With NPC_SDK_REQUIRE_REALCARDS=1 a missing folder fails every test here instead of skipping it."""
+    if not REALCARDS.is_dir():
+        pytest.fail(f"NPC_SDK_REQUIRE_REALCARDS=1 but {MISSING}")
+
 
 CARDS = {  # file -> (spec read, name, lore entries)
     "sillytavern/release-2024-09/default_Seraphina.png": ("chara_card_v2", "Seraphina", 4),

@@ -5,7 +5,6 @@
 using System;
 using System.Collections.Generic;
 using System.Net.Http;
-using System.Threading;
 using System.Threading.Tasks;
 using Godot;
 using Grpc.Core;
@@ -71,7 +70,13 @@ namespace NpcSdk
         [Export] public Control ReplyLabel;
 
         [Export] public int MaxTokens = 80;  // 0: the server's default
-        [Export] public float ReplyTimeoutSeconds = 60f;
+        [Export] public float ReplyTimeoutSeconds = 60f;  // retries included; 0: no limit
+
+        /// <summary>
+        /// Calls per line, the first included: a line the server could not be reached for (restarting, network gone)
+        /// is sent again with the same turn id, and a reply it stored is replayed, not rerun.
+        /// </summary>
+        [Export] public int Attempts = 4;
 
         [ExportGroup("Screenshot")]
         [Export] public bool SendScreenshot = true;
@@ -102,17 +107,25 @@ namespace NpcSdk
         // One HTTP/2 connection per server address, shared by every NPC: each reply is a stream on it.
         static readonly Dictionary<string, GrpcChannel> Channels = new Dictionary<string, GrpcChannel>();
 
-        NpcServiceClient client;
-        Task<Session> session;
-        CancellationTokenSource replyCancellation;
-        int replyNumber;  // deltas of a cancelled reply that arrive late are dropped by number
+        NpcConversation conversation;
 
-        NpcServiceClient Client
+        // The session, its replies, cancel, retry and forget (samples/csharp_common/NpcConversation.cs). Its
+        // ReplyNumber goes up at every StopTalking: deltas of a cancelled reply that arrive late are dropped by it.
+        NpcConversation Conversation
         {
             get
             {
-                if (client == null) client = new NpcServiceClient(ChannelFor(ServerAddress), ApiKey);
-                return client;
+                if (conversation == null)
+                {
+                    var client = new NpcServiceClient(ChannelFor(ServerAddress), ApiKey);
+                    // false: the stream is read on thread-pool threads; the callbacks below marshal with CallDeferred.
+                    conversation = new NpcConversation(client, CreateRequest, false);
+                }
+                conversation.SessionId = SessionId;
+                conversation.MaxTokens = MaxTokens;
+                conversation.ReplyTimeoutSeconds = ReplyTimeoutSeconds;
+                conversation.Attempts = Attempts;
+                return conversation;
             }
         }
 
@@ -193,51 +206,19 @@ namespace NpcSdk
         {
             if (string.IsNullOrEmpty(line)) return;
             StopTalking();
-            var ignored = SayAsync(line, scene, replyNumber);
+            var ignored = SayAsync(line, scene, Conversation.ReplyNumber);
         }
 
         /// <summary>Cancels the reply being streamed (the turn is then not stored).</summary>
         public void StopTalking()
         {
-            replyNumber++;
-            if (replyCancellation != null)
-            {
-                replyCancellation.Cancel();
-                replyCancellation = null;
-            }
+            if (conversation != null) conversation.Cancel();
         }
 
         /// <summary>Deletes this NPC's session on the server: the next line starts a new conversation.</summary>
-        public async Task ForgetConversationAsync()
+        public Task ForgetConversationAsync()
         {
-            StopTalking();
-            Task<Session> current = session;
-            session = null;
-            if (current == null) return;
-            Session opened = await current;
-            for (int attempt = 0; ; attempt++)
-            {
-                try
-                {
-                    await Client.DeleteSessionAsync(
-                        new DeleteSessionRequest { SessionId = opened.SessionId }, Deadline(10f), CancellationToken.None);
-                    return;
-                }
-                catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition && attempt < 5)
-                {
-                    // The cancelled turn is still winding down on the server (it stops within one decode step).
-                    await Task.Delay(200);
-                }
-            }
-        }
-
-        Task<Session> OpenSession()
-        {
-            if (session == null || session.IsFaulted || session.IsCanceled)
-            {
-                session = Client.OpenSessionAsync(SessionId, CreateRequest(), Deadline(30f), CancellationToken.None);
-            }
-            return session;
+            return Conversation.ForgetAsync();
         }
 
         CreateSessionRequest CreateRequest()
@@ -269,11 +250,8 @@ namespace NpcSdk
         {
             try
             {
-                Session opened = await OpenSession();
-                string text = opened.Turns.Count > 0
-                    ? opened.Turns[opened.Turns.Count - 1].Reply
-                    : opened.Persona.Greeting;
-                if (!string.IsNullOrEmpty(text)) ShowReply(text, replyNumber);
+                string text = await Conversation.OpeningLineAsync();
+                if (!string.IsNullOrEmpty(text)) ShowReply(text, Conversation.ReplyNumber);
             }
             catch (Exception e)
             {
@@ -303,30 +281,22 @@ namespace NpcSdk
 
         async Task SayAsync(string line, IEnumerable<SceneEntity> extra, int number)
         {
-            var cancellation = new CancellationTokenSource();
-            replyCancellation = cancellation;
             try
             {
                 NpcImage screenshot = null;
                 if (SendScreenshot) screenshot = await CaptureScreenshotAsync();
-                if (number != replyNumber) return;  // StopTalking while waiting for the frame
+                if (number != Conversation.ReplyNumber) return;  // StopTalking while waiting for the frame
                 var scene = new List<SceneEntity>();  // what is on screen in the frame just captured
                 if (extra != null) scene.AddRange(extra);
                 scene.AddRange(VisibleTags(NpcScene.MaxEntities - scene.Count));
-                Session opened = await OpenSession();
-                var request = new ChatRequest { SessionId = opened.SessionId, Text = line };
-                if (screenshot != null) request.Screenshot = screenshot;
-                request.Scene.AddRange(scene);
-                request.State.Add(GameState);
-                if (MaxTokens > 0) request.Generation = new GenerationConfig { MaxTokens = MaxTokens };
                 ShowReply("", number);
-                // continueOnCapturedContext: false, so the stream is read on thread-pool threads and the delta
-                // callback may not touch nodes: CallDeferred queues ShowReply for the main thread's idle time.
-                Done done = await Client.StreamReplyAsync(
-                    request,
+                // The stream is read on thread-pool threads and these callbacks may not touch nodes: CallDeferred
+                // queues them for the main thread's idle time.
+                Done done = await Conversation.SendAsync(
+                    line, screenshot, scene, GameState,
                     action => CallDeferred(MethodName.RequestAction, action.Name, ArgsOf(action), action.Confidence),
-                    (delta, replySoFar) => CallDeferred(MethodName.ShowReply, replySoFar, number),
-                    false, Deadline(ReplyTimeoutSeconds), cancellation.Token);
+                    (delta, replySoFar) => CallDeferred(MethodName.ShowReply, replySoFar, number));
+                if (done == null) return;  // StopTalking: the server stopped decoding and stored nothing
                 // Back on the main thread here: this method was started there and awaits without ConfigureAwait,
                 // and Godot's SynchronizationContext resumes it there. The deferred deltas run before the idle
                 // callbacks of the next frame; done comes through the same queue so it lands after them.
@@ -336,33 +306,20 @@ namespace NpcSdk
                 if (LogSeen) GD.Print("npc-sdk: " + NpcName + " saw " + NpcScene.Describe(done.Seen));
                 if (Seen != null) Seen(done.Seen);
             }
-            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled)
-            {
-                // StopTalking: the server stopped decoding and stored nothing.
-            }
-            catch (OperationCanceledException)
-            {
-            }
             catch (RpcException e)
             {
-                if (e.StatusCode == StatusCode.NotFound) session = null;  // deleted on the server: reopen next time
                 GD.PushWarning("npc-sdk: " + e.StatusCode + ": " + e.Status.Detail);
             }
             catch (Exception e)
             {
                 GD.PushError("npc-sdk: " + e);
             }
-            finally
-            {
-                if (replyCancellation == cancellation) replyCancellation = null;
-                cancellation.Dispose();
-            }
         }
 
         /// <summary>Main thread only (called directly there, or through CallDeferred).</summary>
         public void ShowReply(string text, int number)
         {
-            if (number != replyNumber || ReplyLabel == null) return;
+            if (number != Conversation.ReplyNumber || ReplyLabel == null) return;
             var label = ReplyLabel as Label;
             if (label != null)
             {
@@ -413,12 +370,6 @@ namespace NpcSdk
                 b.HasDistance ? b.Distance : float.MaxValue));
             if (scene.Count > max) scene.RemoveRange(Math.Max(0, max), scene.Count - Math.Max(0, max));
             return scene;
-        }
-
-        static DateTime? Deadline(float seconds)
-        {
-            if (seconds <= 0f) return null;
-            return DateTime.UtcNow.AddSeconds(seconds);
         }
 
         // ---- screenshot ----

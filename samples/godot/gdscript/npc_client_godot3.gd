@@ -69,7 +69,7 @@ func create_session(persona: Dictionary, session_id := "") -> String:
 
 
 # screenshot: PNG bytes (e.g. get_viewport().get_texture().get_data() then Image.save_png_to_buffer(),
-# downscaled to ~512 px on the long side); empty for none. generation: e.g. {"maxTokens": 60}.
+# scaled to fit 448x256, the encoder's letterbox: 448x252 for 16:9); empty for none. generation: e.g. {"maxTokens": 60}.
 # scene: what the game knows is in view (at most 32), merged with what the NPC sees in the screenshot:
 # [{"tag": "ferryman", "name": "Old Tom the ferryman", "x": 0.2, "y": 0.6, "distance": 3.0}, {"tag": "slime"}]
 # (only tag is required; x, y: 0..1 of the screen from the top left; distance in metres).

@@ -5,7 +5,6 @@
 using System;
 using System.Collections;
 using System.Collections.Generic;
-using System.Threading;
 using System.Threading.Tasks;
 using Cysharp.Net.Http;
 using Grpc.Core;
@@ -77,7 +76,12 @@ namespace NpcSdk
         public ReplyEvent onReply = new ReplyEvent();
 
         [Tooltip("0: the server's default")] public int maxTokens = 80;
+        [Tooltip("Seconds a reply may take in all, retries included (0: no limit).")]
         public float replyTimeoutSeconds = 60f;
+
+        [Tooltip("Calls per line, the first included: a line the server could not be reached for (restarting, " +
+                 "network gone) is sent again with the same turn id, and a reply it stored is replayed, not rerun.")]
+        public int attempts = 4;
 
         [Header("Screenshot")]
         public bool sendScreenshot = true;
@@ -128,17 +132,26 @@ namespace NpcSdk
         // One HTTP/2 connection per server address, shared by every NPC: each reply is a stream on it.
         static readonly Dictionary<string, GrpcChannel> Channels = new Dictionary<string, GrpcChannel>();
 
-        NpcServiceClient client;
-        Task<Session> session;
-        CancellationTokenSource replyCancellation;
+        NpcConversation conversation;
         Texture2D readback;
 
-        NpcServiceClient Client
+        // The session, its replies, cancel, retry and forget (samples/csharp_common/NpcConversation.cs).
+        NpcConversation Conversation
         {
             get
             {
-                if (client == null) client = new NpcServiceClient(ChannelFor(serverAddress), apiKey);
-                return client;
+                if (conversation == null)
+                {
+                    var client = new NpcServiceClient(ChannelFor(serverAddress), apiKey);
+                    // true: every read resumes on the main thread (Unity's SynchronizationContext, as Say runs
+                    // there), so OnAction and OnDelta may touch the scene directly.
+                    conversation = new NpcConversation(client, CreateRequest, true);
+                }
+                conversation.SessionId = sessionId;
+                conversation.MaxTokens = maxTokens;
+                conversation.ReplyTimeoutSeconds = replyTimeoutSeconds;
+                conversation.Attempts = attempts;
+                return conversation;
             }
         }
 
@@ -207,35 +220,14 @@ namespace NpcSdk
         public void StopTalking()
         {
             StopAllCoroutines();
-            if (replyCancellation != null)
-            {
-                replyCancellation.Cancel();
-                replyCancellation = null;
-            }
+            if (conversation != null) conversation.Cancel();
         }
 
         /// <summary>Deletes this NPC's session on the server: the next line starts a new conversation.</summary>
-        public async Task ForgetConversationAsync()
+        public Task ForgetConversationAsync()
         {
-            StopTalking();
-            Task<Session> current = session;
-            session = null;
-            if (current == null) return;
-            Session opened = await current;
-            for (int attempt = 0; ; attempt++)
-            {
-                try
-                {
-                    await Client.DeleteSessionAsync(
-                        new DeleteSessionRequest { SessionId = opened.SessionId }, Deadline(10f), CancellationToken.None);
-                    return;
-                }
-                catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition && attempt < 5)
-                {
-                    // The cancelled turn is still winding down on the server (it stops within one decode step).
-                    await Task.Delay(200);
-                }
-            }
+            StopAllCoroutines();
+            return Conversation.ForgetAsync();
         }
 
         void OnTriggerEnter(Collider other)
@@ -268,15 +260,6 @@ namespace NpcSdk
             if (readback != null) Destroy(readback);
         }
 
-        Task<Session> OpenSession()
-        {
-            if (session == null || session.IsFaulted || session.IsCanceled)
-            {
-                session = Client.OpenSessionAsync(sessionId, CreateRequest(), Deadline(30f), CancellationToken.None);
-            }
-            return session;
-        }
-
         CreateSessionRequest CreateRequest()
         {
             var request = new CreateSessionRequest();
@@ -306,10 +289,7 @@ namespace NpcSdk
         {
             try
             {
-                Session opened = await OpenSession();
-                string text = opened.Turns.Count > 0
-                    ? opened.Turns[opened.Turns.Count - 1].Reply
-                    : opened.Persona.Greeting;
+                string text = await Conversation.OpeningLineAsync();
                 if (!string.IsNullOrEmpty(text)) ShowReply(text);
             }
             catch (Exception e)
@@ -355,46 +335,23 @@ namespace NpcSdk
 
         async Task ChatAsync(string line, Npc.V1.Image screenshot, List<SceneEntity> scene)
         {
-            var cancellation = new CancellationTokenSource();
-            replyCancellation = cancellation;
             try
             {
-                Session opened = await OpenSession();
-                var request = new ChatRequest { SessionId = opened.SessionId, Text = line };
-                if (screenshot != null) request.Screenshot = screenshot;
-                request.Scene.AddRange(scene);
-                request.State.Add(GameState);
-                if (maxTokens > 0) request.Generation = new GenerationConfig { MaxTokens = maxTokens };
                 ShowReply("");
-                // continueOnCapturedContext: true, and this runs on the main thread, so every read resumes on the
-                // main thread (Unity's SynchronizationContext) and OnAction / OnDelta may touch the scene directly.
-                Done done = await Client.StreamReplyAsync(
-                    request, OnAction, OnDelta, true, Deadline(replyTimeoutSeconds), cancellation.Token);
+                Done done = await Conversation.SendAsync(line, screenshot, scene, GameState, OnAction, OnDelta);
+                if (done == null) return;  // StopTalking: the server stopped decoding and stored nothing
                 ShowReply(done.Text);
                 OnEmotion(done.Emotion);
                 if (logSeen) Debug.Log("npc-sdk: " + npcName + " saw " + NpcScene.Describe(done.Seen), this);
                 if (Seen != null && this != null) Seen(done.Seen);
             }
-            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled)
-            {
-                // StopTalking: the server stopped decoding and stored nothing.
-            }
-            catch (OperationCanceledException)
-            {
-            }
             catch (RpcException e)
             {
-                if (e.StatusCode == StatusCode.NotFound) session = null;  // deleted on the server: reopen next time
                 Debug.LogWarning("npc-sdk: " + e.StatusCode + ": " + e.Status.Detail, this);
             }
             catch (Exception e)
             {
                 Debug.LogException(e, this);
-            }
-            finally
-            {
-                if (replyCancellation == cancellation) replyCancellation = null;
-                cancellation.Dispose();
             }
         }
 
@@ -424,12 +381,6 @@ namespace NpcSdk
             if (this == null) return;  // destroyed while the reply streamed
             if (replyText != null) replyText.text = text;
             onReply.Invoke(text);
-        }
-
-        static DateTime? Deadline(float seconds)
-        {
-            if (seconds <= 0f) return null;
-            return DateTime.UtcNow.AddSeconds(seconds);
         }
 
         // ---- screenshot ----

@@ -125,7 +125,7 @@ namespace NpcSdk.Tests
                 Request(method, options, request), HttpCompletionOption.ResponseHeadersRead, cancel.Token);
             var reader = new Reader<TResponse>(response, method.ResponseMarshaller, cancel);
             return new AsyncServerStreamingCall<TResponse>(
-                reader, Task.FromResult(new Metadata()), () => reader.Status, () => new Metadata(), () => cancel.Cancel());
+                reader, Task.FromResult(new Metadata()), () => reader.Status, () => new Metadata(), reader.Close);
         }
 
         sealed class Reader<T> : IAsyncStreamReader<T>
@@ -168,8 +168,21 @@ namespace NpcSdk.Tests
                 catch (OperationCanceledException)
                 {
                     Status = new Status(StatusCode.Cancelled, "cancelled by the client");
+                    Close();
                     throw new RpcException(Status);
                 }
+            }
+
+            /// <summary>
+            /// Cancels and disposes the response: on a stream not read to its end, HttpClient then sends RST_STREAM
+            /// (CANCEL), as Grpc.Net.Client does, so the server stops the turn now rather than when the connection
+            /// closes. (A cancelled ReadAsync alone leaves the HTTP/2 stream open.)
+            /// </summary>
+            public void Close()
+            {
+                cancel.Cancel();
+                if (stream != null) stream.Dispose();
+                if (response.Status == TaskStatus.RanToCompletion) response.Result.Dispose();
             }
         }
     }

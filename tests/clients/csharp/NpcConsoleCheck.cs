@@ -2,7 +2,8 @@
 // a real h2c connection (H2cCallInvoker.cs) on the .NET Core runtime, against a running npc-sdk server.
 //   dotnet NpcConsoleCheck.dll ADDRESS API_KEY SCREENSHOT.png
 // Prints one line per step: SESSION <id>, DELTA <base64 of the UTF-8 text>, DONE <base64>, SEEN <tags>,
-// CANCELLED <status>, INVALID <status> <detail>, WRONG_KEY <status>; exits 0, or 1 after ERROR <why>.
+// CANCELLED <status>, INVALID <status> <detail>, CONVERSATION <id> <base64 opening line>, CONVERSATION_DONE <base64>,
+// CONVERSATION_CANCELLED null, FORGOTTEN <status>, WRONG_KEY <status>; exits 0, or 1 after ERROR <why>.
 using System;
 using System.IO;
 using System.Text;
@@ -84,6 +85,29 @@ namespace NpcSdk.Tests
             catch (RpcException e)
             {
                 Console.WriteLine("INVALID " + e.StatusCode + " " + e.Status.Detail);
+            }
+
+            // the samples' conversation: open, a turn, a turn cancelled from its delta callback, forget
+            var conversation = new NpcConversation(
+                client, () => new CreateSessionRequest { Persona = persona }, false) { MaxTokens = 30 };
+            string opening = await conversation.OpeningLineAsync();
+            string conversationId = (await conversation.OpenAsync()).SessionId;
+            Console.WriteLine("CONVERSATION " + conversationId + " " + B64(opening));
+            Done said = await conversation.SendAsync("Good evening.", null, null, null, null, null);
+            Console.WriteLine("CONVERSATION_DONE " + (said == null ? "null" : B64(said.Text)));
+            conversation.MaxTokens = 200;
+            Done cut = await conversation.SendAsync(
+                "Tell me a long story.", null, null, null, null, (delta, soFar) => conversation.Cancel());
+            Console.WriteLine("CONVERSATION_CANCELLED " + (cut == null ? "null" : B64(cut.Text)));
+            await conversation.ForgetAsync();
+            try
+            {
+                await client.GetSessionAsync(new GetSessionRequest { SessionId = conversationId }, null, CancellationToken.None);
+                Console.WriteLine("ERROR the forgotten session is still there");
+            }
+            catch (RpcException e)
+            {
+                Console.WriteLine("FORGOTTEN " + e.StatusCode);
             }
 
             // a wrong API key
