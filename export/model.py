@@ -115,6 +115,7 @@ class NpcModel:
         fusion_weights: Path | None = None,
         decoder_lora: Path | None = None,
         committed_weights: bool = True,
+        committed_lora: bool = True,
         vocabulary: Sequence[TagInfo] | None = None,
         pull_missing: bool = True,
         decoder: str | Path | None = None,
@@ -132,7 +133,8 @@ class NpcModel:
         dec = Decoder.load(decoder, log=log)
         # committed_weights=False starts from the base models alone (what `npc-sdk train` trains from); the
         # committed LoRA was trained on SmolLM2 and only fits it
-        use_default = committed_weights and DEFAULT_DECODER_LORA.is_file() and dec.source.is_default
+        use_default = committed_weights and committed_lora and DEFAULT_DECODER_LORA.is_file()
+        use_default = use_default and dec.source.is_default
         lora = decoder_lora or (DEFAULT_DECODER_LORA if use_default else None)
         if lora is not None:
             changed = merge_lora_file(dec.lm, lora)
@@ -166,6 +168,12 @@ class NpcModel:
             ids, mask = encode_batch(self.text_tokenizer, [key], ROLE_MAX_TOKENS)
             self._role_cache[key] = self.role_encoder(torch.from_numpy(ids), torch.from_numpy(mask))
         return self._role_cache[key]
+
+    @torch.inference_mode()
+    def encode_sentence(self, text: str) -> torch.Tensor:
+        """[1, 384] the pooled sentence vector of any text (the space v_R lives in)."""
+        ids, mask = encode_batch(self.text_tokenizer, [text], ROLE_MAX_TOKENS)
+        return self.role_encoder(torch.from_numpy(ids), torch.from_numpy(mask))
 
     @torch.inference_mode()
     def fuse(self, text: str, persona: Persona, screenshot: ImageInput | None = None) -> np.ndarray:

@@ -31,6 +31,7 @@ A scene is recomposed from its seed (`compose`), so the labels file stays small 
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import io
 import json
@@ -50,6 +51,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from npc_sdk.cache import cache_dir
 from npc_sdk.runtime.images import IMAGE_HEIGHT, IMAGE_WIDTH
+from npc_sdk.runtime.scene import plural
 
 from .scene_lexicon import BY_NAME, OBJECTS
 
@@ -257,7 +259,14 @@ def _sprite_height(rng: random.Random, frame_h: int, lo: float = 0.06, hi: float
     return max(8, round(frame_h * math.exp(rng.uniform(math.log(lo), math.log(hi)))))
 
 
+# Categories a caller wants in the next composed scenes (corpus_scenes.py: a picture for a written scene line).
+WANTED: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("wanted_things", default=())
+
+
 def _pick_things(rng: random.Random, n: int, allowed: Callable[[str], bool]) -> list:
+    wanted = [BY_NAME[name] for name in WANTED.get()]
+    if wanted:  # exactly what the writer said is there, nothing the reply would ignore
+        return wanted
     pool = [c for c in OBJECTS if allowed(c.name)]
     return rng.sample(pool, min(n, len(pool)))
 
@@ -846,18 +855,6 @@ def describe(scene: Scene) -> str:
         parts.append({"day": "in daylight", "dusk": "at dusk", "night": "at night"}[scene.time])
     listing = ", ".join(things[:-1]) + (" and " if len(things) > 1 else "") + things[-1]
     return (", ".join(parts) + "; " if parts else "") + f"you can see {listing}"
-
-
-def plural(word: str) -> str:
-    irregular = {
-        "mouse": "mice",
-        "fish": "fish",
-        "cactus": "cacti",
-        "box": "boxes",
-        "torch": "torches",
-        "bush": "bushes",
-    }
-    return irregular.get(word, word + "s")
 
 
 # ---- files ---------------------------------------------------------------------------------------------------

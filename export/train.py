@@ -367,9 +367,7 @@ def train_dialogue(
     resume: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
+    """Fusion + LoRA on teacher replies about the dataset's training pictures."""
     by_id = {p.id: p for p in personas}
     items = [i for i in items if i.persona_id in by_id]
     train_pics = dataset.split("train")
@@ -389,6 +387,31 @@ def train_dialogue(
     feats = Features(model, pictures, trunk, personas, [i.line for i in items], log=log)
     examples = build_examples(model, items, by_id, pictures, cfg.max_reply_tokens, cfg.grounding_weight)
 
+    def loss_of(batch: Sequence[Example], live: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return reply_loss(
+            model, feats, batch, unlikelihood_weight=cfg.unlikelihood_weight, live_persona=live
+        )
+
+    summary = optimise(model, examples, loss_of, out, cfg, resume=resume, log=log)
+    summary["personas"] = [p.id for p in personas]
+    return summary
+
+
+def optimise(
+    model: NpcModel,
+    examples: Sequence,
+    loss_of: Callable[[Sequence, bool], tuple[torch.Tensor, torch.Tensor]],
+    out: Path,
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """The fusion (head frozen) and LoRA adapters trained on `examples` (anything with a `persona_id`) by
+    `loss_of(batch, live_persona)`; checkpoints, Ctrl-C, resume. Writes out/decoder_lora.safetensors when done."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
     fusion = model.fusion
     fusion.train()
     for p in model.decoder.lm.parameters():
@@ -459,13 +482,7 @@ def train_dialogue(
             batch = next(stream)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg) * group["base_lr"] / cfg.lr
-            ce, ul = reply_loss(
-                model,
-                feats,
-                batch,
-                unlikelihood_weight=cfg.unlikelihood_weight,
-                live_persona=bool(lora_params),
-            )
+            ce, ul = loss_of(batch, bool(lora_params))
             opt.zero_grad()
             (ce + cfg.unlikelihood_weight * ul).backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -495,7 +512,6 @@ def train_dialogue(
     summary = {
         "config": asdict(cfg),
         "examples": len(examples),
-        "personas": [p.id for p in personas],
         "steps_done": step,
         "finished": step >= cfg.steps,
         "seconds": round(elapsed, 1),

@@ -14,7 +14,7 @@ from .personas.actions import Action as ActionDecl
 from .personas.actions import ActionParam
 from .personas.persona import Example, LoreEntry, Persona
 from .personas.prompt import Turn
-from .runtime.events import Action, Delta, Done, Emotion, ReplyEvent, SeenTag, Timings, Usage
+from .runtime.events import Action, Candidate, Delta, Done, Emotion, ReplyEvent, SeenTag, Timings, Usage
 from .runtime.generation import GenerationConfig
 from .runtime.images import decode_bytes, decode_raw
 from .runtime.scene import MAX_ENTITIES, SceneEntity, check_entities
@@ -189,6 +189,7 @@ def config_from_proto(msg: pb.GenerationConfig, defaults: GenerationConfig) -> G
             "seed",
             "scene_word_weight",
             "absent_word_weight",
+            "candidates",
         )
         if msg.HasField(name)
     }
@@ -274,6 +275,8 @@ def event_to_proto(event: ReplyEvent) -> pb.ChatEvent:
             emotion=pb.Emotion(label=event.emotion.label, intensity=event.emotion.intensity)
             if event.emotion
             else None,
+            replayed=event.replayed,
+            candidates=[pb.Candidate(text=c.text, score=c.score, failed=list(c.failed)) for c in event.candidates],
         )
     )
 
@@ -297,6 +300,7 @@ def event_from_proto(msg: pb.ChatEvent, text_so_far: str) -> ReplyEvent:
         seen=tuple(SeenTag(s.tag, round(s.score, 4), s.source) for s in d.seen),
         emotion=Emotion(d.emotion.label, round(d.emotion.intensity, 3)) if d.HasField("emotion") else None,
         replayed=d.replayed,
+        candidates=tuple(Candidate(c.text, round(c.score, 4), tuple(c.failed)) for c in d.candidates),
     )
 
 

@@ -56,17 +56,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    train = torch_side("npc_export.train")
-    datasets = torch_side("npc_export.datasets")
-    data = Path(args.data) if args.data else default_data_dir()
-    dataset = datasets.Dataset.open(data)
-    stages = ("head", "dialogue") if args.stage == "all" else (args.stage,)
-    items = torch_side("npc_export.dialogue_data").read_dialogue(data) if "dialogue" in stages else []
-    if args.limit:
-        items = items[: args.limit]
-    out = Path(args.out) if args.out else data.parent.parent / "training" / f"{data.name}-run"
-    cfg = train.TrainConfig(
+def _train_config(args: argparse.Namespace):
+    return torch_side("npc_export.train").TrainConfig(
         steps=args.steps,
         batch=args.batch,
         lr=args.lr,
@@ -78,6 +69,49 @@ def cmd_train(args: argparse.Namespace) -> int:
         unlikelihood_weight=args.unlikelihood_weight,
         head=torch_side("npc_export.grounding").HeadConfig(steps=args.head_steps, seed=args.seed),
     )
+
+
+def cmd_train_corpus(args: argparse.Namespace) -> int:
+    """Fusion + LoRA on the authored corpus, from the base decoder and the committed grounding head."""
+    corpus = torch_side("npc_export.corpus")
+    root = Path(args.corpus)
+    items = corpus.read_corpus(root)
+    if args.limit:
+        items = items[: args.limit]
+    out = Path(args.out) if args.out else default_data_dir().parent.parent / "training" / "corpus-run"
+    model = torch_side("npc_export").NpcModel.load(committed_lora=False, log=lambda msg: print(f"[setup] {msg}"))
+    summary = torch_side("npc_export.corpus_train").train_corpus(
+        model, items, corpus.personas_of(root), out, _train_config(args), resume=args.resume, log=print
+    )
+    print(
+        f"corpus steps {summary['steps_done']}/{args.steps} in {summary['seconds']:.0f} s; reply loss "
+        f"{summary['reply_loss_first20']} (first 20 steps) -> {summary['reply_loss_last20']} (last 20)"
+    )
+    (out / "train_log.json").write_text(json.dumps({"corpus": summary}, indent=2) + "\n")
+    if not summary["finished"]:
+        print(f"interrupted: `npc-sdk train --corpus --resume --out {out}` goes on from the checkpoint")
+        return 130
+    torch_side("npc_export.model").save_fusion(
+        model.fusion, model.vocabulary, out / "fusion.safetensors", model.decoder.source.sha256
+    )
+    made = [f for f in ("fusion.safetensors", "decoder_lora.safetensors") if (out / f).is_file()]
+    print("make them the default: " + "; ".join(f"cp {out / f} export/weights/{f}" for f in made))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.corpus:
+        return cmd_train_corpus(args)
+    train = torch_side("npc_export.train")
+    datasets = torch_side("npc_export.datasets")
+    data = Path(args.data) if args.data else default_data_dir()
+    dataset = datasets.Dataset.open(data)
+    stages = ("head", "dialogue") if args.stage == "all" else (args.stage,)
+    items = torch_side("npc_export.dialogue_data").read_dialogue(data) if "dialogue" in stages else []
+    if args.limit:
+        items = items[: args.limit]
+    out = Path(args.out) if args.out else data.parent.parent / "training" / f"{data.name}-run"
+    cfg = _train_config(args)
     # "dialogue" alone goes on from the head this run folder trained; "head"/"all" start from the base models
     head_file = out / "head.safetensors"
     weights = head_file if stages == ("dialogue",) and head_file.is_file() else None
@@ -186,9 +220,61 @@ def cmd_behaviour(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_corpus(args: argparse.Namespace) -> int:
+    """Replies to the held-out personas' written lines, judged by the critic, per variant."""
+    from ..runtime.onnx_model import OnnxNpcModel
+
+    corpus = torch_side("npc_export.corpus")
+    ev = torch_side("npc_export.corpus_eval")
+    root = Path(args.corpus)
+    folder = ensure_model(args.model)
+    runtime = OnnxNpcModel.load(folder, slots=8)
+    variants = args.variants.split(",") if args.variants else ev.VARIANTS
+    print(f"[model] {folder}; variants {', '.join(variants)}")
+    results, records = ev.evaluate_corpus(
+        runtime,
+        corpus.read_corpus(root),
+        corpus.personas_of(root),
+        variants=variants,
+        per_persona=args.per_persona,
+        seed=args.seed or 1,
+        split=args.corpus_split,
+        log=print,
+    )
+    results["meta"]["model"] = str(folder)
+    out = Path(args.json)
+    ev.write(results, records, out, f"Held-out personas: {folder.name}")
+    print(json.dumps({k: v for k, v in results.items() if k not in ("meta", "goals")}, indent=2))
+    print(f"wrote {out}, {out.with_suffix('.md')} and {out.with_suffix('.jsonl')}")
+    return 0
+
+
+def cmd_fit_critic(args: argparse.Namespace) -> int:
+    """Fit the reply critic to the labelled replies; report its agreement on the held-out quarter."""
+    from ..runtime.onnx_model import OnnxNpcModel
+
+    labels = torch_side("npc_export.critic_labels")
+    corpus = torch_side("npc_export.corpus")
+    rows = labels.read_labels(Path(args.fit_critic))
+    runtime = OnnxNpcModel.load(ensure_model(args.model), slots=1)
+    weights, report = labels.fit(runtime.sentence_vectors, rows, corpus.personas_of())
+    assets = Path(__file__).resolve().parents[1] / "assets" / "critic.json"
+    assets.write_text(weights.to_json() + "\n")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print(f"wrote {assets} and {out}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.behaviour:
         return cmd_behaviour(args)
+    if args.fit_critic:
+        return cmd_fit_critic(args)
+    if args.corpus:
+        return cmd_eval_corpus(args)
     evaluate = torch_side("npc_export.evaluate")
     data = Path(args.data) if args.data else default_data_dir()
     dataset = torch_side("npc_export.datasets").Dataset.open(data)
@@ -268,6 +354,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run folder: checkpoint, weights, reports (default: the cache's training/)")
     p.add_argument("--stage", choices=("all", "head", "dialogue"), default="all")
     p.add_argument(
+        "--corpus",
+        nargs="?",
+        const=str(Path(__file__).resolve().parents[2] / "corpus"),
+        help="train the fusion and a fresh decoder LoRA on the authored dialogue corpus (default: corpus/; "
+        "docs/training.md) instead of teacher dialogue; the grounding head stays the committed one",
+    )
+    p.add_argument(
         "--decoder",
         help="train the fusion for this GGUF file or Hugging Face folder instead of the embedded SmolLM2 "
         "(docs/models.md); the weights record its sha256",
@@ -295,6 +388,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("eval", help="head precision/recall, and reply metrics with ablations and transcripts")
     p.add_argument("--split", default="heldout_family", help="pictures the replies are about")
+    p.add_argument(
+        "--corpus",
+        nargs="?",
+        const=str(Path(__file__).resolve().parents[2] / "corpus"),
+        help="replies to the held-out personas of the authored corpus (default: corpus/), judged by the reply "
+        "critic, per variant (--variants default,single,no_bias,no_prefix)",
+    )
+    p.add_argument("--per-persona", type=int, default=20, help="with --corpus: items of each held-out persona")
+    p.add_argument(
+        "--fit-critic",
+        nargs="?",
+        const=str(Path(__file__).resolve().parents[2] / "corpus" / "labels"),
+        help="fit the reply critic to labelled replies (default: corpus/labels/), write it into the package "
+        "assets and its held-out agreement to --json",
+    )
+    p.add_argument(
+        "--corpus-split", default="heldout", choices=("heldout", "train"), help="with --corpus: whose lines"
+    )
     p.add_argument(
         "--head-splits",
         default="heldout_family,heldout_pairs,val,test",

@@ -34,6 +34,7 @@ GENERATION_KEYS = (
     "stop",
     "scene_word_weight",
     "absent_word_weight",
+    "candidates",
 )
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 

@@ -3,40 +3,91 @@
 A sequence joins with `add` (its prompt is prefilled on its own slot, one call) and takes part from the next
 `step`; it leaves as soon as its reply is done. Idle slots between active ones ride along in the call without
 advancing, so nothing is ever moved in the cache.
+
+Best of N: `add` with `candidates` (the other candidates' reply states) decodes N replies of one turn. They take
+spare cache slots (as many as are free: under load a turn gets fewer candidates, never a wait); the prompt is
+prefilled once and its KV state copied into them; every candidate samples from the same first logits with its own
+random stream. Their events are held until the last one ends; then `pick` chooses one, only its events come out
+(under the turn's own slot), the chosen candidate's KV state is moved into that slot and the spare slots go back.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .decode_loop import ReplyState
-from .events import ReplyEvent
+from .events import Done, ReplyEvent
 from .onnx_model import OnnxNpcModel
+
+Pick = Callable[[Sequence[ReplyState]], tuple[int, Done]]  # -> the chosen index and its Done, annotated
+
+
+@dataclass
+class _Group:
+    home: int  # the turn's own slot: the chosen candidate ends up here
+    slots: list[int]  # every candidate's slot, home first
+    states: list[ReplyState]
+    pick: Pick
+    held: dict[int, list[ReplyEvent]] = field(default_factory=dict)  # slot -> events not yet handed out
 
 
 @dataclass
 class _Member:
     state: ReplyState
     token: int  # sampled, not yet fed
+    group: _Group | None = None
 
 
 class BatchGenerator:
     def __init__(self, model: OnnxNpcModel) -> None:
         self.model = model
         self.members: dict[int, _Member] = {}  # slot -> sequence decoding there
+        self.groups: dict[int, _Group] = {}  # home slot -> its candidates
 
-    def add(self, slot: int, embeds: np.ndarray, state: ReplyState) -> list[ReplyEvent]:
-        """Prefill `embeds` [T, hidden] after what `slot` holds; the sequence decodes from the next step on."""
+    def add(
+        self,
+        slot: int,
+        embeds: np.ndarray,
+        state: ReplyState,
+        *,
+        candidates: Sequence[ReplyState] = (),
+        pick: Pick | None = None,
+    ) -> list[ReplyEvent]:
+        """Prefill `embeds` [T, hidden] after what `slot` holds; the sequence decodes from the next step on.
+
+        With `candidates`, the turn decodes as best of N (see the module's note) and nothing comes out until the
+        choice."""
         logits = self.model.runner.run(slot, embeds[None])[0]
-        token = state.accept(logits)
-        if token is not None:
-            self.members[slot] = _Member(state, token)
-        return state.drain()
+        spare = self.model.try_acquire_slots(len(candidates)) if candidates else []
+        extra = list(zip(spare, candidates, strict=False))
+        if not extra:
+            token = state.accept(logits)
+            if token is not None:
+                self.members[slot] = _Member(state, token)
+            return state.drain()
+        if pick is None:
+            raise ValueError("best of N needs a pick function")
+        prompt = self.model.cache.snapshot(slot)
+        group = _Group(slot, [slot] + [s for s, _ in extra], [state] + [st for _, st in extra], pick)
+        for s, st in zip(group.slots, group.states, strict=True):
+            if s != slot:
+                self.model.cache.restore(s, prompt)
+            token = st.accept(logits)
+            group.held[s] = st.drain()
+            if token is not None:
+                self.members[s] = _Member(st, token, group)
+        self.groups[slot] = group
+        return self._settle(group)
 
     def cancel(self, slot: int) -> None:
-        self.members.pop(slot, None)
+        group = self.groups.pop(slot, None)
+        for s in group.slots if group else [slot]:
+            self.members.pop(s, None)
+        if group is not None:
+            self._release(group)
 
     def step(self) -> dict[int, list[ReplyEvent]]:
         """Feed every member its pending token in one call; return the new events per slot."""
@@ -52,12 +103,46 @@ class BatchGenerator:
         embeds = self.model.embed_ids(tokens)[:, None, :]  # [n, 1, hidden]
         logits = self.model.runner.run(lo, embeds, advance)
         events: dict[int, list[ReplyEvent]] = {}
+        touched: list[_Group] = []
         for slot in slots:
             member = self.members[slot]
             token = member.state.accept(logits[slot - lo])
-            events[slot] = member.state.drain()
+            if member.group is None:
+                events[slot] = member.state.drain()
+            else:
+                member.group.held[slot] += member.state.drain()
+                if member.group not in touched:
+                    touched.append(member.group)
             if token is None:
                 del self.members[slot]
             else:
                 member.token = token
+        for group in touched:
+            out = self._settle(group)
+            if out:
+                events[group.home] = out
         return events
+
+    def _settle(self, group: _Group) -> list[ReplyEvent]:
+        """The chosen candidate's events once every candidate has ended; nothing before."""
+        if any(s in self.members for s in group.slots):
+            return []
+        del self.groups[group.home]
+        try:
+            chosen, done = group.pick(group.states)
+            slot = group.slots[chosen]
+            if slot != group.home:
+                self.model.cache.move(slot, group.home)
+        finally:
+            self._release(group)
+        events = [e for e in group.held[slot] if not isinstance(e, Done)]
+        return events + [done]
+
+    def _release(self, group: _Group) -> None:
+        for s in group.slots[1:]:
+            self.model.release_slot(s)
+
+    @property
+    def busy_slots(self) -> set[int]:
+        """Slots a running turn holds, its candidates' included."""
+        return set(self.members) | {s for g in self.groups.values() for s in g.slots}

@@ -22,6 +22,8 @@ from ..errors import InvalidInputError
 from ..personas.persona import Persona
 from ..personas.prompt import Prompt, Turn, build_prompt, check_text, turn_context
 from .actions import ActionState, action_note
+from .batch import BatchGenerator, Pick
+from .best_of import candidate_configs, critic_pick
 from .decode_loop import ReplyState, run_reply
 from .events import Action, Done, ReplyEvent
 from .game_state import check_state, state_note
@@ -52,6 +54,8 @@ class PreparedTurn:
     state: ReplyState
     action: Action | None = None  # the declared action the line asked for, sent before the first delta
     line_vector: np.ndarray | None = None  # the line's sentence vector, when the action decision made it
+    extra_states: tuple[ReplyState, ...] = ()  # best of N: the other candidates' states (best_of.py)
+    pick: Pick | None = None  # best of N: chooses among the finished candidates
 
 
 @dataclass
@@ -199,18 +203,24 @@ class Conversation:
         common = min(target.common_prefix(self.fed), target.length - 1)  # at least one position to prefill
         self.model.cache.rewind(slot, common)
         self.fed = _head(target, common)
-        state = ReplyState(
-            tokenizer=self.model.tokenizer,
-            config=config,
-            sampler=self.model.sampler(self.persona, config, facts, [t.reply for t in self.history[-2:]]),
-            eos_id=self.model.eos_id,
-            prompt_tokens=target.length,
-            cached_tokens=common,
-            started=started,
-            seen=seen_tags(facts),
-        )
+        recent = [t.reply for t in self.history[-2:]]
+        states = [
+            ReplyState(
+                tokenizer=self.model.tokenizer,
+                config=cfg,
+                sampler=self.model.sampler(self.persona, cfg, facts, recent),
+                eos_id=self.model.eos_id,
+                prompt_tokens=target.length,
+                cached_tokens=common,
+                started=started,
+                seen=seen_tags(facts),
+            )
+            for cfg in candidate_configs(config)
+        ]
+        pick = critic_pick(self.model.critic, text, self.persona, started) if len(states) > 1 else None
+        embeds = self.model.embed(target.tail(common))
         return PreparedTurn(
-            text, prefix, context, target, self.model.embed(target.tail(common)), state, action, line_vector
+            text, prefix, context, target, embeds, states[0], action, line_vector, tuple(states[1:]), pick
         )
 
     def with_emotion(self, turn: PreparedTurn, done: Done) -> Done:
@@ -243,12 +253,28 @@ class Conversation:
         try:
             if turn.action is not None:
                 yield turn.action
-            for event in run_reply(SlotSource(self.model, self.slot), turn.embeds, turn.state):
+            for event in self._decode(turn):
                 if isinstance(event, Done):
                     event = done = self.with_emotion(turn, event)
                 yield event
         finally:
             self.finish(turn, done)
+
+    def _decode(self, turn: PreparedTurn) -> Iterator[ReplyEvent]:
+        """One reply on this conversation's slot, or the best of N on spare slots beside it."""
+        assert self.slot is not None
+        if not turn.extra_states:
+            yield from run_reply(SlotSource(self.model, self.slot), turn.embeds, turn.state)
+            return
+        batch = BatchGenerator(self.model)
+        try:
+            yield from batch.add(self.slot, turn.embeds, turn.state, candidates=turn.extra_states, pick=turn.pick)
+            while batch.members:
+                for events in batch.step().values():
+                    yield from events
+        finally:
+            if self.slot in batch.groups:  # the caller stopped early: the spare slots go back
+                batch.cancel(self.slot)
 
     def reply(self, text: str, **kwargs) -> Done:
         *_, done = self.stream(text, **kwargs)

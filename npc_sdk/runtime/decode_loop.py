@@ -106,6 +106,7 @@ class ReplyState:
             ),
             token_ids=tuple(self.generated),
             seen=self.seen,
+            fluency=self.sampler.fluency,
         )
 
     def drain(self) -> list[ReplyEvent]:

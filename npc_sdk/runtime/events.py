@@ -41,6 +41,15 @@ class Emotion:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """One of the best-of-N replies decoded for a turn, with the critic's score (runtime/critic.py)."""
+
+    text: str
+    score: float  # 0..1
+    failed: tuple[str, ...] = ()  # the critic's rules it broke
+
+
+@dataclass(frozen=True)
 class Action:
     """A declared action the player's line asked for: sent before the reply's first delta."""
 
@@ -64,6 +73,8 @@ class Done:
     seen: tuple[SeenTag, ...] = ()  # what the NPC saw or was told is in view this turn, most certain first
     emotion: Emotion | None = None  # what the reply carries, for the game's animation
     replayed: bool = False  # a retried turn_id: the stored reply, not generated again
+    fluency: float | None = None  # mean log-probability of the reply's tokens before any bias (the critic's)
+    candidates: tuple[Candidate, ...] = ()  # best-of-N: every candidate with its critic score, chosen first
     type: Literal["done"] = "done"
 
 

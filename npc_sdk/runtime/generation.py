@@ -9,6 +9,7 @@ from ..errors import InvalidInputError
 
 MAX_NEW_TOKENS = 1024
 MAX_STOP_STRINGS = 8
+MAX_CANDIDATES = 8
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class GenerationConfig:
     role_word_scale: float = 1.0  # multiplies every persona role-word bonus; 0 switches the constraint off
     scene_word_weight: float = 4.0  # logit bonus for the words of what is in view (runtime/scene.py); 0: off
     absent_word_weight: float = 3.0  # logit penalty for words of what the image head is sure is not there
+    candidates: int = 1  # best of N: N replies decode as one batch, the critic (runtime/critic.py) picks one
 
     def __post_init__(self) -> None:
         self.validate()
@@ -55,6 +57,8 @@ class GenerationConfig:
             raise bad("stop", "stop strings must be non-empty text")
         if not 0.0 <= self.role_word_scale <= 10.0:
             raise bad("role_word_scale", f"must be in [0, 10], got {self.role_word_scale!r}")
+        if not isinstance(self.candidates, int) or not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise bad("candidates", f"must be an integer in [1, {MAX_CANDIDATES}], got {self.candidates!r}")
         for name in ("scene_word_weight", "absent_word_weight"):
             value = getattr(self, name)
             if not 0.0 <= value <= 10.0:  # also refuses NaN

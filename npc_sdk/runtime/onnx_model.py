@@ -17,6 +17,7 @@ from ..personas.chat_format import ChatFormat
 from ..personas.persona import Persona
 from ..personas.prompt import MAX_PERSONA_TOKENS, Prompt, Turn, check_text, persona_block, turn_prompt
 from .actions import ActionDecider
+from .critic import ReplyCritic
 from .decode_loop import stream_reply
 from .decoder_runner import DecoderRunner
 from .emotion import EmotionClassifier
@@ -141,6 +142,7 @@ class OnnxNpcModel:
         self.persona_kv_entries = 16
         self._lazy_lock = threading.Lock()
         self._action_decider: ActionDecider | None = None
+        self._critic: ReplyCritic | None = None
         self._emotions: EmotionClassifier | None = None
         # Long cards make persona blocks of ~2,000 positions (~90 MB of KV each): bound the bytes too.
         self.persona_kv_bytes = 256 * 1024 * 1024
@@ -177,6 +179,17 @@ class OnnxNpcModel:
     @property
     def free_slots(self) -> int:
         return len(self._free_slots)
+
+    def try_acquire_slots(self, n: int) -> list[int]:
+        """Up to `n` free slots (fewer, or none, when the pool is short): best of N takes what is spare."""
+        return [self.acquire_slot() for _ in range(min(n, len(self._free_slots)))]
+
+    @property
+    def critic(self) -> ReplyCritic:
+        """The reply critic over this model's sentence encoder (best of N, eval)."""
+        if self._critic is None:
+            self._critic = ReplyCritic(self.sentence_vectors)
+        return self._critic
 
     def release_slot(self, slot: int) -> None:
         self.cache.lengths[slot] = 0

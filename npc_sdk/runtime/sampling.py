@@ -75,6 +75,8 @@ class TokenSampler:
         self.banned = banned if banned is not None and banned.pattern is not None else None
         self.rng = np.random.default_rng(config.seed)
         self.words = words if words is not None and (words.start or words.spellings) else None
+        # the decoder's own log-probability of each picked token, before any bias: the critic's fluency signal
+        self.logprobs: list[float] = []
 
     def adjust(self, logits: np.ndarray, generated: Sequence[int]) -> np.ndarray:
         """Word bias, repetition penalty and repeat blocking applied to a copy of one step's logits [vocab]."""
@@ -99,6 +101,17 @@ class TokenSampler:
         return scores
 
     def __call__(self, logits: np.ndarray, generated: Sequence[int] = ()) -> int:
+        token = self._choose(logits, generated)
+        top = float(np.max(logits))
+        self.logprobs.append(float(logits[token]) - top - float(np.log(np.exp(logits - top).sum())))
+        return token
+
+    @property
+    def fluency(self) -> float | None:
+        """Mean log-probability of the picked tokens under the unbiased decoder (None before any)."""
+        return float(np.mean(self.logprobs)) if self.logprobs else None
+
+    def _choose(self, logits: np.ndarray, generated: Sequence[int]) -> int:
         scores = self.adjust(logits, generated)
         if self.banned is None:
             return self._pick(scores)

@@ -176,7 +176,9 @@ class Scheduler:
                 state=job.state,
             )
             assert conv.slot is not None
-            events = self.batch.add(conv.slot, turn.embeds, turn.state)
+            events = self.batch.add(
+                conv.slot, turn.embeds, turn.state, candidates=turn.extra_states, pick=turn.pick
+            )
         except BaseException as exc:  # bad input found late, or the runtime failed: the turn leaves no trace
             self._abort(job, live, turn, exc)
             return

@@ -255,7 +255,7 @@ class Image(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., encoding: _Optional[_Union[Image.Encoding, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., bottom_up: _Optional[bool] = ...) -> None: ...
 
 class GenerationConfig(_message.Message):
-    __slots__ = ("max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed", "stop", "scene_word_weight", "absent_word_weight")
+    __slots__ = ("max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed", "stop", "scene_word_weight", "absent_word_weight", "candidates")
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
@@ -265,6 +265,7 @@ class GenerationConfig(_message.Message):
     STOP_FIELD_NUMBER: _ClassVar[int]
     SCENE_WORD_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     ABSENT_WORD_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     max_tokens: int
     temperature: float
     top_p: float
@@ -274,7 +275,8 @@ class GenerationConfig(_message.Message):
     stop: _containers.RepeatedScalarFieldContainer[str]
     scene_word_weight: float
     absent_word_weight: float
-    def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., repetition_penalty: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., scene_word_weight: _Optional[float] = ..., absent_word_weight: _Optional[float] = ...) -> None: ...
+    candidates: int
+    def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., repetition_penalty: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., scene_word_weight: _Optional[float] = ..., absent_word_weight: _Optional[float] = ..., candidates: _Optional[int] = ...) -> None: ...
 
 class SceneEntity(_message.Message):
     __slots__ = ("tag", "name", "x", "y", "distance")
@@ -352,7 +354,7 @@ class SeenTag(_message.Message):
     def __init__(self, tag: _Optional[str] = ..., score: _Optional[float] = ..., source: _Optional[str] = ...) -> None: ...
 
 class Done(_message.Message):
-    __slots__ = ("text", "finish_reason", "usage", "timings", "seen", "emotion", "replayed")
+    __slots__ = ("text", "finish_reason", "usage", "timings", "seen", "emotion", "replayed", "candidates")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -360,6 +362,7 @@ class Done(_message.Message):
     SEEN_FIELD_NUMBER: _ClassVar[int]
     EMOTION_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     text: str
     finish_reason: str
     usage: Usage
@@ -367,7 +370,18 @@ class Done(_message.Message):
     seen: _containers.RepeatedCompositeFieldContainer[SeenTag]
     emotion: Emotion
     replayed: bool
-    def __init__(self, text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., seen: _Optional[_Iterable[_Union[SeenTag, _Mapping]]] = ..., emotion: _Optional[_Union[Emotion, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    def __init__(self, text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., seen: _Optional[_Iterable[_Union[SeenTag, _Mapping]]] = ..., emotion: _Optional[_Union[Emotion, _Mapping]] = ..., replayed: _Optional[bool] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ...) -> None: ...
+
+class Candidate(_message.Message):
+    __slots__ = ("text", "score", "failed")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    score: float
+    failed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, text: _Optional[str] = ..., score: _Optional[float] = ..., failed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Emotion(_message.Message):
     __slots__ = ("label", "intensity")

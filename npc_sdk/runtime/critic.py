@@ -1,0 +1,236 @@
+"""The reply critic: how likely a reply is one a game could ship, from rules, sentence vectors and fluency.
+
+Acceptable means coherent, an answer or reaction to the player's line, in persona (first person, its own name and
+voice) and true to what is in view. Three kinds of signal, combined by a logistic model fitted to replies labelled by
+reading them (`critic.json` in the package assets; `npc-sdk eval --fit-critic` refits it):
+
+  rules      stage directions, narration about itself or others in the third person, an echo of the player's
+             line, another name claimed as its own, a run of scene nouns, talk of AIs or players, repeated
+             phrases, an unfinished or overlong reply;
+  vectors    MiniLM relevance of the reply to the line, and its similarity to the persona's role text;
+  fluency    the decoder's mean log-probability of the reply's tokens before any bias (ReplyState records it).
+
+Used by best-of-N (`GenerationConfig.candidates`) to pick one reply of several, and by the eval to report
+acceptability.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+
+from ..personas.persona import Persona
+
+# every scene-lexicon word the builtin vocabulary uses (a run of three of these reads as a tag list)
+SCENE_NOUNS = frozenset(
+    """slime slimes ooze blob blobs bee bees wasp wasps frog frogs toad toads worm worms fish mouse mice rat rats
+    beetle beetles bug bugs coin coins gem gems jewel jewels crystal crystals key keys flag flags banner torch torches
+    box boxes crate crates door doors sign signs ladder ladders spike spikes bush bushes cactus cacti mushroom
+    mushrooms rock rocks boulder bomb bombs lever levers explorer robot zombie zombies alien aliens grass snow sand
+    stone lava water""".split()
+)
+_META = re.compile(
+    r"\b(AI|an? (?:language )?model|assistant|chatbot|the user|the player|players|in view|prompt|persona)\b",
+    re.I,
+)
+_STAGE = re.compile(r"[*\[\]()]|^\s*[A-Z][\w' -]{0,30}:\s|\n")
+_CLAIM = re.compile(r"\b(?:I'm|I am|my name is|my name's|call me|they call me|name's)\s+([A-Z][\w'-]+)")
+_NOT_NAMES = frozenset(
+    "A An The Not Just Only Here Sure Afraid Busy Fine Glad Sorry Still No Yes Really Never Always Too So Very "
+    "Off On Out In At Looking Going Trying Telling Waiting Happy Tired Okay Ok Right Done Ready".split()
+)
+_PRONOUN_NARRATION = re.compile(r"^(?:He|She|They)\s+(?:was|is|had|has|looks|looked|said|says|smiles|nods)\b")
+FEATURES = (
+    "bias",
+    "stage",
+    "narration",
+    "echo",
+    "wrong_name",
+    "noun_run",
+    "meta",
+    "repeat",
+    "unfinished",
+    "too_long",
+    "too_short",
+    "relevance",
+    "persona_similarity",
+    "fluency",
+)
+
+
+@dataclass(frozen=True)
+class CriticWeights:
+    weights: dict[str, float]  # per feature (FEATURES), logistic model
+    threshold: float  # score from which a reply counts as acceptable
+    fitted_on: str = ""  # what the weights were fitted to (labels file, count)
+
+    @classmethod
+    def builtin(cls) -> CriticWeights:
+        data = json.loads(resources.files("npc_sdk").joinpath("assets/critic.json").read_text())
+        return cls(dict(data["weights"]), float(data["threshold"]), str(data.get("fitted_on", "")))
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"weights": self.weights, "threshold": self.threshold, "fitted_on": self.fitted_on}, indent=2
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    score: float  # probability-like, 0..1
+    acceptable: bool
+    failed: tuple[str, ...]  # the rules the reply broke
+    features: dict[str, float]
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def _echo(reply: str, line: str) -> bool:
+    """The reply repeats the player's line: most of its words in one run, or the line as the reply's start."""
+    r, ln = _words(reply), _words(line)
+    if len(ln) < 3:
+        return bool(ln) and r[: len(ln)] == ln and len(r) <= len(ln) + 2
+    grams = {tuple(ln[i : i + 4]) for i in range(len(ln) - 3)}
+    hits = sum(tuple(r[i : i + 4]) in grams for i in range(len(r) - 3))
+    return hits >= max(1, (len(ln) - 3) // 2) or r[: len(ln)] == ln
+
+
+def _name_parts(persona: Persona) -> set[str]:
+    return {p.lower().strip(".,'") for p in re.split(r"[\s-]+", persona.name) if p}
+
+
+def _narration(reply: str, persona: Persona) -> bool:
+    """Talks about itself in the third person ("Brakka smiles", "She was crossing the river")."""
+    if _PRONOUN_NARRATION.search(reply.strip()):
+        return True
+    for part in _name_parts(persona):
+        if len(part) < 3:
+            continue
+        for m in re.finditer(rf"\b{re.escape(part)}(?:'s)?\b", reply, re.I):
+            before = reply[: m.start()].lower().rstrip()
+            if re.search(r"(i'm|i am|name is|name's|call me|it's|this is|me,|-)$", before):
+                continue  # says its own name as a speaker would
+            after = reply[m.end() : m.end() + 12].lower()
+            if re.match(r"\s+(is|was|has|had|smiles|nods|looks|says|said|walks|grins|laughs|takes)\b", after):
+                return True
+    return False
+
+
+def _wrong_name(reply: str, persona: Persona) -> bool:
+    own = _name_parts(persona)
+    for m in _CLAIM.finditer(reply):
+        name = m.group(1)
+        if name in _NOT_NAMES or name.lower() in own:
+            continue
+        if name.lower().rstrip("s") in {o.rstrip("s") for o in own}:
+            continue
+        return True
+    return False
+
+
+def _noun_run(reply: str) -> bool:
+    """Three or more scene nouns within six words: a list of tags, not a sentence."""
+    w = _words(reply)
+    hits = [i for i, x in enumerate(w) if x in SCENE_NOUNS]
+    return any(hits[k + 2] - hits[k] <= 5 for k in range(len(hits) - 2))
+
+
+def _repeat(reply: str) -> bool:
+    w = _words(reply)
+    grams = [tuple(w[i : i + 3]) for i in range(len(w) - 2)]
+    return len(grams) != len(set(grams))
+
+
+def rule_flags(reply: str, line: str, persona: Persona, finish_reason: str = "stop") -> dict[str, float]:
+    text = reply.strip()
+    n = len(text.split())
+    return {
+        "stage": float(bool(_STAGE.search(text))),
+        "narration": float(_narration(text, persona)),
+        "echo": float(_echo(text, line)),
+        "wrong_name": float(_wrong_name(text, persona)),
+        "noun_run": float(_noun_run(text)),
+        "meta": float(bool(_META.search(text))),
+        "repeat": float(_repeat(text)),
+        "unfinished": float(finish_reason == "length" or (bool(text) and text[-1] not in ".!?\"'")),
+        "too_long": float(n > 45),
+        "too_short": float(n < 2),
+    }
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+
+class ReplyCritic:
+    """Scores candidate replies to one line; `vectors` is the model's sentence encoder (texts -> [N, 384])."""
+
+    def __init__(
+        self, vectors: Callable[[Sequence[str]], np.ndarray], weights: CriticWeights | None = None
+    ) -> None:
+        self.vectors = vectors
+        self.weights = weights or CriticWeights.builtin()
+
+    def features(
+        self,
+        line: str,
+        persona: Persona,
+        replies: Sequence[str],
+        fluency: Sequence[float | None] = (),
+        finish_reasons: Sequence[str] = (),
+    ) -> list[dict[str, float]]:
+        vecs = self.vectors([line, persona.role_text(), *[r or "..." for r in replies]])
+        out = []
+        for i, reply in enumerate(replies):
+            f = {"bias": 1.0}
+            f.update(
+                rule_flags(reply, line, persona, finish_reasons[i] if i < len(finish_reasons) else "stop")
+            )
+            f["relevance"] = _cos(vecs[2 + i], vecs[0])
+            f["persona_similarity"] = _cos(vecs[2 + i], vecs[1])
+            flu = fluency[i] if i < len(fluency) else None
+            f["fluency"] = float(flu) if flu is not None and math.isfinite(flu) else -2.5
+            out.append(f)
+        return out
+
+    def score(self, features: dict[str, float]) -> float:
+        z = sum(self.weights.weights.get(k, 0.0) * v for k, v in features.items())
+        return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
+
+    def judge(
+        self,
+        line: str,
+        persona: Persona,
+        replies: Sequence[str],
+        fluency: Sequence[float | None] = (),
+        finish_reasons: Sequence[str] = (),
+    ) -> list[Verdict]:
+        verdicts = []
+        for f in self.features(line, persona, replies, fluency, finish_reasons):
+            s = self.score(f)
+            failed = tuple(k for k in FEATURES[1:11] if f.get(k, 0.0) > 0)
+            verdicts.append(Verdict(round(s, 4), s >= self.weights.threshold, failed, f))
+        return verdicts
+
+
+def fit_weights(
+    rows: Sequence[dict[str, float]], labels: Sequence[bool], *, l2: float = 1.0, steps: int = 3000
+) -> dict[str, float]:
+    """Logistic regression by gradient descent (numpy only): feature weights from labelled replies."""
+    x = np.array([[r.get(k, 0.0) for k in FEATURES] for r in rows], dtype=np.float64)
+    y = np.array(labels, dtype=np.float64)
+    w = np.zeros(len(FEATURES))
+    lr = 0.5
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        grad = x.T @ (p - y) / len(y) + l2 * np.r_[0.0, w[1:]] / len(y)
+        w -= lr * grad
+    return {k: round(float(v), 4) for k, v in zip(FEATURES, w, strict=True)}

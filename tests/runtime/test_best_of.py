@@ -1,0 +1,60 @@
+"""Best of N on the real int4 runtime: candidates decode as one batch, the critic picks, only the choice streams."""
+
+from __future__ import annotations
+
+import pytest
+
+from npc_sdk.demo import DEMO_PERSONA
+from npc_sdk.errors import InvalidInputError
+from npc_sdk.runtime.best_of import candidate_configs
+from npc_sdk.runtime.conversation import Conversation
+from npc_sdk.runtime.events import Delta, Done
+from npc_sdk.runtime.generation import GenerationConfig
+
+pytestmark = pytest.mark.slow
+
+THREE = GenerationConfig(temperature=0.9, max_tokens=24, seed=11, candidates=3)
+
+
+def test_candidate_configs_differ_only_by_seed():
+    configs = candidate_configs(THREE)
+    assert [c.seed for c in configs] == [11, 12, 13]
+    assert {c.with_(seed=0) for c in configs} == {THREE.with_(seed=0)}
+    assert candidate_configs(THREE.with_(candidates=1)) == [THREE.with_(candidates=1)]
+
+
+def test_candidates_out_of_range_name_the_field():
+    with pytest.raises(InvalidInputError, match="generation.candidates"):
+        GenerationConfig(candidates=9)
+    with pytest.raises(InvalidInputError, match="generation.candidates"):
+        GenerationConfig(candidates=0)
+
+
+def test_only_the_chosen_candidate_streams_and_it_scores_best(runtime_int4):
+    free = len(runtime_int4._free_slots)
+    with Conversation(runtime_int4, DEMO_PERSONA) as conv:
+        events = list(conv.stream("Can you sharpen my sword?", config=THREE))
+        deltas = [e for e in events if isinstance(e, Delta)]
+        done = events[-1]
+        assert isinstance(done, Done)
+        assert "".join(d.text for d in deltas) == done.text
+        assert len(done.candidates) == 3
+        assert done.candidates[0].text == done.text
+        assert done.candidates[0].score == max(c.score for c in done.candidates)
+        assert conv.history[-1].reply == done.text
+        # the chosen candidate's KV state is the conversation's: the next turn reuses the whole prompt and reply
+        held = conv.cached_positions
+        nxt = conv.reply("And how much?", config=THREE.with_(candidates=1))
+        assert nxt.usage.cached_tokens >= held - 1
+    assert len(runtime_int4._free_slots) == free  # the spare slots went back
+
+
+def test_best_of_n_uses_what_slots_are_spare(runtime_int4):
+    taken = runtime_int4.try_acquire_slots(len(runtime_int4._free_slots) - 2)  # leave the turn's slot + one spare
+    try:
+        with Conversation(runtime_int4, DEMO_PERSONA) as conv:
+            done = conv.reply("What do you make here?", config=THREE.with_(candidates=4))
+            assert len(done.candidates) == 2
+    finally:
+        for slot in taken:
+            runtime_int4.release_slot(slot)

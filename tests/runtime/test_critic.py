@@ -1,0 +1,87 @@
+"""The reply critic: its rules on written replies, its vectors on the real text encoder, its fitting."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from npc_sdk.personas.files import load_persona
+from npc_sdk.runtime.critic import FEATURES, CriticWeights, ReplyCritic, fit_weights, rule_flags
+
+BRAKKA = load_persona(Path(__file__).resolve().parents[2] / "samples" / "personas" / "brakka.toml")
+
+
+@pytest.mark.parametrize(
+    ("reply", "rule"),
+    [
+        ("*wipes her hands* Ten silver, lad.", "stage"),
+        ("Brakka: Ten silver, lad.", "stage"),
+        ("Brakka smiles and takes the blade.", "narration"),
+        ("She was crossing the river when the slimes came.", "narration"),
+        ("Can you sharpen my sword for me? Aye.", "echo"),
+        ("I'm Grimold, the gate guard.", "wrong_name"),
+        ("I'm the mushroom, the slime and the gem of this place.", "noun_run"),
+        ("As an AI I cannot sharpen swords.", "meta"),
+        ("The forge is hot and the forge is hot and the forge is hot today.", "repeat"),
+        ("Ten silver and the edge will", "unfinished"),
+    ],
+)
+def test_each_rule_catches_its_failure(reply, rule):
+    flags = rule_flags(reply, "Can you sharpen my sword for me?", BRAKKA)
+    assert flags[rule] == 1.0, flags
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Hand it here. Ten silver, and the edge will split a hair.",
+        "Brakka. I run the forge, and I don't do discounts.",
+        "I'm Brakka, lad. Mind the anvil.",
+        "Slimes on the meadow path again? Keep to the stones, they eat boots.",
+    ],
+)
+def test_good_replies_break_no_rule(reply):
+    flags = rule_flags(reply, "Can you sharpen my sword for me?", BRAKKA)
+    assert not any(flags.values()), flags
+
+
+def test_fitting_learns_which_feature_separates_the_labels():
+    rng = random.Random(0)
+    rows, labels = [], []
+    for _ in range(300):
+        row = {k: 0.0 for k in FEATURES}
+        row["bias"] = 1.0
+        row["echo"] = float(rng.random() < 0.3)
+        row["relevance"] = rng.uniform(0, 1)
+        rows.append(row)
+        labels.append(row["echo"] == 0.0 and row["relevance"] > 0.3)
+    w = fit_weights(rows, labels)
+    assert w["echo"] < -1.0 and w["relevance"] > 1.0
+    critic = ReplyCritic(lambda texts: None, CriticWeights(w, 0.5))
+    right = sum((critic.score(r) >= 0.5) == lab for r, lab in zip(rows, labels, strict=True))
+    assert right / len(rows) > 0.85
+
+
+def test_builtin_weights_cover_every_feature():
+    weights = CriticWeights.builtin()
+    assert set(weights.weights) == set(FEATURES)
+    assert 0.0 < weights.threshold < 1.0
+
+
+@pytest.mark.slow
+def test_an_answer_in_voice_outscores_a_broken_reply_on_the_real_encoder(runtime_int4):
+    line = "Can you sharpen my sword?"
+    good = "Hand it here, lad. Ten silver and the edge will split a hair."
+    bad = [
+        "Brakka smiles and takes the sword to the river.",
+        "Can you sharpen my sword? The sword.",
+        "I'm Grimold, the gate guard of the mushroom and mouse.",
+    ]
+    verdicts = runtime_int4.critic.judge(line, BRAKKA, [good, *bad], [-1.2] * 4)
+    assert verdicts[0].score > max(v.score for v in verdicts[1:])
+    assert all(v.failed for v in verdicts[1:]) and not verdicts[0].failed
+    # the answer is nearer the line than an unrelated reply in the encoder's space
+    other = runtime_int4.critic.features(line, BRAKKA, [good, "The moon is pale over the northern sea."])
+    assert other[0]["relevance"] > other[1]["relevance"]
