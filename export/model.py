@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,18 +11,24 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
 from transformers import DynamicCache
 
 from npc_sdk.errors import WeightsError
+from npc_sdk.personas.chat_format import ChatFormat
 from npc_sdk.personas.persona import Persona
-from npc_sdk.personas.prompt import Turn, check_text, turn_prompt
-from npc_sdk.runtime.decode_loop import stream_reply
+from npc_sdk.personas.prompt import MAX_PERSONA_TOKENS, Prompt, Turn, check_text
+from npc_sdk.runtime.actions import ActionDecider
+from npc_sdk.runtime.critic import ReplyCritic
+from npc_sdk.runtime.decode_loop import run_reply
 from npc_sdk.runtime.events import Done, ReplyEvent
 from npc_sdk.runtime.generation import GenerationConfig
 from npc_sdk.runtime.images import ImageInput, preprocess
-from npc_sdk.runtime.sampling import make_sampler
-from npc_sdk.runtime.scene import SceneEntity, TagSpec, check_entities, merge, scene_words, seen_tags
+from npc_sdk.runtime.sampling import TokenSampler, make_sampler
+from npc_sdk.runtime.scene import SceneEntity, SceneFacts, TagSpec, check_entities, merge, scene_words
 from npc_sdk.runtime.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS, encode_batch, encoder_tokenizer
+from npc_sdk.runtime.turn import PreparedTurn, prepare_turn
+from npc_sdk.runtime.turn_model import DEFAULT_MAX_LEN
 from npc_sdk.weights import (
     BASE_PACKAGES,
     DECODER,
@@ -86,7 +91,12 @@ class TorchLogitsSource:
 
 
 class NpcModel:
-    """Screenshot + player text + persona + history -> an in-character reply, streamed token by token."""
+    """Screenshot + player text + persona + history -> an in-character reply, streamed token by token.
+
+    A turn is prepared by the runtime's `prepare_turn` (npc_sdk/runtime/turn.py), as the onnxruntime model's are:
+    this class implements its `TurnModel` protocol."""
+
+    persona_tokens = MAX_PERSONA_TOKENS  # the persona block's budget: the runtime's at its default context
 
     def __init__(
         self,
@@ -106,6 +116,8 @@ class NpcModel:
         self.fusion_info = fusion_info
         self.embedding_table = decoder.embedding_table()  # [vocab, hidden], shared with the LM head
         self._role_cache: dict[str, torch.Tensor] = {}
+        self._action_decider: ActionDecider | None = None  # built on first use, as the runtime's are
+        self._critic: ReplyCritic | None = None
 
     # ---- loading -------------------------------------------------------------------------------------------
     @classmethod
@@ -176,6 +188,12 @@ class NpcModel:
         return self.role_encoder(torch.from_numpy(ids), torch.from_numpy(mask))
 
     @torch.inference_mode()
+    def sentence_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """[N, 384] pooled sentence vectors of `texts` (the runtime's text_encoder "pooled" output)."""
+        ids, mask = encode_batch(self.text_tokenizer, list(texts), ROLE_MAX_TOKENS)
+        return self.role_encoder(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
+
+    @torch.inference_mode()
     def fuse(self, text: str, persona: Persona, screenshot: ImageInput | None = None) -> np.ndarray:
         """The K prefix vectors [K, hidden] for this turn."""
         return self.see(text, persona, screenshot)[0]
@@ -214,6 +232,56 @@ class NpcModel:
     def vocabulary(self) -> list[TagInfo]:
         return self.fusion_info.tags
 
+    # ---- what a turn needs (npc_sdk.runtime.turn_model.TurnModel) ---------------------------------------------
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.decoder.tokenizer
+
+    @property
+    def chat_format(self) -> ChatFormat:
+        return self.decoder.chat_format
+
+    @property
+    def eos_id(self) -> int:
+        return self.decoder.eos_id
+
+    @property
+    def context_length(self) -> int:
+        """The runtime's default cache slot, within what the decoder reads: the same history window as there."""
+        return min(DEFAULT_MAX_LEN, int(self.decoder.lm.config.max_position_embeddings))
+
+    @property
+    def action_decider(self) -> ActionDecider:
+        """Built on first use (trains the request detector on this model's sentence vectors)."""
+        if self._action_decider is None:
+            self._action_decider = ActionDecider(self.sentence_vectors)
+        return self._action_decider
+
+    @property
+    def critic(self) -> ReplyCritic:
+        """The reply critic over this model's sentence encoder (best of N)."""
+        if self._critic is None:
+            self._critic = ReplyCritic(self.sentence_vectors)
+        return self._critic
+
+    def scene_facts(self, tag_probs: np.ndarray | None, entities: Sequence[SceneEntity] = ()) -> SceneFacts:
+        """What the NPC knows is in view: the head's tags past their thresholds and the game's entities."""
+        return merge(tag_probs, self.tags, check_entities(entities))
+
+    def sampler(
+        self,
+        persona: Persona,
+        config: GenerationConfig,
+        facts: SceneFacts | None = None,
+        recent_replies: Sequence[str] = (),
+    ) -> TokenSampler:
+        words = scene_words(facts, self.tags, config) if facts is not None else None
+        dec = self.decoder
+        return make_sampler(dec.tokenizer, persona, config, dec.vocab_size, dec.eos_id, words, recent_replies)
+
+    def embed(self, prompt: Prompt) -> np.ndarray:
+        return prompt.embed(self.embedding_table)
+
     # ---- generation ----------------------------------------------------------------------------------------
     def stream(
         self,
@@ -226,46 +294,50 @@ class NpcModel:
         config: GenerationConfig | None = None,
         use_prefix: bool = True,
         prefix: np.ndarray | None = None,
+        state: Mapping[str, str] | None = None,
     ) -> Iterator[ReplyEvent]:
-        """Yield Delta events as the reply is decoded, then one Done.
+        """Yield the action the line asks for (if any), Delta events as the reply is decoded, then one Done.
 
-        The prefix vectors come from `see` unless given (a caller that keeps them for its history passes them
-        in); `use_prefix=False` leaves them out. `scene` lists what the game says is in view; the head's tags
-        from a screenshot join it, as the note and the scene-word bias (npc_sdk.runtime.scene).
+        The turn is prepared as the runtime prepares it (npc_sdk/runtime/turn.py). The prefix vectors come from
+        `see` unless given (a caller that keeps them for its history passes them in); `use_prefix=False` leaves
+        them out. `scene` lists what the game says is in view; the head's tags from a screenshot join it, as the
+        note and the scene-word bias (npc_sdk.runtime.scene). `state` is the game's facts (runtime/game_state.py).
         """
-        config = config or persona.generation_defaults()
-        started = time.perf_counter()
-        check_text(text)
-        entities = check_entities(scene)
-        facts = merge(None, self.tags, entities)
-        if use_prefix and prefix is None:
-            prefix, tag_probs = self.see(text, persona, screenshot)
-            facts = merge(tag_probs, self.tags, entities)
-        elif not use_prefix:
-            prefix = None
-        tok = self.decoder.tokenizer
-        prompt = turn_prompt(tok, persona, history, text, prefix, facts.note(), fmt=self.decoder.chat_format)
-        words = scene_words(facts, self.tags, config)
-        recent = [t.reply for t in history][-2:]  # the runtime's cross-turn repeat blocking, for parity
-        sampler = make_sampler(
-            tok, persona, config, self.decoder.vocab_size, self.decoder.eos_id, words, recent
-        )
-        yield from stream_reply(
-            TorchLogitsSource(self.decoder),
-            prompt.embed(self.embedding_table),
-            tokenizer=self.decoder.tokenizer,
+        turn = prepare_turn(
+            self,
+            persona,
+            history,
+            text,
+            screenshot=screenshot,
+            scene=scene,
             config=config,
-            sampler=sampler,
-            eos_id=self.decoder.eos_id,
-            started=started,
-            seen=seen_tags(facts),
+            use_prefix=use_prefix,
+            prefix=prefix,
+            state=state,
         )
+        if turn.action is not None:
+            yield turn.action
+        yield from decode_turn(self.decoder, turn)
 
     def reply(self, text: str, **kwargs) -> Done:
         """The whole reply at once (same arguments as `stream`)."""
         *_, done = self.stream(text, **kwargs)
         assert isinstance(done, Done)
         return done
+
+
+def decode_turn(decoder: Decoder, turn: PreparedTurn) -> Iterator[ReplyEvent]:
+    """The turn's reply from an empty DynamicCache. Best of N decodes the candidates one after another (the
+    reference has no batch), then streams the critic's choice, as the runtime's batch does."""
+    if not turn.extra_states:
+        yield from run_reply(TorchLogitsSource(decoder), turn.embeds, turn.state)
+        return
+    assert turn.pick is not None
+    states = [turn.state, *turn.extra_states]
+    held = [list(run_reply(TorchLogitsSource(decoder), turn.embeds, state)) for state in states]
+    chosen, done = turn.pick(states)
+    yield from (e for e in held[chosen] if not isinstance(e, Done))
+    yield done
 
 
 def load_fusion(

@@ -35,7 +35,8 @@ from .demo import BENCH_NEW_TOKENS, DEMO_PERSONA, bench_prompt, scene_path
 from .personas.persona import Persona
 from .runtime.decode_loop import timed_greedy
 from .runtime.generation import GenerationConfig
-from .runtime.onnx_model import OnnxNpcModel, SlotSource
+from .runtime.onnx_model import OnnxNpcModel
+from .runtime.slot_decode import SlotSource
 
 PLAYER_LINE = "The old bridge north of the mine collapsed last night. Could you forge new iron braces for it?"
 OPENING_LINE = "Good evening, smith. Cold night for it."

@@ -33,6 +33,11 @@ class RecordingSampler:
         self.logits.append(np.array(logits, dtype=np.float32, copy=True))
         return self.sampler(logits, generated)
 
+    @property
+    def fluency(self) -> float | None:
+        """The wrapped sampler's (a Done carries it for the critic)."""
+        return self.sampler.fluency
+
 
 def record_samplers(monkeypatch, model) -> list[RecordingSampler]:
     """Every sampler `model` makes from now on records its steps; returned in the order they were made."""

@@ -18,7 +18,10 @@ from typing import Any
 
 _EXPORTS = {
     "OnnxNpcModel": "onnx_model",
-    "SlotSource": "onnx_model",
+    "SlotSource": "slot_decode",
+    "PreparedTurn": "turn",
+    "prepare_turn": "turn",
+    "TurnModel": "turn_model",
     "Conversation": "conversation",
     "BatchGenerator": "batch",
     "GenerationConfig": "generation",

@@ -13,16 +13,18 @@ random stream. Their events are held until the last one ends; then `pick` choose
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .best_of import Pick
 from .decode_loop import ReplyState
 from .events import Done, ReplyEvent
-from .onnx_model import OnnxNpcModel
 
-Pick = Callable[[Sequence[ReplyState]], tuple[int, Done]]  # -> the chosen index and its Done, annotated
+if TYPE_CHECKING:  # the model's stateless turn decodes through this module: a type, not an import at run time
+    from .onnx_model import OnnxNpcModel
 
 
 @dataclass

@@ -17,6 +17,8 @@ from .decode_loop import ReplyState
 from .events import Candidate, Done
 from .generation import GenerationConfig
 
+Pick = Callable[[Sequence[ReplyState]], tuple[int, Done]]  # -> the chosen index and its Done, annotated
+
 
 def candidate_configs(config: GenerationConfig) -> list[GenerationConfig]:
     """One config per candidate: candidate 0 is the plain turn; the others get their own seeds (seed + i)."""
@@ -28,9 +30,7 @@ def candidate_configs(config: GenerationConfig) -> list[GenerationConfig]:
     return [config] + [config.with_(seed=(config.seed + i) % 2**63) for i in range(1, n)]
 
 
-def critic_pick(
-    critic: ReplyCritic, line: str, persona: Persona, started: float
-) -> Callable[[Sequence[ReplyState]], tuple[int, Done]]:
+def critic_pick(critic: ReplyCritic, line: str, persona: Persona, started: float) -> Pick:
     """The batch's pick function for one turn: the candidate the critic scores highest."""
 
     def pick(states: Sequence[ReplyState]) -> tuple[int, Done]:

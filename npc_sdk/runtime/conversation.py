@@ -12,26 +12,24 @@ never dropped; only what the decoder reads is.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..errors import InvalidInputError
 from ..personas.persona import Persona
-from ..personas.prompt import Prompt, Turn, build_prompt, check_text, turn_context
-from .actions import ActionState, action_note
-from .batch import BatchGenerator, Pick
-from .best_of import candidate_configs, critic_pick
-from .decode_loop import ReplyState, run_reply
+from ..personas.prompt import Prompt, Turn
+from .actions import ActionState
 from .events import Action, Done, ReplyEvent
-from .game_state import check_state, state_note
 from .generation import GenerationConfig
 from .images import ImageInput
 from .kv_cache import KVSnapshot
-from .onnx_model import OnnxNpcModel, SlotSource
-from .scene import SceneEntity, seen_tags
+from .onnx_model import OnnxNpcModel
+from .scene import SceneEntity
+from .slot_decode import decode_turn
+from .turn import PreparedTurn, prepare_turn
+
+__all__ = ["Conversation", "ConversationSnapshot", "PreparedTurn"]
 
 
 @dataclass
@@ -40,22 +38,6 @@ class ConversationSnapshot:
     fed: Prompt  # what the KV state holds, position by position
     kv: KVSnapshot | None  # the decoder state itself (None: rebuilt on the next turn)
     window_start: int = 0  # first history turn the prompt shows
-
-
-@dataclass
-class PreparedTurn:
-    """A turn ready to decode: the prompt, what of it must be prefilled, and its reply state."""
-
-    text: str
-    prefix: np.ndarray | None  # this turn's fusion vectors (kept with the turn for exact rebuilds)
-    context: str  # lore and instructions shown with the line (kept with the turn too)
-    target: Prompt  # the whole prompt
-    embeds: np.ndarray  # [new positions, hidden]: the part the cache does not hold yet
-    state: ReplyState
-    action: Action | None = None  # the declared action the line asked for, sent before the first delta
-    line_vector: np.ndarray | None = None  # the line's sentence vector, when the action decision made it
-    extra_states: tuple[ReplyState, ...] = ()  # best of N: the other candidates' states (best_of.py)
-    pick: Pick | None = None  # best of N: chooses among the finished candidates
 
 
 @dataclass
@@ -124,30 +106,6 @@ class Conversation:
         return self.fed.length
 
     # ---- turns -------------------------------------------------------------------------------------------
-    def _render(self, text: str, prefix: np.ndarray | None, note: str, budget: int) -> tuple[Prompt, str]:
-        tok = self.model.tokenizer
-        context = turn_context(tok, self.persona, self.history, text) + note
-        while True:
-            window = self.history[self.window_start :]
-            target = build_prompt(
-                tok,
-                self.persona,
-                window,
-                text,
-                prefix,
-                context,
-                self.model.persona_tokens,
-                self.model.chat_format,
-            )
-            if target.length <= budget:
-                return target, context
-            if not window:
-                raise InvalidInputError(
-                    "text",
-                    f"the persona and this line take {target.length} positions; the context holds {budget}",
-                )
-            self.window_start += 1
-
     def prepare(
         self,
         text: str,
@@ -160,39 +118,35 @@ class Conversation:
         started: float | None = None,
         state: Mapping[str, str] | None = None,
     ) -> PreparedTurn:
-        """Encode, fuse and render the turn, decide its action, and rewind the cache to what can be reused.
+        """The turn prepared as every path prepares one (turn.py), on this conversation's history, action
+        cooldowns and history window, with the cache rewound to what can be reused.
 
         `scene` lists what the game says is in view; with a screenshot the image head's tags join it. `state` is
         the game's key/value facts (game_state.py). Everything that can fail on bad input happens before the
         cache is touched.
         """
-        config = config or self.persona.generation_defaults()
-        started = time.perf_counter() if started is None else started
-        check_text(text)
-        game_state = check_state(state)
-        facts = self.model.scene_facts(None, scene)
-        if use_prefix and prefix is None:
-            prefix, tag_probs = self.model.see(text, self.persona, screenshot)
-            facts = self.model.scene_facts(tag_probs, scene)
-        elif not use_prefix:
-            prefix = None
-        action = None
-        line_vector = None
-        if self.persona.actions:
-            line_vector = self.model.sentence_vectors([text])[0]  # the emotion reuses it after the reply
-            action = self.model.action_decider.decide(
-                text,
-                line_vector,
-                self.persona.actions,
-                facts=facts,
-                state=game_state,
-                turn=len(self.history),
-                memory=self.actions,
-            )
-        declared = {a.name: a for a in self.persona.actions}
-        note = state_note(game_state) + (action_note(declared[action.name]) if action else "") + facts.note()
-        budget = self.model.cache.max_len - config.max_tokens
-        target, context = self._render(text, prefix, note, budget)
+        turn = prepare_turn(
+            self.model,
+            self.persona,
+            self.history,
+            text,
+            screenshot=screenshot,
+            scene=scene,
+            config=config,
+            use_prefix=use_prefix,
+            prefix=prefix,
+            started=started,
+            state=state,
+            memory=self.actions,
+            window_start=self.window_start,
+            reuse=self._reuse,
+        )
+        self.window_start = turn.window_start
+        return turn
+
+    def _reuse(self, target: Prompt) -> int:
+        """Attach a slot and keep what it holds of `target` (at least one position is left to prefill); a fresh
+        slot starts from the persona's shared KV when another session computed it. Returns the positions kept."""
         slot = self.attach()
         if not self.fed.length:
             block = self.model.persona_block(self.persona)
@@ -200,28 +154,10 @@ class Conversation:
             if shared is not None:  # another session of this persona computed it already
                 self.model.cache.restore(slot, shared)
                 self.fed = Prompt([list(block)])
-        common = min(target.common_prefix(self.fed), target.length - 1)  # at least one position to prefill
+        common = min(target.common_prefix(self.fed), target.length - 1)
         self.model.cache.rewind(slot, common)
         self.fed = _head(target, common)
-        recent = [t.reply for t in self.history[-2:]]
-        states = [
-            ReplyState(
-                tokenizer=self.model.tokenizer,
-                config=cfg,
-                sampler=self.model.sampler(self.persona, cfg, facts, recent),
-                eos_id=self.model.eos_id,
-                prompt_tokens=target.length,
-                cached_tokens=common,
-                started=started,
-                seen=seen_tags(facts),
-            )
-            for cfg in candidate_configs(config)
-        ]
-        pick = critic_pick(self.model.critic, text, self.persona, started) if len(states) > 1 else None
-        embeds = self.model.embed(target.tail(common))
-        return PreparedTurn(
-            text, prefix, context, target, embeds, states[0], action, line_vector, tuple(states[1:]), pick
-        )
+        return common
 
     def with_emotion(self, turn: PreparedTurn, done: Done) -> Done:
         """`done` with the emotion its reply carries (a few milliseconds: one text-encoder pass)."""
@@ -253,28 +189,12 @@ class Conversation:
         try:
             if turn.action is not None:
                 yield turn.action
-            for event in self._decode(turn):
+            for event in decode_turn(self.model, self.slot, turn):
                 if isinstance(event, Done):
                     event = done = self.with_emotion(turn, event)
                 yield event
         finally:
             self.finish(turn, done)
-
-    def _decode(self, turn: PreparedTurn) -> Iterator[ReplyEvent]:
-        """One reply on this conversation's slot, or the best of N on spare slots beside it."""
-        assert self.slot is not None
-        if not turn.extra_states:
-            yield from run_reply(SlotSource(self.model, self.slot), turn.embeds, turn.state)
-            return
-        batch = BatchGenerator(self.model)
-        try:
-            yield from batch.add(self.slot, turn.embeds, turn.state, candidates=turn.extra_states, pick=turn.pick)
-            while batch.members:
-                for events in batch.step().values():
-                    yield from events
-        finally:
-            if self.slot in batch.groups:  # the caller stopped early: the spare slots go back
-                batch.cancel(self.slot)
 
     def reply(self, text: str, **kwargs) -> Done:
         *_, done = self.stream(text, **kwargs)

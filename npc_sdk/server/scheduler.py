@@ -26,9 +26,9 @@ from ..errors import InvalidInputError, LimitExceededError, NpcError, Unavailabl
 from ..personas.persona import Persona
 from ..personas.prompt import Turn
 from ..runtime.batch import BatchGenerator
-from ..runtime.conversation import PreparedTurn
 from ..runtime.events import Done, Emotion, ReplyEvent
 from ..runtime.onnx_model import OnnxNpcModel
+from ..runtime.turn import PreparedTurn
 from ..wire import image_from_proto
 from .backend import ChatJob
 from .replay import replay_events, stored_reply

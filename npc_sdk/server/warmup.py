@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..personas.persona import Example, LoreEntry, Persona
 from ..runtime.generation import GenerationConfig
-from ..runtime.onnx_model import OnnxNpcModel, SlotSource
+from ..runtime.onnx_model import OnnxNpcModel
+from ..runtime.slot_decode import SlotSource
 
 log = logging.getLogger("npc_sdk.server")
 

@@ -79,8 +79,16 @@ def test_a_broken_line_is_reported_with_its_file_and_line(tmp_path):
     folder = tmp_path / "dialogue" / "train"
     folder.mkdir(parents=True)
     (tmp_path / "personas" / "tess.toml").write_text('name = "Tess"\ndescription = "A ferrywoman."\n')
-    good = {"id": "tess-1", "persona": "tess", "kind": "identity", "line": "Who are you?", "reply": "Tess. I row."}
-    (folder / "tess.jsonl").write_text(json.dumps(good) + "\n{not json\n" + json.dumps({**good, "id": "tess-2"}))
+    good = {
+        "id": "tess-1",
+        "persona": "tess",
+        "kind": "identity",
+        "line": "Who are you?",
+        "reply": "Tess. I row.",
+    }
+    (folder / "tess.jsonl").write_text(
+        json.dumps(good) + "\n{not json\n" + json.dumps({**good, "id": "tess-2"})
+    )
     items, problems = validate(tmp_path)
     assert [i.id for i in items] == ["tess-1", "tess-2"]
     assert len(problems) == 1 and problems[0].startswith(f"{folder / 'tess.jsonl'}:2: item: not JSON")

@@ -224,3 +224,29 @@ def test_bad_inputs_name_the_problem(model, kwargs, field):
     with pytest.raises(InvalidInputError) as err:
         model.reply(text, persona=DEMO_PERSONA, **kwargs)
     assert err.value.field == field
+
+
+def test_the_reference_prepares_its_turn_as_the_runtime_does(model):
+    """Game state and actions reach the torch reference's turn too (npc_sdk/runtime/turn.py)."""
+    from npc_sdk.personas.files import load_persona
+    from npc_sdk.runtime.events import Action, Done
+    from npc_sdk.runtime.scene import SceneEntity
+    from npc_sdk.runtime.turn_model import TurnModel
+
+    assert isinstance(model, TurnModel)
+    ysolde = load_persona(Path(__file__).resolve().parents[2] / "samples" / "personas" / "ysolde.toml")
+    line, knight = "Please heal Ser Aldric, he is bleeding!", [SceneEntity("knight", "Ser Aldric")]
+    quick = GREEDY.with_(max_tokens=4)
+    events = list(
+        model.stream(line, persona=ysolde, scene=knight, state={"player_health": "low"}, config=quick)
+    )
+    assert (
+        isinstance(events[0], Action) and events[0].name == "heal" and events[0].args == {"patient": "knight"}
+    )
+    assert isinstance(events[-1], Done)
+    plain = list(model.stream(line, persona=ysolde, scene=knight, config=quick))
+    assert not any(isinstance(e, Action) for e in plain)  # no state: the action's condition cannot hold
+    best = model.reply(
+        "Hello!", persona=DEMO_PERSONA, config=quick.with_(temperature=0.9, seed=1, candidates=2)
+    )
+    assert len(best.candidates) == 2 and best.candidates[0].text == best.text

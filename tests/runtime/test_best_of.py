@@ -50,7 +50,9 @@ def test_only_the_chosen_candidate_streams_and_it_scores_best(runtime_int4):
 
 
 def test_best_of_n_uses_what_slots_are_spare(runtime_int4):
-    taken = runtime_int4.try_acquire_slots(len(runtime_int4._free_slots) - 2)  # leave the turn's slot + one spare
+    taken = runtime_int4.try_acquire_slots(
+        len(runtime_int4._free_slots) - 2
+    )  # leave the turn's slot + one spare
     try:
         with Conversation(runtime_int4, DEMO_PERSONA) as conv:
             done = conv.reply("What do you make here?", config=THREE.with_(candidates=4))

@@ -1,0 +1,76 @@
+"""Encoders: what a turn's line, picture and persona become: embeddings, encoder states and the fusion's prefix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..personas.persona import Persona
+from ..personas.prompt import Prompt, check_text
+from .graphs import ModelGraphs
+from .images import ImageInput, preprocess
+from .text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS, encode_batch
+
+
+class Encoders:
+    def __init__(self, graphs: ModelGraphs) -> None:
+        self.graphs = graphs
+        self._role_cache: dict[str, np.ndarray] = {}  # persona role text -> v_R
+
+    def embed_ids(self, ids: Sequence[int]) -> np.ndarray:
+        return np.asarray(self.graphs.table[np.asarray(ids, dtype=np.int64)], dtype=np.float32)
+
+    def embed(self, prompt: Prompt) -> np.ndarray:
+        return prompt.embed(self.graphs.table)
+
+    def encode_image(self, image: ImageInput) -> tuple[np.ndarray, np.ndarray]:
+        """v_I [1, 112, 1280] and v_mid [1, 448, 112]."""
+        v_I, v_mid = self.graphs.image_session.run(["v_I", "v_mid"], {"pixels": preprocess(image)})
+        return v_I, v_mid
+
+    def encode_text(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """v_T [1, L, 384] and its mask [1, L]."""
+        ids, mask = encode_batch(self.graphs.text_tokenizer, [check_text(text)], TEXT_MAX_TOKENS)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        return self.graphs.text_session.run(["token_states"], feeds)[0], mask
+
+    def encode_role(self, persona: Persona) -> np.ndarray:
+        """v_R [1, 384], once per distinct persona text."""
+        key = persona.role_text()
+        if key not in self._role_cache:
+            self._role_cache[key] = self.sentence_vectors([key])
+        return self._role_cache[key]
+
+    def sentence_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """[N, 384] pooled role-encoder vectors: the space v_R lives in (persona identification uses it)."""
+        ids, mask = encode_batch(self.graphs.text_tokenizer, list(texts), ROLE_MAX_TOKENS)
+        return self.graphs.text_session.run(["pooled"], {"input_ids": ids, "attention_mask": mask})[0]
+
+    def see(
+        self, text: str, persona: Persona, screenshot: ImageInput | None = None
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The K prefix vectors [K, hidden], and the head's probability per tag [n_tags] (None without a picture)."""
+        trained = self.graphs.fusion_trained
+        if screenshot is None and not trained:
+            return None, None  # nothing the fusion graph could add: no vectors, no picture to tag
+        v_T, mask = self.encode_text(text)
+        cfg = self.graphs.fusion_config
+        if screenshot is None:
+            v_I = np.zeros((1, cfg["image_cells"], cfg["image_dim"]), dtype=np.float32)
+            v_mid = np.zeros((1, 4 * cfg["image_cells"], cfg["mid_dim"]), dtype=np.float32)
+            has_image = np.zeros(1, dtype=np.float32)
+        else:
+            (v_I, v_mid), has_image = self.encode_image(screenshot), np.ones(1, dtype=np.float32)
+        feeds = {
+            "v_I": v_I,
+            "v_mid": v_mid,
+            "has_image": has_image,
+            "v_T": v_T,
+            "text_mask": mask.astype(np.float32),
+            "v_R": self.encode_role(persona),
+        }
+        prefix, tag_probs = self.graphs.fusion_session.run(["prefix", "tag_probs"], feeds)
+        # An untrained projector gives zero vectors: the decoder gets no prefix positions rather than K zeros.
+        vectors = prefix[0] if trained else None
+        return vectors, (tag_probs[0] if screenshot is not None else None)

@@ -1,0 +1,117 @@
+"""ModelGraphs: a model folder opened for onnxruntime: sessions, embedding table, tokenizers and manifest facts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from ..errors import NpcError
+from ..personas.chat_format import ChatFormat
+from .decoder_runner import DecoderRunner
+from .kv_cache import KVCache
+from .model_folder import ModelFolder
+from .scene import TagSpec
+from .text_tokens import encoder_tokenizer
+
+
+def providers_for(device: str) -> list[str]:
+    """onnxruntime providers for "cpu" or "cuda"; asking for CUDA where it is absent is an error, not a fallback."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise NpcError(
+                "device 'cuda' asked for, but this onnxruntime has no CUDA provider (pip install .[gpu])"
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    raise NpcError(f"device must be 'cpu' or 'cuda', got {device!r}")
+
+
+def session_options(component: str, threads: int | None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    # Each session has its own thread pool, and idle pool threads spin for a while: encoder threads left
+    # spinning after a turn's encoding steal the cores from the decoder's prefill right after (measured: a
+    # 39-position prefill went from ~50 to ~110 ms), so encoders never spin. The two decoder graphs spin
+    # between their ops but stop when a call ends: decode-step threads still spinning slowed the prefill
+    # after a step by 1.5x, and prefill threads the steps after it (single-session decode 143 vs 175 tok/s).
+    if component in ("decoder", "decoder_prefill"):
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    else:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+class ModelGraphs:
+    """Everything read from the folder once and never changed: sessions, table, tokenizers, decoder and fusion facts."""
+
+    def __init__(
+        self,
+        folder: ModelFolder,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        prefill_graph: bool = True,
+    ) -> None:
+        providers = providers_for(device)
+        manifest = folder.manifest
+        self.folder = folder
+        self.device = device
+
+        def session(component: str) -> ort.InferenceSession:
+            options = session_options(component, threads)
+            return ort.InferenceSession(str(folder.file(component)), options, providers=providers)
+
+        self.image_session = session("image_encoder")
+        self.text_session = session("text_encoder")
+        self.fusion_session = session("fusion")
+        self.decoder_session = session("decoder")
+        # The integer-GEMM graph for prefills (export/quantize.py), where the export wrote one. Its u8 x s8 GEMM is a
+        # CPU kernel: on CUDA every call stays on decoder.onnx.
+        wanted = prefill_graph and "decoder_prefill" in manifest["model"] and device == "cpu"
+        self.prefill_session = session("decoder_prefill") if wanted else None
+        # [vocab, hidden], read a row at a time
+        self.table = np.load(folder.file("embeddings"), mmap_mode="r")
+        self.tokenizer = Tokenizer.from_file(str(folder.file("tokenizer")))
+        self.text_tokenizer = encoder_tokenizer(str(folder.file("text_tokenizer")))
+        self._read_manifest(manifest)
+
+    def _read_manifest(self, manifest: dict[str, Any]) -> None:
+        dec = manifest["decoder"]
+        # layers, kv_heads, head_dim, max_positions: what the KV buffers are shaped by
+        self.decoder_dims = dec
+        self.chat_format = ChatFormat.of_manifest(dec)
+        source = dec.get("source", {})
+        self.decoder_name = str(source.get("name", "smollm2-135m-instruct"))
+        self.decoder_given = str(source.get("given", ""))  # the GGUF/folder exported from; "" for the default
+        self.eos_id = int(dec["eos_token_id"])
+        self.vocab_size = int(dec["vocab"])
+        self.hidden_size = int(dec["hidden"])
+        self.fusion_config = manifest["fusion"]["config"]
+        self.fusion_trained = bool(manifest["fusion"]["trained"])
+        self.tags = [
+            TagSpec(t["name"], tuple(t["words"]), t.get("kind", "thing"), float(t["threshold"]))
+            for t in manifest["fusion"].get("tags", [])
+        ]
+
+    def new_cache(self, slots: int, max_len: int) -> KVCache:
+        """KV buffers for `slots` sequences of up to `max_len` positions (never past the graph's rotary table)."""
+        dec = self.decoder_dims
+        return KVCache(
+            dec["layers"], dec["kv_heads"], dec["head_dim"], slots, min(max_len, dec["max_positions"])
+        )
+
+    def runner(self, cache: KVCache, *, prefill_graph: bool = True) -> DecoderRunner:
+        """The decoder graphs bound to `cache`; `prefill_graph` False runs every call on decoder.onnx."""
+        return DecoderRunner(
+            self.decoder_session,
+            cache,
+            self.vocab_size,
+            self.device,
+            prefill_session=self.prefill_session if prefill_graph else None,
+        )

@@ -1,0 +1,191 @@
+"""prepare_turn: one player line made ready to decode, the same way on every path (stateless, conversation, server).
+
+A turn is: the line checked, the game state checked, the fusion's prefix and the scene facts, the action the line
+asks for, the note the decoder is told (state, action, what is in view), the prompt rendered within the context
+(oldest history turns left out when it does not fit), and one reply state per best-of-N candidate. A conversation
+passes `reuse` to keep what its cache slot already holds; stateless callers prefill the whole prompt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..personas.persona import Persona
+from ..personas.prompt import Prompt, Turn, build_prompt, check_text, turn_context
+from .actions import ActionState, action_note
+from .best_of import Pick, candidate_configs, critic_pick
+from .decode_loop import ReplyState
+from .events import Action
+from .game_state import check_state, state_note
+from .generation import GenerationConfig
+from .images import ImageInput
+from .scene import SceneEntity, SceneFacts, seen_tags
+from .turn_model import TurnModel
+
+Reuse = Callable[
+    [Prompt], int
+]  # readies the cache for the whole prompt; returns the positions it already holds
+
+
+@dataclass
+class PreparedTurn:
+    """A turn ready to decode: the prompt, what of it must be prefilled, and its reply state."""
+
+    text: str
+    prefix: np.ndarray | None  # this turn's fusion vectors (kept with the turn for exact rebuilds)
+    context: str  # lore and instructions shown with the line (kept with the turn too)
+    target: Prompt  # the whole prompt
+    embeds: np.ndarray  # [new positions, hidden]: the part the cache does not hold yet
+    state: ReplyState
+    action: Action | None = None  # the declared action the line asked for, sent before the first delta
+    line_vector: np.ndarray | None = None  # the line's sentence vector, when the action decision made it
+    extra_states: tuple[ReplyState, ...] = ()  # best of N: the other candidates' states (best_of.py)
+    pick: Pick | None = None  # best of N: chooses among the finished candidates
+    window_start: int = 0  # the first history turn the prompt shows
+
+
+def prepare_turn(
+    model: TurnModel,
+    persona: Persona,
+    history: Sequence[Turn],
+    text: str,
+    *,
+    screenshot: ImageInput | None = None,
+    scene: Sequence[SceneEntity] = (),
+    config: GenerationConfig | None = None,
+    use_prefix: bool = True,
+    prefix: np.ndarray | None = None,
+    started: float | None = None,
+    state: Mapping[str, str] | None = None,
+    memory: ActionState | None = None,
+    window_start: int = 0,
+    reuse: Reuse | None = None,
+) -> PreparedTurn:
+    """Encode, fuse and render the turn, decide its action, and make its reply states.
+
+    `scene` lists what the game says is in view; with a screenshot the image head's tags join it. `state` is the
+    game's key/value facts (game_state.py). `prefix` given is used as it is; `use_prefix` False leaves the fusion
+    out. `memory` holds the actions' cooldowns. Everything that can fail on bad input happens before `reuse`
+    touches the cache.
+    """
+    config = config or persona.generation_defaults()
+    started = time.perf_counter() if started is None else started
+    check_text(text)
+    game_state = check_state(state)
+    facts = model.scene_facts(None, scene)
+    if use_prefix and prefix is None:
+        prefix, tag_probs = model.see(text, persona, screenshot)
+        facts = model.scene_facts(tag_probs, scene)
+    elif not use_prefix:
+        prefix = None
+    action, line_vector = _decide_action(model, persona, history, text, facts, game_state, memory)
+    declared = {a.name: a for a in persona.actions}
+    note = state_note(game_state) + (action_note(declared[action.name]) if action else "") + facts.note()
+    budget = model.context_length - config.max_tokens
+    target, context, window_start = _render(model, persona, history, text, prefix, note, budget, window_start)
+    cached = reuse(target) if reuse is not None else 0
+    states = _reply_states(model, persona, history, config, facts, target.length, cached, started)
+    pick = critic_pick(model.critic, text, persona, started) if len(states) > 1 else None
+    embeds = model.embed(target.tail(cached))
+    return PreparedTurn(
+        text,
+        prefix,
+        context,
+        target,
+        embeds,
+        states[0],
+        action,
+        line_vector,
+        tuple(states[1:]),
+        pick,
+        window_start,
+    )
+
+
+def _decide_action(
+    model: TurnModel,
+    persona: Persona,
+    history: Sequence[Turn],
+    text: str,
+    facts: SceneFacts,
+    game_state: Mapping[str, str],
+    memory: ActionState | None,
+) -> tuple[Action | None, np.ndarray | None]:
+    """The declared action the line asks for (or None), and the line's vector (the emotion reuses it)."""
+    if not persona.actions:
+        return None, None
+    line_vector = model.sentence_vectors([text])[0]
+    action = model.action_decider.decide(
+        text,
+        line_vector,
+        persona.actions,
+        facts=facts,
+        state=game_state,
+        turn=len(history),
+        memory=memory,
+    )
+    return action, line_vector
+
+
+def _render(
+    model: TurnModel,
+    persona: Persona,
+    history: Sequence[Turn],
+    text: str,
+    prefix: np.ndarray | None,
+    note: str,
+    budget: int,
+    window_start: int,
+) -> tuple[Prompt, str, int]:
+    """The prompt within `budget` positions, its context, and the first history turn it shows.
+
+    The window only moves forward, so the prompt's prefix, and with it a conversation's KV state, stays reusable
+    until the window has to move again."""
+    tok = model.tokenizer
+    context = turn_context(tok, persona, history, text) + note
+    while True:
+        window = history[window_start:]
+        target = build_prompt(
+            tok, persona, window, text, prefix, context, model.persona_tokens, model.chat_format
+        )
+        if target.length <= budget:
+            return target, context, window_start
+        if not window:
+            raise InvalidInputError(
+                "text",
+                f"the persona and this line take {target.length} positions; the context holds {budget}",
+            )
+        window_start += 1
+
+
+def _reply_states(
+    model: TurnModel,
+    persona: Persona,
+    history: Sequence[Turn],
+    config: GenerationConfig,
+    facts: SceneFacts,
+    prompt_tokens: int,
+    cached: int,
+    started: float,
+) -> list[ReplyState]:
+    """One reply state per best-of-N candidate (one for a plain turn); each sampler blocks the last two replies'
+    n-grams."""
+    recent = [t.reply for t in history[-2:]]
+    return [
+        ReplyState(
+            tokenizer=model.tokenizer,
+            config=cfg,
+            sampler=model.sampler(persona, cfg, facts, recent),
+            eos_id=model.eos_id,
+            prompt_tokens=prompt_tokens,
+            cached_tokens=cached,
+            started=started,
+            seen=seen_tags(facts),
+        )
+        for cfg in candidate_configs(config)
+    ]
