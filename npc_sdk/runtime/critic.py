@@ -61,6 +61,8 @@ FEATURES = (
     "relevance",
     "persona_similarity",
     "fluency",
+    "length",
+    "noun_share",
 )
 
 
@@ -198,6 +200,9 @@ class ReplyCritic:
             f["persona_similarity"] = _cos(vecs[2 + i], vecs[1])
             flu = fluency[i] if i < len(fluency) else None
             f["fluency"] = float(flu) if flu is not None and math.isfinite(flu) else -2.5
+            words = _words(reply)
+            f["length"] = min(len(words), 60) / 20.0
+            f["noun_share"] = sum(w in SCENE_NOUNS for w in words) / max(len(words), 1)
             out.append(f)
         return out
 
