@@ -28,8 +28,8 @@ from npc_sdk.runtime.model_folder import FORMAT_VERSION, MANIFEST, PRECISIONS
 from npc_sdk.runtime.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS
 from npc_sdk.weights import DECODER, IMAGE_ENCODER, TEXT_ENCODER, local_path, sha256_file
 
-from .fusion import CoAttentionFusion
-from .model import NpcModel
+from ..model.fusion import CoAttentionFusion
+from ..model.reference import NpcModel
 from .onnx_decoder import OPSET, build_decoder, dims_from_config, io_names
 from .quantize import quantize_decoder, quantize_prefill
 

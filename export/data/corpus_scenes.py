@@ -17,8 +17,8 @@ from PIL import Image
 
 from npc_sdk.cache import cache_dir
 
+from ..model.vocabulary import OBJECTS, TERRAINS, TIMES
 from .corpus import CorpusItem
-from .scene_lexicon import OBJECTS, TERRAINS, TIMES
 from .scenes import WANTED, Sprites, _AspectTable, arcade_wheel, compose, families, render
 
 THINGS = frozenset(c.name for c in OBJECTS)

@@ -53,7 +53,8 @@ from npc_sdk.cache import cache_dir
 from npc_sdk.runtime.images import IMAGE_HEIGHT, IMAGE_WIDTH
 from npc_sdk.runtime.scene import plural
 
-from .scene_lexicon import BY_NAME, OBJECTS
+from ..model.vocabulary import BY_NAME, OBJECTS
+from .scene_lexicon import FLOATING, SPRITES
 
 ARCADE_WHEEL = "arcade==3.3.3"
 ARCADE_SHA256 = "25f4e0e5b8bcbe7a7d087c0a23b19e9f423b0c70ec00945c8712c9a3e541ebd2"
@@ -339,12 +340,12 @@ def _side(rng: random.Random, plan: Plan, aspect_of: dict[str, float], avoid_pai
     ground_top = h - rows * tile
     cols = math.ceil(w / tile)
     pools = _pools(rng, plan, cols, longest=3)
-    top, fill = ("tiles/planetMid.png", "tiles/planetCenter.png") if alien else BY_NAME[plan.terrain].sprites
+    top, fill = ("tiles/planetMid.png", "tiles/planetCenter.png") if alien else SPRITES[plan.terrain]
     ground_owner = -1 if alien else TERRAIN_OWNER[plan.terrain]
     for c in range(cols):
         x = c * tile
         if c in pools:
-            liquid = BY_NAME[plan.liquid].sprites[0]
+            liquid = SPRITES[plan.liquid][0]
             plan.ops.append(Op("tile", (liquid, x, ground_top, tile, tile), TERRAIN_OWNER[plan.liquid]))
         else:
             plan.ops.append(Op("tile", (top, x, ground_top, tile, tile), ground_owner))
@@ -378,13 +379,13 @@ def _place_standing_and_flying(
     w, h = plan.size
     for cat in _pick_things(rng, rng.randint(1, 4), allowed):
         for _ in range(rng.choice((1, 1, 1, 2, 3) if cat.name == "coin" else (1, 1, 2))):
-            sprite = rng.choice(cat.sprites)
+            sprite = rng.choice(SPRITES[cat.name])
             big = rng.random() < 0.15
             sh = _sprite_height(rng, h, 0.2, 0.34) if big else round(tile * rng.uniform(0.55, 1.0))
             sw = max(1, round(sh * aspect_of.get(sprite, 1.0)))
             if cat.name == "door":  # two tiles high: drawn as the door's top and middle sprites
                 sh = 2 * sw
-            if cat.floats:
+            if cat.name in FLOATING:
                 x = rng.randrange(0, max(1, w - sw))
                 bottom = rng.randint(min(sh + 2, ground_top - 1), max(sh + 3, ground_top - tile // 2))
             else:
@@ -420,7 +421,7 @@ def _cave(rng: random.Random, plan: Plan, aspect_of: dict[str, float], avoid_pai
     pools = _pools(rng, plan, cols, longest=2)
     for c in range(cols):
         if c in pools:
-            liquid = BY_NAME[plan.liquid].sprites[0]
+            liquid = SPRITES[plan.liquid][0]
             plan.ops.append(
                 Op("tile", (liquid, c * tile, ground_top, tile, tile), TERRAIN_OWNER[plan.liquid])
             )
@@ -488,7 +489,7 @@ def _topdown(rng: random.Random, plan: Plan, aspect_of: dict[str, float], avoid_
     if plan.liquid:
         cx, cy = rng.randrange(math.ceil(w / tile)), rng.randrange(math.ceil(h / tile))
         for _ in range(rng.randint(2, 7)):  # a blob of liquid tiles
-            liquid = BY_NAME[plan.liquid].sprites[0]
+            liquid = SPRITES[plan.liquid][0]
             plan.ops.append(
                 Op("tile", (liquid, cx * tile, cy * tile, tile, tile), TERRAIN_OWNER[plan.liquid])
             )
@@ -497,7 +498,7 @@ def _topdown(rng: random.Random, plan: Plan, aspect_of: dict[str, float], avoid_
     allowed = _allowed(plan, avoid_pairs)
     for cat in _pick_things(rng, rng.randint(1, 5), allowed):
         for _ in range(rng.choice((1, 1, 2, 3))):
-            sprite = rng.choice(cat.sprites)
+            sprite = rng.choice(SPRITES[cat.name])
             sh = _sprite_height(rng, h, 0.07, 0.3)
             sw = max(1, round(sh * aspect_of.get(sprite, 1.0)))
             x, y = rng.randrange(0, max(1, w - sw)), rng.randrange(0, max(1, h - sh))
@@ -532,7 +533,7 @@ def _closeup(rng: random.Random, plan: Plan, aspect_of: dict[str, float], avoid_
         plan.ops.append(Op("gradient", (SKIES["day"][0], SKIES["day"][1])))
         plan.terrain = rng.choice(GROUNDS)
         tile = round(h / 3)
-        top, fill = BY_NAME[plan.terrain].sprites
+        top, fill = SPRITES[plan.terrain]
         for c in range(math.ceil(w / tile)):
             plan.ops.append(
                 Op("tile", (top, c * tile, h - 2 * tile, tile, tile), TERRAIN_OWNER[plan.terrain])
@@ -550,7 +551,7 @@ def _closeup(rng: random.Random, plan: Plan, aspect_of: dict[str, float], avoid_
     allowed = _allowed(plan, avoid_pairs)
     things = _pick_things(rng, rng.choice((1, 1, 2)), allowed)
     for i, cat in enumerate(things):
-        sprite = rng.choice(cat.sprites)
+        sprite = rng.choice(SPRITES[cat.name])
         sh = round(h * rng.uniform(0.3, 0.55))
         sw = max(1, round(sh * aspect_of.get(sprite, 1.0)))
         cx = w // 2 if len(things) == 1 else (w // 3 if i == 0 else 2 * w // 3)

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from npc_export.datasets import Dataset, DatasetError, builtin_vocabulary
-from npc_export.scenes import (
+from npc_export.data.datasets import Dataset, DatasetError
+from npc_export.data.scenes import (
     ASPECTS,
     HELDOUT_FAMILIES,
     STYLES,
@@ -22,6 +22,7 @@ from npc_export.scenes import (
     render,
     rerender,
 )
+from npc_export.model.vocabulary import builtin_vocabulary
 
 
 @pytest.fixture(scope="module")
