@@ -17,7 +17,7 @@ def _personas(args: argparse.Namespace):
 def cmd_data(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_data_dir()
     if args.what == "scenes":
-        scenes = torch_side("npc_export.data.scenes")
+        scenes = torch_side("npc_export.data.splits")
         sizes = (
             ("train", args.n),
             ("val", args.val),

@@ -276,7 +276,7 @@ def test_train_decoder_binds_the_fusion_to_that_decoder(tmp_path):
     from npc_export.build.onnx_export import export_model
     from npc_export.data.datasets import Dataset, write_builtin_meta
     from npc_export.data.dialogue_data import DialogueItem, training_personas
-    from npc_export.data.scenes import write_split
+    from npc_export.data.splits import write_split
     from npc_export.model.decoder import folder_fingerprint
     from npc_export.model.reference import NpcModel, read_fusion_file
     from npc_export.train.train import TrainConfig, train

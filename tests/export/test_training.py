@@ -55,7 +55,7 @@ def test_metrics_on_hand_written_replies():
 @pytest.fixture(scope="module")
 def tiny_scenes(tmp_path_factory):
     from npc_export.data.datasets import Dataset, write_builtin_meta
-    from npc_export.data.scenes import write_split
+    from npc_export.data.splits import write_split
 
     folder = tmp_path_factory.mktemp("scenes")
     write_split(folder, 6, "train", seed=9, log=lambda _m: None)
