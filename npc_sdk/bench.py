@@ -213,7 +213,7 @@ def _reference_figures(repeats: int, decoder: str = "") -> dict:
     if decoder and not Path(decoder).exists():
         return {"error": f"the decoder {decoder} the model was exported from is not on this machine"}
     code = (
-        "import json; from npc_export.bench_reference import bench_reference; "
+        "import json; from npc_export.eval.bench_reference import bench_reference; "
         f"print('JSON' + json.dumps(bench_reference(repeats={repeats}, decoder={decoder or None!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from npc_export.decoder import resolve_decoder
+from npc_export.model.decoder import resolve_decoder
 from transformers import LlamaConfig, LlamaForCausalLM
 
 # Published configs (config.json of each Hugging Face repository); all share SmolLM2's 49,152-token vocabulary.

@@ -20,7 +20,7 @@ def model():
 
 def _export(model, precision: str):
     """Export once per test session into the cache (a fresh export: the test checks today's code)."""
-    from npc_export.onnx_export import export_model
+    from npc_export.build.onnx_export import export_model
 
     from npc_sdk.cache import cache_dir
 

@@ -85,7 +85,7 @@ def ensure_model(path: str | None, precision: str = "int4") -> Path:
             or f"[setup] no exported model yet; exporting the default {precision} model to {folder} (once)"
         )
         model = torch_side("npc_export").NpcModel.load(log=lambda msg: print(f"[setup] {msg}"))
-        torch_side("npc_export.onnx_export").export_model(folder, precision, model=model, log=print)
+        torch_side("npc_export.build.onnx_export").export_model(folder, precision, model=model, log=print)
     return folder
 
 

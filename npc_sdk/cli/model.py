@@ -18,7 +18,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    export = torch_side("npc_export.onnx_export")
+    export = torch_side("npc_export.build.onnx_export")
     model = torch_side("npc_export").NpcModel.load(
         decoder=args.decoder,
         fusion_weights=Path(args.fusion) if args.fusion else None,
@@ -36,7 +36,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     export.export_model(out, args.precision, model=model, log=print)
     if args.verify:
-        checks = torch_side("npc_export.verify").verify_folder(out, reference=model, log=print)
+        checks = torch_side("npc_export.build.verify").verify_folder(out, reference=model, log=print)
         (out / "verification.json").write_text(json.dumps(checks, indent=2) + "\n")
         for key, value in checks.items():
             print(f"{key:34s} {value}")
@@ -75,7 +75,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         report(figures, args.json)
         return 0
     if args.reference and not args.model:
-        figures = torch_side("npc_export.bench_reference").bench_reference(repeats=args.repeats)
+        figures = torch_side("npc_export.eval.bench_reference").bench_reference(repeats=args.repeats)
     else:
         from ..bench import bench_model
 

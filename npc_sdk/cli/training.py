@@ -10,14 +10,14 @@ from ._common import default_data_dir, ensure_model, torch_side
 
 
 def _personas(args: argparse.Namespace):
-    dialogue = torch_side("npc_export.dialogue_data")
+    dialogue = torch_side("npc_export.data.dialogue_data")
     return dialogue.training_personas(Path(args.personas)) if args.personas else dialogue.training_personas()
 
 
 def cmd_data(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_data_dir()
     if args.what == "scenes":
-        scenes = torch_side("npc_export.scenes")
+        scenes = torch_side("npc_export.data.splits")
         sizes = (
             ("train", args.n),
             ("val", args.val),
@@ -28,10 +28,10 @@ def cmd_data(args: argparse.Namespace) -> int:
             if n:
                 path = scenes.write_split(out, n, split, args.seed, log=print)
                 print(f"wrote {n} {split} scenes: {path} (pictures in {out / 'images'})")
-        torch_side("npc_export.datasets").write_builtin_meta(out)
+        torch_side("npc_export.data.datasets").write_builtin_meta(out)
         return 0
-    data = torch_side("npc_export.dialogue_data")
-    dataset = torch_side("npc_export.datasets").Dataset.open(out)
+    data = torch_side("npc_export.data.dialogue_data")
+    dataset = torch_side("npc_export.data.datasets").Dataset.open(out)
     from ..runtime.onnx_model import OnnxNpcModel
 
     runtime = OnnxNpcModel.load(ensure_model(args.model), slots=args.items_at_once * args.candidates)
@@ -57,7 +57,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace):
-    return torch_side("npc_export.train").TrainConfig(
+    return torch_side("npc_export.train.train").TrainConfig(
         steps=args.steps,
         batch=args.batch,
         lr=args.lr,
@@ -67,20 +67,20 @@ def _train_config(args: argparse.Namespace):
         lora_mlp=not args.no_lora_mlp,
         grounding_weight=args.grounding_weight,
         unlikelihood_weight=args.unlikelihood_weight,
-        head=torch_side("npc_export.grounding").HeadConfig(steps=args.head_steps, seed=args.seed),
+        head=torch_side("npc_export.train.grounding").HeadConfig(steps=args.head_steps, seed=args.seed),
     )
 
 
 def cmd_train_corpus(args: argparse.Namespace) -> int:
     """Fusion + LoRA on the authored corpus, from the base decoder and the committed grounding head."""
-    corpus = torch_side("npc_export.corpus")
+    corpus = torch_side("npc_export.data.corpus")
     root = Path(args.corpus)
     items = corpus.read_corpus(root)
     if args.limit:
         items = items[: args.limit]
     out = Path(args.out) if args.out else default_data_dir().parent.parent / "training" / "corpus-run"
     model = torch_side("npc_export").NpcModel.load(committed_lora=False, log=lambda msg: print(f"[setup] {msg}"))
-    summary = torch_side("npc_export.corpus_train").train_corpus(
+    summary = torch_side("npc_export.train.corpus_train").train_corpus(
         model, items, corpus.personas_of(root), out, _train_config(args), resume=args.resume, log=print
     )
     print(
@@ -91,7 +91,7 @@ def cmd_train_corpus(args: argparse.Namespace) -> int:
     if not summary["finished"]:
         print(f"interrupted: `npc-sdk train --corpus --resume --out {out}` goes on from the checkpoint")
         return 130
-    torch_side("npc_export.model").save_fusion(
+    torch_side("npc_export.model.reference").save_fusion(
         model.fusion, model.vocabulary, out / "fusion.safetensors", model.decoder.source.sha256
     )
     made = [f for f in ("fusion.safetensors", "decoder_lora.safetensors") if (out / f).is_file()]
@@ -102,12 +102,12 @@ def cmd_train_corpus(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     if args.corpus:
         return cmd_train_corpus(args)
-    train = torch_side("npc_export.train")
-    datasets = torch_side("npc_export.datasets")
+    train = torch_side("npc_export.train.train")
+    datasets = torch_side("npc_export.data.datasets")
     data = Path(args.data) if args.data else default_data_dir()
     dataset = datasets.Dataset.open(data)
     stages = ("head", "dialogue") if args.stage == "all" else (args.stage,)
-    items = torch_side("npc_export.dialogue_data").read_dialogue(data) if "dialogue" in stages else []
+    items = torch_side("npc_export.data.dialogue_data").read_dialogue(data) if "dialogue" in stages else []
     if args.limit:
         items = items[: args.limit]
     out = Path(args.out) if args.out else data.parent.parent / "training" / f"{data.name}-run"
@@ -224,8 +224,8 @@ def cmd_eval_corpus(args: argparse.Namespace) -> int:
     """Replies to the held-out personas' written lines, judged by the critic, per variant."""
     from ..runtime.onnx_model import OnnxNpcModel
 
-    corpus = torch_side("npc_export.corpus")
-    ev = torch_side("npc_export.corpus_eval")
+    corpus = torch_side("npc_export.data.corpus")
+    ev = torch_side("npc_export.eval.corpus_eval")
     root = Path(args.corpus)
     folder = ensure_model(args.model)
     runtime = OnnxNpcModel.load(folder, slots=8)
@@ -253,8 +253,8 @@ def cmd_fit_critic(args: argparse.Namespace) -> int:
     """Fit the reply critic to the labelled replies; report its agreement on the held-out quarter."""
     from ..runtime.onnx_model import OnnxNpcModel
 
-    labels = torch_side("npc_export.critic_labels")
-    corpus = torch_side("npc_export.corpus")
+    labels = torch_side("npc_export.eval.critic_labels")
+    corpus = torch_side("npc_export.data.corpus")
     rows = labels.read_labels(Path(args.fit_critic))
     runtime = OnnxNpcModel.load(ensure_model(args.model), slots=1)
     weights, report = labels.fit(runtime.sentence_vectors, rows, corpus.personas_of())
@@ -275,9 +275,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return cmd_fit_critic(args)
     if args.corpus:
         return cmd_eval_corpus(args)
-    evaluate = torch_side("npc_export.evaluate")
+    evaluate = torch_side("npc_export.eval.evaluate")
     data = Path(args.data) if args.data else default_data_dir()
-    dataset = torch_side("npc_export.datasets").Dataset.open(data)
+    dataset = torch_side("npc_export.data.datasets").Dataset.open(data)
     if args.model:
         folder = Path(args.model)
     elif args.weights or args.lora:
@@ -289,7 +289,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             log=lambda msg: print(f"[setup] {msg}"),
         )
         print(f"[setup] exporting the weights under test to {folder}")
-        torch_side("npc_export.onnx_export").export_model(folder, "int4", model=model, log=print)
+        torch_side("npc_export.build.onnx_export").export_model(folder, "int4", model=model, log=print)
         del model
     else:
         folder = ensure_model(None)

@@ -1,6 +1,6 @@
 """ChatFormat: the text pieces a decoder's chat template puts around each message, as plain strings.
 
-The export renders the decoder's own Jinja chat template once with placeholder messages (export/chat_template.py)
+The export renders the decoder's own Jinja chat template once with placeholder messages (export/model/chat_template.py)
 and keeps what lies between them; the runtime only concatenates these strings, so it needs no Jinja and a
 prompt's leading positions stay identical from one turn to the next (their KV state is reused).
 

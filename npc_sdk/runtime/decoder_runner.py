@@ -29,9 +29,9 @@ class DecoderRunner:
         prefill_session: ort.InferenceSession | None = None,
     ) -> None:
         """`prefill_session`, when given, runs every call of more than one new position (same inputs and outputs
-        as `session`, which then runs only decode steps): a different kernel suits wide calls (export/quantize.py).
-        Which graph runs depends only on the call's length, never on what else is in the batch, so a sequence
-        gets the same tokens alone or batched."""
+        as `session`, which then runs only decode steps): a different kernel suits wide calls
+        (export/build/quantize.py). Which graph runs depends only on the call's length, never on what else is in
+        the batch, so a sequence gets the same tokens alone or batched."""
         self.session = session
         self.prefill_session = prefill_session
         self.cache = cache

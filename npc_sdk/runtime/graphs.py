@@ -71,8 +71,8 @@ class ModelGraphs:
         self.text_session = session("text_encoder")
         self.fusion_session = session("fusion")
         self.decoder_session = session("decoder")
-        # The integer-GEMM graph for prefills (export/quantize.py), where the export wrote one. Its u8 x s8 GEMM is a
-        # CPU kernel: on CUDA every call stays on decoder.onnx.
+        # The integer-GEMM graph for prefills (export/build/quantize.py), where the export wrote one. Its u8 x s8
+        # GEMM is a CPU kernel: on CUDA every call stays on decoder.onnx.
         wanted = prefill_graph and "decoder_prefill" in manifest["model"] and device == "cpu"
         self.prefill_session = session("decoder_prefill") if wanted else None
         # [vocab, hidden], read a row at a time

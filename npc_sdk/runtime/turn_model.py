@@ -1,5 +1,6 @@
 """TurnModel: what a model offers for a turn to be prepared on it (turn.py); the onnxruntime model and the torch
-reference (export/model.py) both implement it, so every path renders the same prompt and makes the same decisions."""
+reference (export/model/reference.py) both implement it, so every path renders the same prompt and makes the same
+decisions."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from npc_export.corpus import CORPUS, KINDS, MAX_REPLY_WORDS, check_item, personas_of, validate
+from npc_export.data.corpus import CORPUS, KINDS, MAX_REPLY_WORDS, check_item, personas_of, validate
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "personas"
 

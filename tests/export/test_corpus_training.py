@@ -7,9 +7,9 @@ import copy
 
 import numpy as np
 import pytest
-from npc_export.corpus import CORPUS, CorpusItem, Entity, personas_of
-from npc_export.corpus_train import build_corpus_examples, train_corpus
-from npc_export.train import TrainConfig
+from npc_export.data.corpus import CORPUS, CorpusItem, Entity, personas_of
+from npc_export.train.corpus_train import build_corpus_examples, train_corpus
+from npc_export.train.train import TrainConfig
 
 from npc_sdk.personas.prompt import Turn, build_prompt, turn_context
 from npc_sdk.runtime.scene import SceneEntity, merge

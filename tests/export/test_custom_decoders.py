@@ -36,7 +36,7 @@ def _tokenizer_folder(
 
 
 def _format(folder: Path):
-    from npc_export.chat_template import chat_format_from_tokenizer
+    from npc_export.model.chat_template import chat_format_from_tokenizer
     from transformers import PretrainedConfig
 
     return chat_format_from_tokenizer(folder, PretrainedConfig())
@@ -98,7 +98,7 @@ def test_templates_that_cannot_carry_a_persona_are_refused_by_name(tmp_path):
 
 
 def test_an_unsupported_architecture_is_a_clear_error_naming_what_is_missing(tmp_path):
-    from npc_export.decoder import resolve_decoder
+    from npc_export.model.decoder import resolve_decoder
 
     folder = _tokenizer_folder(tmp_path / "gemma", ["</s>"], None, "</s>")
     (folder / "model.safetensors").write_bytes(b"")
@@ -147,7 +147,7 @@ def _transformers_greedy(folder: Path, ids: list[int], n: int) -> tuple[np.ndarr
 
 
 def _export(decoder: Path, out: Path, precision: str) -> Path:
-    from npc_export.onnx_export import export_model
+    from npc_export.build.onnx_export import export_model
 
     return export_model(out, precision, decoder=decoder, log=lambda _m: None)
 
@@ -200,7 +200,7 @@ def test_a_tiny_decoder_exports_and_matches_transformers(family, tmp_path):
     assert dec["qkv_bias"] == (family == "qwen2") and dec["rope_type"] == (
         "llama3" if family == "llama" else "default"
     )
-    from npc_export.decoder import folder_fingerprint
+    from npc_export.model.decoder import folder_fingerprint
 
     assert dec["source"]["sha256"] == folder_fingerprint(checkpoint) == manifest["fusion"]["decoder_sha256"]
     assert manifest["sources"][0] == {"decoder": str(checkpoint), "sha256": folder_fingerprint(checkpoint)}
@@ -243,7 +243,7 @@ def test_an_int4_export_of_another_decoder_serves_a_dialogue(family, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_a_gguf_decoder_exports_like_its_folder(family, tmp_path):
-    from npc_export.decoder import resolve_decoder
+    from npc_export.model.decoder import resolve_decoder
 
     make = tiny_llama if family == "llama" else tiny_qwen2
     checkpoint = make(tmp_path / f"tiny-{family}")
@@ -261,7 +261,7 @@ def test_a_gguf_decoder_exports_like_its_folder(family, tmp_path):
 
 @pytest.mark.slow
 def test_fusion_weights_trained_for_another_decoder_are_refused(tmp_path):
-    from npc_export.model import DEFAULT_FUSION_WEIGHTS, NpcModel
+    from npc_export.model.reference import DEFAULT_FUSION_WEIGHTS, NpcModel
 
     checkpoint = tiny_qwen2(tmp_path / "tiny-qwen2")
     with pytest.raises(WeightsError, match="npc-sdk train --decoder"):
@@ -273,13 +273,13 @@ def test_train_decoder_binds_the_fusion_to_that_decoder(tmp_path):
     """`npc-sdk train --decoder`: the dialogue stage for a tiny Qwen2 starts from the committed grounding head,
     trains a projector of its width, records its sha256; the export then feeds the decoder fusion vectors, and
     another decoder refuses the file."""
-    from npc_export.datasets import Dataset, write_builtin_meta
-    from npc_export.decoder import folder_fingerprint
-    from npc_export.dialogue_data import DialogueItem, training_personas
-    from npc_export.model import NpcModel, read_fusion_file
-    from npc_export.onnx_export import export_model
-    from npc_export.scenes import write_split
-    from npc_export.train import TrainConfig, train
+    from npc_export.build.onnx_export import export_model
+    from npc_export.data.datasets import Dataset, write_builtin_meta
+    from npc_export.data.dialogue_data import DialogueItem, training_personas
+    from npc_export.data.splits import write_split
+    from npc_export.model.decoder import folder_fingerprint
+    from npc_export.model.reference import NpcModel, read_fusion_file
+    from npc_export.train.train import TrainConfig, train
 
     from npc_sdk.runtime.conversation import Conversation
     from npc_sdk.runtime.generation import GenerationConfig
@@ -341,7 +341,7 @@ def test_history_stored_under_another_decoder_keeps_its_words_and_drops_its_vect
 def test_a_decoder_too_big_for_one_protobuf_keeps_its_weights_beside_the_graph(tmp_path, monkeypatch):
     """Past 2 GiB a graph cannot be one file (about 450M fp32 parameters): the weights go to decoder.onnx.data,
     the manifest lists and hashes it, and the runtime reads it. Shown on a tiny decoder with the bar lowered."""
-    from npc_export import onnx_export
+    from npc_export.build import onnx_export
 
     monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 1)
     checkpoint = tiny_qwen2(tmp_path / "tiny-qwen2")

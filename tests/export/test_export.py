@@ -81,7 +81,7 @@ def test_fp32_has_no_prefill_graph(exported_fp32):
 
 
 def test_export_is_reproducible(model, exported_int4, tmp_path):
-    from npc_export.onnx_export import export_model
+    from npc_export.build.onnx_export import export_model
 
     again = export_model(tmp_path / "again", "int4", model=model, log=lambda _m: None)
     first = json.loads((exported_int4 / "manifest.json").read_text())
@@ -91,7 +91,7 @@ def test_export_is_reproducible(model, exported_int4, tmp_path):
 
 
 def test_fp32_matches_the_reference(model, exported_fp32):
-    from npc_export.verify import verify_folder
+    from npc_export.build.verify import verify_folder
 
     report = verify_folder(exported_fp32, reference=model, log=lambda _m: None)
     assert report["failures"] == []
@@ -101,7 +101,7 @@ def test_fp32_matches_the_reference(model, exported_fp32):
 
 
 def test_int4_stays_close_in_perplexity(model, exported_int4):
-    from npc_export.verify import verify_folder
+    from npc_export.build.verify import verify_folder
 
     report = verify_folder(exported_int4, reference=model, log=lambda _m: None)
     assert report["perplexity_relative_change"] <= 0.10, report

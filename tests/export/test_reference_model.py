@@ -100,7 +100,7 @@ def test_shapes_and_dtypes_of_v_I_v_T_v_R_and_prefix(model):
 
 
 def test_untrained_fusion_is_gated_to_zero(model):
-    from npc_export.model import load_fusion
+    from npc_export.model.reference import load_fusion
 
     untrained, info = load_fusion(model.decoder, None, committed_weights=False)
     assert not info.trained and "untrained" in info.describe()
@@ -148,7 +148,7 @@ def test_opened_gate_makes_the_prefix_depend_on_image_text_and_role(model):
 
 
 def test_prefix_off_reproduces_the_plain_lm_token_for_token(model):
-    from npc_export.decoder import converted_dir
+    from npc_export.model.decoder import converted_dir
     from transformers import AutoTokenizer
 
     hf_tok = AutoTokenizer.from_pretrained(str(converted_dir()))

@@ -6,22 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from npc_export.datasets import Dataset, DatasetError, builtin_vocabulary
-from npc_export.scenes import (
-    ASPECTS,
-    HELDOUT_FAMILIES,
-    STYLES,
-    Op,
-    Plan,
-    Sprites,
-    _AspectTable,
-    arcade_wheel,
-    compose,
-    generate,
-    has_reserved_pair,
-    render,
-    rerender,
-)
+from npc_export.data.compose import ASPECTS, STYLES, Op, Plan, compose
+from npc_export.data.datasets import Dataset, DatasetError
+from npc_export.data.render import render
+from npc_export.data.splits import HELDOUT_FAMILIES, generate, has_reserved_pair, rerender
+from npc_export.data.sprites import AspectTable, Sprites, arcade_wheel
+from npc_export.model.vocabulary import builtin_vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +45,7 @@ def test_families_aspects_and_scales_cover_what_games_send(sprites):
 
 def test_each_label_is_measured_on_the_pixels(sprites):
     """Removing a labelled thing from the plan changes pixels inside the box it was drawn in, and nowhere else."""
-    table = _AspectTable(sprites)
+    table = AspectTable(sprites)
     checked = 0
     for seed in range(8):
         plan = compose("side", "16:9", seed, aspect_of=table, avoid_pairs=True)

@@ -6,16 +6,16 @@ import json
 
 import numpy as np
 import pytest
-from npc_export.dialogue_data import DialogueItem, judge, trim_to_sentence
-from npc_export.metrics import (
+from npc_export.data.dialogue_data import DialogueItem, judge, trim_to_sentence
+from npc_export.data.scene_lexicon import mentioned_categories, repeats_itself
+from npc_export.eval.metrics import (
     distinct_n,
     is_grounded,
     is_hallucinating,
     names_a_thing_present,
     persona_predictions,
-    repeats_itself,
 )
-from npc_export.scene_lexicon import TAG_WORDS, mentioned_categories
+from npc_export.model.vocabulary import TAG_WORDS
 
 
 def test_the_lexicon_finds_whole_words_in_any_case():
@@ -54,8 +54,8 @@ def test_metrics_on_hand_written_replies():
 
 @pytest.fixture(scope="module")
 def tiny_scenes(tmp_path_factory):
-    from npc_export.datasets import Dataset, write_builtin_meta
-    from npc_export.scenes import write_split
+    from npc_export.data.datasets import Dataset, write_builtin_meta
+    from npc_export.data.splits import write_split
 
     folder = tmp_path_factory.mktemp("scenes")
     write_split(folder, 6, "train", seed=9, log=lambda _m: None)
@@ -68,9 +68,9 @@ def tiny_scenes(tmp_path_factory):
 def test_training_steps_lower_the_loss_and_resume_from_a_checkpoint(model, tiny_scenes, tmp_path):
     import copy
 
-    from npc_export.dialogue_data import training_personas
-    from npc_export.grounding import HeadConfig
-    from npc_export.train import TrainConfig, train
+    from npc_export.data.dialogue_data import training_personas
+    from npc_export.train.grounding import HeadConfig
+    from npc_export.train.train import TrainConfig, train
 
     pictures = tiny_scenes.split("train")
     personas = training_personas()[:2]
@@ -107,7 +107,7 @@ def test_training_steps_lower_the_loss_and_resume_from_a_checkpoint(model, tiny_
         assert np.mean(losses[-5:]) < 0.95 * np.mean(losses[:5])
         for name in ("fusion.safetensors", "decoder_lora.safetensors", "loss_curve.png"):
             assert (tmp_path / "run" / name).is_file()
-        from npc_export.model import read_fusion_file
+        from npc_export.model.reference import read_fusion_file
 
         _, tags, _ = read_fusion_file(tmp_path / "run" / "fusion.safetensors")
         assert [t.name for t in tags] == list(
@@ -122,10 +122,10 @@ def test_training_steps_lower_the_loss_and_resume_from_a_checkpoint(model, tiny_
 def test_a_studio_dataset_with_its_own_tags_trains_a_head_that_names_them(tmp_path):
     """Pictures an engine could write (coloured shapes here) with tags of the studio's own: a few hundred steps
     of the head, and it names them on pictures it never saw."""
-    from npc_export.datasets import Dataset
-    from npc_export.grounding import HeadConfig
-    from npc_export.model import NpcModel
-    from npc_export.train import train_grounding
+    from npc_export.data.datasets import Dataset
+    from npc_export.model.reference import NpcModel
+    from npc_export.train.grounding import HeadConfig
+    from npc_export.train.train import train_grounding
     from PIL import Image, ImageDraw
 
     vocab = {"lantern": ("lantern", "lanterns"), "banner": ("banner",), "well": ("well", "wells")}
@@ -172,7 +172,7 @@ def test_a_studio_dataset_with_its_own_tags_trains_a_head_that_names_them(tmp_pa
 
 def test_lora_adapters_merge_into_the_weights_they_were_trained_on(tmp_path):
     import torch
-    from npc_export.lora import add_lora, merge_lora_file, remove_lora, save_lora
+    from npc_export.model.lora import add_lora, merge_lora_file, remove_lora, save_lora
     from torch import nn
 
     class Attn(nn.Module):

@@ -1,4 +1,4 @@
-"""decoder_prefill.onnx: the integer-GEMM graph an int4 export prefills with (export/quantize.py).
+"""decoder_prefill.onnx: the integer-GEMM graph an int4 export prefills with (export/build/quantize.py).
 
 What it must keep: a position's result does not depend on how the prefill was cut or what else shared the call
 (so a server that batches and chunks gives what a single Conversation gives), it runs only for prefills, and it

@@ -1,4 +1,4 @@
-"""Training screenshots: game scenes composed from Kenney's CC0 sprites in the arcade wheel, with exact labels.
+"""The plan of a scene (what to draw, in order), composed from a family, an aspect and a seed.
 
 Each scene belongs to a composition family, a layout style at an aspect ratio:
 
@@ -13,57 +13,23 @@ at 4:3, 16:10, 16:9 or 21:9. Sprites range from tiny (a twentieth of the frame's
 things overlap and are partly hidden by each other, by platforms and by a HUD (bars, hearts, text, a minimap)
 drawn on top of a third of the pictures. Distractor sprites that are no category (a fly, a saw, a star, bridges,
 switches, alien ground) appear too, so the head learns what not to name.
-
-Labels are measured on the rendered pixels, not assumed from the plan: every labelled element is drawn into an
-owner buffer as well, and a thing counts as visible when at least `MIN_VISIBLE` of its opaque pixels survive
-(and at least `MIN_PIXELS` of them) and the tight box of those pixels keeps at least `MIN_CANVAS_SIDE` pixels on
-each side once the picture is letterboxed for the encoder (smaller is below what a 32-pixel grid can tell); its
-box is that tight box. Terrain and liquid count when they cover `MIN_GROUND` of the frame. The time of day is
-labelled only where the picture shows it (a sky, or the light of a top-down map).
-
-Splits:
-  train            training families, never a reserved (terrain, category) pair;
-  val              the same families and rule, another random stream: for calibrating per-tag thresholds;
-  heldout_family   the held-out families (`HELDOUT_FAMILIES`), never seen in training: the main evaluation;
-  heldout_pairs    training families, each scene with at least one reserved pair.
-A scene is recomposed from its seed (`compose`), so the labels file stays small and re-rendering is exact.
 """
 
 from __future__ import annotations
 
 import contextvars
-import hashlib
-import io
-import json
 import math
 import random
-import subprocess
-import sys
-import tempfile
-import zipfile
 import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
-
-from npc_sdk.cache import cache_dir
-from npc_sdk.runtime.images import IMAGE_HEIGHT, IMAGE_WIDTH
-from npc_sdk.runtime.scene import plural
-
-from .scene_lexicon import BY_NAME, OBJECTS
-
-ARCADE_WHEEL = "arcade==3.3.3"
-ARCADE_SHA256 = "25f4e0e5b8bcbe7a7d087c0a23b19e9f423b0c70ec00945c8712c9a3e541ebd2"
-SPRITE_ROOT = "arcade/resources/assets/images/"
+from ..model.vocabulary import BY_NAME, OBJECTS
+from .scene_lexicon import FLOATING, SPRITES
 
 STYLES = ("side", "cave", "topdown", "closeup")
 ASPECTS = {"4:3": (4, 3), "16:10": (16, 10), "16:9": (16, 9), "21:9": (21, 9)}
 WIDTHS = (512, 640, 768)
-HELDOUT_FAMILIES = (("cave", "21:9"), ("topdown", "4:3"))
-SPLITS = ("train", "val", "heldout_family", "heldout_pairs")
 STYLE_WEIGHTS = {"side": 4, "cave": 2, "topdown": 3, "closeup": 1}
 
 GROUNDS = ("grass", "snow", "sand", "stone")
@@ -73,12 +39,6 @@ SKIES = {  # top and bottom of the sky gradient
     "night": ((10, 12, 40), (34, 40, 90)),
 }
 LIGHT = {"day": (1.0, 1.0, 1.0), "dusk": (1.0, 0.82, 0.7), "night": (0.45, 0.5, 0.78)}  # applied to the world
-MIN_VISIBLE = 0.4
-MIN_PIXELS = 40
-MIN_CANVAS_SIDE = (
-    8  # a thing narrower or shorter than this in the encoder's 448x256 letterbox is too small to tell
-)
-MIN_GROUND = 0.02
 HUD_SHARE = 0.33
 
 DISTRACTORS = (
@@ -97,120 +57,6 @@ DISTRACTORS = (
 LIFE_ICONS = ("space_shooter/playerLife1_blue.png", "space_shooter/playerLife1_green.png", "items/star.png")
 DOOR, DOOR_TOP = "tiles/doorClosed_mid.png", "tiles/doorClosed_top.png"
 HUD_WORDS = ("SCORE", "LEVEL", "HP", "GOLD", "TIME", "LIVES", "XP", "QUEST", "MAP")
-
-
-# ---- labels --------------------------------------------------------------------------------------------------
-@dataclass
-class PlacedObject:
-    category: str
-    sprite: str
-    box: tuple[int, int, int, int]  # tight box of its visible pixels: x0, y0, x1, y1, top-left origin
-    visible: float = 1.0  # share of its opaque pixels left visible (not covered, not cut by the frame)
-
-
-@dataclass
-class Scene:
-    file: str
-    split: str
-    family: str  # layout style: side, cave, topdown or closeup
-    aspect: str  # 4:3, 16:10, 16:9 or 21:9
-    seed: int  # the scene is recomposed from this (see `compose`)
-    size: tuple[int, int] = (0, 0)  # width, height in pixels
-    terrain: str = ""  # the ground's terrain when enough of it is visible, else ""
-    liquid: str = ""  # lava or water when enough of it is visible, else ""
-    time: str = ""  # day, dusk or night where the picture shows it, else ""
-    hud: bool = False
-    objects: list[PlacedObject] = field(default_factory=list)  # the visible things only
-
-    @property
-    def categories(self) -> list[str]:
-        """Everything the picture holds that the lexicon names: terrain, liquid and object categories."""
-        names = {o.category for o in self.objects}
-        names |= {n for n in (self.terrain, self.liquid) if n}
-        return sorted(names)
-
-    @property
-    def object_categories(self) -> list[str]:
-        return sorted({o.category for o in self.objects})
-
-    @property
-    def tags(self) -> list[str]:
-        """What the grounding head should say: the categories, and the time of day where it shows."""
-        return self.categories + ([self.time] if self.time else [])
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "tags": self.tags}
-
-    @classmethod
-    def from_json(cls, d: dict) -> Scene:
-        objects = [
-            PlacedObject(o["category"], o["sprite"], tuple(o["box"]), o.get("visible", 1.0))
-            for o in d["objects"]
-        ]
-        return cls(
-            d["file"],
-            d["split"],
-            d.get("family", "side"),
-            d.get("aspect", "1:1"),
-            d.get("seed", 0),
-            tuple(d.get("size", (0, 0))),
-            d.get("terrain", ""),
-            d.get("liquid", ""),
-            d.get("time", ""),
-            d.get("hud", False),
-            objects,
-        )
-
-
-# ---- sprites ---------------------------------------------------------------------------------------------------
-def arcade_wheel(log: Callable[[str], None] = print) -> Path:
-    """The arcade wheel in the cache (pip download, sha256-checked; never installed)."""
-    folder = cache_dir() / "datasets" / "wheels"
-    wheel = folder / "arcade-3.3.3-py3-none-any.whl"
-    if wheel.is_file() and hashlib.sha256(wheel.read_bytes()).hexdigest() == ARCADE_SHA256:
-        return wheel
-    folder.mkdir(parents=True, exist_ok=True)
-    log(f"downloading {ARCADE_WHEEL} (Kenney CC0 sprites) into {folder}")
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--disable-pip-version-check"]
-        subprocess.run([*cmd, "-d", tmp, ARCADE_WHEEL], check=True)
-        got = next(Path(tmp).glob("arcade-*.whl"))
-        digest = hashlib.sha256(got.read_bytes()).hexdigest()
-        if digest != ARCADE_SHA256:
-            raise RuntimeError(f"{got.name}: sha256 {digest} is not the pinned {ARCADE_SHA256}")
-        got.replace(wheel)
-    return wheel
-
-
-class Sprites:
-    """Sprite PNGs read straight from the wheel, cropped to their opaque part, cached at the sizes asked for."""
-
-    def __init__(self, wheel: Path) -> None:
-        self.zip = zipfile.ZipFile(wheel)
-        self._raw: dict[str, Image.Image] = {}
-        self._cache: dict[tuple[str, int, int, bool], Image.Image] = {}
-
-    def raw(self, name: str, crop: bool = True) -> Image.Image:
-        key = name + ("#crop" if crop else "")
-        if key not in self._raw:
-            img = Image.open(io.BytesIO(self.zip.read(SPRITE_ROOT + name))).convert("RGBA")
-            box = img.getchannel("A").getbbox() if crop else None
-            self._raw[key] = img.crop(box) if box else img
-        return self._raw[key]
-
-    def get(self, name: str, width: int, height: int, *, crop: bool = True) -> Image.Image:
-        key = (name, width, height, crop)
-        if key not in self._cache:
-            if len(self._cache) > 4000:
-                self._cache.clear()
-            self._cache[key] = self.raw(name, crop).resize((width, height), Image.Resampling.BILINEAR)
-        return self._cache[key]
-
-    def fit(self, name: str, height: int) -> Image.Image:
-        """The sprite's opaque part at `height`, its aspect kept."""
-        raw = self.raw(name)
-        width = max(1, round(raw.width * height / raw.height))
-        return self.get(name, width, max(1, height))
 
 
 # ---- the plan: what to draw, in order ------------------------------------------------------------------------
@@ -339,12 +185,12 @@ def _side(rng: random.Random, plan: Plan, aspect_of: dict[str, float], avoid_pai
     ground_top = h - rows * tile
     cols = math.ceil(w / tile)
     pools = _pools(rng, plan, cols, longest=3)
-    top, fill = ("tiles/planetMid.png", "tiles/planetCenter.png") if alien else BY_NAME[plan.terrain].sprites
+    top, fill = ("tiles/planetMid.png", "tiles/planetCenter.png") if alien else SPRITES[plan.terrain]
     ground_owner = -1 if alien else TERRAIN_OWNER[plan.terrain]
     for c in range(cols):
         x = c * tile
         if c in pools:
-            liquid = BY_NAME[plan.liquid].sprites[0]
+            liquid = SPRITES[plan.liquid][0]
             plan.ops.append(Op("tile", (liquid, x, ground_top, tile, tile), TERRAIN_OWNER[plan.liquid]))
         else:
             plan.ops.append(Op("tile", (top, x, ground_top, tile, tile), ground_owner))
@@ -378,13 +224,13 @@ def _place_standing_and_flying(
     w, h = plan.size
     for cat in _pick_things(rng, rng.randint(1, 4), allowed):
         for _ in range(rng.choice((1, 1, 1, 2, 3) if cat.name == "coin" else (1, 1, 2))):
-            sprite = rng.choice(cat.sprites)
+            sprite = rng.choice(SPRITES[cat.name])
             big = rng.random() < 0.15
             sh = _sprite_height(rng, h, 0.2, 0.34) if big else round(tile * rng.uniform(0.55, 1.0))
             sw = max(1, round(sh * aspect_of.get(sprite, 1.0)))
             if cat.name == "door":  # two tiles high: drawn as the door's top and middle sprites
                 sh = 2 * sw
-            if cat.floats:
+            if cat.name in FLOATING:
                 x = rng.randrange(0, max(1, w - sw))
                 bottom = rng.randint(min(sh + 2, ground_top - 1), max(sh + 3, ground_top - tile // 2))
             else:
@@ -420,7 +266,7 @@ def _cave(rng: random.Random, plan: Plan, aspect_of: dict[str, float], avoid_pai
     pools = _pools(rng, plan, cols, longest=2)
     for c in range(cols):
         if c in pools:
-            liquid = BY_NAME[plan.liquid].sprites[0]
+            liquid = SPRITES[plan.liquid][0]
             plan.ops.append(
                 Op("tile", (liquid, c * tile, ground_top, tile, tile), TERRAIN_OWNER[plan.liquid])
             )
@@ -488,7 +334,7 @@ def _topdown(rng: random.Random, plan: Plan, aspect_of: dict[str, float], avoid_
     if plan.liquid:
         cx, cy = rng.randrange(math.ceil(w / tile)), rng.randrange(math.ceil(h / tile))
         for _ in range(rng.randint(2, 7)):  # a blob of liquid tiles
-            liquid = BY_NAME[plan.liquid].sprites[0]
+            liquid = SPRITES[plan.liquid][0]
             plan.ops.append(
                 Op("tile", (liquid, cx * tile, cy * tile, tile, tile), TERRAIN_OWNER[plan.liquid])
             )
@@ -497,7 +343,7 @@ def _topdown(rng: random.Random, plan: Plan, aspect_of: dict[str, float], avoid_
     allowed = _allowed(plan, avoid_pairs)
     for cat in _pick_things(rng, rng.randint(1, 5), allowed):
         for _ in range(rng.choice((1, 1, 2, 3))):
-            sprite = rng.choice(cat.sprites)
+            sprite = rng.choice(SPRITES[cat.name])
             sh = _sprite_height(rng, h, 0.07, 0.3)
             sw = max(1, round(sh * aspect_of.get(sprite, 1.0)))
             x, y = rng.randrange(0, max(1, w - sw)), rng.randrange(0, max(1, h - sh))
@@ -532,7 +378,7 @@ def _closeup(rng: random.Random, plan: Plan, aspect_of: dict[str, float], avoid_
         plan.ops.append(Op("gradient", (SKIES["day"][0], SKIES["day"][1])))
         plan.terrain = rng.choice(GROUNDS)
         tile = round(h / 3)
-        top, fill = BY_NAME[plan.terrain].sprites
+        top, fill = SPRITES[plan.terrain]
         for c in range(math.ceil(w / tile)):
             plan.ops.append(
                 Op("tile", (top, c * tile, h - 2 * tile, tile, tile), TERRAIN_OWNER[plan.terrain])
@@ -550,7 +396,7 @@ def _closeup(rng: random.Random, plan: Plan, aspect_of: dict[str, float], avoid_
     allowed = _allowed(plan, avoid_pairs)
     things = _pick_things(rng, rng.choice((1, 1, 2)), allowed)
     for i, cat in enumerate(things):
-        sprite = rng.choice(cat.sprites)
+        sprite = rng.choice(SPRITES[cat.name])
         sh = round(h * rng.uniform(0.3, 0.55))
         sw = max(1, round(sh * aspect_of.get(sprite, 1.0)))
         cx = w // 2 if len(things) == 1 else (w // 3 if i == 0 else 2 * w // 3)
@@ -621,139 +467,6 @@ def _hud(rng: random.Random, plan: Plan) -> None:
             )
 
 
-# ---- rendering -----------------------------------------------------------------------------------------------
-_FONTS: dict[int, ImageFont.ImageFont | ImageFont.FreeTypeFont] = {}
-
-
-def _font(size: int):
-    if size not in _FONTS:
-        _FONTS[size] = ImageFont.load_default(size=size)
-    return _FONTS[size]
-
-
-def render(plan: Plan, sprites: Sprites) -> tuple[Image.Image, dict]:
-    """Pixels of the plan, and what is measurably visible in them (objects with boxes, terrain, liquid)."""
-    w, h = plan.size
-    canvas = Image.new("RGBA", (w, h), (0, 0, 0, 255))
-    owners = np.zeros((h, w), dtype=np.int32)
-    totals: dict[int, int] = {}
-
-    def paste(img: Image.Image, x: int, y: int, owner: int) -> None:
-        canvas.alpha_composite(img, (x, y)) if x >= 0 and y >= 0 else canvas.paste(img, (x, y), img)
-        if owner == 0:
-            return
-        alpha = np.asarray(img.getchannel("A")) > 127
-        if owner > 0:
-            totals[owner] = totals.get(owner, 0) + int(alpha.sum())
-        ys, xs = slice(max(0, y), min(h, y + img.height)), slice(max(0, x), min(w, x + img.width))
-        if ys.stop <= ys.start or xs.stop <= xs.start:
-            return  # entirely outside the frame
-        sub = alpha[ys.start - y : ys.stop - y, xs.start - x : xs.stop - x]
-        owners[ys, xs][sub] = max(owner, 0)
-
-    for op in plan.ops + plan.hud_ops:
-        k, a = op.kind, op.args
-        if k == "gradient":
-            (r0, g0, b0), (r1, g1, b1) = a
-            t = np.linspace(0.0, 1.0, h)[:, None]
-            grad = np.stack([r0 + (r1 - r0) * t, g0 + (g1 - g0) * t, b0 + (b1 - b0) * t], axis=-1)
-            grad = np.broadcast_to(grad, (h, w, 3)).astype(np.uint8)  # astype copies: writable
-            canvas = Image.fromarray(np.dstack([grad, np.full((h, w), 255, np.uint8)]), "RGBA").copy()
-            owners[:] = 0
-        elif k == "stars":
-            n, seed = a
-            srng = random.Random(seed)
-            px = canvas.load()
-            for _ in range(n):
-                px[srng.randrange(w), srng.randrange(max(1, h * 2 // 3))] = (235, 235, 200, 255)
-        elif k in ("sprite", "tile"):
-            if k == "tile":
-                name, x, y, tw, th = a
-                img = sprites.get(name, tw, th, crop=False)
-            else:
-                name, x0, y0, x1, y1 = a
-                x, y = x0, y0
-                if name == DOOR and (y1 - y0) > 1.5 * (x1 - x0):
-                    half = (y1 - y0) // 2
-                    paste(sprites.get(DOOR_TOP, x1 - x0, half, crop=False), int(x0), int(y0), op.owner)
-                    paste(
-                        sprites.get(DOOR, x1 - x0, y1 - y0 - half, crop=False),
-                        int(x0),
-                        int(y0) + half,
-                        op.owner,
-                    )
-                    continue
-                img = sprites.get(name, max(1, x1 - x0), max(1, y1 - y0))
-            paste(img, int(x), int(y), op.owner)
-        elif k == "poly":
-            pts, colour = a
-            ImageDraw.Draw(canvas).polygon([(float(px), float(py)) for px, py in pts], fill=(*colour, 255))
-        elif k == "ellipse":
-            box, colour = a
-            ImageDraw.Draw(canvas).ellipse(box, fill=(*colour, 255))
-        elif k == "rect":
-            box, fill, outline, width = a
-            ImageDraw.Draw(canvas).rectangle(
-                box, fill=(*fill, 255), outline=(*outline, 255) if outline else None, width=width
-            )
-            if op.owner:
-                x0, y0, x1, y1 = (int(v) for v in box)
-                owners[max(0, y0) : max(0, y1 + 1), max(0, x0) : max(0, x1 + 1)] = 0
-        elif k == "heart":
-            (x0, y0, x1, y1), colour = a
-            d = ImageDraw.Draw(canvas)
-            r = (x1 - x0) / 4
-            d.ellipse((x0, y0, x0 + 2 * r, y0 + 2 * r), fill=(*colour, 255))
-            d.ellipse((x1 - 2 * r, y0, x1, y0 + 2 * r), fill=(*colour, 255))
-            d.polygon([(x0, y0 + r), (x1, y0 + r), ((x0 + x1) / 2, y1)], fill=(*colour, 255))
-            owners[max(0, int(y0)) : int(y1) + 1, max(0, int(x0)) : int(x1) + 1] = 0
-        elif k == "text":
-            (tx, ty), text, colour, size = a
-            d = ImageDraw.Draw(canvas)
-            font = _font(size)
-            d.text((tx, ty), text, fill=(*colour, 255), font=font)
-            bbox = d.textbbox((tx, ty), text, font=font)
-            owners[max(0, int(bbox[1])) : int(bbox[3]) + 1, max(0, int(bbox[0])) : int(bbox[2]) + 1] = 0
-        elif k == "shade":
-            (f,) = a
-            arr = np.asarray(canvas).astype(np.float32)
-            arr[..., :3] *= f
-            canvas = Image.fromarray(arr.astype(np.uint8), "RGBA")
-        elif k == "light":
-            (time,) = a
-            arr = np.asarray(canvas).astype(np.float32)
-            arr[..., :3] *= np.asarray(LIGHT[time], dtype=np.float32)
-            canvas = Image.fromarray(arr.astype(np.uint8), "RGBA")
-        elif k == "blur":
-            canvas = canvas.filter(ImageFilter.GaussianBlur(a[0]))
-
-    counts = np.bincount(owners.ravel(), minlength=max(TERRAIN_OWNER.values()) + 1)
-    frame = w * h
-    objects = []
-    for i, (category, sprite) in enumerate(plan.objects, start=1):
-        seen = int(counts[i]) if i < counts.size else 0
-        total = totals.get(i, 0)
-        if total and seen >= MIN_PIXELS and seen / total >= MIN_VISIBLE:
-            ys, xs = np.nonzero(owners == i)
-            box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-            if big_enough(box, plan.size):
-                objects.append(PlacedObject(category, sprite, box, round(seen / total, 3)))
-    terrain = (
-        plan.terrain if plan.terrain and counts[TERRAIN_OWNER[plan.terrain]] >= MIN_GROUND * frame else ""
-    )
-    liquid = (
-        plan.liquid if plan.liquid and counts[TERRAIN_OWNER[plan.liquid]] >= MIN_GROUND / 2 * frame else ""
-    )
-    labels = {"objects": objects, "terrain": terrain, "liquid": liquid, "time": plan.time, "hud": plan.hud}
-    return canvas.convert("RGB"), labels
-
-
-def big_enough(box: tuple[int, int, int, int], size: tuple[int, int]) -> bool:
-    """Whether a visible box stays at least MIN_CANVAS_SIDE pixels on each side in the encoder's letterbox."""
-    scale = min(IMAGE_WIDTH / size[0], IMAGE_HEIGHT / size[1])
-    return min(box[2] - box[0], box[3] - box[1]) * scale >= MIN_CANVAS_SIDE
-
-
 # ---- splits ----------------------------------------------------------------------------------------------------
 def _bucket(key: str, modulo: int) -> int:
     return zlib.crc32(key.encode()) % modulo
@@ -762,141 +475,3 @@ def _bucket(key: str, modulo: int) -> int:
 def is_reserved_pair(terrain: str, category: str) -> bool:
     """(terrain, category) combinations that only the heldout_pairs split shows."""
     return _bucket(f"pair:{terrain}:{category}", 4) == 0
-
-
-def families(split: str) -> list[tuple[str, str]]:
-    every = [(s, a) for s in STYLES for a in ASPECTS]
-    if split == "heldout_family":
-        return list(HELDOUT_FAMILIES)
-    return [f for f in every if f not in HELDOUT_FAMILIES]
-
-
-def has_reserved_pair(scene: Scene) -> bool:
-    grounds = [g for g in (scene.terrain, scene.liquid) if g]
-    return any(is_reserved_pair(g, c) for g in grounds for c in scene.object_categories)
-
-
-def generate(n: int, split: str, seed: int, sprites: Sprites) -> Iterator[tuple[Scene, Image.Image]]:
-    """`n` rendered scenes of one split with their labels, the same for the same seed."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    rng = random.Random(f"npc-scenes-v2:{seed}:{split}")
-    fams = families(split)
-    weights = [STYLE_WEIGHTS[s] for s, _ in fams]
-    aspect_of = _AspectTable(sprites)
-    made = tries = 0
-    while made < n:
-        tries += 1
-        if tries > 50 * n + 100:
-            raise RuntimeError(f"could not compose {n} {split} scenes")
-        family, aspect = rng.choices(fams, weights)[0]
-        scene_seed = rng.randrange(1 << 31)
-        plan = compose(family, aspect, scene_seed, aspect_of=aspect_of, avoid_pairs=split in ("train", "val"))
-        image, labels = render(plan, sprites)
-        # most screenshots arrive as JPEG at some quality; a fifth stay PNG
-        ext = ".png" if rng.random() < 0.2 else ".jpg"
-        scene = Scene(
-            f"{split}_{made:05d}{ext}",
-            split,
-            family,
-            aspect,
-            scene_seed,
-            plan.size,
-            labels["terrain"],
-            labels["liquid"],
-            labels["time"],
-            labels["hud"],
-            labels["objects"],
-        )
-        if not scene.objects:
-            continue
-        if split == "heldout_pairs" and not has_reserved_pair(scene):
-            continue
-        if split in ("train", "val") and has_reserved_pair(scene):
-            continue  # a plan without reserved pairs can still end up with one after occlusion: never
-        made += 1
-        yield scene, image
-
-
-class _AspectTable(dict):
-    """width / height of each sprite's opaque part, read on first use."""
-
-    def __init__(self, sprites: Sprites) -> None:
-        super().__init__()
-        self.sprites = sprites
-
-    def get(self, name: str, default: float = 1.0) -> float:  # type: ignore[override]
-        if name not in self:
-            raw = self.sprites.raw(name)
-            self[name] = raw.width / raw.height
-        return self[name]
-
-
-def rerender(scene: Scene, sprites: Sprites) -> Image.Image:
-    """The picture of a labelled scene, from its family, aspect and seed."""
-    avoid = scene.split in ("train", "val")
-    plan = compose(scene.family, scene.aspect, scene.seed, aspect_of=_AspectTable(sprites), avoid_pairs=avoid)
-    return render(plan, sprites)[0]
-
-
-# ---- words ---------------------------------------------------------------------------------------------------
-def describe(scene: Scene) -> str:
-    """The scene in words, for the teacher (it reads text; the student sees pixels)."""
-    counts: dict[str, int] = {}
-    for obj in scene.objects:
-        counts[obj.category] = counts.get(obj.category, 0) + 1
-    things = [f"{'a' if n == 1 else n} {name if n == 1 else plural(name)}" for name, n in counts.items()]
-    parts = []
-    if scene.terrain:
-        parts.append(f"{scene.terrain} ground" + (f" with {scene.liquid}" if scene.liquid else ""))
-    elif scene.liquid:
-        parts.append(scene.liquid)
-    if scene.time:
-        parts.append({"day": "in daylight", "dusk": "at dusk", "night": "at night"}[scene.time])
-    listing = ", ".join(things[:-1]) + (" and " if len(things) > 1 else "") + things[-1]
-    return (", ".join(parts) + "; " if parts else "") + f"you can see {listing}"
-
-
-# ---- files ---------------------------------------------------------------------------------------------------
-def write_split(out: Path, n: int, split: str, seed: int, log: Callable[[str], None] = print) -> Path:
-    """Render `n` scenes of `split` into out/images and write their labels to out/<split>.jsonl.
-
-    The labels file is the dataset format of docs/training.md (file, tags, boxes), with the generator's own
-    fields beside them. Resumable: pictures already written with their labels are kept.
-    """
-    sprites = Sprites(arcade_wheel(log))
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    labels = out / f"{split}.jsonl"
-    partial = labels.with_suffix(".jsonl.partial")
-    done = partial.read_text().splitlines() if partial.is_file() else []
-    with partial.open("a") as f:
-        for i, (scene, image) in enumerate(generate(n, split, seed, sprites)):
-            if i < len(done):
-                continue
-            if scene.file.endswith(".jpg"):
-                image.save(out / "images" / scene.file, quality=75 + scene.seed % 21)
-            else:
-                image.save(out / "images" / scene.file, compress_level=3)
-            f.write(json.dumps(scene_record(scene)) + "\n")
-            f.flush()
-            if (i + 1) % 200 == 0 or i + 1 == n:
-                log(f"  {split}: {i + 1}/{n} scenes")
-    partial.replace(labels)
-    return labels
-
-
-def scene_record(scene: Scene) -> dict:
-    """One line of a labels file: the studio dataset fields (file, tags, boxes) and the generator's own."""
-    return {
-        "file": scene.file,
-        "tags": scene.tags,
-        "boxes": [{"tag": o.category, "box": list(o.box)} for o in scene.objects],
-        **{k: v for k, v in scene.to_json().items() if k not in ("file", "tags")},
-    }
-
-
-def read_split(folder: Path, split: str) -> list[Scene]:
-    path = folder / f"{split}.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no {split} scenes; run `npc-sdk data scenes --out {folder}` first")
-    return [Scene.from_json(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]

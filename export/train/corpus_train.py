@@ -27,9 +27,9 @@ from npc_sdk.personas.prompt import Turn, persona_block, turn_context
 from npc_sdk.runtime.actions import action_note
 from npc_sdk.runtime.scene import SceneEntity, merge
 
-from .corpus import CorpusItem
-from .corpus_scenes import open_picture, render_corpus_scenes
-from .model import NpcModel
+from ..data.corpus import CorpusItem
+from ..data.corpus_scenes import open_picture, render_corpus_scenes
+from ..model.reference import NpcModel
 from .train import TrainConfig, _word_starts, optimise
 
 Segment = list[int] | int  # token ids, or the index of a (line, picture) whose prefix vectors go there

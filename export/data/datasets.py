@@ -27,25 +27,13 @@ from typing import Any
 
 from npc_sdk.runtime.scene import plural
 
-from .scene_lexicon import CATEGORIES, TIMES
+from ..model.vocabulary import TagInfo, builtin_vocabulary
 
-TIME_WORDS = {
-    "day": ("day", "daylight", "sunny", "sunshine"),
-    "dusk": ("dusk", "sunset", "evening", "twilight"),
-    "night": ("night", "dark", "moonlight", "stars"),
-}
 SPLIT_NAMES = ("train", "val", "test", "heldout_family", "heldout_pairs")
 
 
 class DatasetError(ValueError):
     """A dataset file is wrong; the message says file:line: field: what."""
-
-
-@dataclass(frozen=True)
-class TagInfo:
-    name: str  # the label in the JSONL, and the word the decoder is told
-    words: tuple[str, ...]  # words that count as naming it (lexicon), any case, singular or plural as listed
-    kind: str = "thing"  # thing | terrain | time: how the scene note phrases it
 
 
 @dataclass
@@ -54,12 +42,6 @@ class Picture:
     tags: list[str]
     boxes: list[tuple[str, tuple[int, int, int, int]]] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)  # the whole JSON line
-
-
-def builtin_vocabulary() -> list[TagInfo]:
-    """The Kenney scenes' tags: 27 object categories, 6 terrains, 3 times of day."""
-    tags = [TagInfo(c.name, c.words, "terrain" if c.kind == "terrain" else "thing") for c in CATEGORIES]
-    return tags + [TagInfo(t, TIME_WORDS[t], "time") for t in TIMES]
 
 
 @dataclass

@@ -43,8 +43,11 @@ from npc_sdk.personas.persona import Persona
 from npc_sdk.personas.prompt import persona_block, turn_context
 from npc_sdk.runtime.scene import SceneEntity, merge
 
-from .datasets import Dataset, Picture, TagInfo
-from .dialogue_data import DialogueItem
+from ..data.datasets import Dataset, Picture
+from ..data.dialogue_data import DialogueItem
+from ..model.lora import MLP_TARGETS, TARGETS, add_lora, remove_lora, save_lora
+from ..model.reference import NpcModel, save_fusion
+from ..model.vocabulary import TagInfo
 from .grounding import (
     FeatureCache,
     HeadConfig,
@@ -57,8 +60,6 @@ from .grounding import (
     labels_matrix,
     train_head,
 )
-from .lora import MLP_TARGETS, TARGETS, add_lora, remove_lora, save_lora
-from .model import NpcModel, save_fusion
 
 
 @dataclass
@@ -546,7 +547,7 @@ def train(
     if "head" in stages:
         head_done = out / "head.safetensors"
         if resume and head_done.is_file():
-            from .model import read_fusion_file
+            from ..model.reference import read_fusion_file
 
             state, _, _ = read_fusion_file(head_done)
             model.fusion.load_state_dict(state)

@@ -9,24 +9,19 @@ hallucination_rate  of all replies, the share that name at least one category th
 persona_id_accuracy of all replies, the share whose role-encoder embedding is closest (cosine) to the v_R of
                     the persona that wrote it, among all personas evaluated;
 distinct_2          unique word bigrams / all word bigrams, over all replies;
-repetition_rate     the share of replies in which some word trigram occurs twice.
+repetition_rate     the share of replies in which some word trigram occurs twice (scene_lexicon.repeats_itself).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
-from .scene_lexicon import OBJECTS, mentioned_categories
+from ..data.scene_lexicon import mentioned_categories, words
+from ..model.vocabulary import OBJECTS
 
-THING_NAMES = frozenset(o if isinstance(o, str) else o.name for o in OBJECTS)
-WORD = re.compile(r"[a-z0-9']+")
-
-
-def words(text: str) -> list[str]:
-    return WORD.findall(text.lower())
+THING_NAMES = frozenset(o.name for o in OBJECTS)
 
 
 def is_grounded(reply: str, present: Sequence[str]) -> bool:
@@ -44,12 +39,6 @@ def is_hallucinating(reply: str, present: Sequence[str]) -> bool:
 def distinct_n(replies: Sequence[str], n: int = 2) -> float:
     grams = [tuple(w[i : i + n]) for w in map(words, replies) for i in range(len(w) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
-
-
-def repeats_itself(reply: str, n: int = 3) -> bool:
-    w = words(reply)
-    grams = [tuple(w[i : i + n]) for i in range(len(w) - n + 1)]
-    return len(grams) != len(set(grams))
 
 
 def persona_predictions(reply_vectors: np.ndarray, persona_vectors: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from pathlib import Path
 from npc_sdk.personas.persona import Persona
 from npc_sdk.runtime.critic import CriticWeights, ReplyCritic, fit_weights
 
-LABELS = Path(__file__).resolve().parent.parent / "corpus" / "labels"
+LABELS = Path(__file__).resolve().parents[2] / "corpus" / "labels"
 FAILS = ("coherent", "answers", "in_character", "true_to_view")
 TARGET_PRECISION = 0.9  # asked of the training part when choosing the threshold; the goal is 0.85 held out
 

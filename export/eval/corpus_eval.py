@@ -30,8 +30,9 @@ from npc_sdk.runtime.conversation import Conversation
 from npc_sdk.runtime.generation import GenerationConfig
 from npc_sdk.runtime.scene import SceneEntity
 
-from .corpus import CorpusItem
-from .corpus_scenes import open_picture, render_corpus_scenes
+from ..data.corpus import CorpusItem
+from ..data.corpus_scenes import open_picture, render_corpus_scenes
+from ..data.scene_lexicon import repeats_itself
 from .metrics import (
     distinct_n,
     is_grounded,
@@ -39,7 +40,6 @@ from .metrics import (
     names_a_thing_present,
     persona_predictions,
     rate,
-    repeats_itself,
 )
 
 VARIANTS = ("default", "single", "no_bias", "no_prefix")

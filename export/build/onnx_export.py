@@ -28,9 +28,9 @@ from npc_sdk.runtime.model_folder import FORMAT_VERSION, MANIFEST, PRECISIONS
 from npc_sdk.runtime.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS
 from npc_sdk.weights import DECODER, IMAGE_ENCODER, TEXT_ENCODER, local_path, sha256_file
 
-from .fusion import CoAttentionFusion
-from .model import NpcModel
-from .onnx_decoder import OPSET, build_decoder, dims_from_config, io_names
+from ..model.fusion import CoAttentionFusion, FusionConfig
+from ..model.reference import NpcModel
+from .onnx_decoder import OPSET, DecoderDims, build_decoder, dims_from_config, io_names
 from .quantize import quantize_decoder, quantize_prefill
 
 ENCODER_OPSET = 17  # the torch exporter's well-trodden opset for the encoders and fusion
@@ -140,7 +140,41 @@ def export_model(
 
 
 def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[str], None]) -> dict:
-    fcfg = model.fusion.cfg
+    """Write every file of the folder and return its manifest (the caller writes manifest.json)."""
+    _export_encoders(folder, model, log)
+    log(f"[4/5] decoder -> decoder.onnx ({precision})")
+    dims = _export_decoder(folder, model, precision, log)
+    log("[5/5] embeddings, tokenizers, manifest")
+    table = _write_embeddings_and_tokenizers(folder, model, precision)
+    files = sorted(p.name for p in folder.iterdir() if p.is_file())
+    return {
+        "format": "npc-sdk-model",
+        "format_version": FORMAT_VERSION,
+        "precision": precision,
+        "opset": {"decoder": OPSET, "encoders": ENCODER_OPSET},
+        "producer": _producer(),
+        "sources": _sources(model),
+        "fusion": _fusion_section(model),
+        "decoder": _decoder_section(model, dims),
+        "preprocessing": _preprocessing(),
+        "model": {
+            **_encoder_components(model.fusion.cfg, dims),
+            **_decoder_components(dims, precision),
+            "embeddings": {
+                "filename": "embeddings.npy",
+                "dtype": str(table.dtype),
+                "shape": list(table.shape),
+            },
+            "tokenizer": {"filename": "tokenizer.json"},
+            "text_tokenizer": {"filename": "text_tokenizer.json"},
+        },
+        "search": {k: v for k, v in GenerationConfig().__dict__.items() if k not in ("seed", "stop")},
+        "files": {name: sha256_file(folder / name) for name in files},
+    }
+
+
+def _export_encoders(folder: Path, model: NpcModel, log: Callable[[str], None]) -> None:
+    """image_encoder.onnx, text_encoder.onnx (v_T and v_R) and fusion.onnx, by the torch exporter."""
     log("[1/5] image encoder -> image_encoder.onnx")
     _torch_export(
         model.image_encoder,
@@ -167,7 +201,11 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
     )
     log("[3/5] fusion -> fusion.onnx")
     export_fusion(model.fusion, folder / "fusion.onnx")
-    log(f"[4/5] decoder -> decoder.onnx ({precision})")
+
+
+def _export_decoder(folder: Path, model: NpcModel, precision: str, log: Callable[[str], None]) -> DecoderDims:
+    """decoder.onnx built op by op from the weights (onnx_decoder.py), quantised, and the prefill graph beside it
+    for int8 and int4; returns the decoder's dimensions."""
     lm = model.decoder.lm
     dims = dims_from_config(lm.config, MAX_POSITIONS)
     state = {k: v.detach().float().numpy() for k, v in lm.state_dict().items()}
@@ -178,14 +216,31 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
         save_decoder(quantize_prefill(graph), folder / PREFILL_FILE)
         graph = quantize_decoder(graph, bits=8 if precision == "int8" else 4)
     save_decoder(graph, folder / "decoder.onnx")
-    del graph
+    return dims
 
-    log("[5/5] embeddings, tokenizers, manifest")
+
+def _write_embeddings_and_tokenizers(folder: Path, model: NpcModel, precision: str) -> np.ndarray:
+    """embeddings.npy (fp16 unless fp32) and the two tokenizers; returns the embedding table written."""
     table = model.embedding_table.astype(np.float32 if precision == "fp32" else np.float16)
     np.save(folder / "embeddings.npy", table)
-    source = model.decoder.source
-    shutil.copyfile(source.folder / "tokenizer.json", folder / "tokenizer.json")
+    shutil.copyfile(model.decoder.source.folder / "tokenizer.json", folder / "tokenizer.json")
     shutil.copyfile(local_path(TEXT_ENCODER).parent / "tokenizer.json", folder / "text_tokenizer.json")
+    return table
+
+
+def _producer() -> dict[str, str]:
+    return {
+        "npc_sdk": __version__,
+        "torch": torch.__version__.split("+")[0],
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def _sources(model: NpcModel) -> list[dict]:
+    """The weight packages exported from (a custom decoder first, by its file and fingerprint)."""
+    source = model.decoder.source
     packages = (DECODER, TEXT_ENCODER, IMAGE_ENCODER) if source.is_default else (TEXT_ENCODER, IMAGE_ENCODER)
     sources = [
         {"package": p.package, "version": p.version, "file": f.member, "sha256": f.sha256}
@@ -194,128 +249,119 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
     ]
     if not source.is_default:
         sources.insert(0, {"decoder": source.given, "sha256": source.sha256})
+    return sources
 
+
+def _fusion_section(model: NpcModel) -> dict:
+    info = model.fusion_info
+    return {
+        "source": info.source,
+        "trained": info.trained,
+        "sha256": sha256_file(Path(info.source)) if info.trained else None,
+        "decoder_lora": info.decoder_lora,
+        "decoder_sha256": model.decoder.source.sha256,  # the decoder this fusion (and its LoRA) belongs to
+        "decoder_lora_sha256": sha256_file(Path(info.decoder_lora)) if info.decoder_lora else None,
+        "config": model.fusion.cfg.to_dict(),
+        "tags": [  # the grounding head's vocabulary: words that name each tag, calibrated threshold
+            {"name": t.name, "words": list(t.words), "kind": t.kind, "threshold": round(t.threshold, 6)}
+            for t in model.tags
+        ],
+    }
+
+
+def _decoder_section(model: NpcModel, dims: DecoderDims) -> dict:
+    source = model.decoder.source
+    return {
+        **dims.to_dict(),
+        "eos_token_id": model.decoder.eos_id,
+        "chat_format": model.decoder.chat_format.to_dict(),
+        "source": {
+            "name": source.name,
+            "given": source.given,  # the GGUF file or folder exported from; "" for the embedded default
+            "sha256": source.sha256,
+            "family": dims.family,
+            "parameters": int(sum(p.numel() for p in model.decoder.lm.parameters())),
+        },
+    }
+
+
+def _preprocessing() -> dict:
+    return {
+        "image": "letterbox",  # scaled to fit, centred on grey PAD_VALUE; nothing cropped
+        "image_width": IMAGE_WIDTH,
+        "image_height": IMAGE_HEIGHT,
+        "image_grid": list(GRID),
+        "pad_value": PAD_VALUE,
+        "pixel_mean": PIXEL_MEAN,
+        "pixel_std": PIXEL_STD,
+        "text_max_tokens": TEXT_MAX_TOKENS,
+        "role_max_tokens": ROLE_MAX_TOKENS,
+    }
+
+
+def _encoder_components(fcfg: FusionConfig, dims: DecoderDims) -> dict:
+    """The manifest's image_encoder, text_encoder and fusion entries: file, inputs and outputs with shapes."""
+    v_i = ["batch", fcfg.image_cells, fcfg.image_dim]
+    v_mid = ["batch", 4 * fcfg.image_cells, fcfg.mid_dim]
+    return {
+        "image_encoder": {
+            "filename": "image_encoder.onnx",
+            "inputs": {"pixels": ["batch", 3, IMAGE_HEIGHT, IMAGE_WIDTH]},
+            "outputs": {"v_I": v_i, "v_mid": v_mid},
+        },
+        "text_encoder": {
+            "filename": "text_encoder.onnx",
+            "inputs": {"input_ids": ["batch", "tokens"], "attention_mask": ["batch", "tokens"]},
+            "outputs": {
+                "token_states": ["batch", "tokens", fcfg.text_dim],
+                "pooled": ["batch", fcfg.text_dim],
+            },
+        },
+        "fusion": {
+            "filename": "fusion.onnx",
+            "inputs": {
+                "v_I": v_i,
+                "v_mid": v_mid,
+                "has_image": ["batch"],
+                "v_T": ["batch", "tokens", fcfg.text_dim],
+                "text_mask": ["batch", "tokens"],
+                "v_R": ["batch", fcfg.text_dim],
+            },
+            "outputs": {
+                "prefix": ["batch", fcfg.prefix_positions, dims.hidden],
+                "tag_probs": ["batch", len(fcfg.tag_words)],
+            },
+        },
+    }
+
+
+def _decoder_components(dims: DecoderDims, precision: str) -> dict:
+    """The manifest's decoder entry (I/O names in the onnxruntime-genai shape) and, for int8 and int4, the prefill
+    graph's."""
     past, present = io_names(dims.layers)
     kv = ["batch", dims.kv_heads, "max_len", dims.head_dim]
-    files = sorted(p.name for p in folder.iterdir() if p.is_file())
-    return {
-        "format": "npc-sdk-model",
-        "format_version": FORMAT_VERSION,
-        "precision": precision,
-        "opset": {"decoder": OPSET, "encoders": ENCODER_OPSET},
-        "producer": {
-            "npc_sdk": __version__,
-            "torch": torch.__version__.split("+")[0],
-            "transformers": transformers.__version__,
-            "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__,
-        },
-        "sources": sources,
-        "fusion": {
-            "source": model.fusion_info.source,
-            "trained": model.fusion_info.trained,
-            "sha256": sha256_file(Path(model.fusion_info.source)) if model.fusion_info.trained else None,
-            "decoder_lora": model.fusion_info.decoder_lora,
-            "decoder_sha256": source.sha256,  # the decoder this fusion (and its LoRA) belongs to
-            "decoder_lora_sha256": (
-                sha256_file(Path(model.fusion_info.decoder_lora)) if model.fusion_info.decoder_lora else None
-            ),
-            "config": fcfg.to_dict(),
-            "tags": [  # the grounding head's vocabulary: words that name each tag, calibrated threshold
-                {"name": t.name, "words": list(t.words), "kind": t.kind, "threshold": round(t.threshold, 6)}
-                for t in model.tags
-            ],
-        },
+    out = {
         "decoder": {
-            **dims.to_dict(),
-            "eos_token_id": model.decoder.eos_id,
-            "chat_format": model.decoder.chat_format.to_dict(),
-            "source": {
-                "name": source.name,
-                "given": source.given,  # the GGUF file or folder exported from; "" for the embedded default
-                "sha256": source.sha256,
-                "family": dims.family,
-                "parameters": int(sum(p.numel() for p in lm.parameters())),
+            "filename": "decoder.onnx",
+            "inputs": {
+                "inputs_embeds": ["batch", "seq", dims.hidden],
+                "attention_mask": ["batch", "total"],
+                "position_ids": ["batch", "seq"],
+                **{n: kv for n in past},
             },
-        },
-        "preprocessing": {
-            "image": "letterbox",  # scaled to fit, centred on grey PAD_VALUE; nothing cropped
-            "image_width": IMAGE_WIDTH,
-            "image_height": IMAGE_HEIGHT,
-            "image_grid": list(GRID),
-            "pad_value": PAD_VALUE,
-            "pixel_mean": PIXEL_MEAN,
-            "pixel_std": PIXEL_STD,
-            "text_max_tokens": TEXT_MAX_TOKENS,
-            "role_max_tokens": ROLE_MAX_TOKENS,
-        },
-        "model": {
-            "image_encoder": {
-                "filename": "image_encoder.onnx",
-                "inputs": {"pixels": ["batch", 3, IMAGE_HEIGHT, IMAGE_WIDTH]},
-                "outputs": {
-                    "v_I": ["batch", fcfg.image_cells, fcfg.image_dim],
-                    "v_mid": ["batch", 4 * fcfg.image_cells, fcfg.mid_dim],
-                },
-            },
-            "text_encoder": {
-                "filename": "text_encoder.onnx",
-                "inputs": {"input_ids": ["batch", "tokens"], "attention_mask": ["batch", "tokens"]},
-                "outputs": {
-                    "token_states": ["batch", "tokens", fcfg.text_dim],
-                    "pooled": ["batch", fcfg.text_dim],
-                },
-            },
-            "fusion": {
-                "filename": "fusion.onnx",
-                "inputs": {
-                    "v_I": ["batch", fcfg.image_cells, fcfg.image_dim],
-                    "v_mid": ["batch", 4 * fcfg.image_cells, fcfg.mid_dim],
-                    "has_image": ["batch"],
-                    "v_T": ["batch", "tokens", fcfg.text_dim],
-                    "text_mask": ["batch", "tokens"],
-                    "v_R": ["batch", fcfg.text_dim],
-                },
-                "outputs": {
-                    "prefix": ["batch", fcfg.prefix_positions, dims.hidden],
-                    "tag_probs": ["batch", len(fcfg.tag_words)],
-                },
-            },
-            "decoder": {
-                "filename": "decoder.onnx",
-                "inputs": {
-                    "inputs_embeds": ["batch", "seq", dims.hidden],
-                    "attention_mask": ["batch", "total"],
-                    "position_ids": ["batch", "seq"],
-                    **{n: kv for n in past},
-                },
-                "outputs": {"logits": ["batch", dims.vocab], **{n: kv for n in present}},
-                "past_key_names": "past_key_values.%d.key",
-                "past_value_names": "past_key_values.%d.value",
-                "present_key_names": "present.%d.key",
-                "present_value_names": "present.%d.value",
-                "kv_shared_buffer": True,
-            },
-            **(
-                {
-                    "decoder_prefill": {
-                        "filename": PREFILL_FILE,
-                        "same_io_as": "decoder",
-                        "used_for": "calls of more than one new position (a turn's prefill); decode steps use decoder",
-                        "quantization": "int8 weights per output column; int8 activations per position",
-                    }
-                }
-                if precision != "fp32"
-                else {}
-            ),
-            "embeddings": {
-                "filename": "embeddings.npy",
-                "dtype": str(table.dtype),
-                "shape": list(table.shape),
-            },
-            "tokenizer": {"filename": "tokenizer.json"},
-            "text_tokenizer": {"filename": "text_tokenizer.json"},
-        },
-        "search": {k: v for k, v in GenerationConfig().__dict__.items() if k not in ("seed", "stop")},
-        "files": {name: sha256_file(folder / name) for name in files},
+            "outputs": {"logits": ["batch", dims.vocab], **{n: kv for n in present}},
+            "past_key_names": "past_key_values.%d.key",
+            "past_value_names": "past_key_values.%d.value",
+            "present_key_names": "present.%d.key",
+            "present_value_names": "present.%d.value",
+            "kv_shared_buffer": True,
+        }
     }
+    if precision != "fp32":
+        out["decoder_prefill"] = {
+            "filename": PREFILL_FILE,
+            "same_io_as": "decoder",
+            "used_for": "calls of more than one new position (a turn's prefill); decode steps use decoder",
+            "quantization": "int8 weights per output column; int8 activations per position",
+        }
+    return out

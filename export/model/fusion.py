@@ -27,7 +27,7 @@ from torch import nn
 
 from npc_sdk.runtime.images import GRID
 
-from .scene_lexicon import TAG_WORDS
+from .vocabulary import TAG_WORDS
 
 TAG_POOL = 4.0  # sharpness of the soft maximum that pools cell scores into a picture's tag score
 

@@ -17,9 +17,12 @@ from PIL import Image
 
 from npc_sdk.cache import cache_dir
 
+from ..model.vocabulary import OBJECTS, TERRAINS, TIMES
+from .compose import WANTED, compose
 from .corpus import CorpusItem
-from .scene_lexicon import OBJECTS, TERRAINS, TIMES
-from .scenes import WANTED, Sprites, _AspectTable, arcade_wheel, compose, families, render
+from .render import render
+from .splits import families
+from .sprites import AspectTable, Sprites, arcade_wheel
 
 THINGS = frozenset(c.name for c in OBJECTS)
 MAX_TRIES = 400
@@ -36,7 +39,7 @@ def _fits(plan, terrains: set[str], time: str) -> bool:
     return not time or plan.time == time
 
 
-def picture_for(item: CorpusItem, sprites: Sprites, aspect_of: _AspectTable, split: str = "train"):
+def picture_for(item: CorpusItem, sprites: Sprites, aspect_of: AspectTable, split: str = "train"):
     """(image, tags) of a scene holding the item's things, terrain and time; None when none could be composed."""
     things = tuple(t for t in item.in_view if t in THINGS)
     terrains = {t for t in item.in_view if t in TERRAINS}
@@ -72,7 +75,7 @@ def render_corpus_scenes(
     wanted = [i for i in items if i.in_view and i.id not in index]
     if wanted:
         sprites = Sprites(arcade_wheel(log))
-        aspect_of = _AspectTable(sprites)
+        aspect_of = AspectTable(sprites)
         for n, item in enumerate(wanted, 1):
             made = picture_for(
                 item, sprites, aspect_of, "heldout_family" if item.split == "heldout" else "train"

@@ -13,7 +13,7 @@ from npc_sdk.demo import BENCH_NEW_TOKENS, DEMO_PERSONA, bench_prompt, scene_pat
 from npc_sdk.runtime.decode_loop import timed_greedy
 from npc_sdk.runtime.generation import GenerationConfig
 
-from .model import NpcModel, TorchLogitsSource
+from ..model.reference import NpcModel, TorchLogitsSource
 
 
 def _greedy_run(model: NpcModel, ids: list[int], new_tokens: int) -> tuple[float, float]:

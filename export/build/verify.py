@@ -26,7 +26,7 @@ from npc_sdk.personas.prompt import build_prompt
 from npc_sdk.runtime.images import preprocess
 from npc_sdk.runtime.onnx_model import OnnxNpcModel, SlotSource
 
-from .model import NpcModel, TorchLogitsSource
+from ..model.reference import NpcModel, TorchLogitsSource
 
 LOGITS_TOLERANCE = 1e-3
 ENCODER_TOLERANCE = 1e-3

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 
 from npc_sdk.runtime.images import preprocess
 
-from .fusion import CoAttentionFusion, pool_cells
-from .image_encoder import ImageEncoder
+from ..model.fusion import CoAttentionFusion, pool_cells
+from ..model.image_encoder import ImageEncoder
 
 
 @dataclass

@@ -27,9 +27,10 @@ from npc_sdk.personas.persona import Persona
 from npc_sdk.runtime.generation import GenerationConfig
 from npc_sdk.runtime.scene import SceneEntity
 
-from .datasets import Picture
-from .dialogue_data import SCENE_LINES, TALK_LINES
-from .grounding import head_markdown, head_metrics, labels_matrix
+from ..data.datasets import Picture
+from ..data.dialogue_data import SCENE_LINES, TALK_LINES
+from ..data.scene_lexicon import repeats_itself
+from ..train.grounding import head_markdown, head_metrics, labels_matrix
 from .metrics import (
     distinct_n,
     is_grounded,
@@ -37,7 +38,6 @@ from .metrics import (
     names_a_thing_present,
     persona_predictions,
     rate,
-    repeats_itself,
 )
 
 VARIANTS = ("trained", "no_image", "shuffled_image", "engine_facts")
@@ -222,7 +222,7 @@ def transcript_markdown(records: Sequence[dict], title: str) -> str:
     by_item: dict[tuple, dict[str, dict]] = {}
     for r in records:
         by_item.setdefault((r["scene"], r["persona"], r["line"], r["seed"]), {})[r["variant"]] = r
-    lines = [f"# {title}", "", "Variants: " + ", ".join(VARIANTS) + " (see export/evaluate.py).", ""]
+    lines = [f"# {title}", "", "Variants: " + ", ".join(VARIANTS) + " (see export/eval/evaluate.py).", ""]
     for n, variants in enumerate(by_item.values(), start=1):
         first = next(iter(variants.values()))
         seen = variants.get("trained", {}).get("seen")

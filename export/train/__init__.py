@@ -1,0 +1,1 @@
+"""Training: the grounding head (train/grounding.py), fusion and LoRA on dialogue and on the corpus."""
