@@ -303,3 +303,44 @@ def bench_cards(
     )
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return figures
+
+
+def bench_candidates(
+    folder: Path, counts: Sequence[int] = (1, 2, 4, 8), seeds: Sequence[int] = (1, 2, 3)
+) -> dict:
+    """Best of N on the demo's turns: time to the first streamed token and the critic's acceptability per N.
+
+    Each (N, seed) plays the demo script as one conversation (so later turns reuse the KV state, as a game's
+    would); with N > 1 the first token streams only once every candidate has ended, so its time is the batch's
+    whole decode. The N values alternate within each seed, so a drifting machine affects them alike."""
+    from .demo import DEMO_SCRIPT
+    from .runtime.conversation import Conversation
+
+    model = OnnxNpcModel.load(folder, slots=max(counts) + 1)
+    ttft: dict[int, list[float]] = {n: [] for n in counts}
+    ok: dict[int, list[bool]] = {n: [] for n in counts}
+    replies: dict[int, list[str]] = {n: [] for n in counts}
+    base = DEMO_PERSONA.generation_defaults()
+    _warm = Conversation(model, DEMO_PERSONA)
+    _warm.reply("Hello.", config=base.with_(max_tokens=4))  # graphs and persona KV warm before timing
+    _warm.close()
+    for seed in seeds:
+        for n in counts:
+            with Conversation(model, DEMO_PERSONA) as conv:
+                for k, line in enumerate(DEMO_SCRIPT):
+                    shot = scene_path(line.screenshot) if line.screenshot else None
+                    config = base.with_(candidates=n, seed=seed * 100 + k, max_tokens=60)
+                    done = conv.reply(line.text, screenshot=shot, scene=line.scene, config=config)
+                    verdict = model.critic.judge(
+                        line.text, DEMO_PERSONA, [done.text], [done.fluency], [done.finish_reason]
+                    )[0]
+                    ttft[n].append(done.timings.ttft_ms)
+                    ok[n].append(verdict.acceptable)
+                    replies[n].append(done.text)
+    return {
+        "turns_per_n": len(seeds) * len(DEMO_SCRIPT),
+        **{f"ttft_ms_median_n{n}": round(statistics.median(ttft[n]), 1) for n in counts},
+        **{f"ttft_ms_max_n{n}": round(max(ttft[n]), 1) for n in counts},
+        **{f"critic_acceptable_n{n}": round(sum(ok[n]) / len(ok[n]), 3) for n in counts},
+        "replies": {f"n{n}": replies[n] for n in counts},
+    }

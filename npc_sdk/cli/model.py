@@ -56,6 +56,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.json,
         )
         return 0
+    if args.candidates:
+        from ..bench import bench_candidates
+
+        counts = [int(n) for n in args.candidates.split(",")]
+        report(bench_candidates(ensure_model(args.model), counts), args.json, hide=("replies",))
+        return 0
     if args.role_words:
         from ..bench import role_word_rates
         from ..personas.persona import Persona
@@ -122,6 +128,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--peer", help="command printing a peer's figures (e.g. ../shared/bench/peer-ortgenai)")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: all cores)")
     p.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
+    p.add_argument(
+        "--candidates",
+        nargs="?",
+        const="1,2,4,8",
+        help="best of N on the demo's turns (seeds 1-3): time to the first streamed token and the critic's "
+        "acceptability for each N (default 1,2,4,8)",
+    )
     p.add_argument(
         "--role-words",
         action="store_true",

@@ -69,9 +69,9 @@ def prepare_turn(
     """Encode, fuse and render the turn, decide its action, and make its reply states.
 
     `scene` lists what the game says is in view; with a screenshot the image head's tags join it. `state` is the
-    game's key/value facts (game_state.py). `prefix` given is used as it is; `use_prefix` False leaves the fusion
-    out. `memory` holds the actions' cooldowns. Everything that can fail on bad input happens before `reuse`
-    touches the cache.
+    game's key/value facts (game_state.py). `prefix` given is used as it is; `use_prefix` False leaves the fusion's
+    prefix vectors out (a screenshot's tags still reach the note and the bias). `memory` holds the actions'
+    cooldowns. Everything that can fail on bad input happens before `reuse` touches the cache.
     """
     config = config or persona.generation_defaults()
     started = time.perf_counter() if started is None else started
@@ -83,6 +83,8 @@ def prepare_turn(
         facts = model.scene_facts(tag_probs, scene)
     elif not use_prefix:
         prefix = None
+        if screenshot is not None:  # the head still says what is in view: only the vectors are left out
+            facts = model.scene_facts(model.see(text, persona, screenshot)[1], scene)
     action, line_vector = _decide_action(model, persona, history, text, facts, game_state, memory)
     declared = {a.name: a for a in persona.actions}
     note = state_note(game_state) + (action_note(declared[action.name]) if action else "") + facts.note()
