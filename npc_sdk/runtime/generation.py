@@ -24,7 +24,9 @@ class GenerationConfig:
     seed: int | None = None  # fixes the sampler's random stream; None draws a fresh one
     stop: tuple[str, ...] = field(default_factory=tuple)  # extra stop strings (EOS always stops)
     role_word_scale: float = 1.0  # multiplies every persona role-word bonus; 0 switches the constraint off
-    scene_word_weight: float = 4.0  # logit bonus for the words of what is in view (runtime/scene.py); 0: off
+    # logit bonus for the words of what is in view (runtime/scene.py); 0: off. A nudge, no longer a push (it was
+    # 4.0): read replies were no more acceptable with it, and it forced nouns into sentences (docs/training.md)
+    scene_word_weight: float = 1.5
     absent_word_weight: float = 3.0  # logit penalty for words of what the image head is sure is not there
     candidates: int = 1  # best of N: N replies decode as one batch, the critic (runtime/critic.py) picks one
 
