@@ -90,7 +90,8 @@ def render_corpus_scenes(
             if n % 100 == 0 or n == len(wanted):
                 log(f"  corpus scenes: {n}/{len(wanted)}")
                 index_path.write_text(json.dumps(index))
-    return {k: (folder / "images" / v[0], v[1]) for k, v in index.items() if v}
+    asked = {i.id for i in items}
+    return {k: (folder / "images" / v[0], v[1]) for k, v in index.items() if v and k in asked}
 
 
 def open_picture(path: Path) -> Image.Image:

