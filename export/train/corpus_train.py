@@ -30,7 +30,7 @@ from npc_sdk.runtime.scene import SceneEntity, merge
 from ..data.corpus import CorpusItem
 from ..data.corpus_scenes import open_picture, render_corpus_scenes
 from ..model.reference import NpcModel
-from .train import TrainConfig, _word_starts, optimise
+from .train import TrainConfig, _word_starts, optimise, persona_cache, target_losses
 
 Segment = list[int] | int  # token ids, or the index of a (line, picture) whose prefix vectors go there
 
@@ -73,18 +73,9 @@ class CorpusFeatures:
         }
 
     def persona_cache(self, model: NpcModel, persona_id: str, batch: int):
-        from transformers import DynamicCache
-
-        table = model.decoder.lm.get_input_embeddings()
         # computed with the adapters as they are but without their gradient: the persona block is long and the
         # reply tokens after it carry what the adapters must learn (about half the step time saved)
-        with torch.no_grad():
-            _, cache = model.decoder(table(torch.tensor([self.persona_ids[persona_id]])))
-        layers = [
-            (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
-            for layer in cache.layers
-        ]
-        return DynamicCache(layers, config=model.decoder.lm.config)
+        return persona_cache(model, self.persona_ids[persona_id], batch, grad=False)
 
 
 def _action_for(model: NpcModel, persona: Persona, line: str):
@@ -173,25 +164,8 @@ def corpus_loss(
     length = max(r.shape[0] for r in rows)
     embeds = torch.stack([F.pad(r, (0, 0, 0, length - r.shape[0])) for r in rows])
     cache = feats.persona_cache(model, batch[0].persona_id, len(batch))
-    past = cache.get_seq_length()
-    positions = torch.arange(past, past + length).unsqueeze(0)
-    lm = model.decoder.lm
-    hidden = lm.model(
-        inputs_embeds=embeds, position_ids=positions, cache=cache, use_cache=True
-    ).last_hidden_state
-    picked = torch.cat([hidden[i, start - 1 : start - 1 + n] for i, (start, n) in enumerate(spans)])
-    logits = lm.lm_head(picked)
-    targets = torch.tensor([t for e in batch for t in e.target])
-    ce = F.cross_entropy(logits, targets)
-    probs = logits.softmax(-1)
-    ul, offset = [], 0
-    for e in batch:
-        n = len(e.target)
-        if e.absent:
-            p_absent = probs[offset : offset + n, e.absent].sum(-1).clamp(max=1 - 1e-6)
-            ul.append(-torch.log1p(-p_absent).mean())
-        offset += n
-    return ce, (torch.stack(ul).mean() if ul else torch.zeros(()))
+    ones = [[1.0] * len(e.target) for e in batch]
+    return target_losses(model, embeds, cache, spans, batch, ones, unlikelihood=True)
 
 
 def train_corpus(

@@ -175,14 +175,7 @@ class Features:
                 self.persona_kv[p.id] = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
 
     def live_cache_for(self, model: NpcModel, persona_id: str, batch: int) -> DynamicCache:
-        """The persona prompt run through the decoder as it is now (LoRA changes it), once, shared by the batch."""
-        table = model.decoder.lm.get_input_embeddings()
-        _, cache = model.decoder(table(torch.tensor([self.persona_ids[persona_id]])))
-        layers = [
-            (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
-            for layer in cache.layers
-        ]
-        return DynamicCache(layers, config=model.decoder.lm.config)
+        return persona_cache(model, self.persona_ids[persona_id], batch)
 
     def cache_for(self, persona_id: str, batch: int, config) -> DynamicCache:
         layers = [
@@ -282,8 +275,33 @@ def reply_loss(
         cache = feats.live_cache_for(model, batch[0].persona_id, len(batch))
     else:
         cache = feats.cache_for(batch[0].persona_id, len(batch), model.decoder.lm.config)
+    weights = [e.weights or [1.0] * len(e.target) for e in batch]
+    return target_losses(model, embeds, cache, spans, batch, weights, bool(unlikelihood_weight))
+
+
+def persona_cache(model: NpcModel, ids: Sequence[int], batch: int, *, grad: bool = True) -> DynamicCache:
+    """A persona prompt run through the decoder as it is now (LoRA changes it), once, shared by the batch."""
+    table = model.decoder.lm.get_input_embeddings()
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        _, cache = model.decoder(table(torch.tensor([list(ids)])))
+    layers = [
+        (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1)) for layer in cache.layers
+    ]
+    return DynamicCache(layers, config=model.decoder.lm.config)
+
+
+def target_losses(
+    model: NpcModel,
+    embeds: torch.Tensor,  # [B, T, hidden] the rows after the cached persona
+    cache: DynamicCache,
+    spans: Sequence[tuple[int, int]],  # per row: where its target starts, and how many tokens
+    batch: Sequence,  # anything with `target` and `absent` token lists
+    weights: Sequence[Sequence[float]],  # per row, per target token
+    unlikelihood: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weighted cross-entropy of the targets, unlikelihood of each row's `absent` first tokens)."""
     past = cache.get_seq_length()
-    positions = torch.arange(past, past + length).unsqueeze(0)
+    positions = torch.arange(past, past + embeds.shape[1]).unsqueeze(0)
     lm = model.decoder.lm
     # hidden states for every position, but the vocabulary projection only where a reply token is predicted
     hidden = lm.model(
@@ -292,9 +310,9 @@ def reply_loss(
     picked = torch.cat([hidden[i, start - 1 : start - 1 + n] for i, (start, n) in enumerate(spans)])
     logits = lm.lm_head(picked)
     targets = torch.tensor([t for e in batch for t in e.target])
-    weights = torch.tensor([w for e in batch for w in (e.weights or [1.0] * len(e.target))])
-    ce = (F.cross_entropy(logits, targets, reduction="none") * weights).sum() / weights.sum()
-    if not unlikelihood_weight:
+    w = torch.tensor([x for row in weights for x in row])
+    ce = (F.cross_entropy(logits, targets, reduction="none") * w).sum() / w.sum()
+    if not unlikelihood:
         return ce, torch.zeros(())
     probs = logits.softmax(-1)
     ul = []
