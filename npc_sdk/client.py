@@ -356,7 +356,7 @@ class Client:
         `state`: game facts ({"player_health": "low"}). `turn_id`: makes the turn idempotent (a retry gets the
         stored reply); with `retry`, one is made up when not given, and UNAVAILABLE is retried with it.
         `generation`: max_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop, scene_word_weight,
-        absent_word_weight, candidates (README, Python API)."""
+        absent_word_weight, candidates, max_sentences (README, Python API)."""
         turn_id = _turn_id(turn_id, retry, generation)
         request = _chat_request(session_id, text, screenshot, scene, generation, state, turn_id)
 

@@ -190,6 +190,7 @@ def config_from_proto(msg: pb.GenerationConfig, defaults: GenerationConfig) -> G
             "scene_word_weight",
             "absent_word_weight",
             "candidates",
+            "max_sentences",
         )
         if msg.HasField(name)
     }
@@ -276,7 +277,9 @@ def event_to_proto(event: ReplyEvent) -> pb.ChatEvent:
             if event.emotion
             else None,
             replayed=event.replayed,
-            candidates=[pb.Candidate(text=c.text, score=c.score, failed=list(c.failed)) for c in event.candidates],
+            candidates=[
+                pb.Candidate(text=c.text, score=c.score, failed=list(c.failed)) for c in event.candidates
+            ],
         )
     )
 

@@ -8,6 +8,7 @@ entities, its line. Variants of one model folder, same seeds:
   single       one candidate, the biases as shipped;
   no_bias      one candidate, scene-, absent- and role-word biases off;
   no_prefix    one candidate, no fusion prefix vectors (the scene note still comes from the head's tags);
+  sentences_N  one candidate, the reply ends after N sentences (sentences_0: no limit; the default is 1);
   best_of_N    N candidates, the reply critic picks one.
 
 Metrics: acceptability by the reply critic (runtime/critic.py), grounding and thing-grounding of scene lines
@@ -43,7 +44,7 @@ from .metrics import (
     rate,
 )
 
-VARIANTS = ("default", "no_bias", "no_prefix", "best_of_4")
+VARIANTS = ("default", "sentences_0", "no_bias", "no_prefix", "best_of_4")
 GOALS = {
     "acceptable": ">= 0.8 by the critic",
     "scene_grounding_acceptable": ">= 0.7",
@@ -63,6 +64,8 @@ def variant_config(name: str, base: GenerationConfig) -> tuple[GenerationConfig,
         return single.with_(scene_word_weight=0.0, absent_word_weight=0.0, role_word_scale=0.0), True
     if name == "no_prefix":
         return single, False
+    if name.startswith("sentences_") and name[10:].isdigit():  # sentences_0: no sentence limit
+        return single.with_(max_sentences=int(name[10:])), True
     if name.startswith("best_of_") and name[8:].isdigit():
         return base.with_(candidates=int(name[8:])), True
     raise ValueError(f"unknown variant {name!r} (one of {', '.join(VARIANTS)})")

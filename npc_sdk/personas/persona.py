@@ -35,6 +35,7 @@ GENERATION_KEYS = (
     "scene_word_weight",
     "absent_word_weight",
     "candidates",
+    "max_sentences",
 )
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -106,7 +107,9 @@ class Persona:
     lore_budget_tokens: int = 200  # lore text injected per turn at most
     lore_scan_turns: int = 2  # how many earlier turns (besides this line) are scanned for lore keys
     lore_recursion: int = 0  # extra passes in which injected lore text can trigger more entries (0 = off)
-    actions: list[Action] = field(default_factory=list)  # what the NPC can do in the game (personas/actions.py)
+    actions: list[Action] = field(
+        default_factory=list
+    )  # what the NPC can do in the game (personas/actions.py)
     generation: dict[str, Any] = field(default_factory=dict)  # defaults for GenerationConfig fields
     extensions: dict[str, Any] = field(
         default_factory=dict

@@ -51,7 +51,9 @@ class ReplyState:
         self.prompt_tokens = prompt_tokens
         self.cached_tokens = cached_tokens
         self.started = time.perf_counter() if started is None else started
-        self.stream = TextStream(tokenizer, config.stop, sampler.banned.words if sampler.banned else ())
+        self.stream = TextStream(
+            tokenizer, config.stop, sampler.banned.words if sampler.banned else (), config.max_sentences
+        )
         self.generated: list[int] = []
         self.first_at = self.last_at = 0.0
         self.finish_reason: str | None = None  # set when the reply is over

@@ -29,6 +29,9 @@ class GenerationConfig:
     scene_word_weight: float = 1.5
     absent_word_weight: float = 3.0  # logit penalty for words of what the image head is sure is not there
     candidates: int = 1  # best of N: N replies decode as one batch, the critic (runtime/critic.py) picks one
+    # the reply ends after this many sentences (a sentence under 4 words does not count); 0: off. The 135M decoder's
+    # first sentence is its best: read replies mostly go wrong in the second (docs/training.md)
+    max_sentences: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
@@ -53,6 +56,8 @@ class GenerationConfig:
             raise bad("no_repeat_history", f"must be an integer in [0, 8], got {self.no_repeat_history!r}")
         if self.seed is not None and (not isinstance(self.seed, int) or not 0 <= self.seed < 2**63):
             raise bad("seed", f"must be an integer in [0, 2^63), got {self.seed!r}")
+        if not isinstance(self.max_sentences, int) or not 0 <= self.max_sentences <= 8:
+            raise bad("max_sentences", f"must be an integer in [0, 8], got {self.max_sentences!r}")
         if len(self.stop) > MAX_STOP_STRINGS:
             raise bad("stop", f"at most {MAX_STOP_STRINGS} stop strings, got {len(self.stop)}")
         if any(not isinstance(s, str) or not s for s in self.stop):

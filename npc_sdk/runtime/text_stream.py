@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from tokenizers import Tokenizer
@@ -9,18 +10,49 @@ from tokenizers import Tokenizer
 from .banned import word_pattern
 
 _REPLACEMENT = "\ufffd"  # what byte-level BPE decodes an incomplete UTF-8 sequence to
+# a sentence has ended once whitespace follows its closing mark (and any closing quote or bracket): "3.5" has not
+_SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s)")
+_ABBREVIATIONS = frozenset(
+    {"mr", "mrs", "ms", "dr", "st", "mt", "capt", "sgt", "lt", "col", "gen", "prof", "vs"}
+)
+SHORT_SENTENCE_WORDS = 4  # "No, lad." runs on into the next sentence rather than being the whole reply
+
+
+def sentence_cut(text: str, max_sentences: int) -> int:
+    """Where `text` ends after `max_sentences` sentences of at least SHORT_SENTENCE_WORDS words; -1 if not yet."""
+    if max_sentences <= 0:
+        return -1
+    counted, start = 0, 0
+    for m in _SENTENCE_END.finditer(text):
+        before = text[start : m.start()].split()
+        if m.group().startswith(".") and before and before[-1].lower().strip("\"'(") in _ABBREVIATIONS:
+            continue  # "Mr. Hale" goes on
+        if len(text[start : m.end()].split()) < SHORT_SENTENCE_WORDS:
+            continue
+        counted, start = counted + 1, m.end()
+        if counted == max_sentences:
+            return m.end()
+    return -1
 
 
 class TextStream:
     """Feed token ids with `push`; each call returns the text that is safe to show now.
 
     Text is held back while it ends in an incomplete UTF-8 character or in what could be the start of a stop
-    string. When a stop string appears, `stopped` turns true and the text is cut before it.
+    string. When a stop string appears, `stopped` turns true and the text is cut before it; likewise once
+    `max_sentences` sentences have ended (0: no limit), cut after the last one's closing mark.
     """
 
-    def __init__(self, tokenizer: Tokenizer, stop: Sequence[str] = (), banned: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        stop: Sequence[str] = (),
+        banned: Sequence[str] = (),
+        max_sentences: int = 0,
+    ) -> None:
         self.tokenizer = tokenizer
         self.stop = tuple(stop)
+        self.max_sentences = max_sentences
         self.banned = word_pattern(banned)
         self.ids: list[int] = []
         self.text = ""  # the reply so far, stop string excluded
@@ -51,6 +83,9 @@ class TextStream:
         self.ids.append(token_id)
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         cut = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
+        ended = sentence_cut(text, self.max_sentences)
+        if ended >= 0 and (cut < 0 or ended < cut):
+            cut = ended
         if cut >= 0:
             self.stopped = True
             self.text = text[:cut]

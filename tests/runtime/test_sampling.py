@@ -80,6 +80,8 @@ def test_a_reply_never_doubles_a_token_or_repeats_a_trigram():
         ("repetition_penalty", 0.5),
         ("seed", -3),
         ("stop", ("",)),
+        ("max_sentences", 9),
+        ("max_sentences", -1),
     ],
 )
 def test_out_of_range_generation_values_name_the_field(field, value):

@@ -42,3 +42,37 @@ def test_partial_stop_prefix_is_released_when_it_does_not_complete():
     deltas = _feed(stream, "a STOrm came")
     assert "".join(deltas) == "a STOrm came"
     assert not stream.stopped
+
+
+def _until_stopped(stream: TextStream, text: str) -> str:
+    deltas = []
+    for i in stream.tokenizer.encode(text).ids:
+        deltas.append(stream.push(i))
+        if stream.stopped:
+            break
+    deltas.append(stream.finish())
+    return "".join(deltas)
+
+
+def test_max_sentences_ends_the_reply_after_that_many_sentences():
+    text = "Ten silver, and it's back by dusk. The grindstone wants a new belt. Come back later."
+    assert (
+        _until_stopped(TextStream(byte_tokenizer(), max_sentences=1), text)
+        == "Ten silver, and it's back by dusk."
+    )
+    two = TextStream(byte_tokenizer(), max_sentences=2)
+    assert _until_stopped(two, text) == "Ten silver, and it's back by dusk. The grindstone wants a new belt."
+    assert two.stopped
+    unlimited = TextStream(byte_tokenizer())
+    assert _until_stopped(unlimited, text) == text and not unlimited.stopped
+
+
+def test_short_sentences_abbreviations_and_decimals_do_not_end_the_reply():
+    stream = TextStream(byte_tokenizer(), max_sentences=1)
+    said = _until_stopped(stream, "No, lad. Mr. Hale wants 3.5 silver for it, no less! Then again...")
+    assert said == "No, lad. Mr. Hale wants 3.5 silver for it, no less!"
+    # a last sentence with nothing after it is simply the end of the reply
+    assert (
+        _until_stopped(TextStream(byte_tokenizer(), max_sentences=1), "Aye, that I can.")
+        == "Aye, that I can."
+    )

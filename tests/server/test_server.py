@@ -141,6 +141,7 @@ def _raw(width: int, height: int, channels: int, **kw) -> pb.Image:
         ("look", None, {"max_tokens": 0}, "generation.max_tokens"),
         ("look", None, {"top_p": 0.0}, "generation.top_p"),
         ("look", None, {"scene_word_weight": 11.0}, "generation.scene_word_weight"),
+        ("look", None, {"max_sentences": 12}, "generation.max_sentences"),
         ("look", None, {"scene": [pb.SceneEntity(tag="slime", x=1.5)]}, "scene[0].x"),
         ("look", None, {"scene": [pb.SceneEntity(tag="gem"), pb.SceneEntity(tag="")]}, "scene[1].tag"),
         ("look", None, {"scene": [pb.SceneEntity(tag="gem")] * 33}, "scene"),
