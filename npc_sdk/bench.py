@@ -265,8 +265,8 @@ def bench_cards(
     if path is None or not cards:
         return figures
     model = OnnxNpcModel.load(path, threads=threads)
-    dec = model.folder.manifest["decoder"]
-    kv_bytes = int(dec["layers"]) * 2 * int(dec["kv_heads"]) * int(dec["head_dim"]) * 4
+    dec = model.folder.manifest.decoder
+    kv_bytes = dec.layers * 2 * dec.kv_heads * dec.head_dim * 4
     fitted = fit_persona(model.tokenizer, persona, model.persona_tokens, model.chat_format)
     figures.update(
         {

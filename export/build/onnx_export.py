@@ -24,7 +24,8 @@ import transformers
 from npc_sdk import __version__
 from npc_sdk.runtime.generation import GenerationConfig
 from npc_sdk.runtime.images import GRID, IMAGE_HEIGHT, IMAGE_WIDTH, PAD_VALUE, PIXEL_MEAN, PIXEL_STD
-from npc_sdk.runtime.model_folder import FORMAT_VERSION, MANIFEST, PRECISIONS
+from npc_sdk.runtime.manifest import DecoderSection, FusionSection, Manifest, TagEntry
+from npc_sdk.runtime.model_folder import MANIFEST, PRECISIONS
 from npc_sdk.runtime.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS
 from npc_sdk.weights import DECODER, IMAGE_ENCODER, TEXT_ENCODER, local_path, sha256_file
 
@@ -128,7 +129,7 @@ def export_model(
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     try:
         manifest = _write_folder(tmp, model, precision, log)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -139,7 +140,7 @@ def export_model(
     return out
 
 
-def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[str], None]) -> dict:
+def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[str], None]) -> Manifest:
     """Write every file of the folder and return its manifest (the caller writes manifest.json)."""
     _export_encoders(folder, model, log)
     log(f"[4/5] decoder -> decoder.onnx ({precision})")
@@ -147,17 +148,15 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
     log("[5/5] embeddings, tokenizers, manifest")
     table = _write_embeddings_and_tokenizers(folder, model, precision)
     files = sorted(p.name for p in folder.iterdir() if p.is_file())
-    return {
-        "format": "npc-sdk-model",
-        "format_version": FORMAT_VERSION,
-        "precision": precision,
-        "opset": {"decoder": OPSET, "encoders": ENCODER_OPSET},
-        "producer": _producer(),
-        "sources": _sources(model),
-        "fusion": _fusion_section(model),
-        "decoder": _decoder_section(model, dims),
-        "preprocessing": _preprocessing(),
-        "model": {
+    return Manifest(
+        precision=precision,
+        opset={"decoder": OPSET, "encoders": ENCODER_OPSET},
+        producer=_producer(),
+        sources=_sources(model),
+        fusion=_fusion_section(model),
+        decoder=_decoder_section(model, dims),
+        preprocessing=_preprocessing(),
+        components={
             **_encoder_components(model.fusion.cfg, dims),
             **_decoder_components(dims, precision),
             "embeddings": {
@@ -168,9 +167,9 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
             "tokenizer": {"filename": "tokenizer.json"},
             "text_tokenizer": {"filename": "text_tokenizer.json"},
         },
-        "search": {k: v for k, v in GenerationConfig().__dict__.items() if k not in ("seed", "stop")},
-        "files": {name: sha256_file(folder / name) for name in files},
-    }
+        search={k: v for k, v in GenerationConfig().__dict__.items() if k not in ("seed", "stop")},
+        files={name: sha256_file(folder / name) for name in files},
+    )
 
 
 def _export_encoders(folder: Path, model: NpcModel, log: Callable[[str], None]) -> None:
@@ -252,37 +251,37 @@ def _sources(model: NpcModel) -> list[dict]:
     return sources
 
 
-def _fusion_section(model: NpcModel) -> dict:
+def _fusion_section(model: NpcModel) -> FusionSection:
     info = model.fusion_info
-    return {
-        "source": info.source,
-        "trained": info.trained,
-        "sha256": sha256_file(Path(info.source)) if info.trained else None,
-        "decoder_lora": info.decoder_lora,
-        "decoder_sha256": model.decoder.source.sha256,  # the decoder this fusion (and its LoRA) belongs to
-        "decoder_lora_sha256": sha256_file(Path(info.decoder_lora)) if info.decoder_lora else None,
-        "config": model.fusion.cfg.to_dict(),
-        "tags": [  # the grounding head's vocabulary: words that name each tag, calibrated threshold
-            {"name": t.name, "words": list(t.words), "kind": t.kind, "threshold": round(t.threshold, 6)}
-            for t in model.tags
-        ],
-    }
+    return FusionSection(
+        source=info.source,
+        trained=info.trained,
+        sha256=sha256_file(Path(info.source)) if info.trained else None,
+        decoder_lora=info.decoder_lora,
+        decoder_sha256=model.decoder.source.sha256,
+        decoder_lora_sha256=sha256_file(Path(info.decoder_lora)) if info.decoder_lora else None,
+        config=model.fusion.cfg.to_dict(),
+        # the grounding head's vocabulary: words that name each tag, calibrated threshold
+        tags=tuple(TagEntry(t.name, tuple(t.words), t.kind, round(t.threshold, 6)) for t in model.tags),
+    )
 
 
-def _decoder_section(model: NpcModel, dims: DecoderDims) -> dict:
+def _decoder_section(model: NpcModel, dims: DecoderDims) -> DecoderSection:
     source = model.decoder.source
-    return {
-        **dims.to_dict(),
-        "eos_token_id": model.decoder.eos_id,
-        "chat_format": model.decoder.chat_format.to_dict(),
-        "source": {
-            "name": source.name,
-            "given": source.given,  # the GGUF file or folder exported from; "" for the embedded default
-            "sha256": source.sha256,
-            "family": dims.family,
-            "parameters": int(sum(p.numel() for p in model.decoder.lm.parameters())),
-        },
-    }
+    return DecoderSection.from_json(
+        {
+            **dims.to_dict(),
+            "eos_token_id": model.decoder.eos_id,
+            "chat_format": model.decoder.chat_format.to_dict(),
+            "source": {
+                "name": source.name,
+                "given": source.given,  # the GGUF file or folder exported from; "" for the embedded default
+                "sha256": source.sha256,
+                "family": dims.family,
+                "parameters": int(sum(p.numel() for p in model.decoder.lm.parameters())),
+            },
+        }
+    )
 
 
 def _preprocessing() -> dict:

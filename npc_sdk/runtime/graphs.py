@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from ..errors import NpcError
-from ..personas.chat_format import ChatFormat
+from ..personas.chat_format import CHATML, ChatFormat
 from .decoder_runner import DecoderRunner
 from .kv_cache import KVCache
+from .manifest import Manifest
 from .model_folder import ModelFolder
 from .scene import TagSpec
 from .text_tokens import encoder_tokenizer
@@ -73,7 +72,7 @@ class ModelGraphs:
         self.decoder_session = session("decoder")
         # The integer-GEMM graph for prefills (export/build/quantize.py), where the export wrote one. Its u8 x s8
         # GEMM is a CPU kernel: on CUDA every call stays on decoder.onnx.
-        wanted = prefill_graph and "decoder_prefill" in manifest["model"] and device == "cpu"
+        wanted = prefill_graph and "decoder_prefill" in manifest.components and device == "cpu"
         self.prefill_session = session("decoder_prefill") if wanted else None
         # [vocab, hidden], read a row at a time
         self.table = np.load(folder.file("embeddings"), mmap_mode="r")
@@ -81,30 +80,24 @@ class ModelGraphs:
         self.text_tokenizer = encoder_tokenizer(str(folder.file("text_tokenizer")))
         self._read_manifest(manifest)
 
-    def _read_manifest(self, manifest: dict[str, Any]) -> None:
-        dec = manifest["decoder"]
+    def _read_manifest(self, manifest: Manifest) -> None:
+        dec = manifest.decoder
         # layers, kv_heads, head_dim, max_positions: what the KV buffers are shaped by
         self.decoder_dims = dec
-        self.chat_format = ChatFormat.of_manifest(dec)
-        source = dec.get("source", {})
-        self.decoder_name = str(source.get("name", "smollm2-135m-instruct"))
-        self.decoder_given = str(source.get("given", ""))  # the GGUF/folder exported from; "" for the default
-        self.eos_id = int(dec["eos_token_id"])
-        self.vocab_size = int(dec["vocab"])
-        self.hidden_size = int(dec["hidden"])
-        self.fusion_config = manifest["fusion"]["config"]
-        self.fusion_trained = bool(manifest["fusion"]["trained"])
-        self.tags = [
-            TagSpec(t["name"], tuple(t["words"]), t.get("kind", "thing"), float(t["threshold"]))
-            for t in manifest["fusion"].get("tags", [])
-        ]
+        self.chat_format = ChatFormat.from_dict(dec.chat_format) if dec.chat_format else CHATML
+        self.decoder_name = dec.source.name
+        self.decoder_given = dec.source.given  # the GGUF/folder exported from; "" for the default
+        self.eos_id = dec.eos_token_id
+        self.vocab_size = dec.vocab
+        self.hidden_size = dec.hidden
+        self.fusion_config = manifest.fusion.config
+        self.fusion_trained = manifest.fusion.trained
+        self.tags = [TagSpec(t.name, t.words, t.kind, t.threshold) for t in manifest.fusion.tags]
 
     def new_cache(self, slots: int, max_len: int) -> KVCache:
         """KV buffers for `slots` sequences of up to `max_len` positions (never past the graph's rotary table)."""
         dec = self.decoder_dims
-        return KVCache(
-            dec["layers"], dec["kv_heads"], dec["head_dim"], slots, min(max_len, dec["max_positions"])
-        )
+        return KVCache(dec.layers, dec.kv_heads, dec.head_dim, slots, min(max_len, dec.max_positions))
 
     def runner(self, cache: KVCache, *, prefill_graph: bool = True) -> DecoderRunner:
         """The decoder graphs bound to `cache`; `prefill_graph` False runs every call on decoder.onnx."""

@@ -5,22 +5,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import ModelFolderError
 from ..weights import sha256_file
+from .manifest import FORMAT_VERSION, PRECISIONS, Manifest
+
+__all__ = ["FORMAT_VERSION", "MANIFEST", "PRECISIONS", "ModelFolder"]
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = (
-    2  # 2: letterboxed 448x256 encoder with v_mid, fusion with tag probabilities, tags in the manifest
-)
-PRECISIONS = ("fp32", "int8", "int4")
 
 
 @dataclass(frozen=True)
 class ModelFolder:
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @classmethod
     def open(cls, path: str | Path, *, verify: bool = True) -> ModelFolder:
@@ -30,20 +28,11 @@ class ModelFolder:
         if not manifest_path.is_file():
             raise ModelFolderError(f"{folder}: no {MANIFEST}; is this a folder written by `npc-sdk export`?")
         try:
-            manifest = json.loads(manifest_path.read_text())
+            data = json.loads(manifest_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ModelFolderError(f"{manifest_path}: not valid JSON ({exc})") from exc
-        if manifest.get("format") != "npc-sdk-model":
-            raise ModelFolderError(f"{manifest_path}: not an npc-sdk model manifest")
-        version = manifest.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ModelFolderError(
-                f"{manifest_path}: format_version {version!r}; this npc-sdk reads version {FORMAT_VERSION}"
-            )
-        files = manifest.get("files")
-        if not isinstance(files, dict) or not files:
-            raise ModelFolderError(f"{manifest_path}: the manifest lists no files")
-        for name, digest in files.items():
+        manifest = Manifest.from_json(data, str(manifest_path))
+        for name, digest in manifest.files.items():
             file = folder / name
             if not file.is_file():
                 raise ModelFolderError(f"{folder}: {name} is missing (the manifest lists it)")
@@ -56,8 +45,8 @@ class ModelFolder:
 
     def file(self, component: str) -> Path:
         """The component's file; one the manifest's `files` does not list (so never checked) is refused."""
-        name = self.manifest["model"][component]["filename"]
-        if name not in self.manifest["files"]:
+        name = self.manifest.filename(component)
+        if name not in self.manifest.files:
             raise ModelFolderError(
                 f"{self.path}: the manifest's model.{component} names {name}, which its files do not list"
             )
@@ -65,4 +54,4 @@ class ModelFolder:
 
     @property
     def precision(self) -> str:
-        return str(self.manifest["precision"])
+        return self.manifest.precision

@@ -188,3 +188,27 @@ def test_cuda_asked_for_but_absent_is_an_error(exported_int4):
 def test_embeddings_are_half_precision_for_quantised_models(exported_int4, exported_fp32):
     assert np.load(exported_int4 / "embeddings.npy", mmap_mode="r").dtype == np.float16
     assert np.load(exported_fp32 / "embeddings.npy", mmap_mode="r").dtype == np.float32
+
+
+def test_the_manifest_is_typed_and_a_missing_field_is_named(exported_int4, tmp_path):
+    from npc_sdk.runtime.manifest import Manifest
+
+    data = json.loads((exported_int4 / "manifest.json").read_text())
+    manifest = Manifest.from_json(data)
+    assert manifest.to_json() == data  # what the export wrote is exactly what the runtime reads back
+    assert manifest.decoder.kv_heads * manifest.decoder.head_dim < manifest.decoder.hidden
+    assert {t.name for t in manifest.fusion.tags} >= {"slime", "coin"}
+    folder = _partial_copy(exported_int4, tmp_path / "m", skip={"manifest.json"})
+    del data["decoder"]["kv_heads"]
+    data["fusion"]["tags"][0]["threshold"] = "high"
+    (folder / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelFolderError, match="decoder.kv_heads: missing"):
+        ModelFolder.open(folder)
+    data["decoder"]["kv_heads"] = True  # a count written as a boolean is as wrong as a missing one
+    (folder / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelFolderError, match="decoder.kv_heads: bool, expected int"):
+        ModelFolder.open(folder)
+    data["decoder"]["kv_heads"] = 3
+    (folder / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelFolderError, match=r"fusion.tags\[0\].threshold: str"):
+        ModelFolder.open(folder)
