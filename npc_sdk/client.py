@@ -331,6 +331,12 @@ class Client:
             pb.DeleteSessionRequest(session_id=session_id), metadata=self.metadata, timeout=self.timeout
         )
 
+    def shutdown(self) -> int:
+        """Stop the server gracefully (it needs an API key); returns the turns that were in flight."""
+        return self.stub.Shutdown(
+            pb.ShutdownRequest(), metadata=self.metadata, timeout=self.timeout
+        ).turns_in_flight
+
     def export_session(self, session_id: str) -> pb.SessionSnapshot:
         return self.stub.ExportSession(
             pb.ExportSessionRequest(session_id=session_id), metadata=self.metadata, timeout=self.timeout
@@ -430,6 +436,11 @@ class AsyncClient:
         await self.stub.DeleteSession(
             pb.DeleteSessionRequest(session_id=session_id), metadata=self.metadata, timeout=self.timeout
         )
+
+    async def shutdown(self) -> int:
+        """Stop the server gracefully (it needs an API key); returns the turns that were in flight."""
+        done = await self.stub.Shutdown(pb.ShutdownRequest(), metadata=self.metadata, timeout=self.timeout)
+        return done.turns_in_flight
 
     async def export_session(self, session_id: str) -> pb.SessionSnapshot:
         return await self.stub.ExportSession(

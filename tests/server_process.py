@@ -13,8 +13,9 @@ from pathlib import Path
 
 
 class ServerProcess:
-    def __init__(self, model: Path, data_dir: Path, *extra: str) -> None:
+    def __init__(self, model: Path, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.model, self.data_dir, self.extra = model, data_dir, extra
+        self.env = env or {}  # added to this process's environment
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.ws_port = 0  # the WebSocket gateway's port, when started with --ws-port
@@ -47,7 +48,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         ready = threading.Event()
         wants_ws = "--ws-port" in self.extra

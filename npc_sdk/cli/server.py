@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..server.api_keys import load_keys
     from ..server.app import serve
     from ..server.config import ServerConfig
+    from ..server.launch import API_KEY_ENV
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     config = ServerConfig(
@@ -24,7 +26,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         data_dir=Path(args.data_dir) if args.data_dir else cache_dir() / "server",
         store=args.store or "",
-        api_key=args.api_key,
+        api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
         slots=args.slots,
         device=args.device,
         prefill_graph=not args.no_prefill_graph,
@@ -40,6 +42,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         api_keys=load_keys(Path(args.api_keys)) if args.api_keys else [],
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
+        threads=args.threads,
+        parent_pid=args.parent_pid,
+        nice=args.nice,
     )
     if args.ws_port is None:
         asyncio.run(serve(ensure_model(args.model), config))
@@ -128,7 +133,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="session store: a postgresql://user:pass@host:port/db URL (needs the postgres extra); "
         "default: SQLite in --data-dir",
     )
-    p.add_argument("--api-key", help="require 'authorization: Bearer KEY' on every RPC but health")
+    p.add_argument(
+        "--api-key",
+        help="require 'authorization: Bearer KEY' on every RPC but health (a launcher passes it in NPC_SDK_API_KEY "
+        "instead: the command line is visible to every local process)",
+    )
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads per graph (0: all cores)")
+    p.add_argument(
+        "--parent-pid",
+        type=int,
+        default=0,
+        help="stop (gracefully) when this process ends: the game that launched it",
+    )
+    p.add_argument("--nice", type=int, default=0, help="lower OS priority, 1..19 (Windows: below normal)")
     p.add_argument("--slots", type=int, default=8, help="turns decoded at once")
     p.add_argument("--max-sessions", type=int, default=100_000)
     p.add_argument(

@@ -1,7 +1,8 @@
 """`serve`: an engine (engine.py) and the servicer wired into one grpc.aio server, run until a signal.
 
-Health and reflection are registered beside NpcService; SIGTERM/SIGINT start a graceful shutdown in which running
-turns get `grace_s` to finish.
+Health and reflection are registered beside NpcService; SIGTERM/SIGINT, the Shutdown RPC and the end of the
+`--parent-pid` process start a graceful shutdown in which running turns get `grace_s` to finish. Once it takes
+calls, the server prints one JSON line on stdout for launchers (launch.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .api_keys import ApiKey
 from .config import ServerConfig
 from .engine import Engine, LocalSpec, check_cluster_store, open_cluster, open_local
 from .interceptors import ApiKeyInterceptor, DecodeGuard
+from .launch import lower_priority, ready_line, watch_parent
 from .service import NpcServicer
 
 
@@ -37,7 +39,9 @@ async def open_engine(model_path: Path, config: ServerConfig) -> Engine:
 
 
 async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None:
-    """Run until SIGTERM/SIGINT; running turns get `grace_s` to finish, then are cancelled unstored."""
+    """Run until SIGTERM/SIGINT, Shutdown or the parent's end; running turns get `grace_s` to finish, then are
+    cancelled unstored."""
+    lower_priority(config.nice)
     engine = await open_engine(model_path, config)
     keys = list(config.api_keys)
     if config.api_key:
@@ -72,17 +76,22 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    servicer.on_shutdown = stop.set
+    watcher = asyncio.create_task(watch_parent(config.parent_pid, stop.set)) if config.parent_pid else None
     try:
         await server.start()
         await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         print(f"npc-sdk serving {engine.described} on {config.host}:{port}", flush=True)
+        print(ready_line(port, engine.described), flush=True)
         if started:
             started(port)
         await stop.wait()
         print("npc-sdk: shutting down", flush=True)
         await health_servicer.enter_graceful_shutdown()
     finally:
+        if watcher:
+            watcher.cancel()
         await server.stop(config.grace_s)
         personas.stop()
         engine.close()

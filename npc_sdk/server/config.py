@@ -38,3 +38,6 @@ class ServerConfig:
     api_keys: list[ApiKey] = field(default_factory=list)  # keys with per-key limits (--api-keys FILE)
     snapshot_key: bytes | None = None  # HMAC key for save games; default: data_dir/snapshot.key, made once
     defaults: GenerationConfig = field(default_factory=GenerationConfig)
+    threads: int = 0  # onnxruntime threads per graph; 0 = all cores (a game keeps its frame rate with 1)
+    parent_pid: int = 0  # stop when this process ends (the game that launched the server); 0: no watch
+    nice: int = 0  # run at a lower OS priority (POSIX niceness 1..19; Windows below-normal); 0: unchanged

@@ -45,6 +45,7 @@ class LocalSpec:
             kv_budget_mb=config.kv_budget_mb,
             max_queued=config.max_queued,
             device=config.device,
+            threads=config.threads,
             prefill_graph=config.prefill_graph,
         )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -78,6 +78,7 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
         self.keys = [*config.api_keys, *([ApiKey("default", config.api_key)] if config.api_key else [])]
         self.turns_by_key: dict[str, int] = {}  # Chat calls streaming now, per key name
         self.claims = TurnClaims(backend, store)  # turn_ids replayed, or running in a Chat of this server
+        self.on_shutdown: Callable[[], None] | None = None  # serve() sets it: starts the graceful stop
 
     def caller(self, context) -> ApiKey | None:
         """The API key of this call (None when the server has no keys)."""
@@ -196,6 +197,18 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
             return pb.DeleteSessionResponse()
         except NpcError as exc:
             await self._fail(context, exc)
+
+    async def Shutdown(self, request: pb.ShutdownRequest, context) -> pb.ShutdownResponse:
+        # Only a server with keys takes it: on a keyless server any local process could stop a game's NPCs.
+        if not self.keys or self.on_shutdown is None:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "Shutdown needs a server started with an API key (--api-key or NPC_SDK_API_KEY); stop it with SIGTERM",
+            )
+        in_flight = sum(self.turns_by_key.values())
+        log.info("Shutdown RPC: stopping with %d turn(s) in flight", in_flight)
+        self.on_shutdown()
+        return pb.ShutdownResponse(turns_in_flight=in_flight)
 
     async def ExportSession(self, request: pb.ExportSessionRequest, context) -> pb.SessionSnapshot:
         try:

@@ -228,6 +228,16 @@ class DeleteSessionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ShutdownRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ShutdownResponse(_message.Message):
+    __slots__ = ("turns_in_flight",)
+    TURNS_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    turns_in_flight: int
+    def __init__(self, turns_in_flight: _Optional[int] = ...) -> None: ...
+
 class Image(_message.Message):
     __slots__ = ("data", "encoding", "width", "height", "bottom_up")
     class Encoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):

@@ -84,6 +84,11 @@ class NpcServiceStub:
                 request_serializer=npc_dot_v1_dot_npc__pb2.Persona.SerializeToString,
                 response_deserializer=npc_dot_v1_dot_npc__pb2.Persona.FromString,
                 _registered_method=True)
+        self.Shutdown = channel.unary_unary(
+                '/npc.v1.NpcService/Shutdown',
+                request_serializer=npc_dot_v1_dot_npc__pb2.ShutdownRequest.SerializeToString,
+                response_deserializer=npc_dot_v1_dot_npc__pb2.ShutdownResponse.FromString,
+                _registered_method=True)
 
 
 class NpcServiceServicer:
@@ -155,6 +160,14 @@ class NpcServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Shutdown(self, request, context):
+        """Stop the server as SIGTERM would: turns in flight finish, the store is flushed, the process exits 0. Needs the
+        server to run with an API key (a game launching it passes one in NPC_SDK_API_KEY), else PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NpcServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -207,6 +220,11 @@ def add_NpcServiceServicer_to_server(servicer, server):
                     servicer.UpsertPersona,
                     request_deserializer=npc_dot_v1_dot_npc__pb2.Persona.FromString,
                     response_serializer=npc_dot_v1_dot_npc__pb2.Persona.SerializeToString,
+            ),
+            'Shutdown': grpc.unary_unary_rpc_method_handler(
+                    servicer.Shutdown,
+                    request_deserializer=npc_dot_v1_dot_npc__pb2.ShutdownRequest.FromString,
+                    response_serializer=npc_dot_v1_dot_npc__pb2.ShutdownResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -479,6 +497,33 @@ class NpcService:
             '/npc.v1.NpcService/UpsertPersona',
             npc_dot_v1_dot_npc__pb2.Persona.SerializeToString,
             npc_dot_v1_dot_npc__pb2.Persona.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Shutdown(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcService/Shutdown',
+            npc_dot_v1_dot_npc__pb2.ShutdownRequest.SerializeToString,
+            npc_dot_v1_dot_npc__pb2.ShutdownResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,106 @@
+"""A game launching the server as its child: ready line, key in the environment, parent watch, Shutdown RPC."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from npc_sdk.client import Client
+from npc_sdk.demo import DEMO_PERSONA
+from npc_sdk.server.launch import process_alive
+
+from ..server_process import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+KEY = "launch-key-7f3a9c"
+
+
+def _ready(proc: ServerProcess) -> dict:
+    """The JSON ready line: the only line a launcher has to parse."""
+    lines = [json.loads(line) for line in proc.output if line.startswith("{")]
+    assert len(lines) == 1, proc.output
+    return lines[0]
+
+
+def _turns(data_dir: Path) -> list[str]:
+    db = sqlite3.connect(data_dir / "sessions.sqlite3")
+    try:
+        return [row[0] for row in db.execute("SELECT user FROM turns ORDER BY rowid")]
+    finally:
+        db.close()
+
+
+def test_ready_line_key_from_the_environment_and_shutdown_rpc(exported_int4, tmp_path):
+    with ServerProcess(
+        exported_int4, tmp_path, "--threads", "1", "--nice", "5", env={"NPC_SDK_API_KEY": KEY}
+    ) as proc:
+        ready = _ready(proc)
+        assert ready["ready"] is True and ready["port"] == proc.port and ready["pid"] == proc.proc.pid
+        assert os.getpriority(os.PRIO_PROCESS, proc.proc.pid) >= 5  # the game's threads come first
+        cmdline = Path(f"/proc/{proc.proc.pid}/cmdline").read_bytes()
+        assert KEY.encode() not in cmdline  # the key never shows in `ps`
+        with Client(proc.address, timeout=60) as anonymous:
+            with pytest.raises(grpc.RpcError) as err:
+                anonymous.shutdown()
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with Client(proc.address, api_key=KEY, timeout=120) as c:
+            sid = c.create_session(DEMO_PERSONA).session_id
+            c.say(sid, "Keep my sword safe.", max_tokens=8)
+            assert c.shutdown() == 0
+        assert proc.proc.wait(60) == 0
+        time.sleep(0.1)
+        assert any("store closed" in line for line in proc.output)
+    assert _turns(tmp_path) == ["Keep my sword safe."]
+
+
+def test_shutdown_is_refused_by_a_server_without_a_key(server_without_key):
+    with Client(server_without_key.address, timeout=60) as c:
+        with pytest.raises(grpc.RpcError) as err:
+            c.shutdown()
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "API key" in err.value.details()
+        assert c.list_sessions() is not None  # it still serves
+    assert server_without_key.proc.poll() is None
+
+
+@pytest.fixture()
+def server_without_key(exported_int4, tmp_path):
+    with ServerProcess(exported_int4, tmp_path) as proc:
+        yield proc
+
+
+def test_the_server_stops_when_the_game_that_launched_it_ends(exported_int4, tmp_path):
+    game = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        with ServerProcess(exported_int4, tmp_path, "--parent-pid", str(game.pid)) as proc:
+            with Client(proc.address, timeout=120) as c:
+                sid = c.create_session(DEMO_PERSONA).session_id
+                c.say(sid, "Remember me.", max_tokens=8)
+            game.kill()
+            game.wait(30)
+            assert not process_alive(game.pid)
+            assert proc.proc.wait(60) == 0  # a graceful stop, not a crash
+            time.sleep(0.1)
+            assert any(f"parent process {game.pid} has ended" in line for line in proc.output)
+            assert any("store closed" in line for line in proc.output)
+        assert _turns(tmp_path) == ["Remember me."]
+    finally:
+        game.kill()
+
+
+def test_process_alive_tells_a_running_process_from_an_ended_one():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    assert process_alive(child.pid)
+    child.kill()
+    child.wait(30)
+    assert not process_alive(child.pid)
+    assert not process_alive(0)
