@@ -56,6 +56,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.json,
         )
         return 0
+    if args.prefill_stall:
+        from ..bench_prefill import bench_prefill_stall
+
+        report(
+            bench_prefill_stall(
+                ensure_model(args.model),
+                positions=args.prefill_stall,
+                repeats=args.repeats,
+                threads=args.threads,
+            ),
+            args.json,
+        )
+        return 0
     if args.candidates:
         from ..bench import bench_candidates
 
@@ -134,6 +147,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         const="1,2,4,8",
         help="best of N on the demo's turns (seeds 1-3): time to the first streamed token and the critic's "
         "acceptability for each N (default 1,2,4,8)",
+    )
+    p.add_argument(
+        "--prefill-stall",
+        type=int,
+        nargs="?",
+        const=2000,
+        metavar="POSITIONS",
+        help="a talking NPC's gaps between tokens while another turn's long prompt (default 2000 positions) is "
+        "prefilled: in chunks (as shipped) against one call, in the same run",
     )
     p.add_argument(
         "--role-words",

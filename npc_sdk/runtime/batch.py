@@ -1,8 +1,11 @@
 """Batched decoding: sequences in different cache slots advance together, one onnxruntime call per step.
 
-A sequence joins with `add` (its prompt is prefilled on its own slot, one call) and takes part from the next
-`step`; it leaves as soon as its reply is done. Idle slots between active ones ride along in the call without
-advancing, so nothing is ever moved in the cache.
+A sequence joins with `add` and takes part from the step after its prompt is prefilled; it leaves as soon as its
+reply is done. Idle slots between active ones ride along in the call without advancing, so nothing is ever moved in
+the cache. A prompt is prefilled in chunks of PREFILL_CHUNK positions: with nobody else decoding they run back to
+back in `add`; otherwise `step` runs one chunk before each decode call, so a long persona's first turn (2,000
+positions, seconds on two cores) never stops the other NPCs' streams. The chunks are the same either way, so a
+sequence gets the same tokens alone or batched.
 
 Best of N: `add` with `candidates` (the other candidates' reply states) decodes N replies of one turn. They take
 spare cache slots (as many as are free: under load a turn gets fewer candidates, never a wait); the prompt is
@@ -21,6 +24,7 @@ import numpy as np
 
 from .best_of import Pick
 from .decode_loop import ReplyState
+from .decoder_runner import PREFILL_CHUNK
 from .events import Done, ReplyEvent
 
 if TYPE_CHECKING:  # the model's stateless turn decodes through this module: a type, not an import at run time
@@ -37,6 +41,18 @@ class _Group:
 
 
 @dataclass
+class _Pending:
+    """A turn whose prompt is still being prefilled, chunk by chunk."""
+
+    slot: int
+    embeds: np.ndarray  # [T, hidden], the whole prompt
+    done: int  # positions prefilled so far
+    state: ReplyState
+    candidates: Sequence[ReplyState]
+    pick: Pick | None
+
+
+@dataclass
 class _Member:
     state: ReplyState
     token: int  # sampled, not yet fed
@@ -48,6 +64,13 @@ class BatchGenerator:
         self.model = model
         self.members: dict[int, _Member] = {}  # slot -> sequence decoding there
         self.groups: dict[int, _Group] = {}  # home slot -> its candidates
+        self.pending: dict[int, _Pending] = {}  # slot -> its prompt's prefill, oldest first
+        self.chunk = PREFILL_CHUNK  # positions a prefill call takes (the bench sets it huge to compare)
+
+    @property
+    def active(self) -> bool:
+        """Something is still to prefill or decode: the caller keeps calling `step`."""
+        return bool(self.members or self.pending)
 
     def add(
         self,
@@ -58,22 +81,43 @@ class BatchGenerator:
         candidates: Sequence[ReplyState] = (),
         pick: Pick | None = None,
     ) -> list[ReplyEvent]:
-        """Prefill `embeds` [T, hidden] after what `slot` holds; the sequence decodes from the next step on.
+        """Prefill `embeds` [T, hidden] after what `slot` holds; the sequence decodes once that is done.
 
         With `candidates`, the turn decodes as best of N (see the module's note) and nothing comes out until the
         choice."""
-        logits = self.model.runner.run(slot, embeds[None])[0]
-        spare = self.model.try_acquire_slots(len(candidates)) if candidates else []
-        extra = list(zip(spare, candidates, strict=False))
+        if candidates and pick is None:
+            raise ValueError("best of N needs a pick function")
+        self.pending[slot] = _Pending(slot, embeds, 0, state, candidates, pick)
+        if self.members:
+            return []  # its chunks interleave with the others' decode steps
+        return self._prefill(slot, everything=True)
+
+    def _prefill(self, slot: int, *, everything: bool) -> list[ReplyEvent]:
+        """The next chunk (or every chunk left) of `slot`'s prompt; once it is all in, its first token."""
+        job = self.pending[slot]
+        while True:
+            chunk = job.embeds[job.done : job.done + self.chunk]
+            logits = self.model.runner.run(slot, chunk[None])[0]
+            job.done += len(chunk)
+            if job.done >= len(job.embeds):
+                del self.pending[slot]
+                return self._begin(job, logits)
+            if not everything:
+                return []
+
+    def _begin(self, job: _Pending, logits: np.ndarray) -> list[ReplyEvent]:
+        """The prompt is in: sample the first token of each candidate; the sequence decodes from now on."""
+        slot, state = job.slot, job.state
+        spare = self.model.try_acquire_slots(len(job.candidates)) if job.candidates else []
+        extra = list(zip(spare, job.candidates, strict=False))
         if not extra:
             token = state.accept(logits)
             if token is not None:
                 self.members[slot] = _Member(state, token)
             return state.drain()
-        if pick is None:
-            raise ValueError("best of N needs a pick function")
+        assert job.pick is not None
         prompt = self.model.cache.snapshot(slot)
-        group = _Group(slot, [slot] + [s for s, _ in extra], [state] + [st for _, st in extra], pick)
+        group = _Group(slot, [slot] + [s for s, _ in extra], [state] + [st for _, st in extra], job.pick)
         for s, st in zip(group.slots, group.states, strict=True):
             if s != slot:
                 self.model.cache.restore(s, prompt)
@@ -85,6 +129,7 @@ class BatchGenerator:
         return self._settle(group)
 
     def cancel(self, slot: int) -> None:
+        self.pending.pop(slot, None)
         group = self.groups.pop(slot, None)
         for s in group.slots if group else [slot]:
             self.members.pop(s, None)
@@ -92,9 +137,16 @@ class BatchGenerator:
             self._release(group)
 
     def step(self) -> dict[int, list[ReplyEvent]]:
-        """Feed every member its pending token in one call; return the new events per slot."""
+        """One chunk of the oldest waiting prefill (all of it when nobody decodes), then every member's pending
+        token in one call; return the new events per slot."""
+        events: dict[int, list[ReplyEvent]] = {}
+        if self.pending:
+            slot = next(iter(self.pending))
+            first = self._prefill(slot, everything=not self.members)
+            if first:
+                events[slot] = first
         if not self.members:
-            return {}
+            return events
         slots = sorted(self.members)
         lo, hi = slots[0], slots[-1] + 1
         tokens = np.zeros(hi - lo, dtype=np.int64)
@@ -104,7 +156,6 @@ class BatchGenerator:
             advance[slot - lo] = True
         embeds = self.model.embed_ids(tokens)[:, None, :]  # [n, 1, hidden]
         logits = self.model.runner.run(lo, embeds, advance)
-        events: dict[int, list[ReplyEvent]] = {}
         touched: list[_Group] = []
         for slot in slots:
             member = self.members[slot]
@@ -147,4 +198,4 @@ class BatchGenerator:
     @property
     def busy_slots(self) -> set[int]:
         """Slots a running turn holds, its candidates' included."""
-        return set(self.members) | {s for g in self.groups.values() for s in g.slots}
+        return set(self.members) | set(self.pending) | {s for g in self.groups.values() for s in g.slots}

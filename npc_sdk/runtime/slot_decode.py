@@ -10,6 +10,7 @@ import numpy as np
 
 from .batch import BatchGenerator
 from .decode_loop import run_reply
+from .decoder_runner import PREFILL_CHUNK
 from .events import ReplyEvent
 from .turn import PreparedTurn
 
@@ -27,7 +28,10 @@ class SlotSource:
         self.slot = slot
 
     def prefill(self, embeds: np.ndarray) -> np.ndarray:
-        return self.model.runner.run(self.slot, embeds[None])[0]
+        # the same chunks as batch.py's, so a turn gets the same tokens here as in a batch
+        for start in range(0, len(embeds), PREFILL_CHUNK):
+            logits = self.model.runner.run(self.slot, embeds[None, start : start + PREFILL_CHUNK])[0]
+        return logits
 
     def step(self, token_id: int) -> np.ndarray:
         return self.model.runner.run(self.slot, self.model.embed_ids([token_id])[None])[0]
@@ -41,7 +45,7 @@ def decode_turn(model: OnnxNpcModel, slot: int, turn: PreparedTurn) -> Iterator[
     batch = BatchGenerator(model)
     try:
         yield from batch.add(slot, turn.embeds, turn.state, candidates=turn.extra_states, pick=turn.pick)
-        while batch.members:
+        while batch.active:
             for events in batch.step().values():
                 yield from events
     finally:

@@ -154,12 +154,62 @@ def test_batch_step_is_one_call_for_all_members(runtime_int4, monkeypatch):
         batch = BatchGenerator(model)
         for slot, (p, t) in zip(slots, PERSONAS[:2], strict=True):
             batch.add(slot, model.embed(build_prompt(model.tokenizer, p, [], t)), _state(model, p, GREEDY))
+        while batch.pending:  # the second prompt went in during a step, beside the first one's decoding
+            batch.step()
         calls.clear()
         batch.step()
     finally:
         for s in slots:
             model.release_slot(s)
     assert len(calls) == 1 and calls[0][0] == 2
+
+
+def test_a_long_prefill_runs_in_chunks_between_the_others_decode_steps(runtime_int4, monkeypatch):
+    """A long persona's first turn does not stop a talking NPC: its prompt goes in PREFILL_CHUNK positions at a
+    time, each chunk followed by a decode step of the others, and it gets the tokens it gets alone."""
+    from npc_sdk.runtime.decoder_runner import PREFILL_CHUNK
+
+    model = runtime_int4
+    talker, talker_line = PERSONAS[0]
+    lore = " ".join(
+        f"Fact {i}: the {w} of Emberfall is old." for i, w in enumerate(["well", "mill", "gate"] * 12)
+    )
+    long_persona = Persona(name="Orrin", description="The keeper of the town records. " + lore)
+    long_line = "Tell me about the town."
+    recorded = record_samplers(monkeypatch, model)
+    solo = model.reply(long_line, persona=long_persona, config=GREEDY, use_prefix=False).token_ids
+    solo_logits = recorded[0].logits
+    long_prompt = model.embed(build_prompt(model.tokenizer, long_persona, [], long_line))
+    assert len(long_prompt) > 3 * PREFILL_CHUNK
+    calls: list[tuple[int, ...]] = []
+    original = model.runner.run
+    monkeypatch.setattr(
+        model.runner, "run", lambda *a, **k: calls.append(a[1].shape[:2]) or original(*a, **k)
+    )
+    slots = [model.acquire_slot() for _ in range(2)]
+    states = [
+        _state(model, talker, GREEDY.with_(max_tokens=60, max_sentences=0)),
+        _state(model, long_persona, GREEDY),
+    ]
+    try:
+        batch = BatchGenerator(model)
+        batch.add(slots[0], model.embed(build_prompt(model.tokenizer, talker, [], talker_line)), states[0])
+        calls.clear()
+        assert batch.add(slots[1], long_prompt, states[1]) == []  # nothing runs yet: the talker is decoding
+        talker_tokens = []
+        while batch.active and len(calls) < 400:
+            before, talking = len(states[0].generated), not states[0].finished
+            batch.step()
+            if talking:
+                talker_tokens.append(len(states[0].generated) - before)
+    finally:
+        for s in slots:
+            model.release_slot(s)
+    chunks = [c for c in calls if c[1] > 1]
+    assert len(chunks) == -(-len(long_prompt) // PREFILL_CHUNK) and max(c[1] for c in chunks) == PREFILL_CHUNK
+    # while the long prompt went in, the talker got a token at every step it was still talking
+    assert talker_tokens and all(n == 1 for n in talker_tokens[: len(chunks)])
+    assert_greedy_agrees(solo, solo_logits, states[1].generated, recorded[-1].logits)
 
 
 def test_seeded_sampling_reproduces(runtime_int4):
