@@ -23,7 +23,7 @@ from .api_keys import ApiKey
 from .config import ServerConfig
 from .engine import Engine, LocalSpec, check_cluster_store, open_cluster, open_local
 from .interceptors import ApiKeyInterceptor, DecodeGuard
-from .launch import lower_priority, ready_line, watch_parent
+from .launch import lower_priority, ready_line, say, watch_parent
 from .service import NpcServicer
 
 
@@ -82,12 +82,12 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
         await server.start()
         await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-        print(f"npc-sdk serving {engine.described} on {config.host}:{port}", flush=True)
-        print(ready_line(port, engine.described), flush=True)
+        say(f"npc-sdk serving {engine.described} on {config.host}:{port}")
+        say(ready_line(port, engine.described))
         if started:
             started(port)
         await stop.wait()
-        print("npc-sdk: shutting down", flush=True)
+        say("npc-sdk: shutting down")
         await health_servicer.enter_graceful_shutdown()
     finally:
         if watcher:
@@ -95,4 +95,4 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
         await server.stop(config.grace_s)
         personas.stop()
         engine.close()
-        print("npc-sdk: stopped; store closed", flush=True)
+        say("npc-sdk: stopped; store closed")

@@ -61,11 +61,24 @@ def _windows_alive(pid: int) -> bool:
         kernel32.CloseHandle(handle)
 
 
+def say(line: str) -> None:
+    """One line on stdout for the launcher. Once the launcher is gone, nothing more is printed, and nothing fails.
+
+    A game that reads the server's stdout through a pipe takes the pipe's read end with it when it dies: a plain
+    print() then raises BrokenPipeError (Python ignores SIGPIPE), which in watch_parent kept the server from ever
+    stopping, and at exit the interpreter's last flush would fail too.
+    """
+    try:
+        print(line, flush=True)
+    except (OSError, ValueError):
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # stdout for the rest of the process
+
+
 async def watch_parent(pid: int, on_gone: Callable[[], None], poll_s: float = PARENT_POLL_S) -> None:
     """Call `on_gone` once process `pid` has ended (polling: the same on every OS, no signals to arrange)."""
     while process_alive(pid):
         await asyncio.sleep(poll_s)
-    print(f"npc-sdk: parent process {pid} has ended; stopping", flush=True)
+    say(f"npc-sdk: parent process {pid} has ended; stopping")
     on_gone()
 
 

@@ -136,6 +136,16 @@ grpc::Status NpcClient::DeleteSession(const std::string& session_id) {
   return stub_->DeleteSession(&context, request, &response);
 }
 
+grpc::Status NpcClient::Shutdown(int* turns_in_flight) {
+  grpc::ClientContext context;
+  Prepare(&context, options_.unary_timeout);
+  npc::v1::ShutdownRequest request;
+  npc::v1::ShutdownResponse response;
+  grpc::Status status = stub_->Shutdown(&context, request, &response);
+  if (status.ok() && turns_in_flight != nullptr) *turns_in_flight = response.turns_in_flight();
+  return status;
+}
+
 namespace {
 
 // FNV-1a: a seed from the turn id that is the same on every platform and run.

@@ -128,6 +128,10 @@ class NpcClient {
                                           const std::string& session_id = "");
   grpc::Status GetSession(const std::string& session_id, npc::v1::Session* session);
   grpc::Status DeleteSession(const std::string& session_id);
+  // Stops the server as SIGTERM would: turns in flight get its grace period to finish, the store is flushed, the
+  // process exits 0. Needs the server's key (a server without one answers PERMISSION_DENIED). turns_in_flight may
+  // be null. npc::ServerProcess::Stop() calls it.
+  grpc::Status Shutdown(int* turns_in_flight = nullptr);
 
   // One player turn: on_delta for each delta as it arrives, then the done event lands in result->done.
   // screenshot may be null (the NPC hears but does not see).

@@ -68,6 +68,22 @@ namespace NpcSdk
             get { lock (gate) return replyNumber; }
         }
 
+        /// <summary>
+        /// The id of the session once it is open (the server's pick when <see cref="SessionId"/> was empty), else "".
+        /// A conversation made for a restarted server (NpcServerProcess: a new port) resumes the session by it.
+        /// </summary>
+        public string OpenedSessionId
+        {
+            get
+            {
+                lock (gate)
+                {
+                    return session != null && session.Status == TaskStatus.RanToCompletion
+                        ? session.Result.SessionId : "";
+                }
+            }
+        }
+
         /// <summary>The session, opened (or resumed by id) once; opened again after a failure or a forget.</summary>
         public Task<Session> OpenAsync()
         {

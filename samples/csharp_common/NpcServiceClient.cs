@@ -38,6 +38,11 @@ namespace NpcSdk
         static readonly Marshaller<Session> SessionMarshaller = MarshallerFor(Session.Parser);
         static readonly Marshaller<ChatRequest> ChatRequestMarshaller = MarshallerFor(ChatRequest.Parser);
         static readonly Marshaller<ChatEvent> ChatEventMarshaller = MarshallerFor(ChatEvent.Parser);
+        static readonly Marshaller<ShutdownRequest> ShutdownRequestMarshaller = MarshallerFor(ShutdownRequest.Parser);
+        static readonly Marshaller<ShutdownResponse> ShutdownResponseMarshaller =
+            MarshallerFor(ShutdownResponse.Parser);
+        static readonly Marshaller<byte[]> BytesMarshaller =
+            Marshallers.Create<byte[]>(bytes => bytes, bytes => bytes);
 
         /// <summary>rpc CreateSession(CreateSessionRequest) returns (Session)</summary>
         public static readonly Method<CreateSessionRequest, Session> CreateSessionMethod =
@@ -59,6 +64,17 @@ namespace NpcSdk
         public static readonly Method<ChatRequest, ChatEvent> ChatMethod =
             new Method<ChatRequest, ChatEvent>(
                 MethodType.ServerStreaming, ServiceName, "Chat", ChatRequestMarshaller, ChatEventMarshaller);
+
+        /// <summary>rpc Shutdown(ShutdownRequest) returns (ShutdownResponse)</summary>
+        public static readonly Method<ShutdownRequest, ShutdownResponse> ShutdownMethod =
+            new Method<ShutdownRequest, ShutdownResponse>(
+                MethodType.Unary, ServiceName, "Shutdown", ShutdownRequestMarshaller, ShutdownResponseMarshaller);
+
+        /// <summary>grpc.health.v1.Health/Check as raw bytes, so that no health package is needed: the request
+        /// (service "") is an empty message, and the response's field 1 is the status (1 = SERVING).</summary>
+        public static readonly Method<byte[], byte[]> HealthCheckMethod =
+            new Method<byte[], byte[]>(
+                MethodType.Unary, "grpc.health.v1.Health", "Check", BytesMarshaller, BytesMarshaller);
 
         readonly CallInvoker invoker;
         readonly Metadata headers;
@@ -101,6 +117,40 @@ namespace NpcSdk
             DeleteSessionRequest request, DateTime? deadline, CancellationToken cancellationToken)
         {
             return invoker.AsyncUnaryCall(DeleteSessionMethod, null, Options(deadline, cancellationToken), request);
+        }
+
+        /// <summary>
+        /// Stops the server as SIGTERM would: turns in flight get its grace period to finish, the store is flushed,
+        /// the process exits 0. Needs the server's key (a server without one answers PermissionDenied).
+        /// NpcServerProcess calls it when the game quits.
+        /// </summary>
+        public AsyncUnaryCall<ShutdownResponse> ShutdownAsync(
+            ShutdownRequest request, DateTime? deadline, CancellationToken cancellationToken)
+        {
+            return invoker.AsyncUnaryCall(ShutdownMethod, null, Options(deadline, cancellationToken), request);
+        }
+
+        /// <summary>True when the server answers the standard health check with SERVING (no key needed); false when
+        /// it answers NOT_SERVING (it is shutting down). A server that cannot be reached throws RpcException.
+        /// </summary>
+        public async Task<bool> IsServingAsync(DateTime? deadline, CancellationToken cancellationToken)
+        {
+            byte[] response = await invoker.AsyncUnaryCall(
+                HealthCheckMethod, null, new CallOptions(null, deadline, cancellationToken), new byte[0])
+                .ResponseAsync.ConfigureAwait(false);
+            ulong status = 0;  // proto3: an absent field is 0 (UNKNOWN)
+            for (int i = 0; i < response.Length && response[i] == 0x08;)  // field 1, varint
+            {
+                i++;
+                status = 0;
+                for (int shift = 0; i < response.Length && shift < 64; shift += 7)
+                {
+                    byte b = response[i++];
+                    status |= (ulong)(b & 0x7F) << shift;
+                    if ((b & 0x80) == 0) break;
+                }
+            }
+            return status == 1;
         }
 
         /// <summary>The raw stream: delta events, then one done event. Cancelling the token stops the reply within

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,10 @@ from PIL import Image
 from npc_sdk.client import Client
 from npc_sdk.demo import scene_path
 
-from ..engine_tools import require_tools
 from ..server_process import ServerProcess
 
 pytestmark = pytest.mark.slow
 
-SOURCE = Path(__file__).resolve().parents[2] / "samples" / "cpp"
 SCENE = scene_path("meadow_slimes.png")
 KEY = "cpp-sample-test-key-0123456789"
 
@@ -30,20 +27,9 @@ def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="session")
-def npc_chat(tmp_path_factory) -> Path:
-    """Configure and build samples/cpp once per test session (warnings in its own sources are errors)."""
-    require_tools("cmake", "protoc", "grpc_cpp_plugin", "g++")
-    build = tmp_path_factory.mktemp("cpp-build")
-    started = time.monotonic()
-    for cmd, timeout in [
-        (["cmake", "-S", SOURCE, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DNPC_CLIENT_WERROR=ON"], 300),
-        (["cmake", "--build", build, "-j2"], 900),
-    ]:
-        done = _run(cmd, timeout)
-        assert done.returncode == 0, f"{' '.join(map(str, cmd))}:\n{done.stdout}\n{done.stderr}"
-    print(f"samples/cpp built in {time.monotonic() - started:.1f} s")
-    assert not (SOURCE / "gen").exists(), "generated code belongs in the build folder"
-    return build / "npc_chat"
+def npc_chat(cpp_build) -> Path:
+    """samples/cpp, built once per test session by tests/clients/conftest.py (with the launcher's tests)."""
+    return cpp_build / "npc_chat"
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,17 @@
 """The C# client code making real calls: the samples' NpcServiceClient and NpcConversation, unchanged, compiled
 with mcs against the .NET Core 3.1 runtime (the dotnetcore2 wheel) and a Google.Protobuf built from Debian's protobuf
 source, talking HTTP/2 cleartext to the real server on loopback through a test-only CallInvoker
-(tests/clients/csharp/)."""
+(tests/clients/csharp/); and the Unity sample's NpcServerProcess launching that server
+(tests/clients/csharp_launcher/)."""
 
 from __future__ import annotations
 
 import base64
 import glob
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,6 +85,25 @@ def console(tmp_path_factory) -> tuple[str, Path]:
         + os.path.basename(framework)
         + '"}}}\n'
     )
+    # The Unity sample's launcher (plain .NET), with its own console program, from the same pieces.
+    launcher = [
+        str(ROOT / "samples/csharp_common/mono/GrpcStandIn.cs"),
+        str(out / "Npc.cs"),
+        *map(str, sorted((ROOT / "samples/csharp_common").glob("*.cs"))),
+        str(ROOT / "tests/clients/csharp/H2cCallInvoker.cs"),
+        str(ROOT / "samples/unity/Runtime/NpcServerProcess.cs"),
+        str(ROOT / "tests/clients/csharp_launcher/NpcLauncherCheck.cs"),
+    ]
+    _mcs(
+        mcs,
+        # Win32Exception (Process.Start's error) lives in Microsoft.Win32.Primitives on .NET Core
+        [*refs, os.path.join(framework, "Microsoft.Win32.Primitives.dll"), str(out / "Google.Protobuf.dll")],
+        out / "NpcLauncherCheck.dll",
+        "exe",
+        launcher,
+        "-nowarn:1591,414,649,67",
+    )
+    shutil.copy(out / "NpcConsoleCheck.runtimeconfig.json", out / "NpcLauncherCheck.runtimeconfig.json")
     return host, out / "NpcConsoleCheck.dll"
 
 
@@ -129,3 +151,43 @@ def test_the_csharp_client_calls_the_real_server_over_h2c(console, exported_int4
         with Client(server.address, api_key=KEY) as client:
             turns = client.get_session(session_id).turns
         assert [t.reply for t in turns] == [done[0]]  # the cancelled turn and the refused one left nothing
+
+
+def test_the_unity_launcher_starts_restarts_and_stops_the_real_server(console, exported_int4, tmp_path):
+    """NpcServerProcess (samples/unity/Runtime), unchanged, on .NET Core: the ready line, a fresh key that is not on
+    the command line, health, a crash and the restart on a new port, the same session carried on, the Shutdown RPC."""
+    host, program = console
+    data = tmp_path / "data"
+    serve = [sys.executable, "-m", "npc_sdk.cli", "serve", "--model", str(exported_int4)]
+    run = subprocess.run(
+        [host, str(program.with_name("NpcLauncherCheck.dll")), str(data), *serve],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=ROOT,
+        env={**os.environ, "DOTNET_SYSTEM_GLOBALIZATION_INVARIANT": "1", "DOTNET_CLI_TELEMETRY_OPTOUT": "1"},
+    )
+    assert run.returncode == 0 and "ERROR" not in run.stdout, run.stdout + run.stderr[-4000:]
+    lines = run.stdout.splitlines()
+
+    def values(tag: str) -> list[list[str]]:
+        return [line.split()[1:] for line in lines if line.startswith(tag + " ")]
+
+    ready = [e for e in values("EVENT") if e[0] == "Ready"]  # Ready generation pid port ...
+    # two starts, two processes
+    assert [e[1] for e in ready] == ["1", "2"] and ready[0][2] != ready[1][2], lines
+    assert values("READY") == [[f"http://127.0.0.1:{ready[0][3]}"]]
+    assert values("KEY") == [["32", "false"]]  # a fresh key, not on the command line
+    assert values("HEALTH") == [["null"]]
+    assert values("KILLED") == [[ready[0][2]]]
+    exited = [e for e in values("EVENT") if e[0] == "Exited"]
+    assert len(exited) == 1 and exited[0][1] == "1", lines
+    assert [e[5] for e in values("EVENT") if e[0] == "Restarting"] == ["500"]
+    assert values("BACK") == [["2", f"http://127.0.0.1:{ready[1][3]}"]]
+    first, second = (
+        base64.b64encode(t.encode()).decode()
+        for t in ("Keep my sword safe until I come back.", "Do you still have my sword?")
+    )
+    assert values("HISTORY") == [[first], [first, second]]  # the session went on from the store
+    assert values("STOP") == [["shutdown_rpc"]] and values("GONE") == [["true"]]
+    assert [e[4] for e in values("EVENT") if e[0] == "Stopped"] == ["0"]  # exit code 0: a graceful stop

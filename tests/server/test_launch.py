@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -104,3 +105,44 @@ def test_process_alive_tells_a_running_process_from_an_ended_one():
     child.wait(30)
     assert not process_alive(child.pid)
     assert not process_alive(0)
+
+
+def test_the_parent_watch_stops_the_server_when_the_game_took_its_stdout_pipe_with_it(tmp_path):
+    """A game that dies closes the read end of the server's stdout: the goodbye line must not get in the way of the
+    stop (print() raised BrokenPipeError there, and the server ran on forever), nor fail the exit."""
+    script = tmp_path / "watch.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, sys
+            from npc_sdk.server.launch import say, watch_parent
+
+            async def main():
+                stop = asyncio.Event()
+                asyncio.create_task(watch_parent(int(sys.argv[1]), stop.set, 0.05))
+                await asyncio.wait_for(stop.wait(), 30)
+                say("npc-sdk: stopped; store closed")
+                sys.stderr.write("STOPPED\\n")
+
+            asyncio.run(main())
+            """
+        )
+    )
+    game = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    root = Path(__file__).resolve().parents[2]
+    try:
+        watcher = subprocess.Popen(
+            [sys.executable, str(script), str(game.pid)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=root,
+            text=True,
+        )
+        time.sleep(1.0)
+        watcher.stdout.close()  # the game's end of the pipe goes with the game
+        game.kill()
+        game.wait(30)
+        assert watcher.wait(60) == 0
+        assert "STOPPED" in watcher.stderr.read()
+    finally:
+        game.kill()

@@ -192,6 +192,7 @@ namespace UnityEngine
     {
         public static event Action quitting;
         public static string persistentDataPath { get { return ""; } }
+        public static string streamingAssetsPath { get { return ""; } }
         internal static void Quit() { if (quitting != null) quitting(); }
     }
 

@@ -52,6 +52,11 @@ namespace NpcSdk
                  "build can be read out of it: use keys for studio-internal servers, not as a secret from players.")]
         public string apiKey = "";
 
+        [Tooltip("A launcher that starts the server with the game (NpcServerLauncher). When set, its address and " +
+                 "key are used instead of the two fields above, and after a restart (a new port) the conversation " +
+                 "carries on with the same session.")]
+        public NpcServerLauncher server;
+
         [Header("Persona")]
         [Tooltip("A persona the server loaded with --personas DIR (the file name, e.g. brakka). When set, the " +
                  "inline fields below are not used.")]
@@ -133,6 +138,8 @@ namespace NpcSdk
         static readonly Dictionary<string, GrpcChannel> Channels = new Dictionary<string, GrpcChannel>();
 
         NpcConversation conversation;
+        int conversationGeneration;  // the launcher's generation the conversation's client was made for
+        string carriedSessionId = "";  // the server-picked session id, kept across a restart of the launcher's server
         Texture2D readback;
 
         // The session, its replies, cancel, retry and forget (samples/csharp_common/NpcConversation.cs).
@@ -140,14 +147,30 @@ namespace NpcSdk
         {
             get
             {
-                if (conversation == null)
+                int generation = server != null ? server.Generation : 0;
+                if (conversation == null || generation != conversationGeneration)
                 {
-                    var client = new NpcServiceClient(ChannelFor(serverAddress), apiKey);
+                    string address = server != null ? server.Address : serverAddress;
+                    if (string.IsNullOrEmpty(address))
+                    {
+                        throw new InvalidOperationException("npc-sdk: the server is not running yet (" + name + ")");
+                    }
+                    if (conversation != null)
+                    {
+                        // The launcher restarted the server on a new port: a client for it, the same session.
+                        if (!string.IsNullOrEmpty(conversation.OpenedSessionId))
+                        {
+                            carriedSessionId = conversation.OpenedSessionId;
+                        }
+                        conversation.Cancel();
+                    }
+                    var client = new NpcServiceClient(ChannelFor(address), server != null ? server.ApiKey : apiKey);
                     // true: every read resumes on the main thread (Unity's SynchronizationContext, as Say runs
                     // there), so OnAction and OnDelta may touch the scene directly.
                     conversation = new NpcConversation(client, CreateRequest, true);
+                    conversationGeneration = generation;
                 }
-                conversation.SessionId = sessionId;
+                conversation.SessionId = string.IsNullOrEmpty(sessionId) ? carriedSessionId : sessionId;
                 conversation.MaxTokens = maxTokens;
                 conversation.ReplyTimeoutSeconds = replyTimeoutSeconds;
                 conversation.Attempts = attempts;
@@ -155,7 +178,7 @@ namespace NpcSdk
             }
         }
 
-        static GrpcChannel ChannelFor(string address)
+        internal static GrpcChannel ChannelFor(string address)
         {
             GrpcChannel channel;
             if (!Channels.TryGetValue(address, out channel))
@@ -227,6 +250,7 @@ namespace NpcSdk
         public Task ForgetConversationAsync()
         {
             StopAllCoroutines();
+            carriedSessionId = "";
             return Conversation.ForgetAsync();
         }
 
