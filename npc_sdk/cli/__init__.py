@@ -2,7 +2,7 @@
 
   model      pull, export, bench          play      demo, chat
   server     serve, loadtest              personas  persona validate|render
-  training   data, train, eval
+  training   data, train, eval           shipping  bundle
 
 Commands import what they drive when they run, so `npc-sdk --help` loads neither onnxruntime nor torch.
 """
@@ -13,9 +13,9 @@ import argparse
 import sys
 
 from ..errors import NpcError
-from . import model, personas, play, server, training
+from . import model, personas, play, server, shipping, training
 
-GROUPS = (model, play, server, personas, training)
+GROUPS = (model, play, server, personas, training, shipping)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,6 +56,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.json,
         )
         return 0
+    if args.launch:
+        import tempfile
+
+        from ..bench_launch import bench_launch
+
+        with tempfile.TemporaryDirectory() as data:
+            report(
+                bench_launch(Path(args.launch), Path(data), repeats=args.repeats),
+                args.json,
+                hide=("personas",),
+            )
+        return 0
     if args.prefill_stall:
         from ..bench_prefill import bench_prefill_stall
 
@@ -147,6 +159,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         const="1,2,4,8",
         help="best of N on the demo's turns (seeds 1-3): time to the first streamed token and the critic's "
         "acceptability for each N (default 1,2,4,8)",
+    )
+    p.add_argument(
+        "--launch",
+        metavar="BUNDLE",
+        help="a bundle folder (npc-sdk bundle): launch to ready (warm, cold), RSS idle and talking, and a 60 Hz "
+        "game loop's frame times with the NPC idle and talking, at --threads 1 and 2",
     )
     p.add_argument(
         "--prefill-stall",
