@@ -180,6 +180,10 @@ def train_corpus(
 ) -> dict:
     """Fusion + LoRA on the corpus's training items (held-out personas never reach here)."""
     items = [i for i in items if i.split == "train"]
+    if resume and _checkpoint_step(out) >= cfg.steps:
+        # `--resume --steps N` with N steps already done ends the run there (the adapters are written) without
+        # encoding the corpus again: how a run is stopped early on purpose
+        return optimise(model, [], lambda batch, live: (None, None), out, cfg, resume=True, log=log)
     pictures = render_corpus_scenes(items, log=log)
     log(
         f"training on {len(items)} written replies of {len({i.persona for i in items})} personas, "
@@ -201,6 +205,11 @@ def train_corpus(
     summary["personas"] = sorted(used)
     summary["pictures"] = len(pictures)
     return summary
+
+
+def _checkpoint_step(out: Path) -> int:
+    ckpt = out / "checkpoint.pt"
+    return int(torch.load(ckpt, weights_only=False)["step"]) if ckpt.is_file() else 0
 
 
 def mean_reply_tokens(examples: Sequence[CorpusExample]) -> float:

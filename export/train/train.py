@@ -285,7 +285,8 @@ def persona_cache(model: NpcModel, ids: Sequence[int], batch: int, *, grad: bool
     with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
         _, cache = model.decoder(table(torch.tensor([list(ids)])))
     layers = [
-        (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1)) for layer in cache.layers
+        (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
+        for layer in cache.layers
     ]
     return DynamicCache(layers, config=model.decoder.lm.config)
 
@@ -407,30 +408,24 @@ def train_dialogue(
     examples = build_examples(model, items, by_id, pictures, cfg.max_reply_tokens, cfg.grounding_weight)
 
     def loss_of(batch: Sequence[Example], live: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        return reply_loss(
-            model, feats, batch, unlikelihood_weight=cfg.unlikelihood_weight, live_persona=live
-        )
+        return reply_loss(model, feats, batch, unlikelihood_weight=cfg.unlikelihood_weight, live_persona=live)
 
     summary = optimise(model, examples, loss_of, out, cfg, resume=resume, log=log)
     summary["personas"] = [p.id for p in personas]
     return summary
 
 
-def optimise(
-    model: NpcModel,
-    examples: Sequence,
-    loss_of: Callable[[Sequence, bool], tuple[torch.Tensor, torch.Tensor]],
-    out: Path,
-    cfg: TrainConfig,
-    *,
-    resume: bool = False,
-    log: Callable[[str], None] = print,
-) -> dict:
-    """The fusion (head frozen) and LoRA adapters trained on `examples` (anything with a `persona_id`) by
-    `loss_of(batch, live_persona)`; checkpoints, Ctrl-C, resume. Writes out/decoder_lora.safetensors when done."""
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
+@dataclass
+class _Trainable:
+    """What one optimise run updates: the fusion (its head frozen) and, with a rank, fresh LoRA adapters."""
+
+    params: list[torch.nn.Parameter]
+    lora: list[torch.nn.Parameter]
+    opt: torch.optim.Optimizer
+    flags: list[tuple[torch.nn.Parameter, bool]]  # the caller's requires_grad flags, given back at the end
+
+
+def _trainable(model: NpcModel, cfg: TrainConfig, log: Callable[[str], None]) -> _Trainable:
     fusion = model.fusion
     # which parameters train is this run's business: the caller's model gets its flags back at the end
     flags = [(p, p.requires_grad) for p in [*fusion.parameters(), *model.decoder.lm.parameters()]]
@@ -450,46 +445,87 @@ def optimise(
             f"  LoRA rank {cfg.lora_rank} on {', '.join(targets)}: {sum(p.numel() for p in lora_params):,} parameters"
         )
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return _Trainable(params, lora_params, opt, flags)
+
+
+@dataclass
+class _Progress:
+    """The run's position: steps done, loss histories, time spent, random streams (all in the checkpoint)."""
+
+    step: int = 0
+    reply: list[float] = field(default_factory=list)
+    unlikelihood: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+
+
+def _save_checkpoint(ckpt: Path, model: NpcModel, run: _Trainable, progress: _Progress, rng, cfg) -> None:
+    tmp = ckpt.with_suffix(".tmp")
+    torch.save(
+        {
+            "fusion": model.fusion.state_dict(),
+            "lora": [p.detach().clone() for p in run.lora],
+            "optimizer": run.opt.state_dict(),
+            "step": progress.step,
+            "reply": progress.reply,
+            "unlikelihood": progress.unlikelihood,
+            "elapsed": progress.elapsed,
+            "rng": rng.getstate(),
+            "torch_rng": torch.get_rng_state(),
+            "config": asdict(cfg),
+        },
+        tmp,
+    )
+    tmp.replace(ckpt)
+
+
+def _load_checkpoint(ckpt: Path, model: NpcModel, run: _Trainable, rng) -> _Progress:
+    state = torch.load(ckpt, weights_only=False)
+    model.fusion.load_state_dict(state["fusion"])
+    for p, saved in zip(run.lora, state.get("lora", []), strict=True):
+        p.data.copy_(saved)
+    run.opt.load_state_dict(state["optimizer"])
+    rng.setstate(state["rng"])
+    torch.set_rng_state(state["torch_rng"])
+    return _Progress(state["step"], state["reply"], state["unlikelihood"], state["elapsed"])
+
+
+def _log_step(progress: _Progress, cfg: TrainConfig, log: Callable[[str], None]) -> None:
+    step, elapsed = progress.step, progress.elapsed
+    eta = elapsed / step * (cfg.steps - step) if step else 0
+    line = (
+        f"  step {step}/{cfg.steps}  reply loss {np.mean(progress.reply[-20:]):.3f}  unlikelihood "
+        f"{np.mean(progress.unlikelihood[-20:]):.4f}  {elapsed / step:.1f} s/step  eta {eta / 60:.1f} min"
+    )
+    if sys.stderr.isatty():
+        print("\r" + line, end="", file=sys.stderr, flush=True)
+    elif step % 10 == 0 or step == cfg.steps:
+        log(line)
+
+
+def optimise(
+    model: NpcModel,
+    examples: Sequence,
+    loss_of: Callable[[Sequence, bool], tuple[torch.Tensor, torch.Tensor]],
+    out: Path,
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """The fusion (head frozen) and LoRA adapters trained on `examples` (anything with a `persona_id`) by
+    `loss_of(batch, live_persona)`; checkpoints, Ctrl-C, resume. Writes out/decoder_lora.safetensors when done."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    run = _trainable(model, cfg, log)
     ckpt = out / "checkpoint.pt"
-    step, reply_hist, ul_hist, elapsed = 0, [], [], 0.0
+    progress = _Progress()
     if resume and ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
-        fusion.load_state_dict(state["fusion"])
-        for p, saved in zip(lora_params, state.get("lora", []), strict=True):
-            p.data.copy_(saved)
-        opt.load_state_dict(state["optimizer"])
-        step, reply_hist, ul_hist, elapsed = (
-            state["step"],
-            state["reply"],
-            state["unlikelihood"],
-            state["elapsed"],
-        )
-        rng.setstate(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        log(f"resumed from {ckpt} at step {step}")
-    elif not fusion.is_trained:
+        progress = _load_checkpoint(ckpt, model, run, rng)
+        log(f"resumed from {ckpt} at step {progress.step}")
+    elif not model.fusion.is_trained:
         with torch.no_grad():  # open the gate: training starts with the prefix switched on
-            fusion.gate.fill_(1.0)
-
-    def save_checkpoint() -> None:
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save(
-            {
-                "fusion": fusion.state_dict(),
-                "lora": [p.detach().clone() for p in lora_params],
-                "optimizer": opt.state_dict(),
-                "step": step,
-                "reply": reply_hist,
-                "unlikelihood": ul_hist,
-                "elapsed": elapsed,
-                "rng": rng.getstate(),
-                "torch_rng": torch.get_rng_state(),
-                "config": asdict(cfg),
-            },
-            tmp,
-        )
-        tmp.replace(ckpt)
-
+            model.fusion.gate.fill_(1.0)
     stop = {"now": False}
 
     def on_interrupt(_sig, _frame) -> None:
@@ -497,57 +533,54 @@ def optimise(
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     stream = batches(examples, cfg, rng)
-    started = time.perf_counter() - elapsed
+    started = time.perf_counter() - progress.elapsed
     try:
-        while step < cfg.steps and not stop["now"]:
+        while progress.step < cfg.steps and not stop["now"]:
             batch = next(stream)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, cfg) * group["base_lr"] / cfg.lr
-            ce, ul = loss_of(batch, bool(lora_params))
-            opt.zero_grad()
+            for group in run.opt.param_groups:
+                group["lr"] = lr_at(progress.step, cfg) * group["base_lr"] / cfg.lr
+            ce, ul = loss_of(batch, bool(run.lora))
+            run.opt.zero_grad()
             (ce + cfg.unlikelihood_weight * ul).backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            step += 1
-            reply_hist.append(round(ce.item(), 4))
-            ul_hist.append(round(ul.item(), 4))
-            elapsed = time.perf_counter() - started
-            eta = elapsed / step * (cfg.steps - step) if step else 0
-            line = (
-                f"  step {step}/{cfg.steps}  reply loss {np.mean(reply_hist[-20:]):.3f}  unlikelihood "
-                f"{np.mean(ul_hist[-20:]):.4f}  {elapsed / step:.1f} s/step  eta {eta / 60:.1f} min"
-            )
-            if sys.stderr.isatty():
-                print("\r" + line, end="", file=sys.stderr, flush=True)
-            elif step % 10 == 0 or step == cfg.steps:
-                log(line)
-            if step % cfg.checkpoint_every == 0:
-                save_checkpoint()
+            torch.nn.utils.clip_grad_norm_(run.params, 1.0)
+            run.opt.step()
+            progress.step += 1
+            progress.reply.append(round(ce.item(), 4))
+            progress.unlikelihood.append(round(ul.item(), 4))
+            progress.elapsed = time.perf_counter() - started
+            _log_step(progress, cfg, log)
+            if progress.step % cfg.checkpoint_every == 0:
+                _save_checkpoint(ckpt, model, run, progress, rng, cfg)
     finally:
         signal.signal(signal.SIGINT, previous)
         if sys.stderr.isatty():
             print(file=sys.stderr)
-    save_checkpoint()
-    fusion.eval()
-    plot_losses(out / "loss_curve.png", reply_hist, ul_hist)
-    summary = {
-        "config": asdict(cfg),
-        "examples": len(examples),
-        "steps_done": step,
-        "finished": step >= cfg.steps,
-        "seconds": round(elapsed, 1),
-        "reply_loss_first20": round(float(np.mean(reply_hist[:20])), 4) if reply_hist else None,
-        "reply_loss_last20": round(float(np.mean(reply_hist[-20:])), 4) if reply_hist else None,
-        "unlikelihood_last20": round(float(np.mean(ul_hist[-20:])), 4) if ul_hist else None,
-        "reply_loss": reply_hist,
-        "unlikelihood": ul_hist,
-    }
-    if step >= cfg.steps and lora_params:
+    _save_checkpoint(ckpt, model, run, progress, rng, cfg)
+    model.fusion.eval()
+    plot_losses(out / "loss_curve.png", progress.reply, progress.unlikelihood)
+    summary = _summary(examples, progress, cfg)
+    if progress.step >= cfg.steps and run.lora:
         save_lora(model.decoder.lm, out / "decoder_lora.safetensors")
     remove_lora(model.decoder.lm, merge=False)  # the caller's model is left as it came
-    for p, wanted in flags:
+    for p, wanted in run.flags:
         p.requires_grad_(wanted)
     return summary
+
+
+def _summary(examples: Sequence, progress: _Progress, cfg: TrainConfig) -> dict:
+    reply, ul = progress.reply, progress.unlikelihood
+    return {
+        "config": asdict(cfg),
+        "examples": len(examples),
+        "steps_done": progress.step,
+        "finished": progress.step >= cfg.steps,
+        "seconds": round(progress.elapsed, 1),
+        "reply_loss_first20": round(float(np.mean(reply[:20])), 4) if reply else None,
+        "reply_loss_last20": round(float(np.mean(reply[-20:])), 4) if reply else None,
+        "unlikelihood_last20": round(float(np.mean(ul[-20:])), 4) if ul else None,
+        "reply_loss": reply,
+        "unlikelihood": ul,
+    }
 
 
 def train(

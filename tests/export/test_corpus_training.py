@@ -76,7 +76,13 @@ def test_a_short_run_on_corpus_items_lowers_their_loss(model, tmp_path):
         losses = summary["reply_loss"]
         assert summary["finished"] and summary["pictures"] == 1
         assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
-        assert (tmp_path / "run" / "decoder_lora.safetensors").is_file()
+        lora = tmp_path / "run" / "decoder_lora.safetensors"
+        assert lora.is_file()
+        # a run stopped on purpose ends where its checkpoint is: `--resume --steps N`, no step taken, no encoding
+        lora.unlink()
+        again = train_corpus(model, items, personas, tmp_path / "run", cfg, resume=True, log=lambda _m: None)
+        assert again["finished"] and again["steps_done"] == 12 and again["reply_loss"] == losses
+        assert lora.is_file()
     finally:
         model.fusion.load_state_dict(saved)
         model.fusion.eval()
