@@ -40,7 +40,8 @@ async def open_engine(model_path: Path, config: ServerConfig) -> Engine:
 
 async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None:
     """Run until SIGTERM/SIGINT, Shutdown or the parent's end; running turns get `grace_s` to finish, then are
-    cancelled unstored."""
+    cancelled unstored. `started(port)`, awaited once gRPC listens and before the ready line, returns the ready
+    line's extra fields (the gateway's {"ws_port": N})."""
     lower_priority(config.nice)
     engine = await open_engine(model_path, config)
     keys = list(config.api_keys)
@@ -83,9 +84,8 @@ async def serve(model_path: Path, config: ServerConfig, *, started=None) -> None
         await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         say(f"npc-sdk serving {engine.described} on {config.host}:{port}")
-        say(ready_line(port, engine.described))
-        if started:
-            started(port)
+        extra = await started(port) if started else {}  # the WebSocket gateway listens before the line
+        say(ready_line(port, engine.described, **extra))
         await stop.wait()
         say("npc-sdk: shutting down")
         await health_servicer.enter_graceful_shutdown()

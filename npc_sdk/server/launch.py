@@ -18,9 +18,13 @@ API_KEY_ENV = "NPC_SDK_API_KEY"  # the key a launcher passes: never on the comma
 PARENT_POLL_S = 0.5
 
 
-def ready_line(port: int, described: str) -> str:
-    """The one stdout line a launcher waits for (JSON, so no launcher parses prose)."""
-    return json.dumps({"ready": True, "port": port, "pid": os.getpid(), "model": described})
+def ready_line(port: int, described: str, ws_port: int = 0) -> str:
+    """The one stdout line a launcher waits for (JSON, so no launcher parses prose). With `--ws-port` it also names
+    the WebSocket gateway's port, already accepting: a GDScript or web client's launcher connects there."""
+    line = {"ready": True, "port": port, "pid": os.getpid(), "model": described}
+    if ws_port:
+        line["ws_port"] = ws_port
+    return json.dumps(line)
 
 
 def process_alive(pid: int) -> bool:

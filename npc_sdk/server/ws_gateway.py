@@ -1,7 +1,8 @@
 """WebSocket gateway: npc.v1.NpcService as JSON text frames, for GDScript and web builds that cannot speak HTTP/2.
 
 `npc-sdk serve --ws-port P` runs it in the server's own process and asyncio loop, bound to the same `--host`
-(P = 0 picks a free port; the chosen one is printed as `npc-sdk: websocket gateway (...) on HOST:PORT`).
+(P = 0 picks a free port; the chosen one is printed as `npc-sdk: websocket gateway (...) on HOST:PORT`, and is the
+ready line's `ws_port`).
 Every call is forwarded over a loopback grpc.aio channel to the server's own gRPC port, so validation, API-key
 auth, status codes, limits and the scheduler are exactly the gRPC ones. Full description: docs/websocket.md.
 
@@ -41,9 +42,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
-import signal
 import socket
 import ssl
 from collections.abc import Callable
@@ -62,6 +61,7 @@ from .._proto.npc.v1 import npc_pb2_grpc as pb_grpc
 log = logging.getLogger("npc_sdk.server.ws_gateway")
 
 DEFAULT_MAX_MESSAGE_MB = 16
+CLOSE_WAIT_S = 2.0  # on stop: how long clients get for the closing handshake before they are cut off
 MAX_CALLS_PER_SOCKET = 64  # calls in flight on one socket; more get RESOURCE_EXHAUSTED
 PARSE_OFF_LOOP_BYTES = 256 << 10  # frames larger than this are parsed on a worker thread
 _QUIET = logging.getLogger(
@@ -203,6 +203,7 @@ class WsGateway:
     server: Server | None = None
     channel: grpc.aio.Channel | None = None
     stub: pb_grpc.NpcServiceStub | None = None
+    sockets: set[ServerConnection] = field(default_factory=set)  # the connections being served
 
     def bind(self) -> int:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -248,8 +249,15 @@ class WsGateway:
 
     async def close(self) -> None:
         if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+            self.server.close()  # a close frame to each client
+            try:
+                await asyncio.wait_for(self.server.wait_closed(), CLOSE_WAIT_S)
+            except TimeoutError:
+                # A client that does not read (a game that stops the server as it quits) would hold the exit for
+                # websockets' closing timeouts, 10 to 20 s: the store is already closed, so cut them off.
+                for ws in list(self.sockets):
+                    ws.transport.abort()
+                await self.server.wait_closed()
         elif self.sock is not None:
             self.sock.close()
         if self.channel is not None:
@@ -257,6 +265,7 @@ class WsGateway:
 
     async def _connection(self, ws: ServerConnection) -> None:
         calls: dict[str, _InFlight] = {}
+        self.sockets.add(ws)
 
         async def send(text: str) -> None:
             try:
@@ -308,6 +317,7 @@ class WsGateway:
                     flight.task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+            self.sockets.discard(ws)
 
     async def _forward(self, call: Call, flight: _InFlight, send: Callable[[str], Any]) -> None:
         assert self.stub is not None
@@ -343,19 +353,13 @@ async def serve_with_gateway(model_path: Path, config, gateway: WsGateway) -> No
     from .app import serve as serve_grpc
 
     gateway.bind()
-    failed: list[BaseException] = []
 
-    def check(task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            failed.append(task.exception())
-            os.kill(os.getpid(), signal.SIGTERM)  # stop the server as SIGTERM would, then report below
-
-    def started(grpc_port: int) -> None:
-        asyncio.ensure_future(gateway.start(grpc_port)).add_done_callback(check)
+    async def started(grpc_port: int) -> dict:
+        # Accepting before the ready line names its port; a gateway that cannot start stops the server (raised).
+        await gateway.start(grpc_port)
+        return {"ws_port": gateway.port}
 
     try:
         await serve_grpc(model_path, config, started=started)
     finally:
         await gateway.close()
-    if failed:
-        raise failed[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -146,3 +147,45 @@ def test_the_parent_watch_stops_the_server_when_the_game_took_its_stdout_pipe_wi
         assert "STOPPED" in watcher.stderr.read()
     finally:
         game.kill()
+
+
+def _silent_websocket(port: int, close_first: bool) -> socket.socket:
+    """A WebSocket client that stops reading after the handshake (and, with close_first, after a close frame): a
+    game that stops the server as it quits, no longer polling its own clients."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+    if close_first:
+        mask, code = b"\x01\x02\x03\x04", (1000).to_bytes(2, "big")  # a close frame, masked as clients must
+        sock.sendall(b"\x88\x82" + mask + bytes(b ^ mask[i] for i, b in enumerate(code)))
+    return sock
+
+
+def test_with_a_websocket_gateway_the_ready_line_names_its_port_and_silent_clients_do_not_hold_the_stop(
+    exported_int4, tmp_path
+):
+    """A GDScript or web launcher connects to the gateway: its port is in the ready line, which comes once the gateway
+    accepts. Clients that no longer read must not keep the stopping server for websockets' closing timeouts (10 s
+    for one that never answers the close frame, 20 s for one that sent its own and never closed the connection)."""
+    from websockets.sync.client import connect
+
+    with ServerProcess(exported_int4, tmp_path, "--ws-port", "0", env={"NPC_SDK_API_KEY": KEY}) as proc:
+        deadline = time.monotonic() + 30  # the helper returns at the log lines; the ready line follows them
+        while not any(line.startswith("{") for line in proc.output) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ready = _ready(proc)
+        assert ready["ws_port"] == proc.ws_port and ready["port"] == proc.port
+        gateway_line = next(i for i, line in enumerate(proc.output) if "websocket gateway" in line)
+        assert gateway_line < proc.output.index(next(line for line in proc.output if line.startswith("{")))
+        silent = [_silent_websocket(proc.ws_port, close_first) for close_first in (False, True)]
+        with connect(proc.ws_url) as ws:
+            ws.send(json.dumps({"id": "s", "method": "Shutdown", "request": {}, "apiKey": KEY}))
+            assert json.loads(ws.recv(60)) == {"id": "s", "response": {}}
+        started = time.monotonic()
+        assert proc.proc.wait(60) == 0
+        assert time.monotonic() - started < 8, "the server waited for the silent clients"
+        for sock in silent:
+            sock.close()

@@ -17,19 +17,7 @@ from npc_sdk.demo import DEMO_PERSONA
 
 pytestmark = pytest.mark.slow
 
-PERSONAS = Path(__file__).resolve().parents[2] / "samples" / "personas"
 KEY = "bundle-test-key-5d1e"
-
-
-@pytest.fixture(scope="session")
-def bundle(exported_int4, tmp_path_factory) -> Path:
-    pytest.importorskip("PyInstaller", reason="npc-sdk bundle needs the bundle extra (in the test extra)")
-    from npc_sdk.bundle import build_bundle
-    from npc_sdk.cache import cache_dir
-
-    out = tmp_path_factory.mktemp("bundle") / "npc"
-    build_bundle(out, exported_int4, PERSONAS, cache_dir() / "bundles")
-    return out
 
 
 def _python_roots() -> list[Path]:
@@ -38,7 +26,9 @@ def _python_roots() -> list[Path]:
     roots |= {p for p in Path("/usr/lib").glob("python3*")} | {
         p for p in Path("/usr/local/lib").glob("python3*")
     }
-    return sorted(r for r in roots if r.is_dir() and r != Path("/"))
+    roots = {r for r in roots if r.is_dir() and r != Path("/")}
+    # Not a folder inside another: once the outer one is hidden, the inner mount point no longer exists.
+    return sorted(r for r in roots if not any(outer in r.parents for outer in roots))
 
 
 def _no_python_command(exe: Path, args: list[str]) -> list[str]:
