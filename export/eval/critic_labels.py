@@ -42,13 +42,20 @@ def held_out(row: dict) -> bool:
 
 
 def _threshold(scores: Sequence[float], labels: Sequence[bool], precision: float) -> float:
-    """The lowest score threshold whose precision on these rows reaches `precision` (0.5 if none does)."""
-    best = None
+    """The lowest score threshold whose precision on these rows reaches `precision`; where none does, the one with
+    the best F1 (so the critic still says "acceptable" of its likeliest replies, and its precision is reported)."""
+    best, best_f1, f1_threshold = None, -1.0, 0.5
+    positives = sum(labels)
     for t in sorted(set(scores), reverse=True):
         said = [lab for s, lab in zip(scores, labels, strict=True) if s >= t]
         if said and sum(said) / len(said) >= precision:
             best = t
-    return float(best) if best is not None else 0.5
+        if said and positives:
+            p, r = sum(said) / len(said), sum(said) / positives
+            f1 = 2 * p * r / (p + r) if p + r else 0.0
+            if f1 > best_f1:
+                best_f1, f1_threshold = f1, t
+    return float(best) if best is not None else float(f1_threshold)
 
 
 def agreement(scores: Sequence[float], labels: Sequence[bool], threshold: float) -> dict:
