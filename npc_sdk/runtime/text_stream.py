@@ -81,7 +81,8 @@ class TextStream:
         if self.stopped:
             return ""
         self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        # a reply never starts with whitespace (a first token " Wren" would stream as " Wren")
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True).lstrip()
         cut = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
         ended = sentence_cut(text, self.max_sentences)
         if ended >= 0 and (cut < 0 or ended < cut):

@@ -76,3 +76,8 @@ def test_short_sentences_abbreviations_and_decimals_do_not_end_the_reply():
         _until_stopped(TextStream(byte_tokenizer(), max_sentences=1), "Aye, that I can.")
         == "Aye, that I can."
     )
+
+
+def test_a_reply_never_starts_with_whitespace():
+    stream = TextStream(byte_tokenizer())
+    assert "".join(_feed(stream, "  \n Wren, the explorer.")) == "Wren, the explorer."
