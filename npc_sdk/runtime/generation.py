@@ -28,10 +28,11 @@ class GenerationConfig:
     # 4.0): read replies were no more acceptable with it, and it forced nouns into sentences (docs/training.md)
     scene_word_weight: float = 1.5
     absent_word_weight: float = 3.0  # logit penalty for words of what the image head is sure is not there
-    # best of N: N replies decode as one batch, the critic (runtime/critic.py) picks one. 2 by default: read by a
-    # strict reader, 33 of 120 held-out replies against 24 for one, and the first token still within 400 ms on two
-    # cores (demo turns: median 242 ms, max 350 ms; docs/training.md). A busy server gives a turn fewer.
-    candidates: int = 2
+    # best of N: N replies decode as one batch, the critic (runtime/critic.py) picks one. 1 by default: with N > 1
+    # nothing streams until every candidate has ended, so a reply cannot be cut off mid-way (a game's cancel, a
+    # crash) and arrives whole. Read by a strict reader, 2 gives 32 of 120 held-out replies against 24, with the
+    # first token still within 400 ms on two cores (docs/training.md): set it where a game can take that.
+    candidates: int = 1
     # the reply ends after this many sentences (a sentence under 4 words does not count); 0: off. The 135M decoder's
     # first sentence is its best: read replies mostly go wrong in the second (docs/training.md)
     max_sentences: int = 1
