@@ -24,7 +24,8 @@ from npc_sdk.runtime.generation import GenerationConfig
 
 pytestmark = pytest.mark.slow
 
-GREEDY = GenerationConfig(temperature=0.0, repetition_penalty=1.0, max_tokens=40)
+# no sentence limit: the plain LM it is compared with is not cut after one sentence
+GREEDY = GenerationConfig(temperature=0.0, repetition_penalty=1.0, max_tokens=40, max_sentences=0)
 SCENE = scene_path("meadow_slimes.png")
 
 

@@ -27,7 +27,11 @@ KEY = "launch-key-7f3a9c"
 
 
 def _ready(proc: ServerProcess) -> dict:
-    """The JSON ready line: the only line a launcher has to parse."""
+    """The JSON ready line: the only line a launcher has to parse (it follows the "serving" line the helper waits
+    for, so give the pump a moment to read it)."""
+    deadline = time.monotonic() + 60
+    while not any(line.startswith("{") for line in proc.output) and time.monotonic() < deadline:
+        time.sleep(0.05)
     lines = [json.loads(line) for line in proc.output if line.startswith("{")]
     assert len(lines) == 1, proc.output
     return lines[0]
