@@ -31,10 +31,18 @@ def _python_roots() -> list[Path]:
     return sorted(r for r in roots if not any(outer in r.parents for outer in roots))
 
 
+def _can_hide_mounts() -> bool:
+    """Root, and allowed a private mount namespace with a tmpfs in it (a container may refuse either)."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = ["unshare", "--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs none /mnt"]
+    return subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0
+
+
 def _no_python_command(exe: Path, args: list[str]) -> list[str]:
     """Run `exe` with every Python directory hidden under an empty tmpfs, in a private mount namespace (root), or
     else only with an empty environment and a PATH without Python."""
-    if os.geteuid() == 0 and shutil.which("unshare"):
+    if _can_hide_mounts():
         hide = " && ".join(f"mount -t tmpfs none '{root}'" for root in _python_roots())
         script = f'{hide} && exec env -i HOME=/tmp PATH=/nonexistent NPC_SDK_API_KEY={KEY} "$0" "$@"'
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(exe), *args]
