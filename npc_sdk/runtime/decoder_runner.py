@@ -18,8 +18,8 @@ import onnxruntime as ort
 from .kv_cache import KVCache
 
 # A prompt is prefilled this many positions per call (batch.py interleaves the calls with other slots' decode
-# steps): ~70 ms a chunk on two cores, so a long prefill never holds other streams for longer than that.
-PREFILL_CHUNK = 64
+# steps): ~35 ms a chunk on two cores, so a long prefill never holds other streams for longer than that.
+PREFILL_CHUNK = 32
 
 
 class DecoderRunner:
