@@ -86,3 +86,26 @@ class ServerProcess:
     def __exit__(self, *exc: object) -> None:
         if self.proc and self.proc.poll() is None:
             self.stop(signal.SIGKILL)
+
+
+def stored_turns(data_dir: Path) -> list[str]:
+    """The player lines of every turn in the data folder's SQLite store, oldest first (what survived)."""
+    import sqlite3
+
+    db = sqlite3.connect(data_dir / "sessions.sqlite3")
+    try:
+        return [row[0] for row in db.execute("SELECT user FROM turns ORDER BY rowid")]
+    finally:
+        db.close()
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Whether process `pid` has ended within `timeout` seconds."""
+    from npc_sdk.server.launch import process_alive
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process_alive(pid):
+            return True
+        time.sleep(0.2)
+    return False

@@ -14,7 +14,6 @@ import os
 import queue
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import pytest
 
 from npc_sdk.server.launch import process_alive
 
+from ..server_process import stored_turns, wait_gone
 from .conftest import run_tool
 
 pytestmark = pytest.mark.slow
@@ -48,23 +48,6 @@ def _of(events: list[dict], name: str) -> list[dict]:
 
 def _serve(model: Path) -> list[str]:
     return [sys.executable, "-m", "npc_sdk.cli", "serve", "--model", str(model)]
-
-
-def _turns(data_dir: Path) -> list[str]:
-    db = sqlite3.connect(data_dir / "sessions.sqlite3")
-    try:
-        return [row[0] for row in db.execute("SELECT user FROM turns ORDER BY rowid")]
-    finally:
-        db.close()
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not process_alive(pid):
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_launcher_restarts_a_killed_server_and_the_session_carries_on(cpp_build, exported_int4, tmp_path):
@@ -116,7 +99,7 @@ def test_launcher_restarts_a_killed_server_and_the_session_carries_on(cpp_build,
     third = _of(events, "turn")[1]
     assert third["n"] == 3 and third["reply"].strip()
     assert after_third == [{"user": FIRST, "reply": first["reply"]}, {"user": THIRD, "reply": third["reply"]}]
-    assert _turns(data) == [FIRST, THIRD]  # the store on disk agrees: no STORY
+    assert stored_turns(data) == [FIRST, THIRD]  # the store on disk agrees: no STORY
 
     # Stop(): the Shutdown RPC with the key ended it gracefully; no server process is left.
     assert _of(events, "stop_result") == [
@@ -158,8 +141,8 @@ def test_the_server_ends_when_the_process_that_launched_it_is_killed(cpp_build, 
 
         game.kill()  # the game crashes: nobody calls Stop(), and the server's stdout pipe loses its reader
         game.wait(30)
-        assert _wait_gone(server_pid, 120), "the server outlived the process that launched it"
-        assert _turns(data) == [FIRST]
+        assert wait_gone(server_pid, 120), "the server outlived the process that launched it"
+        assert stored_turns(data) == [FIRST]
     finally:
         game.kill()
         if server_pid and process_alive(server_pid):

@@ -16,7 +16,6 @@ import queue
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
@@ -28,6 +27,7 @@ import pytest
 from npc_sdk.server.launch import process_alive
 
 from ..engine_tools import require_godot4
+from ..server_process import stored_turns, wait_gone
 
 pytestmark = pytest.mark.slow
 
@@ -125,23 +125,6 @@ def _of(events: list[dict], name: str) -> list[dict]:
     return [e for e in events if e["event"] == name]
 
 
-def _turns(data_dir: Path) -> list[str]:
-    db = sqlite3.connect(data_dir / "sessions.sqlite3")
-    try:
-        return [row[0] for row in db.execute("SELECT user FROM turns ORDER BY rowid")]
-    finally:
-        db.close()
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not process_alive(pid):
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def test_the_launcher_restarts_a_killed_server_and_the_session_carries_on(game):
     run = game.run("crash")
     events = _events(run.stdout)
@@ -182,7 +165,7 @@ def test_the_launcher_restarts_a_killed_server_and_the_session_carries_on(game):
     third = _of(events, "turn")[1]
     assert third["n"] == 3 and third["reply"].strip()
     assert after_third == [{"user": FIRST, "reply": first["reply"]}, {"user": THIRD, "reply": third["reply"]}]
-    assert _turns(game.saves) == [FIRST, THIRD]  # the store on disk agrees
+    assert stored_turns(game.saves) == [FIRST, THIRD]  # the store on disk agrees
 
     # stop(): the Shutdown RPC with the key ended it; no server process is left.
     assert _of(events, "stop_result")[0]["how"] == "shutdown_rpc"
@@ -228,8 +211,8 @@ def test_the_server_ends_when_the_godot_process_that_launched_it_is_killed(game)
 
         proc.kill()  # the game crashes: nobody calls stop(), and the server's pipes lose their reader
         proc.wait(30)
-        assert _wait_gone(server_pid, 120), "the server outlived the Godot process that launched it"
-        assert _turns(game.saves) == [FIRST]
+        assert wait_gone(server_pid, 120), "the server outlived the Godot process that launched it"
+        assert stored_turns(game.saves) == [FIRST]
     finally:
         proc.kill()
         if server_pid and process_alive(server_pid):

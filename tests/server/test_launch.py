@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -19,7 +18,7 @@ from npc_sdk.client import Client
 from npc_sdk.demo import DEMO_PERSONA
 from npc_sdk.server.launch import process_alive
 
-from ..server_process import ServerProcess
+from ..server_process import ServerProcess, stored_turns
 
 pytestmark = pytest.mark.slow
 
@@ -35,14 +34,6 @@ def _ready(proc: ServerProcess) -> dict:
     lines = [json.loads(line) for line in proc.output if line.startswith("{")]
     assert len(lines) == 1, proc.output
     return lines[0]
-
-
-def _turns(data_dir: Path) -> list[str]:
-    db = sqlite3.connect(data_dir / "sessions.sqlite3")
-    try:
-        return [row[0] for row in db.execute("SELECT user FROM turns ORDER BY rowid")]
-    finally:
-        db.close()
 
 
 def test_ready_line_key_from_the_environment_and_shutdown_rpc(exported_int4, tmp_path):
@@ -65,7 +56,7 @@ def test_ready_line_key_from_the_environment_and_shutdown_rpc(exported_int4, tmp
         assert proc.proc.wait(60) == 0
         time.sleep(0.1)
         assert any("store closed" in line for line in proc.output)
-    assert _turns(tmp_path) == ["Keep my sword safe."]
+    assert stored_turns(tmp_path) == ["Keep my sword safe."]
 
 
 def test_shutdown_is_refused_by_a_server_without_a_key(server_without_key):
@@ -98,7 +89,7 @@ def test_the_server_stops_when_the_game_that_launched_it_ends(exported_int4, tmp
             time.sleep(0.1)
             assert any(f"parent process {game.pid} has ended" in line for line in proc.output)
             assert any("store closed" in line for line in proc.output)
-        assert _turns(tmp_path) == ["Remember me."]
+        assert stored_turns(tmp_path) == ["Remember me."]
     finally:
         game.kill()
 
