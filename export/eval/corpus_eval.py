@@ -9,7 +9,9 @@ entities, its line. Variants of one model folder, same seeds:
   no_bias      one candidate, scene-, absent- and role-word biases off;
   no_prefix    one candidate, no fusion prefix vectors (the scene note still comes from the head's tags);
   sentences_N  one candidate, the reply ends after N sentences (sentences_0: no limit; the default is 1);
-  best_of_N    N candidates, the reply critic picks one.
+  best_of_N    N candidates, the reply critic picks one;
+  FIELD=VALUE  one candidate with a GenerationConfig field changed (`temperature=0.3`); `+` joins a variant and
+               overrides (`best_of_2+temperature=0.3`).
 
 Metrics: acceptability by the reply critic (runtime/critic.py), grounding and thing-grounding of scene lines
 counting acceptable replies only, hallucination, persona identification among the held-out personas, distinct-2,
@@ -55,6 +57,21 @@ GOALS = {
 
 def variant_config(name: str, base: GenerationConfig) -> tuple[GenerationConfig, bool]:
     """(config, use_prefix) of a variant."""
+    head, *overrides = name.split("+")
+    if "=" in head:
+        head, overrides = "single", [head, *overrides]
+    config, use_prefix = _named_variant(head, base)
+    for override in overrides:
+        field_name, _, text = override.partition("=")
+        current = getattr(config, field_name, None)
+        if not text or isinstance(current, (tuple, type(None))) or field_name.startswith("_"):
+            raise ValueError(f"variant {name!r}: {override!r} is not FIELD=VALUE of a number field")
+        config = config.with_(**{field_name: type(current)(float(text)) if isinstance(current, int) else float(text)})
+    config.validate()
+    return config, use_prefix
+
+
+def _named_variant(name: str, base: GenerationConfig) -> tuple[GenerationConfig, bool]:
     if name == "default":
         return base, True
     single = base.with_(candidates=1)
