@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from ..errors import InvalidInputError
 from ..runtime.generation import GenerationConfig
 from .actions import Action, action_from_dict, check_actions
+from .card_text import decoder_greeting, lore_text, normalise, spoken, without_transcript
 from .lore import compile_key, select_lore
 from .macros import expand
 
@@ -107,6 +108,8 @@ class Persona:
     lore_budget_tokens: int = 200  # lore text injected per turn at most
     lore_scan_turns: int = 2  # how many earlier turns (besides this line) are scanned for lore keys
     lore_recursion: int = 0  # extra passes in which injected lore text can trigger more entries (0 = off)
+    # earlier exchanges the history window no longer shows, recalled by relevance to the line (runtime/memory.py)
+    memory_budget_tokens: int = 200
     actions: list[Action] = field(
         default_factory=list
     )  # what the NPC can do in the game (personas/actions.py)
@@ -170,7 +173,12 @@ class Persona:
             if not isinstance(entry, LoreEntry):
                 raise bad(f"lore[{i}]", "must be a lore entry")
             _check_lore_entry(entry, f"persona.lore[{i}]")
-        for name, top in (("lore_budget_tokens", 2000), ("lore_scan_turns", 2000), ("lore_recursion", 10)):
+        for name, top in (
+            ("lore_budget_tokens", 2000),
+            ("lore_scan_turns", 2000),
+            ("lore_recursion", 10),
+            ("memory_budget_tokens", 2000),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
                 raise bad(name, f"must be an integer in [0, {top}], got {value!r}")
@@ -218,22 +226,37 @@ class Persona:
         return asdict(self)
 
     # ---- what the models read ----------------------------------------------------------------------------
+    def for_decoder(self) -> Persona:
+        """This persona as the decoder reads it: a card's transcripts, `*actions*`, `<START>` markers and long
+        narrated greeting taken out (personas/card_text.py). The persona itself keeps its text as written."""
+        examples = [Example(spoken(e.user), spoken(e.npc)) for e in self.examples]
+        return replace(
+            self,
+            description=without_transcript(self.description, self.name),
+            personality=normalise(self.personality),
+            scenario=normalise(self.scenario),
+            style=normalise(self.style),
+            greeting=decoder_greeting(self.greeting),
+            system_prompt_override=normalise(self.system_prompt_override),
+            examples=[e for e in examples if e.user and e.npc],
+        )
+
     def system_prompt(self) -> str:
         """The system message the decoder sees, built from the persona's fields."""
+        parts = [f"You are {self.name}."]
+        if self.description:
+            parts.append(_sentence(self.description))
+        if self.personality:
+            parts.append(_sentence(f"Personality: {self.personality.strip()}"))
+        if self.scenario:
+            parts.append(_sentence(f"Scenario: {self.scenario.strip()}"))
+        if self.style:
+            parts.append(_sentence(f"Speaking style: {self.style.strip()}"))
+        parts.append("Stay in character. Reply in one or two sentences.")
+        base = " ".join(parts)
         if self.system_prompt_override:
-            base = self.system_prompt_override
-        else:
-            parts = [f"You are {self.name}."]
-            if self.description:
-                parts.append(_sentence(self.description))
-            if self.personality:
-                parts.append(_sentence(f"Personality: {self.personality.strip()}"))
-            if self.scenario:
-                parts.append(_sentence(f"Scenario: {self.scenario.strip()}"))
-            if self.style:
-                parts.append(_sentence(f"Speaking style: {self.style.strip()}"))
-            parts.append("Stay in character. Reply in one or two sentences.")
-            base = " ".join(parts)
+            # SillyTavern's {{original}} stands for the prompt the override replaces
+            base = _ORIGINAL.sub(lambda _m: base, self.system_prompt_override)
         if self.examples:
             lines = [f"Player: {e.user}\n{self.name}: {e.npc}" for e in self.examples]
             base += "\nExample dialogue:\n" + "\n".join(lines)
@@ -241,7 +264,9 @@ class Persona:
 
     def role_text(self) -> str:
         """What the role encoder reads to make v_R."""
-        return " ".join(p for p in (self.name, self.description, self.personality, self.style) if p).strip()
+        description = without_transcript(self.description, self.name)
+        text = " ".join(p for p in (self.name, description, self.personality, self.style) if p).strip()
+        return expand(text, self.name)
 
     def turn_context(self, recent_text: Sequence[str], count_tokens, turn_number: int = 0) -> str:
         """Lore triggered by `recent_text` (within the token budget) and post-history instructions.
@@ -250,11 +275,16 @@ class Persona:
         the player's line; stored with the turn so the history renders it the same way next time (and the KV
         state stays reusable).
         """
-        notes = [expand(t, self.name) for t in select_lore(self, recent_text, count_tokens, turn_number)]
+        # a card's lore is often written as a scene with `*actions*`; the decoder reads only what is said
+        chosen = select_lore(self, recent_text, count_tokens, turn_number)
+        notes = [lore_text(expand(t, self.name), self.name) for t in chosen]
         if self.post_history:
             notes.append(expand(self.post_history.strip(), self.name))
         notes = [n for n in notes if n]
         return "" if not notes else "(" + " ".join(notes) + ")\n"
+
+
+_ORIGINAL = re.compile(r"\{\{\s*original\s*\}\}", re.IGNORECASE)
 
 
 def _sentence(text: str) -> str:

@@ -147,8 +147,10 @@ def fit_persona(
     """The persona block within `max_tokens`, trimming in a fixed order when it does not fit.
 
     Order: example dialogue (last first), then the greeting, then the description, the scenario and the system
-    prompt override, each cut at the last sentence end that fits. Nothing is cut from a persona that fits.
+    prompt override, each cut at the last sentence end that fits. Nothing is cut from a persona that fits. What is
+    fitted is the persona as the decoder reads it (`Persona.for_decoder`: a card's scaffolding taken out).
     """
+    persona = persona.for_decoder()
     key = (id(tokenizer), fmt, persona.system_prompt(), persona.greeting, persona.name, max_tokens)
     if key in _FITTED:
         _FITTED.move_to_end(key)
