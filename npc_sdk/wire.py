@@ -19,6 +19,7 @@ from .runtime.generation import GenerationConfig
 from .runtime.images import decode_bytes, decode_raw
 from .runtime.scene import MAX_ENTITIES, SceneEntity, check_entities
 
+MEMORY_BUDGET_DEFAULT = Persona.__dataclass_fields__["memory_budget_tokens"].default
 SESSION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _ENCODED = {pb.Image.PNG: "PNG", pb.Image.JPEG: "JPEG"}
 _RAW_CHANNELS = {pb.Image.RGBA8: 4, pb.Image.RGB8: 3}
@@ -59,6 +60,9 @@ def persona_from_proto(msg: pb.Persona, field: str = "persona") -> Persona:
             lore_budget_tokens=msg.lore_budget_tokens or 200,
             lore_scan_turns=msg.lore_scan_turns if msg.HasField("lore_scan_turns") else 2,
             lore_recursion=msg.lore_recursion,
+            memory_budget_tokens=(
+                msg.memory_budget_tokens if msg.HasField("memory_budget_tokens") else MEMORY_BUDGET_DEFAULT
+            ),
             actions=[_action_from_proto(a) for a in msg.actions],
             generation=generation,
         )
@@ -172,6 +176,7 @@ def persona_to_proto(persona: Persona) -> pb.Persona:
         lore_budget_tokens=persona.lore_budget_tokens,
         lore_scan_turns=persona.lore_scan_turns,
         lore_recursion=persona.lore_recursion,
+        memory_budget_tokens=persona.memory_budget_tokens,
         actions=[_action_to_proto(a) for a in persona.actions],
         generation=pb.GenerationConfig(stop=list(persona.generation.get("stop", ())), **gen),
     )

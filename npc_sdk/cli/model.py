@@ -81,6 +81,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.json,
         )
         return 0
+    if args.memory:
+        from ..bench_memory import bench_memory
+
+        report(bench_memory(ensure_model(args.model)), args.json, hide=("replies",))
+        return 0
     if args.candidates:
         from ..bench import bench_candidates
 
@@ -159,6 +164,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         const="1,2,4,8",
         help="best of N on the demo's turns (seeds 1-3): time to the first streamed token and the critic's "
         "acceptability for each N (default 1,2,4,8)",
+    )
+    p.add_argument(
+        "--memory",
+        action="store_true",
+        help="long-term memory: 50 facts planted in 200-turn dialogues, asked once the window has rolled past "
+        "them: recall into the prompt, replies that state them, with and without memory; recall cost at 10,000",
     )
     p.add_argument(
         "--launch",

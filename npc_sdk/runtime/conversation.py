@@ -24,6 +24,7 @@ from .events import Action, Done, ReplyEvent
 from .generation import GenerationConfig
 from .images import ImageInput
 from .kv_cache import KVSnapshot
+from .memory import TurnMemory
 from .onnx_model import OnnxNpcModel
 from .scene import SceneEntity
 from .slot_decode import decode_turn
@@ -52,6 +53,11 @@ class Conversation:
     actions: ActionState = field(
         default_factory=ActionState
     )  # cooldowns (not persisted: a restart resets them)
+    recall: TurnMemory | None = None  # the history's sentence vectors (memory.py), made on first need
+
+    def __post_init__(self) -> None:
+        if self.recall is None:
+            self.recall = TurnMemory(self.model.sentence_vectors)
 
     # ---- residency ---------------------------------------------------------------------------------------
     def attach(self, slot: int | None = None) -> int:
@@ -140,6 +146,7 @@ class Conversation:
             memory=self.actions,
             window_start=self.window_start,
             reuse=self._reuse,
+            recall=self.recall,
         )
         self.window_start = turn.window_start
         return turn

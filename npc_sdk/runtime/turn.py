@@ -24,6 +24,7 @@ from .events import Action
 from .game_state import check_state, state_note
 from .generation import GenerationConfig
 from .images import ImageInput
+from .memory import TurnMemory, memory_note
 from .scene import SceneEntity, SceneFacts, seen_tags
 from .turn_model import TurnModel
 
@@ -65,13 +66,16 @@ def prepare_turn(
     memory: ActionState | None = None,
     window_start: int = 0,
     reuse: Reuse | None = None,
+    recall: TurnMemory | None = None,
 ) -> PreparedTurn:
     """Encode, fuse and render the turn, decide its action, and make its reply states.
 
     `scene` lists what the game says is in view; with a screenshot the image head's tags join it. `state` is the
     game's key/value facts (game_state.py). `prefix` given is used as it is; `use_prefix` False leaves the fusion's
     prefix vectors out (a screenshot's tags still reach the note and the bias). `memory` holds the actions'
-    cooldowns. Everything that can fail on bad input happens before `reuse` touches the cache.
+    cooldowns. `recall` holds the history's sentence vectors: once the window has rolled past turns, the ones most
+    relevant to this line are told in the turn's context (memory.py; a fresh one is made when None). Everything
+    that can fail on bad input happens before `reuse` touches the cache.
     """
     config = config or persona.generation_defaults()
     started = time.perf_counter() if started is None else started
@@ -89,7 +93,11 @@ def prepare_turn(
     declared = {a.name: a for a in persona.actions}
     note = state_note(game_state) + (action_note(declared[action.name]) if action else "") + facts.note()
     budget = model.context_length - config.max_tokens
-    target, context, window_start = _render(model, persona, history, text, prefix, note, budget, window_start)
+    recall = recall if recall is not None else TurnMemory(model.sentence_vectors)
+    remembered = _Remembered(model, persona, history, text, line_vector, recall)
+    target, context, window_start = _render(
+        model, persona, history, text, prefix, note, budget, window_start, remembered
+    )
     cached = reuse(target) if reuse is not None else 0
     states = _reply_states(model, persona, history, config, facts, target.length, cached, started)
     pick = critic_pick(model.critic, text, persona, started) if len(states) > 1 else None
@@ -134,6 +142,40 @@ def _decide_action(
     return action, line_vector
 
 
+WINDOW_SLACK = 4  # when the history window must move, it frees 1/WINDOW_SLACK of the context besides
+
+
+class _Remembered:
+    """The memory note for a window that starts at a given turn, made only once the window has rolled over."""
+
+    def __init__(
+        self,
+        model: TurnModel,
+        persona: Persona,
+        history: Sequence[Turn],
+        text: str,
+        line_vector: np.ndarray | None,
+        recall: TurnMemory,
+    ) -> None:
+        self.model, self.persona, self.history, self.text = model, persona, history, text
+        self.line_vector, self.recall = line_vector, recall
+
+    def note(self, window_start: int) -> str:
+        if window_start <= 0 or self.persona.memory_budget_tokens <= 0:
+            return ""
+        self.recall.sync(self.history)
+        if self.line_vector is None:
+            self.line_vector = self.model.sentence_vectors([self.text])[0]
+        tok = self.model.tokenizer
+        picked = self.recall.recall(
+            self.line_vector,
+            window_start,
+            self.persona.memory_budget_tokens,
+            lambda s: len(tok.encode(s, add_special_tokens=False).ids),
+        )
+        return memory_note([self.history[i] for i in picked])
+
+
 def _render(
     model: TurnModel,
     persona: Persona,
@@ -143,15 +185,18 @@ def _render(
     note: str,
     budget: int,
     window_start: int,
+    remembered: _Remembered,
 ) -> tuple[Prompt, str, int]:
     """The prompt within `budget` positions, its context, and the first history turn it shows.
 
     The window only moves forward, so the prompt's prefix, and with it a conversation's KV state, stays reusable
-    until the window has to move again."""
+    until the window has to move again. The context holds what the turns left out say about this line."""
     tok = model.tokenizer
-    context = turn_context(tok, persona, history, text) + note
+    own = turn_context(tok, persona, history, text) + note
+    lengths: list[int] | None = None
     while True:
         window = history[window_start:]
+        context = remembered.note(window_start) + own
         target = build_prompt(
             tok, persona, window, text, prefix, context, model.persona_tokens, model.chat_format
         )
@@ -162,7 +207,32 @@ def _render(
                 "text",
                 f"the persona and this line take {target.length} positions; the context holds {budget}",
             )
-        window_start += 1
+        # Move on by a quarter of the context more than needed: the window then stays put for the next turns, so
+        # their prompts keep the cached prefix (moving by one turn each time re-prefilled ~4,000 positions every
+        # turn of a long session). Skipping at once also spares a long stored session, loaded anew, rendering its
+        # history once per turn dropped; the loop checks the result with the memory note it brings.
+        if lengths is None:
+            lengths = [_turn_positions(model, turn) for turn in history]
+        over, dropped = target.length - budget + budget // WINDOW_SLACK, 0
+        while over > 0 and window_start + dropped < len(history):
+            over -= lengths[window_start + dropped]
+            dropped += 1
+        window_start += max(dropped, 1)
+
+
+def _turn_positions(model: TurnModel, turn: Turn) -> int:
+    """Positions one history turn takes in a prompt (as build_prompt renders it)."""
+    fmt = model.chat_format
+
+    def count(text: str) -> int:
+        return len(model.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    prefix = 0 if turn.prefix is None else len(turn.prefix)
+    return (
+        count(fmt.user_start)
+        + prefix
+        + count(f"{turn.context}{turn.user}{fmt.reply_start}{turn.reply}{fmt.assistant_end}")
+    )
 
 
 def _reply_states(

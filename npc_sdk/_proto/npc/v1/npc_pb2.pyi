@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Persona(_message.Message):
-    __slots__ = ("name", "description", "personality", "scenario", "greeting", "style", "role_words", "id", "alternate_greetings", "system_prompt", "post_history", "examples", "banned_words", "lore", "lore_budget_tokens", "generation", "lore_scan_turns", "lore_recursion", "actions")
+    __slots__ = ("name", "description", "personality", "scenario", "greeting", "style", "role_words", "id", "alternate_greetings", "system_prompt", "post_history", "examples", "banned_words", "lore", "lore_budget_tokens", "generation", "lore_scan_turns", "lore_recursion", "actions", "memory_budget_tokens")
     class RoleWordsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,7 @@ class Persona(_message.Message):
     LORE_SCAN_TURNS_FIELD_NUMBER: _ClassVar[int]
     LORE_RECURSION_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BUDGET_TOKENS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     personality: str
@@ -54,7 +55,8 @@ class Persona(_message.Message):
     lore_scan_turns: int
     lore_recursion: int
     actions: _containers.RepeatedCompositeFieldContainer[ActionDecl]
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., personality: _Optional[str] = ..., scenario: _Optional[str] = ..., greeting: _Optional[str] = ..., style: _Optional[str] = ..., role_words: _Optional[_Mapping[str, float]] = ..., id: _Optional[str] = ..., alternate_greetings: _Optional[_Iterable[str]] = ..., system_prompt: _Optional[str] = ..., post_history: _Optional[str] = ..., examples: _Optional[_Iterable[_Union[Example, _Mapping]]] = ..., banned_words: _Optional[_Iterable[str]] = ..., lore: _Optional[_Iterable[_Union[LoreEntry, _Mapping]]] = ..., lore_budget_tokens: _Optional[int] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., lore_scan_turns: _Optional[int] = ..., lore_recursion: _Optional[int] = ..., actions: _Optional[_Iterable[_Union[ActionDecl, _Mapping]]] = ...) -> None: ...
+    memory_budget_tokens: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., personality: _Optional[str] = ..., scenario: _Optional[str] = ..., greeting: _Optional[str] = ..., style: _Optional[str] = ..., role_words: _Optional[_Mapping[str, float]] = ..., id: _Optional[str] = ..., alternate_greetings: _Optional[_Iterable[str]] = ..., system_prompt: _Optional[str] = ..., post_history: _Optional[str] = ..., examples: _Optional[_Iterable[_Union[Example, _Mapping]]] = ..., banned_words: _Optional[_Iterable[str]] = ..., lore: _Optional[_Iterable[_Union[LoreEntry, _Mapping]]] = ..., lore_budget_tokens: _Optional[int] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., lore_scan_turns: _Optional[int] = ..., lore_recursion: _Optional[int] = ..., actions: _Optional[_Iterable[_Union[ActionDecl, _Mapping]]] = ..., memory_budget_tokens: _Optional[int] = ...) -> None: ...
 
 class ActionDecl(_message.Message):
     __slots__ = ("name", "description", "examples", "params", "cooldown_turns", "when")
