@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from npc_sdk.client import Client
 from npc_sdk.demo import DEMO_PERSONA
@@ -18,6 +20,13 @@ from npc_sdk.demo import DEMO_PERSONA
 pytestmark = pytest.mark.slow
 
 KEY = "bundle-test-key-5d1e"
+MEADOW = Path(__file__).resolve().parents[2] / "npc_sdk" / "assets" / "scenes" / "meadow_slimes.png"
+
+
+def _as_jpeg(path: Path) -> bytes:
+    buf = io.BytesIO()
+    Image.open(path).convert("RGB").save(buf, "JPEG", quality=90)
+    return buf.getvalue()
 
 
 def _python_roots() -> list[Path]:
@@ -90,6 +99,10 @@ def test_the_bundle_serves_from_a_fresh_folder_with_no_python_reachable(bundle, 
             sid = c.create_session(DEMO_PERSONA).session_id
             done = c.say(sid, "Can you sharpen my sword?", max_tokens=24)
             assert done.text and done.usage.completion_tokens > 0
+            # screenshots decode in the frozen runtime, PNG and JPEG alike (Pillow is bundled without its extras)
+            for picture in (MEADOW.read_bytes(), _as_jpeg(MEADOW)):
+                seen = c.say(sid, "What do you see out there?", screenshot=picture, max_tokens=8).seen
+                assert {"slime", "grass"} <= {s.tag for s in seen if s.source != "game"}, seen
             assert c.shutdown() == 0
         assert proc.wait(60) == 0
     finally:
