@@ -90,8 +90,7 @@ def test_spot_checks_per_spec_version():
     assert all(e.use_regex for e in seraphina.lore)  # SillyTavern's V3 export marks plain words as regex
     assert seraphina.lore_budget_tokens == 600  # the book sets no token_budget: the import default
     ctx = seraphina.turn_context(["Is this a magical forest?"], lambda s: len(s) // 4)
-    # macros expanded, and the scene the entry is written as reduced to what Seraphina says in it (card_text.py)
-    assert "Eldoria" in ctx and "{{" not in ctx and "*" not in ctx and "Seraphina:" not in ctx
+    assert "Eldoria" in ctx and "{{char}}" not in ctx and "Seraphina" in ctx
 
 
 def test_v2_and_v3_copies_of_the_same_card_agree():
@@ -186,13 +185,11 @@ def test_cjk_world_info_fires_its_constant_entry_and_substring_keys():
 
 def test_long_cards_fit_the_persona_budget_and_trimming_is_said():
     firefly = load_persona(REALCARDS / "bronya-rand/Firefly C.json")
-    # a byte per token: the 7,792-character description, its opening chat lines taken out for the decoder, is
-    # still ~3,300 tokens here
-    tok = byte_tokenizer()
+    tok = byte_tokenizer()  # a byte per token: the 7,792-character description is ~8,000 tokens here
     fitted = fit_persona(tok, firefly, 3072)
     assert len(fitted.ids) <= 3072 and any(t.startswith("description") for t in fitted.trimmed)
     roomy = fit_persona(tok, firefly, 20000)
-    assert not roomy.trimmed and len(roomy.ids) > 3200
+    assert not roomy.trimmed and len(roomy.ids) > 8000
 
 
 def test_cli_import_writes_toml_with_lore_and_reports_what_was_dropped(tmp_path):
@@ -227,14 +224,13 @@ def test_cli_import_writes_toml_with_lore_and_reports_what_was_dropped(tmp_path)
 
 @pytest.mark.slow
 def test_a_long_real_card_talks_on_the_real_model_without_trimming(runtime_int4, caplog):
-    """Firefly's 7,792-character description fits the 4,096-position context whole (~850 positions once its chat
-    lines and narrated greeting are taken out for the decoder, 2,136 as written)."""
+    """Firefly's 7,792-character description (~2,100 tokens) fits the 4,096-position context whole."""
     from npc_sdk.runtime.conversation import Conversation
     from npc_sdk.runtime.generation import GenerationConfig
 
     firefly = load_persona(REALCARDS / "bronya-rand/Firefly C.json")
     fitted = fit_persona(runtime_int4.tokenizer, firefly, runtime_int4.persona_tokens)
-    assert not fitted.trimmed and 600 < len(fitted.ids) <= runtime_int4.persona_tokens
+    assert not fitted.trimmed and 1500 < len(fitted.ids) <= runtime_int4.persona_tokens
     cfg = GenerationConfig(temperature=0.0, max_tokens=12)
     with caplog.at_level("WARNING", logger="npc_sdk.personas"), Conversation(runtime_int4, firefly) as conv:
         first = conv.reply("Who are you?", config=cfg, use_prefix=False)
@@ -242,5 +238,5 @@ def test_a_long_real_card_talks_on_the_real_model_without_trimming(runtime_int4,
     assert first.text.strip() and second.text.strip()
     assert first.usage.prompt_tokens > len(fitted.ids) and second.usage.cached_tokens >= len(fitted.ids)
     assert not [r for r in caplog.records if "does not fit" in r.getMessage()]
-    small = fit_persona(runtime_int4.tokenizer, firefly, 512)  # a smaller context trims, and says what
-    assert len(small.ids) <= 512 and small.trimmed
+    small = fit_persona(runtime_int4.tokenizer, firefly, 1024)  # a smaller context trims, and says what
+    assert len(small.ids) <= 1024 and small.trimmed
