@@ -12,10 +12,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import DEMO_PERSONA, DEMO_SCRIPT, scene_path
     from ..personas.prompt import Turn
     from ..runtime.events import Delta, Done
-    from ..runtime.generation import GenerationConfig
 
     persona = DEMO_PERSONA
-    config = GenerationConfig(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
+    # the persona's own settings, as the server would use them; only what was given on the command line wins
+    given = {"max_tokens": args.max_tokens, "temperature": args.temperature, "seed": args.seed}
+    config = persona.generation_defaults().with_(**{k: v for k, v in given.items() if v is not None})
     if args.reference:
         model = torch_side().NpcModel.load(log=lambda msg: print(f"[setup] {msg}", flush=True))
         print(f"[model] PyTorch reference; {model.fusion_info.describe()}")
@@ -154,7 +155,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--reference", action="store_true", help="play on the PyTorch reference model instead")
     p.add_argument("--max-tokens", type=int, default=60)
-    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--temperature", type=float, help="default: the demo persona's (0.3)")
     p.add_argument("--seed", type=int, default=7, help="fixes the sampled replies")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("chat", help="talk to an NPC on a running server from the terminal")
