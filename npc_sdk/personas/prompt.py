@@ -246,13 +246,26 @@ def build_prompt(
     prompt = Prompt()
     prompt.add_ids(persona_block(tokenizer, persona, persona_tokens, fmt))
     for turn in history:
-        prompt.add_ids(enc(fmt.user_start))
-        prompt.add_prefix(turn.prefix)
-        prompt.add_ids(enc(f"{turn.context}{turn.user}{fmt.reply_start}{turn.reply}{fmt.assistant_end}"))
+        _add_turn(prompt, tokenizer, turn, fmt)
     prompt.add_ids(enc(fmt.user_start))
     prompt.add_prefix(prefix)
     prompt.add_ids(enc(f"{context}{text}{fmt.generation}"))
     return prompt
+
+
+def _add_turn(prompt: Prompt, tokenizer: Tokenizer, turn: Turn, fmt: ChatFormat) -> None:
+    """One finished turn of the history, as every prompt renders it."""
+    prompt.add_ids(tokenizer.encode(fmt.user_start, add_special_tokens=False).ids)
+    prompt.add_prefix(turn.prefix)
+    text = f"{turn.context}{turn.user}{fmt.reply_start}{turn.reply}{fmt.assistant_end}"
+    prompt.add_ids(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+def turn_positions(tokenizer: Tokenizer, turn: Turn, fmt: ChatFormat = CHATML) -> int:
+    """Positions one history turn takes in a prompt."""
+    prompt = Prompt()
+    _add_turn(prompt, tokenizer, turn, fmt)
+    return prompt.length
 
 
 def turn_prompt(

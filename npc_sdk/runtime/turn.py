@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..personas.persona import Persona
-from ..personas.prompt import Prompt, Turn, build_prompt, check_text, turn_context
+from ..personas.prompt import Prompt, Turn, build_prompt, check_text, turn_context, turn_positions
 from .actions import ActionState, action_note
 from .best_of import Pick, candidate_configs, critic_pick
 from .decode_loop import ReplyState
@@ -212,27 +212,12 @@ def _render(
         # turn of a long session). Skipping at once also spares a long stored session, loaded anew, rendering its
         # history once per turn dropped; the loop checks the result with the memory note it brings.
         if lengths is None:
-            lengths = [_turn_positions(model, turn) for turn in history]
+            lengths = [turn_positions(tok, turn, model.chat_format) for turn in history]
         over, dropped = target.length - budget + budget // WINDOW_SLACK, 0
         while over > 0 and window_start + dropped < len(history):
             over -= lengths[window_start + dropped]
             dropped += 1
         window_start += max(dropped, 1)
-
-
-def _turn_positions(model: TurnModel, turn: Turn) -> int:
-    """Positions one history turn takes in a prompt (as build_prompt renders it)."""
-    fmt = model.chat_format
-
-    def count(text: str) -> int:
-        return len(model.tokenizer.encode(text, add_special_tokens=False).ids)
-
-    prefix = 0 if turn.prefix is None else len(turn.prefix)
-    return (
-        count(fmt.user_start)
-        + prefix
-        + count(f"{turn.context}{turn.user}{fmt.reply_start}{turn.reply}{fmt.assistant_end}")
-    )
 
 
 def _reply_states(
