@@ -8,13 +8,15 @@ from .errors import DecoderError, InvalidInputError, ModelFolderError, NpcError,
 from .personas.cards import card_to_persona, persona_to_card
 from .personas.chat_format import CHATML, ChatFormat
 from .personas.files import load_persona
-from .personas.persona import Example, LoreEntry, Persona
+from .personas.persona import Example, LoreEntry, Persona, SeedMemory
 from .personas.problems import PersonaFileError
 from .personas.prompt import Turn
 from .runtime.conversation import Conversation
 from .runtime.events import Delta, Done, ReplyEvent, Timings, Usage
 from .runtime.generation import GenerationConfig
+from .runtime.memory import Memory
 from .runtime.onnx_model import OnnxNpcModel
+from .runtime.player_facts import player_facts
 from .weights import BASE_PACKAGES, pull
 
 __all__ = [
@@ -31,12 +33,14 @@ __all__ = [
     "GenerationConfig",
     "InvalidInputError",
     "LoreEntry",
+    "Memory",
     "ModelFolderError",
     "NpcError",
     "OnnxNpcModel",
     "Persona",
     "PersonaFileError",
     "ReplyEvent",
+    "SeedMemory",
     "Timings",
     "Turn",
     "Usage",
@@ -44,6 +48,7 @@ __all__ = [
     "card_to_persona",
     "load_persona",
     "persona_to_card",
+    "player_facts",
     "pull",
 ]
 __version__ = "0.1.0"

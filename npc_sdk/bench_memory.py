@@ -9,6 +9,13 @@ rest is small talk. At the end each fact is asked about, as the 201st line:
 - stated: the reply holds the answer word (greedy, one sentence), with the model at hand;
 - the same with `memory_budget_tokens = 0`, the baseline of a window alone;
 - cost: recall over 10,000 exchanges (one matrix-vector product), and the sentence vector each new turn needs.
+
+Across sessions (a session with a player_id keeps what the player says about themselves, runtime/player_facts.py):
+each fact's line goes through the extraction ("kept": it was recognised as a fact about the player), then a fresh
+session of the same NPC with the kept facts of its dialogue as memories is asked about it ("next-session recall":
+the fact is in the prompt; "stated": the reply holds the answer word). The store's cost: one turn's refresh and
+recall with 10,000 memories for one NPC and player in the SQLite store (the stamp query when nothing changed, plus
+the matrix-vector product).
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ from .demo import DEMO_PERSONA
 from .personas.prompt import Turn
 from .runtime.conversation import Conversation
 from .runtime.generation import GenerationConfig
-from .runtime.memory import TurnMemory
+from .runtime.memory import KnownMemories, Memory, TurnMemory
 from .runtime.onnx_model import OnnxNpcModel
+from .runtime.player_facts import player_facts
 
 TURNS = 200
 FACTS_PER_DIALOGUE = 10
@@ -74,6 +82,43 @@ def recall_cost_ms(memories: int = 10_000, queries: int = 200, dim: int = 384) -
     return statistics.median(times)
 
 
+def next_session(model: OnnxNpcModel, facts: list[dict], greedy: GenerationConfig) -> tuple[dict, list[dict]]:
+    """Facts kept from one session recalled in the next (see the module docstring)."""
+    rows = []
+    for d in range(0, len(facts), FACTS_PER_DIALOGUE):
+        group = facts[d : d + FACTS_PER_DIALOGUE]
+        kept = [
+            Memory(f, DEMO_PERSONA.name, player_id="p", source="player")
+            for x in group
+            for f in player_facts(x["said"])
+        ]
+        known = KnownMemories(model.sentence_vectors)
+        known.set(kept)
+        for fact in group:
+            with Conversation(model, DEMO_PERSONA, known=known) as conv:
+                done = conv.reply(fact["asked"], config=greedy, use_prefix=False)
+                context = conv.history[-1].context
+            rows.append(
+                {
+                    "asked": fact["asked"],
+                    "answer": fact["answer"],
+                    "kept": bool(player_facts(fact["said"])),
+                    "recalled": any(f in context for f in player_facts(fact["said"])),
+                    "stated": fact["answer"].lower() in done.text.lower(),
+                    "reply": done.text,
+                }
+            )
+    n = max(len(rows), 1)
+    return (
+        {
+            "facts_kept_by_extraction": round(sum(r["kept"] for r in rows) / n, 3),
+            "next_session_recall": round(sum(r["recalled"] for r in rows) / n, 3),
+            "next_session_reply_states_fact": round(sum(r["stated"] for r in rows) / n, 3),
+        },
+        rows,
+    )
+
+
 def bench_memory(folder: Path, seed: int = 1, log: Callable[[str], None] = print) -> dict:
     model = OnnxNpcModel.load(folder, slots=2)
     facts = read_facts()
@@ -113,10 +158,14 @@ def bench_memory(folder: Path, seed: int = 1, log: Callable[[str], None] = print
         figures[f"{key}_facts_out_of_window"] = len(out)
         figures[f"{key}_recall"] = round(sum(r["recalled"] for r in out) / max(len(out), 1), 3)
         figures[f"{key}_reply_states_fact"] = round(sum(r["stated"] for r in out) / max(len(out), 1), 3)
+    log("  the next session: facts kept from the first")
+    across, across_rows = next_session(model, facts, greedy)
+    figures.update(across)
     figures["recall_ms_at_10000_memories"] = round(recall_cost_ms(), 3)
     started = time.perf_counter()
     for fact in facts[:20]:
         model.sentence_vectors([f"{fact['said']}\nI'll remember that."])
     figures["turn_vector_ms"] = round((time.perf_counter() - started) * 1000 / 20, 2)
     figures["replies"] = rows
+    figures["next_session_replies"] = across_rows
     return figures

@@ -305,14 +305,43 @@ class Client:
         self.metadata = _metadata(api_key)
         self.timeout = timeout
 
-    def create_session(self, persona: Persona | dict[str, Any], session_id: str = "") -> pb.Session:
-        request = pb.CreateSessionRequest(persona=_persona(persona), session_id=session_id)
+    def create_session(
+        self, persona: Persona | dict[str, Any], session_id: str = "", player_id: str = ""
+    ) -> pb.Session:
+        request = pb.CreateSessionRequest(
+            persona=_persona(persona), session_id=session_id, player_id=player_id
+        )
         return self.stub.CreateSession(request, metadata=self.metadata, timeout=self.timeout)
 
-    def create_session_from_file(self, persona_id: str, session_id: str = "") -> pb.Session:
+    def create_session_from_file(
+        self, persona_id: str, session_id: str = "", player_id: str = ""
+    ) -> pb.Session:
         """A session with a persona the server loaded from its --personas folder."""
-        request = pb.CreateSessionRequest(persona_id=persona_id, session_id=session_id)
+        request = pb.CreateSessionRequest(persona_id=persona_id, session_id=session_id, player_id=player_id)
         return self.stub.CreateSession(request, metadata=self.metadata, timeout=self.timeout)
+
+    # ---- long-term memory (docs/memory.md) -------------------------------------------------------------------
+    def add_memory(self, text: str, *, npc: str = "", group: str = "", player_id: str = "") -> pb.Memory:
+        """Something an NPC (by persona name) or every NPC of a memory group knows, about a player or not."""
+        memory = pb.Memory(text=text, npc=npc, group=group, player_id=player_id)
+        return self.stub.AddMemory(memory, metadata=self.metadata, timeout=self.timeout)
+
+    def list_memories(
+        self, *, npc: str = "", group: str = "", player_id: str = "", limit: int = 100
+    ) -> list[pb.Memory]:
+        request = pb.ListMemoriesRequest(npc=npc, group=group, player_id=player_id, limit=limit)
+        return list(self.stub.ListMemories(request, metadata=self.metadata, timeout=self.timeout).memories)
+
+    def delete_memory(self, memory_id: str) -> None:
+        self.stub.DeleteMemory(
+            pb.DeleteMemoryRequest(id=memory_id), metadata=self.metadata, timeout=self.timeout
+        )
+
+    def forget_player(self, player_id: str) -> pb.ForgetPlayerResponse:
+        """Delete the player's memories and sessions."""
+        return self.stub.ForgetPlayer(
+            pb.ForgetPlayerRequest(player_id=player_id), metadata=self.metadata, timeout=self.timeout
+        )
 
     def get_session(self, session_id: str) -> pb.Session:
         return self.stub.GetSession(
@@ -411,8 +440,12 @@ class AsyncClient:
         self.metadata = _metadata(api_key)
         self.timeout = timeout
 
-    async def create_session(self, persona: Persona | dict[str, Any], session_id: str = "") -> pb.Session:
-        request = pb.CreateSessionRequest(persona=_persona(persona), session_id=session_id)
+    async def create_session(
+        self, persona: Persona | dict[str, Any], session_id: str = "", player_id: str = ""
+    ) -> pb.Session:
+        request = pb.CreateSessionRequest(
+            persona=_persona(persona), session_id=session_id, player_id=player_id
+        )
         return await self.stub.CreateSession(request, metadata=self.metadata, timeout=self.timeout)
 
     async def create_session_from_file(self, persona_id: str, session_id: str = "") -> pb.Session:

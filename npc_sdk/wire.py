@@ -12,15 +12,17 @@ from ._proto.npc.v1 import npc_pb2 as pb
 from .errors import InvalidInputError
 from .personas.actions import Action as ActionDecl
 from .personas.actions import ActionParam
-from .personas.persona import Example, LoreEntry, Persona
+from .personas.persona import Example, LoreEntry, Persona, SeedMemory
 from .personas.prompt import Turn
 from .runtime.events import Action, Candidate, Delta, Done, Emotion, ReplyEvent, SeenTag, Timings, Usage
 from .runtime.generation import GenerationConfig
 from .runtime.images import decode_bytes, decode_raw
+from .runtime.memory import Memory
 from .runtime.scene import MAX_ENTITIES, SceneEntity, check_entities
 
 MEMORY_BUDGET_DEFAULT = Persona.__dataclass_fields__["memory_budget_tokens"].default
 SESSION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+PLAYER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _ENCODED = {pb.Image.PNG: "PNG", pb.Image.JPEG: "JPEG"}
 _RAW_CHANNELS = {pb.Image.RGBA8: 4, pb.Image.RGB8: 3}
 
@@ -29,6 +31,43 @@ def check_session_id(session_id: str, field: str = "session_id") -> str:
     if not SESSION_ID.match(session_id):
         raise InvalidInputError(field, "must be 1-64 characters of letters, digits, '_', '.' or '-'")
     return session_id
+
+
+def check_player_id(player_id: str, field: str = "player_id", *, required: bool = False) -> str:
+    """'' (no player) or a valid id; `required` refuses ''."""
+    if (player_id or required) and not PLAYER_ID.match(player_id):
+        raise InvalidInputError(field, "must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
+    return player_id
+
+
+def memory_from_proto(msg: pb.Memory, field: str = "memory", source: str | None = None) -> Memory:
+    """A memory as a client sent it, checked (the id and time are the server's to set)."""
+    check_player_id(msg.player_id, f"{field}.player_id")
+    if msg.group and not SESSION_ID.match(msg.group):
+        raise InvalidInputError(
+            f"{field}.group", "must be 1-64 characters of letters, digits, '_', '.' or '-'"
+        )
+    return Memory(
+        text=" ".join(msg.text.split()),
+        npc=msg.npc.strip(),
+        group=msg.group,
+        player_id=msg.player_id,
+        source=source or msg.source or "game",
+        id=msg.id,
+        created_ms=msg.created_unix_ms,
+    ).check(field)
+
+
+def memory_to_proto(memory: Memory) -> pb.Memory:
+    return pb.Memory(
+        id=memory.id,
+        npc=memory.npc,
+        group=memory.group,
+        player_id=memory.player_id,
+        text=memory.text,
+        source=memory.source,
+        created_unix_ms=memory.created_ms,
+    )
 
 
 _GEN_FIELDS = ("max_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
@@ -63,6 +102,8 @@ def persona_from_proto(msg: pb.Persona, field: str = "persona") -> Persona:
             memory_budget_tokens=(
                 msg.memory_budget_tokens if msg.HasField("memory_budget_tokens") else MEMORY_BUDGET_DEFAULT
             ),
+            memory_group=msg.memory_group,
+            memories=[SeedMemory(m.text, m.shared) for m in msg.memories],
             actions=[_action_from_proto(a) for a in msg.actions],
             generation=generation,
         )
@@ -177,6 +218,8 @@ def persona_to_proto(persona: Persona) -> pb.Persona:
         lore_scan_turns=persona.lore_scan_turns,
         lore_recursion=persona.lore_recursion,
         memory_budget_tokens=persona.memory_budget_tokens,
+        memory_group=persona.memory_group,
+        memories=[pb.SeedMemory(text=m.text, shared=m.shared) for m in persona.memories],
         actions=[_action_to_proto(a) for a in persona.actions],
         generation=pb.GenerationConfig(stop=list(persona.generation.get("stop", ())), **gen),
     )
@@ -318,9 +361,11 @@ def session_to_proto(
     created_ms: int,
     turns: Sequence[Turn] = (),
     times_ms: Sequence[int] = (),
+    player_id: str = "",
 ) -> pb.Session:
     return pb.Session(
         session_id=session_id,
+        player_id=player_id,
         persona=persona_to_proto(persona),
         created_unix_ms=created_ms,
         turns=[

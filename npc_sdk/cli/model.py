@@ -83,8 +83,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if args.memory:
         from ..bench_memory import bench_memory
+        from ..server.memory_keeper import refresh_cost_ms
 
-        report(bench_memory(ensure_model(args.model)), args.json, hide=("replies",))
+        figures = bench_memory(ensure_model(args.model))
+        figures["store_refresh_and_recall_ms_at_10000_memories"] = round(refresh_cost_ms(), 3)
+        report(figures, args.json, hide=("replies", "next_session_replies"))
         return 0
     if args.candidates:
         from ..bench import bench_candidates

@@ -18,7 +18,7 @@ from ..errors import InvalidInputError
 from .card_files import read_charx, read_json_object
 from .cards import card_kind, card_to_persona, read_png_card
 from .lorebooks import Lorebook, read_lorebook
-from .persona import Persona
+from .persona import ID_PATTERN, Persona
 from .problems import PersonaFileError, Problem
 
 if sys.version_info >= (3, 11):
@@ -84,8 +84,12 @@ def collect_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
                 except InvalidInputError as exc:
                     problems.append((exc.field.replace("lore[0]", f"lore[{i}]"), exc.message))
             continue
+        alone: dict[str, Any] = {"name": "x", key: data[key]}
+        if key == "memories":  # whether a memory may be shared depends on the group (checked on its own below)
+            group = data.get("memory_group", "")
+            alone["memory_group"] = group if isinstance(group, str) and ID_PATTERN.match(group or "x") else "x"
         try:
-            Persona.from_dict({"name": "x", key: data[key]})
+            Persona.from_dict(alone)
         except InvalidInputError as exc:
             problems.append((exc.field, exc.message))
         except (TypeError, ValueError) as exc:

@@ -88,6 +88,17 @@ class LoreEntry:
     name: str = ""  # a label for reports ("comment" in cards and World Info)
 
 
+@dataclass(frozen=True)
+class SeedMemory:
+    """A memory written into the persona file: known from the first line of every session."""
+
+    text: str
+    shared: bool = False  # known by every NPC of the persona's memory_group, not this one only
+
+
+MAX_SEED_MEMORIES = 200
+
+
 @dataclass
 class Persona:
     name: str  # what the NPC is called; required
@@ -109,6 +120,9 @@ class Persona:
     lore_recursion: int = 0  # extra passes in which injected lore text can trigger more entries (0 = off)
     # earlier exchanges the history window no longer shows, recalled by relevance to the line (runtime/memory.py)
     memory_budget_tokens: int = 200
+    # NPCs with the same group share the memories seeded `shared` here and those the game adds to the group
+    memory_group: str = ""
+    memories: list[SeedMemory] = field(default_factory=list)  # what this NPC knows from the start (memory.py)
     actions: list[Action] = field(
         default_factory=list
     )  # what the NPC can do in the game (personas/actions.py)
@@ -181,6 +195,23 @@ class Persona:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
                 raise bad(name, f"must be an integer in [0, {top}], got {value!r}")
+        if not isinstance(self.memory_group, str) or (
+            self.memory_group and not ID_PATTERN.match(self.memory_group)
+        ):
+            raise bad("memory_group", "must be 1-64 characters of letters, digits, '_', '.' or '-'")
+        if len(self.memories) > MAX_SEED_MEMORIES:
+            raise bad("memories", f"{len(self.memories)} memories, over {MAX_SEED_MEMORIES}")
+        for i, memory in enumerate(self.memories):
+            if (
+                not isinstance(memory, SeedMemory)
+                or not isinstance(memory.text, str)
+                or not memory.text.strip()
+            ):
+                raise bad(f"memories[{i}]", "each memory needs a non-empty text")
+            if len(memory.text) > 500:
+                raise bad(f"memories[{i}].text", f"is {len(memory.text)} characters, over 500")
+            if memory.shared and not self.memory_group:
+                raise bad(f"memories[{i}].shared", "a shared memory needs the persona's memory_group")
         check_actions(self.actions)
         unknown = sorted(set(self.generation) - set(GENERATION_KEYS))
         if unknown:
@@ -213,6 +244,7 @@ class Persona:
         values["role_words"] = dict(values.get("role_words") or {})
         values["examples"] = [_example(e, i) for i, e in enumerate(values.get("examples") or [])]
         values["lore"] = [_lore(e, i) for i, e in enumerate(values.get("lore") or [])]
+        values["memories"] = [_seed_memory(m, i) for i, m in enumerate(values.get("memories") or [])]
         raw_actions = values.get("actions") or []
         if not isinstance(raw_actions, list):
             raise InvalidInputError("persona.actions", "must be a list of [[actions]] tables")
@@ -315,6 +347,25 @@ def _example(value: Any, i: int) -> Example:
     if not isinstance(value, Mapping) or set(value) - {"user", "npc"}:
         raise InvalidInputError(f"persona.examples[{i}]", "must be a table with `user` and `npc` lines")
     return Example(str(value.get("user", "")), str(value.get("npc", "")))
+
+
+def _seed_memory(value: Any, i: int) -> SeedMemory:
+    """A persona file's memory: plain text, or a table with `text` and `shared`."""
+    if isinstance(value, SeedMemory):
+        return value
+    if isinstance(value, str):
+        return SeedMemory(value)
+    if (
+        not isinstance(value, Mapping)
+        or set(value) - {"text", "shared"}
+        or not isinstance(value.get("text"), str)
+    ):
+        raise InvalidInputError(
+            f"persona.memories[{i}]", "must be text or a table with `text` (and `shared`)"
+        )
+    if not isinstance(value.get("shared", False), bool):
+        raise InvalidInputError(f"persona.memories[{i}].shared", "must be true or false")
+    return SeedMemory(value["text"], bool(value.get("shared", False)))
 
 
 _LORE_KEYS = {f.name for f in fields(LoreEntry)}

@@ -24,7 +24,7 @@ from .events import Action, Done, ReplyEvent
 from .generation import GenerationConfig
 from .images import ImageInput
 from .kv_cache import KVSnapshot
-from .memory import TurnMemory
+from .memory import KnownMemories, Memory, TurnMemory
 from .onnx_model import OnnxNpcModel
 from .scene import SceneEntity
 from .slot_decode import decode_turn
@@ -54,10 +54,19 @@ class Conversation:
         default_factory=ActionState
     )  # cooldowns (not persisted: a restart resets them)
     recall: TurnMemory | None = None  # the history's sentence vectors (memory.py), made on first need
+    # long-term memories recalled by relevance from the first turn (memory.py); None: the persona's seeded ones
+    known: KnownMemories | None = None
 
     def __post_init__(self) -> None:
         if self.recall is None:
             self.recall = TurnMemory(self.model.sentence_vectors)
+
+    def remember(self, memories: Sequence[Memory]) -> None:
+        """What this NPC knows besides the history: the persona's seeded memories and these."""
+        known = KnownMemories(self.model.sentence_vectors)
+        seeds = [Memory(m.text, self.persona.name, source="persona") for m in self.persona.memories]
+        known.set([*seeds, *memories])
+        self.known = known
 
     # ---- residency ---------------------------------------------------------------------------------------
     def attach(self, slot: int | None = None) -> int:
@@ -147,9 +156,15 @@ class Conversation:
             window_start=self.window_start,
             reuse=self._reuse,
             recall=self.recall,
+            known=self._known(),
         )
         self.window_start = turn.window_start
         return turn
+
+    def _known(self) -> KnownMemories | None:
+        if self.known is None and self.persona.memories:
+            self.remember([])
+        return self.known
 
     def _reuse(self, target: Prompt) -> int:
         """Attach a slot and keep what it holds of `target` (at least one position is left to prefill); a fresh

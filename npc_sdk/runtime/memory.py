@@ -16,9 +16,11 @@ matrix-vector product: about a millisecond at 10,000 turns (`npc-sdk bench --mem
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InvalidInputError
 from ..personas.prompt import Turn
 
 # cosine below which an exchange is not about this line (nothing is better than noise). MiniLM puts "What's my
@@ -96,3 +98,116 @@ class TurnMemory:
                 picked.append(int(i))
                 used += cost
         return sorted(picked)
+
+
+MEMORY_SOURCES = (
+    "player",
+    "game",
+    "persona",
+)  # said by the player / added by the game / seeded in a persona file
+MAX_KNOWN = 3  # long-term memories per note at most, besides the recalled exchanges
+MAX_MEMORY_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Something an NPC knows beyond this session's history, recalled when a line is about it.
+
+    Scope: `npc` (a persona's name) for one NPC's own memory; `group` alone for every NPC whose persona has that
+    `memory_group` (the whole village knows). `player_id` set: about that player, recalled only in that player's
+    sessions; empty: known whoever the NPC talks to."""
+
+    text: str
+    npc: str = ""
+    group: str = ""
+    player_id: str = ""
+    source: str = "game"
+    id: str = ""
+    created_ms: int = 0
+
+    def check(self, field: str = "memory") -> Memory:
+        if not isinstance(self.text, str) or not self.text.strip():
+            raise InvalidInputError(f"{field}.text", "is empty")
+        if len(self.text) > MAX_MEMORY_CHARS:
+            raise InvalidInputError(
+                f"{field}.text", f"is {len(self.text)} characters, over {MAX_MEMORY_CHARS}"
+            )
+        if not self.npc.strip() and not self.group.strip():
+            raise InvalidInputError(
+                f"{field}.npc", "give the NPC (a persona name) or a group the memory belongs to"
+            )
+        if self.source not in MEMORY_SOURCES:
+            raise InvalidInputError(f"{field}.source", f"must be one of {', '.join(MEMORY_SOURCES)}")
+        return self
+
+    def told(self) -> str:
+        """How the note tells it: the player's own words quoted, anything else as written."""
+        text = _quote(self.text)
+        return f'The player told you before: "{text}"' if self.source == "player" else _sentence_end(text)
+
+
+def _sentence_end(text: str) -> str:
+    return text if text[-1:] in ".!?\"'" else text + "."
+
+
+def known_note(memories: Sequence[Memory]) -> str:
+    """The note that tells the decoder what it knows from before this session ("" for nothing)."""
+    return "(You remember: " + " ".join(m.told() for m in memories) + ")\n" if memories else ""
+
+
+class KnownMemories:
+    """Long-term memories with their sentence vectors: a persona's seeded ones and the store's for one NPC and
+    player. Vectors given (the store keeps them) are used as they are; the rest are made once and kept."""
+
+    def __init__(
+        self, vectors: Callable[[Sequence[str]], np.ndarray], made: dict[str, np.ndarray] | None = None
+    ) -> None:
+        self._embed = vectors
+        # text -> unit vector, for memories that came without one (may be shared by several conversations)
+        self._made: dict[str, np.ndarray] = made if made is not None else {}
+        self.items: list[Memory] = []
+        self._matrix = np.zeros((0, 0), dtype=np.float32)
+
+    def vector(self, text: str) -> np.ndarray:
+        if text not in self._made:
+            self._made[text] = unit(np.asarray(self._embed([text])[0], dtype=np.float32))
+        return self._made[text]
+
+    def set(self, memories: Sequence[Memory], vectors: Sequence[np.ndarray | None] = ()) -> None:
+        todo = [m.text for i, m in enumerate(memories) if (i >= len(vectors) or vectors[i] is None)]
+        missing = [t for t in dict.fromkeys(todo) if t not in self._made]
+        if missing:
+            for text, vec in zip(missing, np.asarray(self._embed(missing), dtype=np.float32), strict=True):
+                self._made[text] = unit(vec)
+        rows = [
+            unit(np.asarray(vectors[i], dtype=np.float32))
+            if i < len(vectors) and vectors[i] is not None
+            else self._made[m.text]
+            for i, m in enumerate(memories)
+        ]
+        self.items = list(memories)
+        self._matrix = np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+    def recall(
+        self, line_vector: np.ndarray, budget_tokens: int, count_tokens: Callable[[str], int]
+    ) -> list[Memory]:
+        """The memories most similar to the line (at most MAX_KNOWN, within the budget), most similar first."""
+        if not self.items or budget_tokens <= 0:
+            return []
+        sims = self._matrix @ unit(np.asarray(line_vector, dtype=np.float32).reshape(-1))
+        top = min(len(self.items), 32)
+        best = np.argpartition(-sims, top - 1)[:top]
+        picked: list[Memory] = []
+        used = 0
+        for i in best[np.argsort(-sims[best], kind="stable")]:
+            if sims[i] < MIN_SIMILARITY or len(picked) == MAX_KNOWN:
+                break
+            cost = count_tokens(self.items[i].told()) + 4
+            if used + cost <= budget_tokens:
+                picked.append(self.items[i])
+                used += cost
+        return picked
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / (np.linalg.norm(v) + 1e-9)

@@ -24,7 +24,7 @@ from .events import Action
 from .game_state import check_state, state_note
 from .generation import GenerationConfig
 from .images import ImageInput
-from .memory import TurnMemory, memory_note
+from .memory import KnownMemories, TurnMemory, known_note, memory_note
 from .scene import SceneEntity, SceneFacts, seen_tags
 from .turn_model import TurnModel
 
@@ -67,6 +67,7 @@ def prepare_turn(
     window_start: int = 0,
     reuse: Reuse | None = None,
     recall: TurnMemory | None = None,
+    known: KnownMemories | None = None,
 ) -> PreparedTurn:
     """Encode, fuse and render the turn, decide its action, and make its reply states.
 
@@ -74,7 +75,9 @@ def prepare_turn(
     game's key/value facts (game_state.py). `prefix` given is used as it is; `use_prefix` False leaves the fusion's
     prefix vectors out (a screenshot's tags still reach the note and the bias). `memory` holds the actions'
     cooldowns. `recall` holds the history's sentence vectors: once the window has rolled past turns, the ones most
-    relevant to this line are told in the turn's context (memory.py; a fresh one is made when None). Everything
+    relevant to this line are told in the turn's context (memory.py; a fresh one is made when None). `known` holds
+    the long-term memories (seeded in the persona, the player's facts, the game's): the ones about this line are
+    told in the turn's context too, from the first turn on. Everything
     that can fail on bad input happens before `reuse` touches the cache.
     """
     config = config or persona.generation_defaults()
@@ -94,7 +97,7 @@ def prepare_turn(
     note = state_note(game_state) + (action_note(declared[action.name]) if action else "") + facts.note()
     budget = model.context_length - config.max_tokens
     recall = recall if recall is not None else TurnMemory(model.sentence_vectors)
-    remembered = _Remembered(model, persona, history, text, line_vector, recall)
+    remembered = _Remembered(model, persona, history, text, line_vector, recall, known)
     target, context, window_start = _render(
         model, persona, history, text, prefix, note, budget, window_start, remembered
     )
@@ -156,24 +159,37 @@ class _Remembered:
         text: str,
         line_vector: np.ndarray | None,
         recall: TurnMemory,
+        known: KnownMemories | None,
     ) -> None:
         self.model, self.persona, self.history, self.text = model, persona, history, text
-        self.line_vector, self.recall = line_vector, recall
+        self.line_vector, self.recall, self.known = line_vector, recall, known
+        self._known_note: str | None = None
 
-    def note(self, window_start: int) -> str:
-        if window_start <= 0 or self.persona.memory_budget_tokens <= 0:
-            return ""
-        self.recall.sync(self.history)
+    def _line_vector(self) -> np.ndarray:
         if self.line_vector is None:
             self.line_vector = self.model.sentence_vectors([self.text])[0]
-        tok = self.model.tokenizer
+        return self.line_vector
+
+    def _count(self, text: str) -> int:
+        return len(self.model.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def note(self, window_start: int) -> str:
+        """What the decoder is told it remembers: long-term memories about this line first (they share the
+        persona's memory budget), then the exchanges the window has rolled past."""
+        budget = self.persona.memory_budget_tokens
+        if budget <= 0:
+            return ""
+        if self._known_note is None:  # the same whatever the window: made once a turn
+            self._known_note = ""
+            if self.known is not None and self.known.items:
+                self._known_note = known_note(self.known.recall(self._line_vector(), budget, self._count))
+        if window_start <= 0:
+            return self._known_note
+        self.recall.sync(self.history)
         picked = self.recall.recall(
-            self.line_vector,
-            window_start,
-            self.persona.memory_budget_tokens,
-            lambda s: len(tok.encode(s, add_special_tokens=False).ids),
+            self._line_vector(), window_start, budget - self._count(self._known_note), self._count
         )
-        return memory_note([self.history[i] for i in picked])
+        return self._known_note + memory_note([self.history[i] for i in picked])
 
 
 def _render(

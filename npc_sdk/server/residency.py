@@ -14,6 +14,7 @@ from ..errors import SessionBusyError, SessionNotFoundError
 from ..personas.persona import Persona
 from ..runtime.conversation import Conversation
 from ..runtime.onnx_model import OnnxNpcModel
+from .memory_keeper import MemoryKeeper, SessionMemory
 from .store import SessionStore
 
 
@@ -23,6 +24,7 @@ class LiveSession:
     persona: Persona
     created_ms: int
     conversation: Conversation
+    memory: SessionMemory
     queued: int = 0  # turns waiting or running for this session
     running: bool = False  # one of them is decoding now
 
@@ -44,6 +46,7 @@ class Residency:
         self.kv_budget_bytes = kv_budget_bytes  # parked (host-memory) KV state of idle sessions, in total
         self.max_live = max_live  # sessions kept loaded; the rest reload from the store on use
         self.live: OrderedDict[str, LiveSession] = OrderedDict()  # LRU order: least recently used first
+        self.memories = MemoryKeeper(model, store)
 
     def session(self, session_id: str) -> LiveSession:
         """The live session, loaded from the store if it is not live; now the most recently used."""
@@ -52,12 +55,11 @@ class Residency:
             stored = self.store.load(session_id)
             if stored is None:
                 raise SessionNotFoundError(f"session_id: no session {session_id!r}")
-            live = LiveSession(
-                stored.id,
-                stored.persona,
-                stored.created_ms,
-                Conversation(self.model, stored.persona, self.model.usable_history(stored.turns)),
+            memory = self.memories.attach(stored.persona, stored.player_id, stored.owner)
+            conversation = Conversation(
+                self.model, stored.persona, self.model.usable_history(stored.turns), known=memory.known
             )
+            live = LiveSession(stored.id, stored.persona, stored.created_ms, conversation, memory)
             self.live[session_id] = live
             self._trim_live()
         self.live.move_to_end(session_id)

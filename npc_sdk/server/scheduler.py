@@ -167,6 +167,7 @@ class Scheduler:
         turn: PreparedTurn | None = None
         try:
             config = job.config(live.persona) if callable(job.config) else job.config
+            self.residency.memories.refresh(live.persona, live.memory)
             turn = conv.prepare(
                 job.text,
                 screenshot=job.screenshot,
@@ -235,6 +236,10 @@ class Scheduler:
         except BaseException as exc:
             self._abort(run.job, run.session, run.turn, NpcError(f"the turn could not be stored: {exc}"))
             return
+        try:
+            self.residency.memories.keep_facts(run.session.persona, run.session.memory, run.turn.text)
+        except Exception:  # noqa: BLE001 - the turn is stored; a fact not kept must not take the reply with it
+            log.exception("the player's facts could not be stored")
         conv.finish(run.turn, done)
         run.session.turn_ended()
         u, t = done.usage, done.timings

@@ -32,8 +32,11 @@ from ..errors import (
 )
 from ..personas.library import PersonaLibrary
 from ..wire import (
+    check_player_id,
     check_session_id,
     event_to_proto,
+    memory_from_proto,
+    memory_to_proto,
     persona_from_proto,
     persona_to_proto,
     session_to_proto,
@@ -41,12 +44,15 @@ from ..wire import (
 from .api_keys import ApiKey, match
 from .backend import ServedBy, TurnBackend, job_from_request
 from .config import ServerConfig
+from .memory_keeper import with_group_memories
+from .memory_rpcs import MemoryMethods
 from .pump import EventPump
 from .replay import TurnClaims
 from .snapshots import SNAPSHOT_FORMAT, load_snapshot_key, read_snapshot, sign_snapshot
 from .store import SessionStore, StoredSession
 
 log = logging.getLogger("npc_sdk.server")
+MAX_EXPORTED = 10_000  # memories of the player a save game carries at most (newest kept)
 
 
 _STATUS = (
@@ -66,7 +72,7 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-class NpcServicer(pb_grpc.NpcServiceServicer):
+class NpcServicer(MemoryMethods, pb_grpc.NpcServiceServicer):
     def __init__(
         self, backend: TurnBackend, store: SessionStore, config: ServerConfig, personas: PersonaLibrary
     ) -> None:
@@ -136,7 +142,9 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                 persona = found  # the session keeps this snapshot even if the file changes later
             else:
                 persona = persona_from_proto(request.persona)
+            persona = with_group_memories(persona, self.personas.all())
             session_id = check_session_id(request.session_id) if request.session_id else secrets.token_hex(8)
+            player_id = check_player_id(request.player_id)
 
             key = self.caller(context)
 
@@ -144,12 +152,14 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                 self.check_session_quota(key)
                 if self.store.exists(session_id):
                     raise SessionExistsError(f"session_id: {session_id!r} exists already")
-                created = self.store.create(session_id, persona, owner=key.name if key else "")
+                created = self.store.create(
+                    session_id, persona, owner=key.name if key else "", player_id=player_id
+                )
                 self.backend.prepare(session_id)
                 return created
 
             created = await self._run(create)
-            return session_to_proto(session_id, persona, created)
+            return session_to_proto(session_id, persona, created, player_id=player_id)
         except NpcError as exc:
             await self._fail(context, exc)
 
@@ -157,7 +167,12 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
         try:
             stored = await self._load_owned(check_session_id(request.session_id), self.caller(context))
             return session_to_proto(
-                stored.id, stored.persona, stored.created_ms, stored.turns, stored.turn_times_ms
+                stored.id,
+                stored.persona,
+                stored.created_ms,
+                stored.turns,
+                stored.turn_times_ms,
+                stored.player_id,
             )
         except NpcError as exc:
             await self._fail(context, exc)
@@ -222,7 +237,18 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                     for t, ms in zip(stored.turns, stored.turn_times_ms, strict=True)
                 ],
                 created_unix_ms=stored.created_ms,
+                player_id=stored.player_id,
             )
+            if stored.player_id:  # this NPC's memories of the player travel with the save
+                kept = await self._run(
+                    lambda: self.store.list_memories(
+                        npc=stored.persona.name,
+                        player_id=stored.player_id,
+                        owner=stored.owner,
+                        limit=MAX_EXPORTED,
+                    )
+                )
+                snapshot.memories.extend(memory_to_proto(m) for m in reversed(kept))
             snapshot.signature = sign_snapshot(snapshot, self.snapshot_key)
             return snapshot
         except NpcError as exc:
@@ -231,7 +257,13 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
     async def ImportSession(self, request: pb.SessionSnapshot, context) -> pb.Session:
         try:
             session_id, persona, turns = read_snapshot(request, self.snapshot_key)
-
+            player_id = check_player_id(request.player_id)
+            memories = [
+                memory_from_proto(m, f"memories[{i}]", m.source or "player")
+                for i, m in enumerate(request.memories)
+            ]
+            if any(m.player_id != player_id or m.npc != persona.name for m in memories):
+                raise InvalidInputError("memories", "hold only the session's NPC's memories of its player_id")
             key = self.caller(context)
 
             def do_import() -> None:
@@ -241,11 +273,17 @@ class NpcServicer(pb_grpc.NpcServiceServicer):
                     )
                 self.check_session_quota(key)
                 self.store.import_session(
-                    session_id, persona, request.created_unix_ms, turns, owner=key.name if key else ""
+                    session_id,
+                    persona,
+                    request.created_unix_ms,
+                    turns,
+                    owner=key.name if key else "",
+                    player_id=player_id,
+                    memories=[(m, None) for m in memories],  # vectors are made on first recall
                 )
 
             await self._run(do_import)
-            return session_to_proto(session_id, persona, request.created_unix_ms, turns)
+            return session_to_proto(session_id, persona, request.created_unix_ms, turns, player_id=player_id)
         except NpcError as exc:
             await self._fail(context, exc)
 

@@ -88,12 +88,23 @@ def test_the_budget_is_a_persona_setting_checked_and_carried_by_the_proto():
 
 
 def _long_history() -> list[Turn]:
-    topics = ("the weather", "the harvest", "the river fish", "the mine carts", "the market", "the old bridge")
+    topics = (
+        "the weather",
+        "the harvest",
+        "the river fish",
+        "the mine carts",
+        "the market",
+        "the old bridge",
+    )
     turns = [
-        Turn(f"What do you think about {topics[i % 6]} this week, day {i}?", f"Same as ever, {topics[i % 6]}.")
+        Turn(
+            f"What do you think about {topics[i % 6]} this week, day {i}?", f"Same as ever, {topics[i % 6]}."
+        )
         for i in range(240)
     ]
-    turns.insert(5, Turn("My name is Ada, and I'm looking for my brother Tom.", "I'll look out for Tom, Ada."))
+    turns.insert(
+        5, Turn("My name is Ada, and I'm looking for my brother Tom.", "I'll look out for Tom, Ada.")
+    )
     return turns
 
 
@@ -112,7 +123,9 @@ def test_a_rolled_over_session_is_told_what_the_player_said_long_ago(runtime_int
     unrelated = prepare_turn(runtime_int4, DEMO_PERSONA, history, "Can you sharpen my sword?")
     assert "Earlier the player said" not in unrelated.context
     off = replace(DEMO_PERSONA, memory_budget_tokens=0)
-    assert "Tom" not in prepare_turn(runtime_int4, off, history, "Do you remember who I'm looking for?").context
+    assert (
+        "Tom" not in prepare_turn(runtime_int4, off, history, "Do you remember who I'm looking for?").context
+    )
 
 
 @pytest.mark.slow
@@ -128,3 +141,109 @@ def test_the_note_is_stored_with_the_turn_and_the_next_turn_reuses_the_cache(run
         again = conv.reply("And how much for a new blade?", config=quick, use_prefix=False)
     # the window did not move again, and the first turn (its note included) is part of the prefix the cache keeps
     assert again.usage.cached_tokens > 2000 and again.usage.prompt_tokens - again.usage.cached_tokens < 100
+
+
+# ---- long-term memories (KnownMemories): seeded in personas, kept from players, added by the game ----------------
+
+
+def test_known_memories_are_recalled_by_relevance_from_the_first_turn():
+    from npc_sdk.runtime.memory import KnownMemories, Memory, known_note
+
+    known = KnownMemories(_topic_vectors)
+    known.set(
+        [
+            Memory("My horse is called Pepper.", "Brakka", player_id="p1", source="player"),
+            Memory("The weather turned foul the day the bridge fell.", "Brakka", source="persona"),
+            Memory("A sword was stolen from the forge.", "", group="village", source="game"),
+        ]
+    )
+    (horse,) = known.recall(_query("horse"), 200, len)
+    assert horse.text == "My horse is called Pepper."
+    assert [m.source for m in known.recall(_query("sword"), 200, len)] == ["game"]
+    assert known.recall(_query("scarf"), 200, len) == []  # nothing about it: no note rather than noise
+    assert known.recall(_query("horse"), 5, len) == []  # over the budget
+    note = known_note([horse, *known.recall(_query("sword"), 200, len)])
+    assert note == (
+        '(You remember: The player told you before: "My horse is called Pepper." '
+        "A sword was stolen from the forge.)\n"
+    )
+
+
+def test_given_vectors_are_used_and_missing_ones_made_once():
+    from npc_sdk.runtime.memory import KnownMemories, Memory
+
+    calls = []
+
+    def counting(texts):
+        calls.append(list(texts))
+        return _topic_vectors(texts)
+
+    shared: dict = {}
+    known = KnownMemories(counting, shared)
+    given = _topic_vectors(["my brother"])[0]
+    known.set([Memory("About the weather.", "B"), Memory("stored", "B")], [None, given])
+    assert calls == [["About the weather."]]
+    assert [m.text for m in known.recall(_query("brother"), 200, len)] == [
+        "stored"
+    ]  # the given vector counts
+    KnownMemories(counting, shared).set([Memory("About the weather.", "B")])  # another session, same text
+    assert len(calls) == 1
+
+
+def test_memories_are_checked_and_seeded_ones_carried_by_the_persona_and_proto():
+    from npc_sdk.personas.persona import SeedMemory
+    from npc_sdk.runtime.memory import Memory
+
+    with pytest.raises(InvalidInputError, match="memory.text"):
+        Memory(" ", "Brakka").check()
+    with pytest.raises(InvalidInputError, match="memory.npc"):
+        Memory("Something.").check()
+    with pytest.raises(InvalidInputError, match=r"persona.memories\[0\].shared"):
+        Persona.from_dict({"name": "Mira", "memories": [{"text": "The mill burned.", "shared": True}]})
+    with pytest.raises(InvalidInputError, match=r"persona.memories\[1\]"):
+        Persona.from_dict({"name": "Mira", "memories": ["ok", {"txt": "typo"}]})
+    mira = Persona.from_dict(
+        {
+            "name": "Mira",
+            "memory_group": "ravensfold",
+            "memories": ["I owe Tam two silver.", {"text": "The mill burned.", "shared": True}],
+        }
+    )
+    assert mira.memories == [SeedMemory("I owe Tam two silver."), SeedMemory("The mill burned.", True)]
+    assert persona_from_proto(persona_to_proto(mira)) == mira
+    assert Persona.from_dict(mira.to_dict()) == mira
+
+
+def test_a_groups_shared_seeds_reach_every_persona_of_the_group():
+    from npc_sdk.personas.persona import SeedMemory
+    from npc_sdk.server.memory_keeper import with_group_memories
+
+    mira = Persona(name="Mira", memory_group="ravensfold", memories=[SeedMemory("I owe Tam two silver.")])
+    abel = Persona(
+        name="Abel",
+        memory_group="ravensfold",
+        memories=[SeedMemory("The mill burned last spring.", True), SeedMemory("I dig graves.")],
+    )
+    stranger = Persona(name="Zed", memories=[SeedMemory("Far away things.")])
+    got = with_group_memories(mira, [mira, abel, stranger])
+    assert [m.text for m in got.memories] == ["I owe Tam two silver.", "The mill burned last spring."]
+    assert with_group_memories(stranger, [mira, abel, stranger]) == stranger
+
+
+@pytest.mark.slow
+def test_a_seeded_memory_reaches_the_first_turn_only_when_the_line_is_about_it(runtime_int4):
+    from npc_sdk.demo import DEMO_PERSONA
+    from npc_sdk.personas.persona import SeedMemory
+    from npc_sdk.runtime.conversation import Conversation
+    from npc_sdk.runtime.generation import GenerationConfig
+
+    quick = GenerationConfig(temperature=0.0, max_tokens=6)
+    persona = replace(
+        DEMO_PERSONA, memories=[SeedMemory("Bandits stole my best hammer from the forge last week.")]
+    )
+    with Conversation(runtime_int4, persona) as conv:
+        conv.reply("Did something get stolen from your forge?", config=quick, use_prefix=False)
+        conv.reply("Nice weather today.", config=quick, use_prefix=False)
+        first, second = conv.history[0].context, conv.history[1].context
+    assert "(You remember: Bandits stole my best hammer" in first
+    assert "You remember" not in second

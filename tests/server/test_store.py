@@ -182,3 +182,90 @@ def test_the_server_on_postgresql_commits_turns_and_survives_a_restart(exported_
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+# ---- long-term memories (store/memories.py) --------------------------------------------------------------------
+
+
+def _mem(text, npc="Brakka", group="", player="", source="game"):
+    from npc_sdk.runtime.memory import Memory
+
+    return Memory(text, npc, group, player, source)
+
+
+def test_memories_round_trip_with_their_vectors_and_are_recalled_in_scope(store):
+    vec = np.arange(4, dtype=np.float32)
+    added = store.add_memories(
+        [
+            (_mem("My name is Ada.", player="ada", source="player"), vec),
+            (_mem("My name is Bo.", player="bo", source="player"), vec),
+            (_mem("The forge is mine.", source="persona"), None),
+            (_mem("The mill burned.", npc="", group="village"), None),
+            (_mem("Secret of another NPC.", npc="Mira"), None),
+            (_mem("Another group's news.", npc="", group="city"), None),
+        ]
+    )
+    assert len({m.id for m in added}) == 6 and all(m.created_ms > 0 for m in added)
+    recalled = store.recall_memories("Brakka", "village", "ada", "")
+    assert [m.text for m, _ in recalled] == ["My name is Ada.", "The forge is mine.", "The mill burned."]
+    assert np.array_equal(recalled[0][1], vec) and recalled[1][1] is None
+    assert [m.text for m, _ in store.recall_memories("Brakka", "", "", "")] == ["The forge is mine."]
+    assert store.recall_memories("Brakka", "village", "ada", "other-key") == []  # another key's are not seen
+
+    stamp = store.memory_stamp("Brakka", "village", "ada", "")
+    assert stamp[0] == 3
+    store.set_memory_vectors([(added[2].id, vec)])
+    assert (
+        store.memory_stamp("Brakka", "village", "ada", "") == stamp
+    )  # vectors filled in: nothing new to read
+    assert np.array_equal(store.recall_memories("Brakka", "", "", "")[0][1], vec)
+    store.add_memories([(_mem("I fear bees.", player="ada", source="player"), None)])
+    assert store.memory_stamp("Brakka", "village", "ada", "") != stamp
+
+    assert [m.text for m in store.list_memories(player_id="ada")] == [
+        "I fear bees.",
+        "My name is Ada.",
+    ]  # newest first
+    assert [m.text for m in store.list_memories(group="village")] == ["The mill burned."]
+    assert len(store.list_memories(limit=2)) == 2
+    assert store.list_memories(owner="other-key") == []
+
+
+def test_memories_are_deleted_only_by_their_owner(store):
+    (mine,) = store.add_memories([(_mem("Key A's fact."), None)], owner="a")
+    assert not store.delete_memory(mine.id, owner="b")
+    assert store.delete_memory(mine.id, owner="a")
+    assert not store.delete_memory(mine.id)
+    assert store.list_memories() == []
+
+
+def test_forget_player_deletes_their_memories_and_sessions_and_nothing_else(store):
+    store.create("ada-1", PERSONA, player_id="ada")
+    store.append_turn("ada-1", 0, Turn("My name is Ada.", "Hello, Ada."))
+    store.create("ada-2", PERSONA, player_id="ada")
+    store.create("bo-1", PERSONA, player_id="bo")
+    store.add_memories([(_mem("My name is Ada.", player="ada", source="player"), None)])
+    store.add_memories([(_mem("My name is Bo.", player="bo", source="player"), None)])
+    store.add_memories([(_mem("Shared news."), None)])
+    assert sorted(store.player_sessions("ada")) == ["ada-1", "ada-2"]
+    assert store.load("ada-1").player_id == "ada"
+    assert store.forget_player("ada") == (1, 2)
+    assert store.load("ada-1") is None and store.load("ada-2") is None and store.load("bo-1") is not None
+    assert sorted(m.text for m in store.list_memories()) == ["My name is Bo.", "Shared news."]
+    assert store.integrity_check() == "ok"  # the turns went with their session
+    assert store.forget_player("ada") == (0, 0)
+
+
+def test_an_imported_session_brings_its_player_and_memories_once(store):
+    (fact,) = store.add_memories([(_mem("My name is Ada.", player="ada", source="player"), None)])
+    store.import_session(
+        "save-1",
+        PERSONA,
+        5,
+        [Turn("a", "b")],
+        player_id="ada",
+        memories=[(fact, None), (_mem("I like bees.", player="ada"), None)],
+    )
+    loaded = store.load("save-1")
+    assert loaded.player_id == "ada" and [t.user for t in loaded.turns] == ["a"]
+    assert sorted(m.text for m in store.list_memories(player_id="ada")) == ["I like bees.", "My name is Ada."]

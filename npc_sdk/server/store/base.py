@@ -15,6 +15,7 @@ import numpy as np
 
 from ...personas.persona import Persona
 from ...personas.prompt import Turn
+from ...runtime.memory import Memory
 
 
 @dataclass
@@ -24,6 +25,8 @@ class StoredSession:
     created_ms: int
     turns: list[Turn]
     turn_times_ms: list[int]  # when each turn was committed, one per turn
+    player_id: str = ""  # who plays ('' when the game did not say)
+    owner: str = ""  # the API key name that created it ('' without keys)
 
 
 class SessionStore(Protocol):
@@ -35,7 +38,12 @@ class SessionStore(Protocol):
     def close(self) -> None: ...
 
     def create(
-        self, session_id: str, persona: Persona, created_ms: int | None = None, owner: str = ""
+        self,
+        session_id: str,
+        persona: Persona,
+        created_ms: int | None = None,
+        owner: str = "",
+        player_id: str = "",
     ) -> int:
         """Store a new session with no turns; returns its creation time (ms)."""
         ...
@@ -69,13 +77,59 @@ class SessionStore(Protocol):
         ...
 
     def import_session(
-        self, session_id: str, persona: Persona, created_ms: int, turns: list[Turn], owner: str = ""
+        self,
+        session_id: str,
+        persona: Persona,
+        created_ms: int,
+        turns: list[Turn],
+        owner: str = "",
+        player_id: str = "",
+        memories: Sequence[tuple[Memory, np.ndarray | None]] = (),
     ) -> None:
-        """Store a session with its turns in one transaction (a save game coming back)."""
+        """Store a session with its turns, and the memories that travel with it, in one transaction (a save game
+        coming back). A memory whose id is stored already is left as it is."""
         ...
 
     def delete(self, session_id: str) -> bool:
         """Remove the session and its turns; False when there was no such session."""
+        ...
+
+    # ---- long-term memory (store/memories.py) -------------------------------------------------------------
+    def add_memories(
+        self, memories: Sequence[tuple[Memory, np.ndarray | None]], owner: str = ""
+    ) -> list[Memory]:
+        """Store memories with their vectors in one transaction; returns them with their ids and times."""
+        ...
+
+    def list_memories(
+        self, npc: str = "", group: str = "", player_id: str = "", owner: str | None = None, limit: int = 100
+    ) -> list[Memory]:
+        """Memories matching every filter given (empty ones match all; owner None: every owner's), newest first."""
+        ...
+
+    def recall_memories(
+        self, npc: str, group: str, player_id: str, owner: str
+    ) -> list[tuple[Memory, np.ndarray | None]]:
+        """What one NPC may recall talking to one player: its own memories and its group's, about nobody or about
+        this player, with their vectors, oldest first."""
+        ...
+
+    def memory_stamp(self, npc: str, group: str, player_id: str, owner: str) -> tuple[int, int]:
+        """(count, newest seq) of what recall_memories returns: a cached copy is current while this is equal."""
+        ...
+
+    def set_memory_vectors(self, vectors: Sequence[tuple[str, np.ndarray]]) -> None:
+        """Store the vectors of memories that came without one (by id)."""
+        ...
+
+    def delete_memory(self, memory_id: str, owner: str | None = None) -> bool: ...
+
+    def player_sessions(self, player_id: str, owner: str | None = None) -> list[str]:
+        """The ids of the player's sessions."""
+        ...
+
+    def forget_player(self, player_id: str, owner: str | None = None) -> tuple[int, int]:
+        """Delete the player's memories and sessions (with their turns) in one transaction: (memories, sessions)."""
         ...
 
     def integrity_check(self) -> str:

@@ -9,11 +9,30 @@ starting against one database migrate it once. Installed with the `postgres` ext
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from ...personas.persona import Persona
 from ...personas.prompt import Turn
+from ...runtime.memory import Memory
 from .base import StoredSession, now_ms, prefix_blob, turns_from_rows
+from .memories import (
+    INSERT_MEMORY,
+    POSTGRES_MEMORIES,
+    RECALL,
+    SET_VECTOR,
+    STAMP,
+    insert_rows,
+    list_query,
+    memory_of,
+    owned,
+    recalled,
+    scope_args,
+    stamp_of,
+    vector_blob,
+)
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: sessions and their finished turns, as in the SQLite store (store/sqlite.py)
@@ -43,6 +62,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE turns ADD COLUMN turn_id TEXT NOT NULL DEFAULT '';
     CREATE UNIQUE INDEX turns_turn_id ON turns (session_id, turn_id) WHERE turn_id <> '';
     """,
+    # 3: who plays a session, and long-term memories (store/memories.py)
+    POSTGRES_MEMORIES,
 )
 _LOCK_ID = 0x6E70635F73746F72  # "npc_stor": the advisory lock migrations run under
 
@@ -91,13 +112,18 @@ class PostgresSessionStore:
             return conn.execute(sql, args).fetchone()
 
     def create(
-        self, session_id: str, persona: Persona, created_ms: int | None = None, owner: str = ""
+        self,
+        session_id: str,
+        persona: Persona,
+        created_ms: int | None = None,
+        owner: str = "",
+        player_id: str = "",
     ) -> int:
         created = created_ms or now_ms()
         with self.pool.connection() as conn:
             conn.execute(
-                "INSERT INTO sessions (id, persona, created_ms, owner) VALUES (%s, %s, %s, %s)",
-                (session_id, json.dumps(persona.to_dict()), created, owner),
+                "INSERT INTO sessions (id, persona, created_ms, owner, player_id) VALUES (%s, %s, %s, %s, %s)",
+                (session_id, json.dumps(persona.to_dict()), created, owner, player_id),
             )
         return created
 
@@ -124,7 +150,7 @@ class PostgresSessionStore:
     def load(self, session_id: str) -> StoredSession | None:
         with self.pool.connection() as conn, conn.transaction():  # one snapshot of the session and its turns
             row = conn.execute(
-                "SELECT persona, created_ms FROM sessions WHERE id = %s", (session_id,)
+                "SELECT persona, created_ms, player_id, owner FROM sessions WHERE id = %s", (session_id,)
             ).fetchone()
             if row is None:
                 return None
@@ -136,7 +162,13 @@ class PostgresSessionStore:
         history, times = turns_from_rows(turns)
         persona = row[0] if isinstance(row[0], dict) else json.loads(row[0])
         return StoredSession(
-            session_id, Persona.from_dict(persona), int(row[1]), history, [int(t[5]) for t in turns]
+            session_id,
+            Persona.from_dict(persona),
+            int(row[1]),
+            history,
+            [int(t[5]) for t in turns],
+            row[2],
+            row[3],
         )
 
     def page(
@@ -173,13 +205,22 @@ class PostgresSessionStore:
         return None if row is None else (row[0], row[1])
 
     def import_session(
-        self, session_id: str, persona: Persona, created_ms: int, turns: list[Turn], owner: str = ""
+        self,
+        session_id: str,
+        persona: Persona,
+        created_ms: int,
+        turns: list[Turn],
+        owner: str = "",
+        player_id: str = "",
+        memories: Sequence[tuple[Memory, np.ndarray | None]] = (),
     ) -> None:
         with self.pool.connection() as conn, conn.transaction():
             conn.execute(
-                "INSERT INTO sessions (id, persona, created_ms, owner) VALUES (%s, %s, %s, %s)",
-                (session_id, json.dumps(persona.to_dict()), created_ms, owner),
+                "INSERT INTO sessions (id, persona, created_ms, owner, player_id) VALUES (%s, %s, %s, %s, %s)",
+                (session_id, json.dumps(persona.to_dict()), created_ms, owner, player_id),
             )
+            for args in insert_rows(memories, owner, now_ms()):
+                conn.execute(_pg(INSERT_MEMORY) + " ON CONFLICT (id) DO NOTHING", args)
             for i, t in enumerate(turns):
                 conn.execute(
                     'INSERT INTO turns (session_id, idx, "user", reply, prefix, prefix_rows, created_ms) '
@@ -191,8 +232,68 @@ class PostgresSessionStore:
         with self.pool.connection() as conn:
             return conn.execute("DELETE FROM sessions WHERE id = %s", (session_id,)).rowcount > 0
 
+    # ---- long-term memory --------------------------------------------------------------------------------
+    def add_memories(
+        self, memories: Sequence[tuple[Memory, np.ndarray | None]], owner: str = ""
+    ) -> list[Memory]:
+        rows = insert_rows(memories, owner, now_ms())
+        with self.pool.connection() as conn, conn.transaction():
+            for args in rows:
+                conn.execute(_pg(INSERT_MEMORY), args)
+        return [memory_of((r[0], r[1], r[2], r[3], r[4], r[5], r[8])) for r in rows]
+
+    def list_memories(
+        self, npc: str = "", group: str = "", player_id: str = "", owner: str | None = None, limit: int = 100
+    ) -> list[Memory]:
+        sql, args = list_query(npc, group, player_id, owner, limit)
+        with self.pool.connection() as conn:
+            return [memory_of(r) for r in conn.execute(_pg(sql), args).fetchall()]
+
+    def recall_memories(
+        self, npc: str, group: str, player_id: str, owner: str
+    ) -> list[tuple[Memory, np.ndarray | None]]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(_pg(RECALL), scope_args(npc, group, player_id, owner)).fetchall()
+        return recalled(rows)
+
+    def memory_stamp(self, npc: str, group: str, player_id: str, owner: str) -> tuple[int, int]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(_pg(STAMP), scope_args(npc, group, player_id, owner)).fetchall()
+        return stamp_of(rows)
+
+    def set_memory_vectors(self, vectors: Sequence[tuple[str, np.ndarray]]) -> None:
+        with self.pool.connection() as conn, conn.transaction():
+            for mid, v in vectors:
+                conn.execute(_pg(SET_VECTOR), (vector_blob(v), mid))
+
+    def delete_memory(self, memory_id: str, owner: str | None = None) -> bool:
+        sql, args = owned("DELETE FROM memories WHERE id = ?", [memory_id], owner)
+        with self.pool.connection() as conn:
+            return conn.execute(_pg(sql), args).rowcount > 0
+
+    def player_sessions(self, player_id: str, owner: str | None = None) -> list[str]:
+        sql, args = owned("SELECT id FROM sessions WHERE player_id = ?", [player_id], owner)
+        with self.pool.connection() as conn:
+            return [r[0] for r in conn.execute(_pg(sql), args).fetchall()]
+
+    def forget_player(self, player_id: str, owner: str | None = None) -> tuple[int, int]:
+        with self.pool.connection() as conn, conn.transaction():
+            counts = [
+                conn.execute(_pg(sql), args).rowcount
+                for sql, args in (
+                    owned(f"DELETE FROM {table} WHERE player_id = ?", [player_id], owner)
+                    for table in ("memories", "sessions")
+                )
+            ]
+        return counts[0], counts[1]
+
     def integrity_check(self) -> str:
         orphans = self._one(
             "SELECT count(*) FROM turns t LEFT JOIN sessions s ON s.id = t.session_id WHERE s.id IS NULL"
         )
         return "ok" if int(orphans[0]) == 0 else f"{orphans[0]} turns without a session"
+
+
+def _pg(sql: str) -> str:
+    """store/memories.py's `?` placeholders as psycopg's."""
+    return sql.replace("?", "%s")

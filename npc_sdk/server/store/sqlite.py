@@ -9,11 +9,30 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from ...personas.persona import Persona
 from ...personas.prompt import Turn
+from ...runtime.memory import Memory
 from .base import StoredSession, now_ms, prefix_blob, turns_from_rows
+from .memories import (
+    INSERT_MEMORY,
+    RECALL,
+    SET_VECTOR,
+    SQLITE_MEMORIES,
+    STAMP,
+    insert_rows,
+    list_query,
+    memory_of,
+    owned,
+    recalled,
+    scope_args,
+    stamp_of,
+    vector_blob,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -57,19 +76,27 @@ class SqliteSessionStore:
         self._db.execute(
             "CREATE UNIQUE INDEX IF NOT EXISTS turns_turn_id ON turns (session_id, turn_id) WHERE turn_id != ''"
         )
+        if "player_id" not in {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}:
+            self._db.execute("ALTER TABLE sessions ADD COLUMN player_id TEXT NOT NULL DEFAULT ''")
+        self._db.executescript(SQLITE_MEMORIES)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def create(
-        self, session_id: str, persona: Persona, created_ms: int | None = None, owner: str = ""
+        self,
+        session_id: str,
+        persona: Persona,
+        created_ms: int | None = None,
+        owner: str = "",
+        player_id: str = "",
     ) -> int:
         created = created_ms or now_ms()
         with self._lock:
             self._db.execute(
-                "INSERT INTO sessions (id, persona, created_ms, owner) VALUES (?, ?, ?, ?)",
-                (session_id, json.dumps(persona.to_dict()), created, owner),
+                "INSERT INTO sessions (id, persona, created_ms, owner, player_id) VALUES (?, ?, ?, ?, ?)",
+                (session_id, json.dumps(persona.to_dict()), created, owner, player_id),
             )
         return created
 
@@ -105,7 +132,7 @@ class SqliteSessionStore:
     def load(self, session_id: str) -> StoredSession | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT persona, created_ms FROM sessions WHERE id = ?", (session_id,)
+                "SELECT persona, created_ms, player_id, owner FROM sessions WHERE id = ?", (session_id,)
             ).fetchone()
             if row is None:
                 return None
@@ -115,7 +142,9 @@ class SqliteSessionStore:
                 (session_id,),
             ).fetchall()
         history, times = turns_from_rows(turns)
-        return StoredSession(session_id, Persona.from_dict(json.loads(row[0])), row[1], history, times)
+        return StoredSession(
+            session_id, Persona.from_dict(json.loads(row[0])), row[1], history, times, row[2], row[3]
+        )
 
     def page(
         self, after_seq: int, limit: int, owner: str | None = None
@@ -154,15 +183,24 @@ class SqliteSessionStore:
         return None if row is None else (row[0], row[1])
 
     def import_session(
-        self, session_id: str, persona: Persona, created_ms: int, turns: list[Turn], owner: str = ""
+        self,
+        session_id: str,
+        persona: Persona,
+        created_ms: int,
+        turns: list[Turn],
+        owner: str = "",
+        player_id: str = "",
+        memories: Sequence[tuple[Memory, np.ndarray | None]] = (),
     ) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
-                    "INSERT INTO sessions (id, persona, created_ms, owner) VALUES (?, ?, ?, ?)",
-                    (session_id, json.dumps(persona.to_dict()), created_ms, owner),
+                    "INSERT INTO sessions (id, persona, created_ms, owner, player_id) VALUES (?, ?, ?, ?, ?)",
+                    (session_id, json.dumps(persona.to_dict()), created_ms, owner, player_id),
                 )
+                for args in insert_rows(memories, owner, now_ms()):
+                    self._db.execute(INSERT_MEMORY.replace("INSERT", "INSERT OR IGNORE", 1), args)
                 for i, t in enumerate(turns):
                     self._db.execute(
                         "INSERT INTO turns (session_id, idx, user, reply, prefix, prefix_rows, created_ms) "
@@ -178,6 +216,72 @@ class SqliteSessionStore:
         with self._lock:
             cur = self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
             return cur.rowcount > 0
+
+    # ---- long-term memory --------------------------------------------------------------------------------
+    def add_memories(
+        self, memories: Sequence[tuple[Memory, np.ndarray | None]], owner: str = ""
+    ) -> list[Memory]:
+        rows = insert_rows(memories, owner, now_ms())
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(INSERT_MEMORY, rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return [memory_of((r[0], r[1], r[2], r[3], r[4], r[5], r[8])) for r in rows]
+
+    def list_memories(
+        self, npc: str = "", group: str = "", player_id: str = "", owner: str | None = None, limit: int = 100
+    ) -> list[Memory]:
+        sql, args = list_query(npc, group, player_id, owner, limit)
+        with self._lock:
+            return [memory_of(r) for r in self._db.execute(sql, args).fetchall()]
+
+    def recall_memories(
+        self, npc: str, group: str, player_id: str, owner: str
+    ) -> list[tuple[Memory, np.ndarray | None]]:
+        with self._lock:
+            rows = self._db.execute(RECALL, scope_args(npc, group, player_id, owner)).fetchall()
+        return recalled(rows)
+
+    def memory_stamp(self, npc: str, group: str, player_id: str, owner: str) -> tuple[int, int]:
+        with self._lock:
+            rows = self._db.execute(STAMP, scope_args(npc, group, player_id, owner)).fetchall()
+        return stamp_of(rows)
+
+    def set_memory_vectors(self, vectors: Sequence[tuple[str, np.ndarray]]) -> None:
+        rows = [(vector_blob(v), mid) for mid, v in vectors]
+        with self._lock:
+            self._db.executemany(SET_VECTOR, rows)
+
+    def delete_memory(self, memory_id: str, owner: str | None = None) -> bool:
+        sql, args = owned("DELETE FROM memories WHERE id = ?", [memory_id], owner)
+        with self._lock:
+            return self._db.execute(sql, args).rowcount > 0
+
+    def player_sessions(self, player_id: str, owner: str | None = None) -> list[str]:
+        sql, args = owned("SELECT id FROM sessions WHERE player_id = ?", [player_id], owner)
+        with self._lock:
+            return [r[0] for r in self._db.execute(sql, args).fetchall()]
+
+    def forget_player(self, player_id: str, owner: str | None = None) -> tuple[int, int]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                counts = [
+                    self._db.execute(sql, args).rowcount
+                    for sql, args in (
+                        owned(f"DELETE FROM {table} WHERE player_id = ?", [player_id], owner)
+                        for table in ("memories", "sessions")
+                    )
+                ]
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return counts[0], counts[1]
 
     def integrity_check(self) -> str:
         with self._lock:

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Persona(_message.Message):
-    __slots__ = ("name", "description", "personality", "scenario", "greeting", "style", "role_words", "id", "alternate_greetings", "system_prompt", "post_history", "examples", "banned_words", "lore", "lore_budget_tokens", "generation", "lore_scan_turns", "lore_recursion", "actions", "memory_budget_tokens")
+    __slots__ = ("name", "description", "personality", "scenario", "greeting", "style", "role_words", "id", "alternate_greetings", "system_prompt", "post_history", "examples", "banned_words", "lore", "lore_budget_tokens", "generation", "lore_scan_turns", "lore_recursion", "actions", "memory_budget_tokens", "memory_group", "memories")
     class RoleWordsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,8 @@ class Persona(_message.Message):
     LORE_RECURSION_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BUDGET_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_GROUP_FIELD_NUMBER: _ClassVar[int]
+    MEMORIES_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     personality: str
@@ -56,7 +58,77 @@ class Persona(_message.Message):
     lore_recursion: int
     actions: _containers.RepeatedCompositeFieldContainer[ActionDecl]
     memory_budget_tokens: int
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., personality: _Optional[str] = ..., scenario: _Optional[str] = ..., greeting: _Optional[str] = ..., style: _Optional[str] = ..., role_words: _Optional[_Mapping[str, float]] = ..., id: _Optional[str] = ..., alternate_greetings: _Optional[_Iterable[str]] = ..., system_prompt: _Optional[str] = ..., post_history: _Optional[str] = ..., examples: _Optional[_Iterable[_Union[Example, _Mapping]]] = ..., banned_words: _Optional[_Iterable[str]] = ..., lore: _Optional[_Iterable[_Union[LoreEntry, _Mapping]]] = ..., lore_budget_tokens: _Optional[int] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., lore_scan_turns: _Optional[int] = ..., lore_recursion: _Optional[int] = ..., actions: _Optional[_Iterable[_Union[ActionDecl, _Mapping]]] = ..., memory_budget_tokens: _Optional[int] = ...) -> None: ...
+    memory_group: str
+    memories: _containers.RepeatedCompositeFieldContainer[SeedMemory]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., personality: _Optional[str] = ..., scenario: _Optional[str] = ..., greeting: _Optional[str] = ..., style: _Optional[str] = ..., role_words: _Optional[_Mapping[str, float]] = ..., id: _Optional[str] = ..., alternate_greetings: _Optional[_Iterable[str]] = ..., system_prompt: _Optional[str] = ..., post_history: _Optional[str] = ..., examples: _Optional[_Iterable[_Union[Example, _Mapping]]] = ..., banned_words: _Optional[_Iterable[str]] = ..., lore: _Optional[_Iterable[_Union[LoreEntry, _Mapping]]] = ..., lore_budget_tokens: _Optional[int] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., lore_scan_turns: _Optional[int] = ..., lore_recursion: _Optional[int] = ..., actions: _Optional[_Iterable[_Union[ActionDecl, _Mapping]]] = ..., memory_budget_tokens: _Optional[int] = ..., memory_group: _Optional[str] = ..., memories: _Optional[_Iterable[_Union[SeedMemory, _Mapping]]] = ...) -> None: ...
+
+class SeedMemory(_message.Message):
+    __slots__ = ("text", "shared")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    shared: bool
+    def __init__(self, text: _Optional[str] = ..., shared: _Optional[bool] = ...) -> None: ...
+
+class Memory(_message.Message):
+    __slots__ = ("id", "npc", "group", "player_id", "text", "source", "created_unix_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NPC_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    PLAYER_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    npc: str
+    group: str
+    player_id: str
+    text: str
+    source: str
+    created_unix_ms: int
+    def __init__(self, id: _Optional[str] = ..., npc: _Optional[str] = ..., group: _Optional[str] = ..., player_id: _Optional[str] = ..., text: _Optional[str] = ..., source: _Optional[str] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+
+class ListMemoriesRequest(_message.Message):
+    __slots__ = ("npc", "group", "player_id", "limit")
+    NPC_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    PLAYER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    npc: str
+    group: str
+    player_id: str
+    limit: int
+    def __init__(self, npc: _Optional[str] = ..., group: _Optional[str] = ..., player_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListMemoriesResponse(_message.Message):
+    __slots__ = ("memories",)
+    MEMORIES_FIELD_NUMBER: _ClassVar[int]
+    memories: _containers.RepeatedCompositeFieldContainer[Memory]
+    def __init__(self, memories: _Optional[_Iterable[_Union[Memory, _Mapping]]] = ...) -> None: ...
+
+class DeleteMemoryRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteMemoryResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ForgetPlayerRequest(_message.Message):
+    __slots__ = ("player_id",)
+    PLAYER_ID_FIELD_NUMBER: _ClassVar[int]
+    player_id: str
+    def __init__(self, player_id: _Optional[str] = ...) -> None: ...
+
+class ForgetPlayerResponse(_message.Message):
+    __slots__ = ("memories_deleted", "sessions_deleted")
+    MEMORIES_DELETED_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    memories_deleted: int
+    sessions_deleted: int
+    def __init__(self, memories_deleted: _Optional[int] = ..., sessions_deleted: _Optional[int] = ...) -> None: ...
 
 class ActionDecl(_message.Message):
     __slots__ = ("name", "description", "examples", "params", "cooldown_turns", "when")
@@ -167,14 +239,16 @@ class GetPersonaRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("persona", "persona_id", "session_id")
+    __slots__ = ("persona", "persona_id", "session_id", "player_id")
     PERSONA_FIELD_NUMBER: _ClassVar[int]
     PERSONA_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAYER_ID_FIELD_NUMBER: _ClassVar[int]
     persona: Persona
     persona_id: str
     session_id: str
-    def __init__(self, persona: _Optional[_Union[Persona, _Mapping]] = ..., persona_id: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+    player_id: str
+    def __init__(self, persona: _Optional[_Union[Persona, _Mapping]] = ..., persona_id: _Optional[str] = ..., session_id: _Optional[str] = ..., player_id: _Optional[str] = ...) -> None: ...
 
 class Turn(_message.Message):
     __slots__ = ("user", "reply", "created_unix_ms")
@@ -187,16 +261,18 @@ class Turn(_message.Message):
     def __init__(self, user: _Optional[str] = ..., reply: _Optional[str] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
 
 class Session(_message.Message):
-    __slots__ = ("session_id", "persona", "turns", "created_unix_ms")
+    __slots__ = ("session_id", "persona", "turns", "created_unix_ms", "player_id")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     PERSONA_FIELD_NUMBER: _ClassVar[int]
     TURNS_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    PLAYER_ID_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     persona: Persona
     turns: _containers.RepeatedCompositeFieldContainer[Turn]
     created_unix_ms: int
-    def __init__(self, session_id: _Optional[str] = ..., persona: _Optional[_Union[Persona, _Mapping]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+    player_id: str
+    def __init__(self, session_id: _Optional[str] = ..., persona: _Optional[_Union[Persona, _Mapping]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., created_unix_ms: _Optional[int] = ..., player_id: _Optional[str] = ...) -> None: ...
 
 class GetSessionRequest(_message.Message):
     __slots__ = ("session_id",)
@@ -439,17 +515,21 @@ class ExportSessionRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class SessionSnapshot(_message.Message):
-    __slots__ = ("format_version", "session_id", "persona", "turns", "created_unix_ms", "signature")
+    __slots__ = ("format_version", "session_id", "persona", "turns", "created_unix_ms", "signature", "player_id", "memories")
     FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     PERSONA_FIELD_NUMBER: _ClassVar[int]
     TURNS_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    PLAYER_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMORIES_FIELD_NUMBER: _ClassVar[int]
     format_version: int
     session_id: str
     persona: Persona
     turns: _containers.RepeatedCompositeFieldContainer[Turn]
     created_unix_ms: int
     signature: bytes
-    def __init__(self, format_version: _Optional[int] = ..., session_id: _Optional[str] = ..., persona: _Optional[_Union[Persona, _Mapping]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., created_unix_ms: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    player_id: str
+    memories: _containers.RepeatedCompositeFieldContainer[Memory]
+    def __init__(self, format_version: _Optional[int] = ..., session_id: _Optional[str] = ..., persona: _Optional[_Union[Persona, _Mapping]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., created_unix_ms: _Optional[int] = ..., signature: _Optional[bytes] = ..., player_id: _Optional[str] = ..., memories: _Optional[_Iterable[_Union[Memory, _Mapping]]] = ...) -> None: ...

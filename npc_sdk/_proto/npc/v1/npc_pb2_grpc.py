@@ -89,6 +89,26 @@ class NpcServiceStub:
                 request_serializer=npc_dot_v1_dot_npc__pb2.ShutdownRequest.SerializeToString,
                 response_deserializer=npc_dot_v1_dot_npc__pb2.ShutdownResponse.FromString,
                 _registered_method=True)
+        self.AddMemory = channel.unary_unary(
+                '/npc.v1.NpcService/AddMemory',
+                request_serializer=npc_dot_v1_dot_npc__pb2.Memory.SerializeToString,
+                response_deserializer=npc_dot_v1_dot_npc__pb2.Memory.FromString,
+                _registered_method=True)
+        self.ListMemories = channel.unary_unary(
+                '/npc.v1.NpcService/ListMemories',
+                request_serializer=npc_dot_v1_dot_npc__pb2.ListMemoriesRequest.SerializeToString,
+                response_deserializer=npc_dot_v1_dot_npc__pb2.ListMemoriesResponse.FromString,
+                _registered_method=True)
+        self.DeleteMemory = channel.unary_unary(
+                '/npc.v1.NpcService/DeleteMemory',
+                request_serializer=npc_dot_v1_dot_npc__pb2.DeleteMemoryRequest.SerializeToString,
+                response_deserializer=npc_dot_v1_dot_npc__pb2.DeleteMemoryResponse.FromString,
+                _registered_method=True)
+        self.ForgetPlayer = channel.unary_unary(
+                '/npc.v1.NpcService/ForgetPlayer',
+                request_serializer=npc_dot_v1_dot_npc__pb2.ForgetPlayerRequest.SerializeToString,
+                response_deserializer=npc_dot_v1_dot_npc__pb2.ForgetPlayerResponse.FromString,
+                _registered_method=True)
 
 
 class NpcServiceServicer:
@@ -168,6 +188,33 @@ class NpcServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddMemory(self, request, context):
+        """Long-term memory (docs/memory.md): what NPCs know across sessions. The facts players state about themselves
+        are kept per player and NPC when the session has a player_id; games add, list and delete memories here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMemories(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMemory(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForgetPlayer(self, request, context):
+        """Delete everything kept about one player: their memories and their sessions (a player's right to erasure).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NpcServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -225,6 +272,26 @@ def add_NpcServiceServicer_to_server(servicer, server):
                     servicer.Shutdown,
                     request_deserializer=npc_dot_v1_dot_npc__pb2.ShutdownRequest.FromString,
                     response_serializer=npc_dot_v1_dot_npc__pb2.ShutdownResponse.SerializeToString,
+            ),
+            'AddMemory': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddMemory,
+                    request_deserializer=npc_dot_v1_dot_npc__pb2.Memory.FromString,
+                    response_serializer=npc_dot_v1_dot_npc__pb2.Memory.SerializeToString,
+            ),
+            'ListMemories': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMemories,
+                    request_deserializer=npc_dot_v1_dot_npc__pb2.ListMemoriesRequest.FromString,
+                    response_serializer=npc_dot_v1_dot_npc__pb2.ListMemoriesResponse.SerializeToString,
+            ),
+            'DeleteMemory': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMemory,
+                    request_deserializer=npc_dot_v1_dot_npc__pb2.DeleteMemoryRequest.FromString,
+                    response_serializer=npc_dot_v1_dot_npc__pb2.DeleteMemoryResponse.SerializeToString,
+            ),
+            'ForgetPlayer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetPlayer,
+                    request_deserializer=npc_dot_v1_dot_npc__pb2.ForgetPlayerRequest.FromString,
+                    response_serializer=npc_dot_v1_dot_npc__pb2.ForgetPlayerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -524,6 +591,114 @@ class NpcService:
             '/npc.v1.NpcService/Shutdown',
             npc_dot_v1_dot_npc__pb2.ShutdownRequest.SerializeToString,
             npc_dot_v1_dot_npc__pb2.ShutdownResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddMemory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcService/AddMemory',
+            npc_dot_v1_dot_npc__pb2.Memory.SerializeToString,
+            npc_dot_v1_dot_npc__pb2.Memory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMemories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcService/ListMemories',
+            npc_dot_v1_dot_npc__pb2.ListMemoriesRequest.SerializeToString,
+            npc_dot_v1_dot_npc__pb2.ListMemoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMemory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcService/DeleteMemory',
+            npc_dot_v1_dot_npc__pb2.DeleteMemoryRequest.SerializeToString,
+            npc_dot_v1_dot_npc__pb2.DeleteMemoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetPlayer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcService/ForgetPlayer',
+            npc_dot_v1_dot_npc__pb2.ForgetPlayerRequest.SerializeToString,
+            npc_dot_v1_dot_npc__pb2.ForgetPlayerResponse.FromString,
             options,
             channel_credentials,
             insecure,
