@@ -409,6 +409,71 @@ class Client:
         assert stream.done is not None
         return stream.done
 
+    # ---- scenes of several NPCs (docs/scenes.md) -----------------------------------------------------------
+    def create_scene(self, session_ids: Sequence[str], scene_id: str = "") -> pb.Scene:
+        request = pb.CreateSceneRequest(session_ids=list(session_ids), scene_id=scene_id)
+        return self.stub.CreateScene(request, metadata=self.metadata, timeout=self.timeout)
+
+    def get_scene(self, scene_id: str) -> pb.Scene:
+        return self.stub.GetScene(
+            pb.GetSceneRequest(scene_id=scene_id), metadata=self.metadata, timeout=self.timeout
+        )
+
+    def delete_scene(self, scene_id: str) -> None:
+        self.stub.DeleteScene(
+            pb.DeleteSceneRequest(scene_id=scene_id), metadata=self.metadata, timeout=self.timeout
+        )
+
+    def scene_chat(
+        self,
+        scene_id: str,
+        text: str,
+        *,
+        speaker: str = "",
+        responder: str = "",
+        no_reply: bool = False,
+        screenshot: Any = None,
+        scene: Sequence[Any] = (),
+        state: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **generation: Any,
+    ) -> Iterator[pb.SceneEvent]:
+        """A line to the scene (from the player, or from `speaker`); yields the answering NPC's events, each with its
+        session_id and name. `responder`: the session the game wants to answer."""
+        base = _chat_request("", text, screenshot, scene, generation, state)
+        request = pb.SceneChatRequest(
+            scene_id=scene_id,
+            text=text,
+            speaker=speaker,
+            responder_session_id=responder,
+            no_reply=no_reply,
+            screenshot=base.screenshot if screenshot is not None else None,
+            scene=base.scene,
+            state=base.state,
+            generation=base.generation,
+        )
+        return self.stub.SceneChat(request, metadata=self.metadata, timeout=timeout or self.timeout)
+
+    def converse(
+        self,
+        scene_id: str,
+        turns: int = 4,
+        *,
+        topic: str = "",
+        screenshot: Any = None,
+        timeout: float | None = None,
+        **generation: Any,
+    ) -> Iterator[pb.SceneEvent]:
+        """The NPCs talk among themselves for `turns` lines; cancel the returned call (or SceneChat) to interrupt."""
+        request = pb.ConverseRequest(
+            scene_id=scene_id,
+            turns=turns,
+            topic=topic,
+            screenshot=image_message(screenshot) if screenshot is not None else None,
+            generation=generation_message(**generation),
+        )
+        return self.stub.Converse(request, metadata=self.metadata, timeout=timeout or self.timeout)
+
     def close(self) -> None:
         self.channel.close()
 

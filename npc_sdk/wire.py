@@ -104,6 +104,7 @@ def persona_from_proto(msg: pb.Persona, field: str = "persona") -> Persona:
             ),
             memory_group=msg.memory_group,
             memories=[SeedMemory(m.text, m.shared) for m in msg.memories],
+            talkativeness=round(float(msg.talkativeness), 6) if msg.HasField("talkativeness") else 0.5,
             actions=[_action_from_proto(a) for a in msg.actions],
             generation=generation,
         )
@@ -220,6 +221,7 @@ def persona_to_proto(persona: Persona) -> pb.Persona:
         memory_budget_tokens=persona.memory_budget_tokens,
         memory_group=persona.memory_group,
         memories=[pb.SeedMemory(text=m.text, shared=m.shared) for m in persona.memories],
+        talkativeness=persona.talkativeness,
         actions=[_action_to_proto(a) for a in persona.actions],
         generation=pb.GenerationConfig(stop=list(persona.generation.get("stop", ())), **gen),
     )

@@ -81,6 +81,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.json,
         )
         return 0
+    if args.scenes:
+        from ..bench_scenes import bench_scenes
+
+        report(bench_scenes(ensure_model(args.model)), args.json)
+        return 0
     if args.memory:
         from ..bench_memory import bench_memory
         from ..server.memory_keeper import refresh_cost_ms
@@ -173,6 +178,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="long-term memory: 50 facts planted in 200-turn dialogues, asked once the window has rolled past "
         "them: recall into the prompt, replies that state them, with and without memory; recall cost at 10,000",
+    )
+    p.add_argument(
+        "--scenes",
+        action="store_true",
+        help="a scene of three NPCs talking (Converse) through a local server: the second speaker's first token, "
+        "tokens per second against one NPC alone, KV reused",
     )
     p.add_argument(
         "--launch",

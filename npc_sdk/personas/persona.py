@@ -123,6 +123,7 @@ class Persona:
     # NPCs with the same group share the memories seeded `shared` here and those the game adds to the group
     memory_group: str = ""
     memories: list[SeedMemory] = field(default_factory=list)  # what this NPC knows from the start (memory.py)
+    talkativeness: float = 0.5  # 0..1: in a scene, how readily it answers a line that names nobody
     actions: list[Action] = field(
         default_factory=list
     )  # what the NPC can do in the game (personas/actions.py)
@@ -212,6 +213,12 @@ class Persona:
                 raise bad(f"memories[{i}].text", f"is {len(memory.text)} characters, over 500")
             if memory.shared and not self.memory_group:
                 raise bad(f"memories[{i}].shared", "a shared memory needs the persona's memory_group")
+        if (
+            isinstance(self.talkativeness, bool)
+            or not isinstance(self.talkativeness, (int, float))
+            or not 0.0 <= self.talkativeness <= 1.0
+        ):
+            raise bad("talkativeness", f"must be a number in [0, 1], got {self.talkativeness!r}")
         check_actions(self.actions)
         unknown = sorted(set(self.generation) - set(GENERATION_KEYS))
         if unknown:

@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+import numpy as np
 from PIL import Image
 
 from .._proto.npc.v1 import npc_pb2 as pb
@@ -122,4 +123,9 @@ class TurnBackend(Protocol):
 
     async def emotion(self, reply: str, line: str) -> Emotion:
         """The emotion a stored reply carries (a replayed turn's done event), computed where the model is."""
+        ...
+
+    async def scene_vectors(self, texts: Sequence[str]) -> np.ndarray | None:
+        """Sentence vectors for choosing who speaks in a scene, or None where no model is at hand (then names and
+        talkativeness alone decide)."""
         ...

@@ -19,6 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
+
 from .. import errors
 from .._proto.npc.v1 import npc_pb2 as pb
 from ..errors import InvalidInputError, NpcError, UnavailableError
@@ -90,6 +92,9 @@ class ClusterScheduler:
     async def emotion(self, reply: str, line: str) -> Emotion:
         # awaited, not .result(): the store thread and the event loop go on while a replica classifies it
         return await self.handle.emotion.remote(reply, line)
+
+    async def scene_vectors(self, texts: Sequence[str]) -> np.ndarray | None:
+        return None  # the front door holds no model: names and talkativeness choose who speaks
 
     # ---- a turn streaming back from its replica ---------------------------------------------------------
     async def _stream(self, request: bytes, job: ChatJob) -> None:

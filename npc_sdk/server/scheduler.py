@@ -21,6 +21,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
+
 from .._proto.npc.v1 import npc_pb2 as pb
 from ..errors import InvalidInputError, LimitExceededError, NpcError, UnavailableError
 from ..personas.persona import Persona
@@ -101,6 +103,9 @@ class Scheduler:
 
     async def emotion(self, reply: str, line: str) -> Emotion:
         return await asyncio.wrap_future(self.call(lambda: self.model.emotion(reply, line)))
+
+    async def scene_vectors(self, texts: Sequence[str]) -> np.ndarray | None:
+        return await asyncio.wrap_future(self.call(lambda: self.model.sentence_vectors(list(texts))))
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

@@ -48,6 +48,7 @@ from .memory_keeper import with_group_memories
 from .memory_rpcs import MemoryMethods
 from .pump import EventPump
 from .replay import TurnClaims
+from .scene_rpcs import SceneMethods
 from .snapshots import SNAPSHOT_FORMAT, load_snapshot_key, read_snapshot, sign_snapshot
 from .store import SessionStore, StoredSession
 
@@ -72,7 +73,7 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-class NpcServicer(MemoryMethods, pb_grpc.NpcServiceServicer):
+class NpcServicer(MemoryMethods, SceneMethods, pb_grpc.NpcServiceServicer):
     def __init__(
         self, backend: TurnBackend, store: SessionStore, config: ServerConfig, personas: PersonaLibrary
     ) -> None:

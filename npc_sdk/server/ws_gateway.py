@@ -18,6 +18,9 @@ names, int64 as strings, bytes as base64, enums by name; requests may also use t
     server <- {"id": "c2", "event": {"delta": {"text": "Hm"}}}     (one frame per delta, as it is decoded)
     server <- {"id": "c2", "event": {"done": {"text": "Hmph.", "finishReason": "stop",
                "emotion": {"label": "anger", "intensity": 0.62}, ...}}}
+    client -> {"id": "s1", "method": "SceneChat", "request": {"sceneId": "...", "text": "Mira, a room?"}}
+    server <- {"id": "s1", "event": {"sessionId": "...", "speaker": "Mira", "event": {"delta": {"text": "Aye"}}}}
+    server <- {"id": "s1", "end": true}                             (every stream but Chat's ends with this frame)
     client -> {"id": "c2", "cancel": true}                          (stops an in-flight call; Chat stores nothing)
     server <- {"id": "c2", "error": {"code": "CANCELLED", "message": "cancelled by the client"}}
     any call  <- {"id": "...", "error": {"code": "INVALID_ARGUMENT", "message": "text: is empty"}}
@@ -331,6 +334,8 @@ class WsGateway:
             if call.method.streaming:
                 async for event in flight.rpc:
                     await send(_frame(id=cid, event=_to_json(event)))
+                if call.method.name != "Chat":  # a Chat ends with its done; scene streams may end without one
+                    await send(_frame(id=cid, end=True))
             else:
                 response = await flight.rpc
                 await send(_frame(id=cid, response=_to_json(response)))

@@ -269,3 +269,23 @@ def test_an_imported_session_brings_its_player_and_memories_once(store):
     loaded = store.load("save-1")
     assert loaded.player_id == "ada" and [t.user for t in loaded.turns] == ["a"]
     assert sorted(m.text for m in store.list_memories(player_id="ada")) == ["I like bees.", "My name is Ada."]
+
+
+def test_scenes_round_trip_and_keep_what_each_npc_heard(store):
+    from npc_sdk.errors import SessionExistsError
+    from npc_sdk.server.scene_rules import SceneState
+
+    scene = SceneState("tavern", ["b", "m"], {"b": "Brakka", "m": "Mira"}, created_ms=7, owner="k")
+    store.create_scene(scene)
+    with pytest.raises(SessionExistsError):
+        store.create_scene(scene)
+    scene.hear('Player: "Hi."')
+    scene.last_speaker = "m"
+    store.save_scene(scene)
+    back = store.load_scene("tavern")
+    assert back == scene
+    assert (
+        store.delete_scene("tavern")
+        and store.load_scene("tavern") is None
+        and not store.delete_scene("tavern")
+    )

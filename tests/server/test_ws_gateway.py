@@ -625,3 +625,33 @@ def test_every_gdscript_file_type_checks_under_its_own_engine(godot4, tmp_path):
         assert run.returncode == 0, f"{name}: {run.stdout}{run.stderr}"
     leftover = godot4.run("--check-only", "-s", "npc_client_godot3.gd")  # Godot 3 API under Godot 4
     assert leftover.returncode != 0 and "Parse error" in leftover.stdout + leftover.stderr
+
+
+@pytest.mark.slow
+def test_a_scene_over_the_gateway_streams_per_speaker_events_and_ends_with_an_end_frame(server):
+    async def play():
+        async with connect(server.ws_url) as ws:
+            sock = Socket(ws)
+            smith = await _session(sock, "s1")
+            inn = (await sock.unary("s2", "CreateSession", {"persona": {"name": "Mira"}}))["response"][
+                "sessionId"
+            ]
+            scene = await sock.unary("s3", "CreateScene", {"sessionIds": [smith, inn]})
+            scene_id = scene["response"]["sceneId"]
+            await sock.send(
+                "s4",
+                "SceneChat",
+                {"sceneId": scene_id, "text": "Mira, a room?", "generation": {"maxTokens": 6}},
+            )
+            frames = []
+            while "end" not in (frames[-1] if frames else {}):
+                frames.append(await sock.frame("s4"))
+            events = [f["event"] for f in frames[:-1]]
+            assert events and all(e["sessionId"] == inn and e["speaker"] == "Mira" for e in events)
+            assert "done" in events[-1]["event"]
+            await sock.send(
+                "s5", "SceneChat", {"sceneId": scene_id, "text": "A bell rings.", "noReply": True}
+            )
+            assert await sock.frame("s5") == {"id": "s5", "end": True}  # nobody answers: the end frame alone
+
+    _run(play())

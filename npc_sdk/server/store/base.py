@@ -16,6 +16,7 @@ import numpy as np
 from ...personas.persona import Persona
 from ...personas.prompt import Turn
 from ...runtime.memory import Memory
+from ..scene_rules import SceneState
 
 
 @dataclass
@@ -131,6 +132,19 @@ class SessionStore(Protocol):
     def forget_player(self, player_id: str, owner: str | None = None) -> tuple[int, int]:
         """Delete the player's memories and sessions (with their turns) in one transaction: (memories, sessions)."""
         ...
+
+    # ---- scenes (store/scenes.py) -------------------------------------------------------------------------
+    def create_scene(self, scene: SceneState) -> None:
+        """Store a new scene; SessionExistsError when its id is taken."""
+        ...
+
+    def load_scene(self, scene_id: str) -> SceneState | None: ...
+
+    def save_scene(self, scene: SceneState) -> None:
+        """Store what the scene's NPCs heard and who spoke last (after every line)."""
+        ...
+
+    def delete_scene(self, scene_id: str) -> bool: ...
 
     def integrity_check(self) -> str:
         """'ok', or what is wrong."""

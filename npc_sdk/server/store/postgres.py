@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import SessionExistsError
 from ...personas.persona import Persona
 from ...personas.prompt import Turn
 from ...runtime.memory import Memory
+from ..scene_rules import SceneState
 from .base import StoredSession, now_ms, prefix_blob, turns_from_rows
 from .memories import (
     INSERT_MEMORY,
@@ -32,6 +34,16 @@ from .memories import (
     scope_args,
     stamp_of,
     vector_blob,
+)
+from .scenes import (
+    DELETE_SCENE,
+    INSERT_SCENE,
+    POSTGRES_SCENES,
+    SELECT_SCENE,
+    UPDATE_SCENE,
+    insert_args,
+    scene_of,
+    state_json,
 )
 
 MIGRATIONS: tuple[str, ...] = (
@@ -64,6 +76,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 3: who plays a session, and long-term memories (store/memories.py)
     POSTGRES_MEMORIES,
+    # 4: scenes of several NPCs (store/scenes.py)
+    POSTGRES_SCENES,
 )
 _LOCK_ID = 0x6E70635F73746F72  # "npc_stor": the advisory lock migrations run under
 
@@ -286,6 +300,28 @@ class PostgresSessionStore:
                 )
             ]
         return counts[0], counts[1]
+
+    # ---- scenes ------------------------------------------------------------------------------------------
+    def create_scene(self, scene: SceneState) -> None:
+        import psycopg
+
+        try:
+            with self.pool.connection() as conn:
+                conn.execute(_pg(INSERT_SCENE), insert_args(scene))
+        except psycopg.errors.UniqueViolation as exc:
+            raise SessionExistsError(f"scene_id: {scene.id!r} exists already") from exc
+
+    def load_scene(self, scene_id: str) -> SceneState | None:
+        row = self._one(_pg(SELECT_SCENE), (scene_id,))
+        return None if row is None else scene_of(row)
+
+    def save_scene(self, scene: SceneState) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(_pg(UPDATE_SCENE), (state_json(scene), scene.id))
+
+    def delete_scene(self, scene_id: str) -> bool:
+        with self.pool.connection() as conn:
+            return conn.execute(_pg(DELETE_SCENE), (scene_id,)).rowcount > 0
 
     def integrity_check(self) -> str:
         orphans = self._one(

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import SessionExistsError
 from ...personas.persona import Persona
 from ...personas.prompt import Turn
 from ...runtime.memory import Memory
+from ..scene_rules import SceneState
 from .base import StoredSession, now_ms, prefix_blob, turns_from_rows
 from .memories import (
     INSERT_MEMORY,
@@ -32,6 +34,16 @@ from .memories import (
     scope_args,
     stamp_of,
     vector_blob,
+)
+from .scenes import (
+    DELETE_SCENE,
+    INSERT_SCENE,
+    SELECT_SCENE,
+    SQLITE_SCENES,
+    UPDATE_SCENE,
+    insert_args,
+    scene_of,
+    state_json,
 )
 
 SCHEMA = """
@@ -79,6 +91,7 @@ class SqliteSessionStore:
         if "player_id" not in {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}:
             self._db.execute("ALTER TABLE sessions ADD COLUMN player_id TEXT NOT NULL DEFAULT ''")
         self._db.executescript(SQLITE_MEMORIES)
+        self._db.executescript(SQLITE_SCENES)
 
     def close(self) -> None:
         with self._lock:
@@ -282,6 +295,27 @@ class SqliteSessionStore:
                 self._db.execute("ROLLBACK")
                 raise
         return counts[0], counts[1]
+
+    # ---- scenes ------------------------------------------------------------------------------------------
+    def create_scene(self, scene: SceneState) -> None:
+        with self._lock:
+            try:
+                self._db.execute(INSERT_SCENE, insert_args(scene))
+            except sqlite3.IntegrityError as exc:
+                raise SessionExistsError(f"scene_id: {scene.id!r} exists already") from exc
+
+    def load_scene(self, scene_id: str) -> SceneState | None:
+        with self._lock:
+            row = self._db.execute(SELECT_SCENE, (scene_id,)).fetchone()
+        return None if row is None else scene_of(row)
+
+    def save_scene(self, scene: SceneState) -> None:
+        with self._lock:
+            self._db.execute(UPDATE_SCENE, (state_json(scene), scene.id))
+
+    def delete_scene(self, scene_id: str) -> bool:
+        with self._lock:
+            return self._db.execute(DELETE_SCENE, (scene_id,)).rowcount > 0
 
     def integrity_check(self) -> str:
         with self._lock:

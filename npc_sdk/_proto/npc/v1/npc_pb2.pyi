@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Persona(_message.Message):
-    __slots__ = ("name", "description", "personality", "scenario", "greeting", "style", "role_words", "id", "alternate_greetings", "system_prompt", "post_history", "examples", "banned_words", "lore", "lore_budget_tokens", "generation", "lore_scan_turns", "lore_recursion", "actions", "memory_budget_tokens", "memory_group", "memories")
+    __slots__ = ("name", "description", "personality", "scenario", "greeting", "style", "role_words", "id", "alternate_greetings", "system_prompt", "post_history", "examples", "banned_words", "lore", "lore_budget_tokens", "generation", "lore_scan_turns", "lore_recursion", "actions", "memory_budget_tokens", "memory_group", "memories", "talkativeness")
     class RoleWordsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,7 @@ class Persona(_message.Message):
     MEMORY_BUDGET_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_GROUP_FIELD_NUMBER: _ClassVar[int]
     MEMORIES_FIELD_NUMBER: _ClassVar[int]
+    TALKATIVENESS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     personality: str
@@ -60,7 +61,8 @@ class Persona(_message.Message):
     memory_budget_tokens: int
     memory_group: str
     memories: _containers.RepeatedCompositeFieldContainer[SeedMemory]
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., personality: _Optional[str] = ..., scenario: _Optional[str] = ..., greeting: _Optional[str] = ..., style: _Optional[str] = ..., role_words: _Optional[_Mapping[str, float]] = ..., id: _Optional[str] = ..., alternate_greetings: _Optional[_Iterable[str]] = ..., system_prompt: _Optional[str] = ..., post_history: _Optional[str] = ..., examples: _Optional[_Iterable[_Union[Example, _Mapping]]] = ..., banned_words: _Optional[_Iterable[str]] = ..., lore: _Optional[_Iterable[_Union[LoreEntry, _Mapping]]] = ..., lore_budget_tokens: _Optional[int] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., lore_scan_turns: _Optional[int] = ..., lore_recursion: _Optional[int] = ..., actions: _Optional[_Iterable[_Union[ActionDecl, _Mapping]]] = ..., memory_budget_tokens: _Optional[int] = ..., memory_group: _Optional[str] = ..., memories: _Optional[_Iterable[_Union[SeedMemory, _Mapping]]] = ...) -> None: ...
+    talkativeness: float
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., personality: _Optional[str] = ..., scenario: _Optional[str] = ..., greeting: _Optional[str] = ..., style: _Optional[str] = ..., role_words: _Optional[_Mapping[str, float]] = ..., id: _Optional[str] = ..., alternate_greetings: _Optional[_Iterable[str]] = ..., system_prompt: _Optional[str] = ..., post_history: _Optional[str] = ..., examples: _Optional[_Iterable[_Union[Example, _Mapping]]] = ..., banned_words: _Optional[_Iterable[str]] = ..., lore: _Optional[_Iterable[_Union[LoreEntry, _Mapping]]] = ..., lore_budget_tokens: _Optional[int] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., lore_scan_turns: _Optional[int] = ..., lore_recursion: _Optional[int] = ..., actions: _Optional[_Iterable[_Union[ActionDecl, _Mapping]]] = ..., memory_budget_tokens: _Optional[int] = ..., memory_group: _Optional[str] = ..., memories: _Optional[_Iterable[_Union[SeedMemory, _Mapping]]] = ..., talkativeness: _Optional[float] = ...) -> None: ...
 
 class SeedMemory(_message.Message):
     __slots__ = ("text", "shared")
@@ -533,3 +535,113 @@ class SessionSnapshot(_message.Message):
     player_id: str
     memories: _containers.RepeatedCompositeFieldContainer[Memory]
     def __init__(self, format_version: _Optional[int] = ..., session_id: _Optional[str] = ..., persona: _Optional[_Union[Persona, _Mapping]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., created_unix_ms: _Optional[int] = ..., signature: _Optional[bytes] = ..., player_id: _Optional[str] = ..., memories: _Optional[_Iterable[_Union[Memory, _Mapping]]] = ...) -> None: ...
+
+class CreateSceneRequest(_message.Message):
+    __slots__ = ("session_ids", "scene_id")
+    SESSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    SCENE_ID_FIELD_NUMBER: _ClassVar[int]
+    session_ids: _containers.RepeatedScalarFieldContainer[str]
+    scene_id: str
+    def __init__(self, session_ids: _Optional[_Iterable[str]] = ..., scene_id: _Optional[str] = ...) -> None: ...
+
+class SceneMember(_message.Message):
+    __slots__ = ("session_id", "name", "lines_heard")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LINES_HEARD_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    name: str
+    lines_heard: int
+    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., lines_heard: _Optional[int] = ...) -> None: ...
+
+class Scene(_message.Message):
+    __slots__ = ("scene_id", "members", "created_unix_ms")
+    SCENE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    scene_id: str
+    members: _containers.RepeatedCompositeFieldContainer[SceneMember]
+    created_unix_ms: int
+    def __init__(self, scene_id: _Optional[str] = ..., members: _Optional[_Iterable[_Union[SceneMember, _Mapping]]] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+
+class GetSceneRequest(_message.Message):
+    __slots__ = ("scene_id",)
+    SCENE_ID_FIELD_NUMBER: _ClassVar[int]
+    scene_id: str
+    def __init__(self, scene_id: _Optional[str] = ...) -> None: ...
+
+class DeleteSceneRequest(_message.Message):
+    __slots__ = ("scene_id",)
+    SCENE_ID_FIELD_NUMBER: _ClassVar[int]
+    scene_id: str
+    def __init__(self, scene_id: _Optional[str] = ...) -> None: ...
+
+class DeleteSceneResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SceneChatRequest(_message.Message):
+    __slots__ = ("scene_id", "text", "speaker", "responder_session_id", "no_reply", "screenshot", "scene", "state", "generation")
+    class StateEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SCENE_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    RESPONDER_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    NO_REPLY_FIELD_NUMBER: _ClassVar[int]
+    SCREENSHOT_FIELD_NUMBER: _ClassVar[int]
+    SCENE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    scene_id: str
+    text: str
+    speaker: str
+    responder_session_id: str
+    no_reply: bool
+    screenshot: Image
+    scene: _containers.RepeatedCompositeFieldContainer[SceneEntity]
+    state: _containers.ScalarMap[str, str]
+    generation: GenerationConfig
+    def __init__(self, scene_id: _Optional[str] = ..., text: _Optional[str] = ..., speaker: _Optional[str] = ..., responder_session_id: _Optional[str] = ..., no_reply: _Optional[bool] = ..., screenshot: _Optional[_Union[Image, _Mapping]] = ..., scene: _Optional[_Iterable[_Union[SceneEntity, _Mapping]]] = ..., state: _Optional[_Mapping[str, str]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ...) -> None: ...
+
+class ConverseRequest(_message.Message):
+    __slots__ = ("scene_id", "turns", "topic", "screenshot", "scene", "state", "generation")
+    class StateEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SCENE_ID_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    SCREENSHOT_FIELD_NUMBER: _ClassVar[int]
+    SCENE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    scene_id: str
+    turns: int
+    topic: str
+    screenshot: Image
+    scene: _containers.RepeatedCompositeFieldContainer[SceneEntity]
+    state: _containers.ScalarMap[str, str]
+    generation: GenerationConfig
+    def __init__(self, scene_id: _Optional[str] = ..., turns: _Optional[int] = ..., topic: _Optional[str] = ..., screenshot: _Optional[_Union[Image, _Mapping]] = ..., scene: _Optional[_Iterable[_Union[SceneEntity, _Mapping]]] = ..., state: _Optional[_Mapping[str, str]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ...) -> None: ...
+
+class SceneEvent(_message.Message):
+    __slots__ = ("session_id", "speaker", "event", "interrupted")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    speaker: str
+    event: ChatEvent
+    interrupted: bool
+    def __init__(self, session_id: _Optional[str] = ..., speaker: _Optional[str] = ..., event: _Optional[_Union[ChatEvent, _Mapping]] = ..., interrupted: _Optional[bool] = ...) -> None: ...

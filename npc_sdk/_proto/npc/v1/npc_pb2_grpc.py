@@ -109,6 +109,31 @@ class NpcServiceStub:
                 request_serializer=npc_dot_v1_dot_npc__pb2.ForgetPlayerRequest.SerializeToString,
                 response_deserializer=npc_dot_v1_dot_npc__pb2.ForgetPlayerResponse.FromString,
                 _registered_method=True)
+        self.CreateScene = channel.unary_unary(
+                '/npc.v1.NpcService/CreateScene',
+                request_serializer=npc_dot_v1_dot_npc__pb2.CreateSceneRequest.SerializeToString,
+                response_deserializer=npc_dot_v1_dot_npc__pb2.Scene.FromString,
+                _registered_method=True)
+        self.GetScene = channel.unary_unary(
+                '/npc.v1.NpcService/GetScene',
+                request_serializer=npc_dot_v1_dot_npc__pb2.GetSceneRequest.SerializeToString,
+                response_deserializer=npc_dot_v1_dot_npc__pb2.Scene.FromString,
+                _registered_method=True)
+        self.DeleteScene = channel.unary_unary(
+                '/npc.v1.NpcService/DeleteScene',
+                request_serializer=npc_dot_v1_dot_npc__pb2.DeleteSceneRequest.SerializeToString,
+                response_deserializer=npc_dot_v1_dot_npc__pb2.DeleteSceneResponse.FromString,
+                _registered_method=True)
+        self.SceneChat = channel.unary_stream(
+                '/npc.v1.NpcService/SceneChat',
+                request_serializer=npc_dot_v1_dot_npc__pb2.SceneChatRequest.SerializeToString,
+                response_deserializer=npc_dot_v1_dot_npc__pb2.SceneEvent.FromString,
+                _registered_method=True)
+        self.Converse = channel.unary_stream(
+                '/npc.v1.NpcService/Converse',
+                request_serializer=npc_dot_v1_dot_npc__pb2.ConverseRequest.SerializeToString,
+                response_deserializer=npc_dot_v1_dot_npc__pb2.SceneEvent.FromString,
+                _registered_method=True)
 
 
 class NpcServiceServicer:
@@ -215,6 +240,41 @@ class NpcServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateScene(self, request, context):
+        """Scenes of several NPCs (docs/scenes.md): 2-6 NPC sessions and the player. Every NPC in a scene hears what is
+        said there; each line an NPC says is a turn of its own session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetScene(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteScene(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SceneChat(self, request, context):
+        """A line from the player (or the game) to the scene; one NPC answers: the one the game names, else the one named
+        in the line, else the most relevant and talkative. Interrupts a Converse in flight.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Converse(self, request, context):
+        """The NPCs talk among themselves for a number of lines, until a SceneChat or DeleteScene interrupts them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NpcServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -292,6 +352,31 @@ def add_NpcServiceServicer_to_server(servicer, server):
                     servicer.ForgetPlayer,
                     request_deserializer=npc_dot_v1_dot_npc__pb2.ForgetPlayerRequest.FromString,
                     response_serializer=npc_dot_v1_dot_npc__pb2.ForgetPlayerResponse.SerializeToString,
+            ),
+            'CreateScene': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateScene,
+                    request_deserializer=npc_dot_v1_dot_npc__pb2.CreateSceneRequest.FromString,
+                    response_serializer=npc_dot_v1_dot_npc__pb2.Scene.SerializeToString,
+            ),
+            'GetScene': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetScene,
+                    request_deserializer=npc_dot_v1_dot_npc__pb2.GetSceneRequest.FromString,
+                    response_serializer=npc_dot_v1_dot_npc__pb2.Scene.SerializeToString,
+            ),
+            'DeleteScene': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteScene,
+                    request_deserializer=npc_dot_v1_dot_npc__pb2.DeleteSceneRequest.FromString,
+                    response_serializer=npc_dot_v1_dot_npc__pb2.DeleteSceneResponse.SerializeToString,
+            ),
+            'SceneChat': grpc.unary_stream_rpc_method_handler(
+                    servicer.SceneChat,
+                    request_deserializer=npc_dot_v1_dot_npc__pb2.SceneChatRequest.FromString,
+                    response_serializer=npc_dot_v1_dot_npc__pb2.SceneEvent.SerializeToString,
+            ),
+            'Converse': grpc.unary_stream_rpc_method_handler(
+                    servicer.Converse,
+                    request_deserializer=npc_dot_v1_dot_npc__pb2.ConverseRequest.FromString,
+                    response_serializer=npc_dot_v1_dot_npc__pb2.SceneEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -699,6 +784,141 @@ class NpcService:
             '/npc.v1.NpcService/ForgetPlayer',
             npc_dot_v1_dot_npc__pb2.ForgetPlayerRequest.SerializeToString,
             npc_dot_v1_dot_npc__pb2.ForgetPlayerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateScene(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcService/CreateScene',
+            npc_dot_v1_dot_npc__pb2.CreateSceneRequest.SerializeToString,
+            npc_dot_v1_dot_npc__pb2.Scene.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetScene(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcService/GetScene',
+            npc_dot_v1_dot_npc__pb2.GetSceneRequest.SerializeToString,
+            npc_dot_v1_dot_npc__pb2.Scene.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteScene(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcService/DeleteScene',
+            npc_dot_v1_dot_npc__pb2.DeleteSceneRequest.SerializeToString,
+            npc_dot_v1_dot_npc__pb2.DeleteSceneResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SceneChat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/npc.v1.NpcService/SceneChat',
+            npc_dot_v1_dot_npc__pb2.SceneChatRequest.SerializeToString,
+            npc_dot_v1_dot_npc__pb2.SceneEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Converse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/npc.v1.NpcService/Converse',
+            npc_dot_v1_dot_npc__pb2.ConverseRequest.SerializeToString,
+            npc_dot_v1_dot_npc__pb2.SceneEvent.FromString,
             options,
             channel_credentials,
             insecure,
