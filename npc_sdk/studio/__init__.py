@@ -3,8 +3,8 @@ why each reply came out as it did (docs/studio.md).
 
 Owns: the page's HTTP + WebSocket server (`app`: the WebSocket gateway mounted with the static page, Origin and
 Host checks), the persona folder's file access with its path guard (`folder`), the prompt view with its token
-counts (`render`), the studio's own methods over the page's socket (`methods`), and the page itself (`static/`:
-plain HTML, CSS and JavaScript, no build step).
+counts (`render`), the grounding head's per-cell scores for the heat map (`heatmap`), the studio's own methods
+over the page's socket (`methods`), and the page itself (`static/`: plain HTML, CSS and JavaScript, no build step).
 
 May import: the server's gateway and API keys (it runs in the server's process, started by `npc-sdk studio` or
 `serve --studio`), persona files, and the runtime's model folder and generation config. Only the CLI imports it
@@ -20,6 +20,7 @@ from ..server.config import ServerConfig
 from ..server.snapshots import load_snapshot_key
 from .app import StudioGateway, sample_scenes
 from .folder import PersonaFolder
+from .heatmap import TagCells
 from .methods import StudioMethods
 from .render import PromptRenderer
 
@@ -39,7 +40,14 @@ def make_studio(model_path: Path, config: ServerConfig, port: int) -> StudioGate
     snapshot_key = config.snapshot_key or load_snapshot_key(Path(config.data_dir))
     renderer = PromptRenderer(model_path)
     methods = StudioMethods(
-        folder, renderer, keys, sorted(scenes), config.defaults, str(model_path), snapshot_key
+        folder,
+        renderer,
+        keys,
+        sorted(scenes),
+        config.defaults,
+        str(model_path),
+        snapshot_key,
+        TagCells(model_path),
     )
     return StudioGateway(
         host=config.host,

@@ -9,6 +9,7 @@ is PERMISSION_DENIED, a missing file NOT_FOUND, bad input INVALID_ARGUMENT namin
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -26,6 +27,7 @@ from ..server.snapshots import read_snapshot, sign_snapshot
 from ..server.ws_gateway import CallError, LocalMethod
 from ..wire import persona_to_proto
 from .folder import OutsideFolder, PersonaFolder
+from .heatmap import TagCells
 from .render import PromptRenderer
 
 MAX_HISTORY = 32  # turns a render request may give
@@ -74,10 +76,12 @@ class StudioMethods:
         defaults: GenerationConfig,
         model: str,
         snapshot_key: bytes,
+        cells: TagCells | None = None,
     ) -> None:
         self.folder, self.renderer, self.keys = folder, renderer, keys
         self.scenes, self.defaults, self.model = scenes, defaults, model
         self.snapshot_key = snapshot_key  # the server's save-game key: a rewound snapshot is signed again
+        self.cells = cells  # the grounding head's per-cell scores (heat map), or None
 
     def table(self) -> dict[str, LocalMethod]:
         """Method name -> handler, for the gateway."""
@@ -90,6 +94,7 @@ class StudioMethods:
             "RenderPrompt": self.render_prompt,
             "PersonaJson": self.persona_json,
             "RewindSnapshot": self.rewind_snapshot,
+            "TagCells": self.tag_cells,
         }
         return {name: self._guarded(fn) for name, fn in handlers.items()}
 
@@ -201,3 +206,17 @@ class StudioMethods:
         del snapshot.turns[keep:]
         snapshot.signature = sign_snapshot(snapshot, self.snapshot_key)
         return {"snapshot": json_format.MessageToDict(snapshot)}
+
+    def tag_cells(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Where in a screenshot (base64 PNG or JPEG, as a Chat request's) the grounding head sees each tag: the
+        page's heat map. Computed in the studio's own sessions; the served model is not asked."""
+        if self.cells is None:
+            return {"available": False, "why": "no model folder to read the grounding head from"}
+        data = request.get("data")
+        if not isinstance(data, str):
+            raise InvalidInputError("data", "the screenshot as base64, as a Chat request's screenshot.data")
+        try:
+            png = base64.b64decode(data, validate=True)
+        except ValueError as exc:
+            raise InvalidInputError("data", f"invalid base64 ({exc})") from exc
+        return self.cells.scores(png)

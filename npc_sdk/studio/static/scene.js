@@ -1,13 +1,15 @@
 // scene.js: what the game sends with a line besides the words: the screenshot (dropped, pasted or a sample
 // scene), the scene facts and the game state; and, after a reply, the tags the NPC saw drawn over the picture.
 
-import {$, clear, el, fmt} from "./ui.js";
+import {$, clear, el, errorText, fmt} from "./ui.js";
 
 const FIT = [448, 256]; // the encoder's letterbox: a picture is scaled to fit it before it is sent (docs/engines.md)
 
 export class Scene {
-  constructor() {
+  constructor(rpc) {
+    this.rpc = rpc;
     this.shot = null; // {data: base64 PNG, encoding: "PNG", name}
+    this.heat = null; // the grounding head's per-cell scores for the picture (the studio's TagCells)
     const drop = $("drop");
     drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
     drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -25,6 +27,7 @@ export class Scene {
     $("clear-picture").addEventListener("click", () => this.clearPicture());
     $("add-entity").addEventListener("click", () => this.addEntity());
     $("add-state").addEventListener("click", () => this.addState());
+    $("heat-tag").addEventListener("change", () => this.drawHeat());
   }
 
   samples(names) {
@@ -53,10 +56,68 @@ export class Scene {
     $("clear-picture").hidden = false;
     $("drop").textContent = `${name} (${canvas.width}x${canvas.height}): sent with the next line`;
     clear($("picture-tags"));
+    await this.loadHeat(this.shot);
+  }
+
+  // The head's per-cell scores for this picture: the heat map's choices, the likeliest tag drawn first.
+  async loadHeat(shot) {
+    this.heat = null;
+    this.drawHeat();
+    $("heat-row").hidden = true;
+    $("heat-note").textContent = "";
+    let answer;
+    try {
+      answer = await this.rpc.call("TagCells", {data: shot.data});
+    } catch (err) {
+      answer = {available: false, why: `no heat map: ${errorText(err)}`};
+    }
+    if (shot !== this.shot) return; // another picture was picked meanwhile
+    if (!answer.available) {
+      $("heat-note").textContent = answer.why;
+      return;
+    }
+    this.heat = answer;
+    const select = clear($("heat-tag"));
+    select.append(el("option", {value: ""}, "no heat map"));
+    const tags = Object.entries(answer.tags).sort((a, b) => b[1].score - a[1].score);
+    for (const [tag, t] of tags) select.append(el("option", {value: tag}, `${tag} (${fmt(t.score)})`));
+    select.value = tags.length ? tags[0][0] : "";
+    $("heat-row").hidden = false;
+    this.drawHeat();
+  }
+
+  // Each cell of the encoder's letterbox shaded by the chosen tag's score there, over the picture.
+  drawHeat() {
+    const canvas = $("picture-heat");
+    const img = $("picture-img");
+    const tag = this.heat && $("heat-tag").value;
+    for (const chip of $("picture-tags").querySelectorAll(".legend .tag")) {
+      chip.setAttribute("aria-pressed", String(chip.dataset.tag === tag));
+    }
+    canvas.width = img.naturalWidth || 1;
+    canvas.height = img.naturalHeight || 1;
+    const ctx = canvas.getContext("2d");
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    if (!tag || !this.heat.tags[tag]) return;
+    const {rows, cols, canvas: [cw, ch], box: [x0, y0, x1, y1]} = this.heat;
+    const sx = canvas.width / (x1 - x0);
+    const sy = canvas.height / (y1 - y0);
+    const cells = this.heat.tags[tag].cells;
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        const p = cells[r * cols + c];
+        if (p < 0.05) continue;
+        ctx.fillStyle = `rgba(255, 80, 0, ${(0.55 * p).toFixed(3)})`;
+        ctx.fillRect((c * cw / cols - x0) * sx, (r * ch / rows - y0) * sy, (cw / cols) * sx, (ch / rows) * sy);
+      }
+    }
   }
 
   clearPicture() {
     this.shot = null;
+    this.heat = null;
+    this.drawHeat();
+    $("heat-row").hidden = true;
     $("picture").hidden = true;
     $("clear-picture").hidden = true;
     $("drop").textContent = "Drop or paste a screenshot here, or pick a sample scene";
@@ -116,10 +177,14 @@ export class Scene {
     if (!seen || !seen.length) return;
     const legend = el("div", {class: "legend"});
     for (const s of seen) {
-      legend.append(el("span", {class: `tag ${s.source}`, "data-tag": s.tag, title: `source: ${s.source}`},
-        el("b", {}, s.tag), " ", fmt(s.score ?? 0)));
+      const heat = this.heat && this.heat.tags[s.tag];
+      legend.append(el("span", {class: `tag ${s.source}`, "data-tag": s.tag, role: heat ? "button" : undefined,
+        title: heat ? `source: ${s.source}; click: its heat map` : `source: ${s.source}`,
+        onclick: heat ? () => { $("heat-tag").value = s.tag; this.drawHeat(); } : undefined},
+      el("b", {}, s.tag), " ", fmt(s.score ?? 0)));
     }
     layer.append(legend);
+    this.drawHeat();
     for (const e of entities || []) {
       if (e.x === undefined || e.y === undefined) continue;
       layer.append(el("span", {class: "tag game marker", style: {left: `${e.x * 100}%`, top: `${e.y * 100}%`},

@@ -11,7 +11,7 @@ import {$, clear, el, errorText} from "./ui.js";
 
 const rpc = new Rpc(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
 const editor = new PersonaEditor(rpc);
-const scene = new Scene();
+const scene = new Scene(rpc);
 let chat = null;
 let sessions = null;
 
@@ -56,7 +56,7 @@ async function start() {
   new Compare(rpc, chat);
   editor.onSaved = () => refreshPersonas().catch(() => {});
   await refreshPersonas();
-  window.studio = {rpc, editor, scene, chat, sessions, showTab, info};
+  window.studio = {rpc, editor, scene, chat, sessions, showTab, info, readyAt: performance.now()};
   document.body.dataset.ready = "1";
 }
 

@@ -16,7 +16,7 @@ function note(text, empty) {
 function lore(hits) {
   if (!hits.length) return note("", "No lore entry fired.");
   return el("table", {}, hits.map((h) => el("tr", {"data-lore": h.index},
-    el("td", {}, el("b", {}, h.name || `entry ${h.index}`), el("br"),
+    el("td", {}, el("b", {}, h.name || `lore[${h.index}]`), el("br"),
       h.keys.length ? h.keys.map((k) => el("span", {class: "key"}, k)) : el("span", {class: "pill"}, h.why),
       h.why === "recursion" ? el("span", {class: "pill"}, "through other lore") : null),
     el("td", {class: "small"}, h.text))));
@@ -55,10 +55,16 @@ function action(decision) {
 
 function words(list) {
   if (!list.length) return note("", "No word is biased.");
-  const shown = list.slice(0, WORDS_SHOWN);
-  return [el("table", {}, shown.map((w) => el("tr", {}, el("td", {}, w.word),
-    el("td", {}, el("span", {class: `pill ${w.source}`}, w.source)), el("td", {class: "num"}, fmt(w.weight, 1))))),
-  list.length > shown.length ? el("p", {class: "muted small"}, `and ${list.length - shown.length} more`) : null];
+  const table = (rows) => el("table", {}, rows.slice(0, WORDS_SHOWN).map((w) => el("tr", {}, el("td", {}, w.word),
+    el("td", {}, el("span", {class: `pill ${w.source}`}, w.source)), el("td", {class: "num"}, fmt(w.weight, 1)))));
+  const up = list.filter((w) => w.source !== "absent");
+  const down = list.filter((w) => w.source === "absent");
+  return [
+    up.length ? table(up) : null,
+    up.length > WORDS_SHOWN ? el("p", {class: "muted small"}, `and ${up.length - WORDS_SHOWN} more`) : null,
+    down.length ? el("p", {class: "small"}, el("span", {class: "pill absent"}, "absent"),
+      ` pushed down by ${fmt(-down[0].weight, 1)} (surely not in view): `, down.map((w) => w.word).join(", ")) : null,
+  ];
 }
 
 function emotions(scores, chosen) {
