@@ -101,13 +101,17 @@ def first_text(driver, lines: int) -> dict:
         count = driver.execute_script("return window.studio.chat.timings.length")
         driver.find_element(By.ID, "line").send_keys(line)
         driver.find_element(By.ID, "send").click()
-        wait_for(driver, f"const t = window.studio.chat.timings; return t.length > {count} && t.at(-1).doneAt")
+        wait_for(
+            driver, f"const t = window.studio.chat.timings; return t.length > {count} && t.at(-1).doneAt"
+        )
         timing = driver.execute_script("return window.studio.chat.timings.at(-1)")
         page.append(timing["firstTextAt"] - timing["sentAt"])
         server.append(driver.execute_script("return window.studio.chat.turns.at(-1).done.timings.ttftMs"))
     return {
         "send_to_first_text_ms_median": round(statistics.median(page), 1),
         "send_to_first_text_ms_max": round(max(page), 1),
+        "send_to_first_text_ms_each": [round(v) for v in page],
+        "server_ttft_ms_each": [round(v) for v in server],
         "server_ttft_ms_median": round(statistics.median(server), 1),
         "lines": lines,
     }

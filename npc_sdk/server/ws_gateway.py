@@ -239,7 +239,8 @@ class WsGateway:
     channel: grpc.aio.Channel | None = None
     stub: pb_grpc.NpcServiceStub | None = None
     sockets: set[ServerConnection] = field(default_factory=set)  # the connections being served
-    _local: Mapping[str, LocalMethod] = field(default_factory=dict, init=False)  # local_methods(), read at start
+    # local_methods(), read at start
+    _local: Mapping[str, LocalMethod] = field(default_factory=dict, init=False)
 
     # ---- what a subclass (the studio) changes --------------------------------------------------------------
     def local_methods(self) -> Mapping[str, LocalMethod]:

@@ -57,6 +57,7 @@ async function start() {
   editor.onSaved = () => refreshPersonas().catch(() => {});
   await refreshPersonas();
   window.studio = {rpc, editor, scene, chat, sessions, showTab, info, readyAt: performance.now()};
+  showTab(location.hash.slice(1)); // the tab opened before the parts existed: its content now
   document.body.dataset.ready = "1";
 }
 

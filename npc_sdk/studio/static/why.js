@@ -22,14 +22,16 @@ function lore(hits) {
     el("td", {class: "small"}, h.text))));
 }
 
-function history(why, turnCount) {
+function history(why) {
   const shown = why.historyTurns || 0;
   const from = why.historyStart || 0;
-  const line = shown || from ? `The prompt shows turns ${from + 1}–${from + shown} of the ${from + shown} before this one` +
-    (from ? `; the ${from} oldest were left out to fit.` : ".") : "No earlier turns.";
+  const plural = (n) => (n === 1 ? "turn" : "turns");
+  const line = from ? `The prompt shows turns ${from + 1}–${from + shown}; the ${from} oldest ${plural(from)} ` +
+    "were left out to fit the context." : shown ? `The prompt shows all ${shown} earlier ${plural(shown)}.` :
+    "No earlier turns.";
   const recalled = (why.recalledTurns || []).map((i) => i + 1);
   return [el("p", {class: "small"}, line),
-    why.memoryNote ? el("p", {class: "small"}, `Recalled from turns ${recalled.join(", ")}:`) : null,
+    why.memoryNote ? el("p", {class: "small"}, `Recalled from ${plural(recalled.length)} ${recalled.join(", ")}:`) : null,
     why.memoryNote ? note(why.memoryNote) : null];
 }
 
