@@ -4,7 +4,7 @@
 import {$, bar, canonical, clear, el, errorText} from "./ui.js";
 
 const CHECK_AFTER_MS = 250; // typing pause before the text is checked and rendered
-const RELOAD_WAIT_MS = 6000; // how long the page waits to see the server reload a saved file
+const RELOAD_WAIT_MS = 20000; // how long the page waits to see the server reload a saved file (it polls each second)
 const TEMPLATE = (name) => `# Every field: docs/personas.md
 name = "${name}"
 description = "Who they are and where, in a sentence or two."
