@@ -65,6 +65,7 @@ def _chat_request(
     options: dict[str, Any],
     state: Mapping[str, str] | None = None,
     turn_id: str = "",
+    explain: bool = False,
 ) -> pb.ChatRequest:
     return pb.ChatRequest(
         session_id=session_id,
@@ -74,6 +75,7 @@ def _chat_request(
         scene=[scene_to_proto(e) for e in scene],
         state=dict(state or {}),
         turn_id=turn_id,
+        explain=explain,
     )
 
 
@@ -385,15 +387,17 @@ class Client:
         timeout: float | None = None,
         turn_id: str | None = None,
         retry: RetryPolicy | None = None,
+        explain: bool = False,
         **generation: Any,
     ) -> ChatStream:
         """Stream a reply. `scene`: what the game says is in view (SceneEntity, dicts of its fields, or tags).
         `state`: game facts ({"player_health": "low"}). `turn_id`: makes the turn idempotent (a retry gets the
         stored reply); with `retry`, one is made up when not given, and UNAVAILABLE is retried with it.
+        `explain`: the Done carries `explanation` (why this reply: lore, notes, biased words, action decision).
         `generation`: max_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop, scene_word_weight,
         absent_word_weight, candidates, max_sentences (README, Python API)."""
         turn_id = _turn_id(turn_id, retry, generation)
-        request = _chat_request(session_id, text, screenshot, scene, generation, state, turn_id)
+        request = _chat_request(session_id, text, screenshot, scene, generation, state, turn_id, explain)
 
         def call() -> Any:
             return self.stub.Chat(request, metadata=self.metadata, timeout=timeout or self.timeout)
@@ -559,11 +563,12 @@ class AsyncClient:
         timeout: float | None = None,
         turn_id: str | None = None,
         retry: RetryPolicy | None = None,
+        explain: bool = False,
         **generation: Any,
     ) -> AsyncChatStream:
         """As Client.chat: iterate with `async for`; `retry` retries UNAVAILABLE with the same turn_id."""
         turn_id = _turn_id(turn_id, retry, generation)
-        request = _chat_request(session_id, text, screenshot, scene, generation, state, turn_id)
+        request = _chat_request(session_id, text, screenshot, scene, generation, state, turn_id, explain)
 
         def call() -> Any:
             return self.stub.Chat(request, metadata=self.metadata, timeout=timeout or self.timeout)

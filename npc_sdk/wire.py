@@ -14,7 +14,22 @@ from .personas.actions import Action as ActionDecl
 from .personas.actions import ActionParam
 from .personas.persona import Example, LoreEntry, Persona, SeedMemory
 from .personas.prompt import Turn
-from .runtime.events import Action, Candidate, Delta, Done, Emotion, ReplyEvent, SeenTag, Timings, Usage
+from .runtime.events import (
+    Action,
+    ActionDecision,
+    ActionOption,
+    BiasedWord,
+    Candidate,
+    Delta,
+    Done,
+    Emotion,
+    Explanation,
+    LoreHit,
+    ReplyEvent,
+    SeenTag,
+    Timings,
+    Usage,
+)
 from .runtime.generation import GenerationConfig
 from .runtime.images import decode_bytes, decode_raw
 from .runtime.memory import Memory
@@ -330,7 +345,71 @@ def event_to_proto(event: ReplyEvent) -> pb.ChatEvent:
             candidates=[
                 pb.Candidate(text=c.text, score=c.score, failed=list(c.failed)) for c in event.candidates
             ],
+            explanation=explanation_to_proto(event.explanation) if event.explanation else None,
         )
+    )
+
+
+def explanation_to_proto(e: Explanation) -> pb.Explanation:
+    action = None
+    if e.action is not None:
+        a, best = e.action, e.action.best_rejected
+        action = pb.ActionDecision(
+            name=a.name,
+            score=a.score,
+            request=a.request,
+            threshold=a.threshold,
+            request_threshold=a.request_threshold,
+            best_rejected=pb.ActionOption(name=best.name, score=best.score, reason=best.reason)
+            if best
+            else None,
+        )
+    return pb.Explanation(
+        lore=[pb.LoreHit(index=h.index, name=h.name, keys=h.keys, why=h.why, text=h.text) for h in e.lore],
+        memory_note=e.memory_note,
+        recalled_turns=e.recalled_turns,
+        history_start=e.history_start,
+        history_turns=e.history_turns,
+        scene_note=e.scene_note,
+        state_note=e.state_note,
+        action_note=e.action_note,
+        context=e.context,
+        biased_words=[pb.BiasedWord(word=b.word, weight=b.weight, source=b.source) for b in e.biased_words],
+        action=action,
+        emotion_scores=[pb.Emotion(label=m.label, intensity=m.intensity) for m in e.emotion_scores],
+    )
+
+
+def explanation_from_proto(e: pb.Explanation) -> Explanation:
+    action = None
+    if e.HasField("action"):
+        a = e.action
+        best = (
+            ActionOption(a.best_rejected.name, round(a.best_rejected.score, 4), a.best_rejected.reason)
+            if a.HasField("best_rejected")
+            else None
+        )
+        action = ActionDecision(
+            a.name,
+            round(a.score, 4),
+            round(a.request, 4),
+            round(a.threshold, 4),
+            round(a.request_threshold, 4),
+            best,
+        )
+    return Explanation(
+        lore=tuple(LoreHit(h.index, h.name, tuple(h.keys), h.why, h.text) for h in e.lore),
+        memory_note=e.memory_note,
+        recalled_turns=tuple(e.recalled_turns),
+        history_start=e.history_start,
+        history_turns=e.history_turns,
+        scene_note=e.scene_note,
+        state_note=e.state_note,
+        action_note=e.action_note,
+        context=e.context,
+        biased_words=tuple(BiasedWord(b.word, round(b.weight, 4), b.source) for b in e.biased_words),
+        action=action,
+        emotion_scores=tuple(Emotion(m.label, round(m.intensity, 3)) for m in e.emotion_scores),
     )
 
 
@@ -354,6 +433,7 @@ def event_from_proto(msg: pb.ChatEvent, text_so_far: str) -> ReplyEvent:
         emotion=Emotion(d.emotion.label, round(d.emotion.intensity, 3)) if d.HasField("emotion") else None,
         replayed=d.replayed,
         candidates=tuple(Candidate(c.text, round(c.score, 4), tuple(c.failed)) for c in d.candidates),
+        explanation=explanation_from_proto(d.explanation) if d.HasField("explanation") else None,
     )
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages that the engine-client tests build and run against the real server:
 # the C++ client (CMake + gRPC C++), headless Godot 3 and Godot 4 (in a Debian sid chroot, below) for the GDScript
-# clients, and mono's C# compiler for a syntax check.
+# clients, mono's C# compiler for a syntax check, and headless Chromium with its driver for the studio page's
+# browser tests (Selenium drives Debian's chromium-driver; no browser is downloaded).
 # Without them those tests skip (with NPC_SDK_REQUIRE_ENGINE_TOOLS=1, as in CI, they fail instead).
 set -euo pipefail
 SUDO=""
@@ -9,7 +10,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 $SUDO apt-get update -q
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
   cmake g++ make pkg-config libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc \
-  godot3-server mono-mcs
+  godot3-server mono-mcs chromium chromium-driver fonts-dejavu-core
 
 # Godot 4 for the Godot 4 GDScript client: Debian unstable's `godot` package needs a newer libc than this Debian, so
 # it lives in a minimal sid chroot (~50-80 s and ~880 MB once; kept at NPC_SDK_GODOT4_ROOT between runs).

@@ -67,3 +67,16 @@ def require_dotnet() -> str:
             pytest.fail(why)
         pytest.skip(why)
     return host
+
+
+def require_browser() -> tuple[str, str]:
+    """Debian's headless Chromium and its driver, and Selenium (the test extra): the studio's browser tests."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        why = "selenium is missing: pip install -e '.[test]'"
+        if os.environ.get("NPC_SDK_REQUIRE_ENGINE_TOOLS") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    found = require_tools("chromium", "chromedriver")
+    return found["chromium"], found["chromedriver"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.ws_port = 0  # the WebSocket gateway's port, when started with --ws-port
+        self.studio_port = 0  # the studio page's port, when started with --studio (from the ready line)
         self.output: list[str] = []
 
     @property
@@ -52,6 +54,7 @@ class ServerProcess:
         )
         ready = threading.Event()
         wants_ws = "--ws-port" in self.extra
+        wants_studio = "--studio" in self.extra
 
         def pump() -> None:
             assert self.proc and self.proc.stdout
@@ -62,7 +65,9 @@ class ServerProcess:
                     self.ws_port = int(m[1])
                 elif m and line.startswith("npc-sdk serving"):
                     self.port = int(m[1])
-                if self.port and (self.ws_port or not wants_ws):
+                elif line.startswith('{"ready"'):
+                    self.studio_port = json.loads(line).get("studio_port", 0)
+                if self.port and (self.ws_port or not wants_ws) and (self.studio_port or not wants_studio):
                     ready.set()
 
         threading.Thread(target=pump, daemon=True).start()

@@ -10,7 +10,8 @@ Rules:
   * `npc_sdk.runtime` imports neither `npc_sdk.server` nor the personas' file I/O (only `personas.persona` and
     `personas.prompt`), nor the CLI;
   * `npc_sdk.personas` imports neither the server nor the CLI, and of the runtime only its generation config;
-  * only the CLI imports the server (besides the server itself);
+  * only the CLI and the studio (a page over the server, in its process) import the server (besides the server
+    itself), and only the CLI imports the studio;
   * nothing under `npc_sdk` imports `npc_export`, torch or transformers; the CLI (and the benchmark's child
     process) load the torch side by name, and every such name must be a module of it;
   * the torch side's stages run model -> build -> data -> train -> eval: a stage imports only itself and the
@@ -296,13 +297,24 @@ def test_personas_import_neither_server_nor_the_runtime_beyond_generation_config
     assert _violations("npc_sdk.personas", allowed, forbidden) == []
 
 
-def test_only_the_cli_imports_the_server():
+def test_only_the_cli_and_the_studio_import_the_server():
     bad = [
         str(e)
         for e in _edges()
         if e.source.startswith("npc_sdk")
-        and not e.source.startswith(("npc_sdk.server", "npc_sdk.cli"))
+        and not e.source.startswith(("npc_sdk.server", "npc_sdk.cli", "npc_sdk.studio"))
         and e.target.startswith("npc_sdk.server")
+    ]
+    assert bad == []
+
+
+def test_only_the_cli_imports_the_studio():
+    bad = [
+        str(e)
+        for e in _edges()
+        if e.source.startswith("npc_sdk")
+        and not e.source.startswith(("npc_sdk.studio", "npc_sdk.cli"))
+        and e.target.startswith("npc_sdk.studio")
     ]
     assert bad == []
 
@@ -363,7 +375,9 @@ def test_the_cycle_finder_finds_a_cycle():
     assert _cycles(edges) == [["a", "b", "c"]]
 
 
-@pytest.mark.parametrize("package", ["npc_sdk.runtime", "npc_sdk.personas", "npc_sdk.server", "npc_sdk.cli"])
+@pytest.mark.parametrize(
+    "package", ["npc_sdk.runtime", "npc_sdk.personas", "npc_sdk.server", "npc_sdk.cli", "npc_sdk.studio"]
+)
 def test_every_subpackage_says_what_it_owns(package):
     doc = importlib.import_module(package).__doc__ or ""
     assert len(doc) > 80, f"{package} needs a docstring saying what it owns and what it may import"

@@ -3,6 +3,7 @@
   model      pull, export, bench          play      demo, chat
   server     serve, loadtest              personas  persona validate|render
   training   data, train, eval           shipping  bundle
+  studio     studio
 
 Commands import what they drive when they run, so `npc-sdk --help` loads neither onnxruntime nor torch.
 """
@@ -13,9 +14,9 @@ import argparse
 import sys
 
 from ..errors import NpcError
-from . import model, personas, play, server, shipping, training
+from . import model, personas, play, server, shipping, studio, training
 
-GROUPS = (model, play, server, personas, training, shipping)
+GROUPS = (model, play, server, personas, training, shipping, studio)
 
 
 def build_parser() -> argparse.ArgumentParser:

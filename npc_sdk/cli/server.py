@@ -46,21 +46,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
         parent_pid=args.parent_pid,
         nice=args.nice,
     )
-    if args.ws_port is None:
+    if args.ws_port is None and not args.studio:
         asyncio.run(serve(ensure_model(args.model), config))
         return 0
     from ..server.ws_gateway import WsGateway, serve_with_gateway
 
-    gateway = WsGateway(
-        host=args.host,
-        port=args.ws_port,
-        max_message_bytes=args.ws_max_message_mb << 20,
-        grpc_max_message_bytes=args.max_message_mb << 20,
-        tls_cert=config.tls_cert,
-        tls_key=config.tls_key,
-        allowed_origins=tuple(o.strip().rstrip("/") for o in args.ws_allowed_origins.split(",") if o.strip()),
-    )
-    asyncio.run(serve_with_gateway(ensure_model(args.model), config, gateway))
+    model = ensure_model(args.model)
+    gateways = []
+    if args.ws_port is not None:
+        gateways.append(
+            WsGateway(
+                host=args.host,
+                port=args.ws_port,
+                max_message_bytes=args.ws_max_message_mb << 20,
+                grpc_max_message_bytes=args.max_message_mb << 20,
+                tls_cert=config.tls_cert,
+                tls_key=config.tls_key,
+                allowed_origins=tuple(
+                    o.strip().rstrip("/") for o in args.ws_allowed_origins.split(",") if o.strip()
+                ),
+            )
+        )
+    if args.studio:
+        from ..studio import make_studio
+        from .studio import default_personas
+
+        config.personas_dir = config.personas_dir or default_personas()
+        gateways.append(make_studio(model, config, args.studio_port))
+    asyncio.run(serve_with_gateway(model, config, *gateways))
     return 0
 
 
@@ -175,6 +188,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma-separated browser origins allowed on the WebSocket gateway (https://game.example); "
         "native clients send no Origin and are always allowed; default: no browser page",
     )
+    p.add_argument(
+        "--studio",
+        action="store_true",
+        help="also serve the studio page on --studio-port of --host (docs/studio.md); it edits --personas "
+        "(default: the cache's studio/personas/)",
+    )
+    p.add_argument("--studio-port", type=int, default=8080, help="the studio page's port; 0 picks one")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser(
         "loadtest", help="concurrent sessions against a running server: TTFT percentiles, tok/s"

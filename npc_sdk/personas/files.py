@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError
-from .card_files import read_charx, read_json_object
+from .card_files import parse_json, read_charx, read_json_object
 from .cards import card_kind, card_to_persona, read_png_card
 from .lorebooks import Lorebook, read_lorebook
 from .persona import ID_PATTERN, Persona
@@ -112,13 +112,17 @@ def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _read_dict(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], str]:
-    """The persona dict of a TOML/JSON persona file with `extends` resolved, and the file's text."""
+def _read_dict(
+    path: Path, seen: tuple[Path, ...] = (), text: str | None = None
+) -> tuple[dict[str, Any], str]:
+    """The persona dict of a TOML/JSON persona file with `extends` resolved, and the file's text (`text`: what
+    the file would hold, read instead of it; `extends` still resolves beside `path`)."""
     name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PersonaFileError([Problem(name, None, "file", f"cannot be read ({exc})")]) from exc
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PersonaFileError([Problem(name, None, "file", f"cannot be read ({exc})")]) from exc
     if path.suffix == ".toml":
         try:
             data = tomllib.loads(text)
@@ -197,14 +201,29 @@ def load_lorebook(path: str | Path) -> Lorebook | None:
     return read_lorebook(raw, str(path), path.stem) if card_kind(raw) == "lorebook" else None
 
 
-def load_persona(path: str | Path) -> Persona:
-    """A persona from a .toml or .json file (npc-sdk), or a Character Card V1/V2/V3 (.json, .png, .charx)."""
+def _card_in_text(path: Path, text: str) -> dict[str, Any] | None:
+    """The card a .json file's text holds (None: an npc-sdk persona, or TOML)."""
+    if path.suffix in (".png", ".charx"):
+        raise PersonaFileError([Problem(str(path), None, "file", "a card picture or archive holds no text")])
+    if path.suffix != ".json":
+        return None
+    raw = parse_json(text.encode("utf-8"), str(path))
+    if not isinstance(raw, dict):
+        raise PersonaFileError([Problem(str(path), 1, "json", "the file must hold one object")])
+    return raw if card_kind(raw) is not None else None
+
+
+def load_persona(path: str | Path, text: str | None = None) -> Persona:
+    """A persona from a .toml or .json file (npc-sdk), or a Character Card V1/V2/V3 (.json, .png, .charx).
+
+    `text`: what a .toml or .json file would hold, checked instead of the file (an editor's unsaved text; the
+    problems still name `path`, and `extends` resolves beside it)."""
     path = Path(path)
     if path.suffix not in PERSONA_SUFFIXES:
         raise PersonaFileError(
             [Problem(str(path), None, "file", f"unknown kind; use {', '.join(PERSONA_SUFFIXES)}")]
         )
-    card = read_card_object(path)
+    card = read_card_object(path) if text is None else _card_in_text(path, text)
     if card is not None:
         if card_kind(card) == "lorebook":
             raise PersonaFileError(
@@ -219,7 +238,7 @@ def load_persona(path: str | Path) -> Persona:
                 ]
             )
         return card_to_persona(card, default_id=path.stem, source=str(path))
-    data, text = _read_dict(path)
+    data, text = _read_dict(path, text=text)
     data.setdefault("id", path.stem)
     problems = collect_problems(data)
     if problems:

@@ -43,6 +43,17 @@ MAX_NGRAM = 8  # keys of more words than this are matched with a regular express
 
 
 @dataclass(frozen=True)
+class LoreHit:
+    """A lore entry injected this turn, and what fired it (ChatRequest.explain)."""
+
+    index: int  # its place in the persona's lore list
+    name: str  # its label ("" when it has none)
+    keys: tuple[str, ...]  # the keys found in the scanned text (secondary keys too); () when always on
+    why: str  # "keys" | "constant" | "recursion" (a key found only in other injected lore)
+    text: str  # what was injected (decorators stripped)
+
+
+@dataclass(frozen=True)
 class Decorators:
     activate: bool = False
     dont_activate: bool = False
@@ -151,6 +162,7 @@ class _Text:
 
 class _KeyMatcher:
     def __init__(self, key: str, use_regex: bool, case_sensitive: bool, whole_words: bool) -> None:
+        self.key = key.strip()  # as written: what the studio shows as the key that fired
         self.case_sensitive = case_sensitive
         try:
             self.pattern = compile_key(key, use_regex, case_sensitive, whole_words)
@@ -265,6 +277,33 @@ class LoreIndex:
         turn_number: int = 0,
     ) -> list[_Prepared]:
         """Entries injected this turn, in placement order. `messages`: this line, then older ones, newest first."""
+        return [p for p, _, _ in self._chosen(messages, count_tokens, budget, recursion, turn_number)]
+
+    def explain(
+        self,
+        messages: Sequence[str],
+        count_tokens: Callable[[str], int],
+        budget: int,
+        recursion: int = 0,
+        turn_number: int = 0,
+    ) -> list[LoreHit]:
+        """The entries `select` injects, each with what fired it (the studio's "why this reply")."""
+        hits = []
+        for p, recursion_pass, hay in self._chosen(messages, count_tokens, budget, recursion, turn_number):
+            keys = tuple(k.key for k in (*p.keys, *p.secondary) if k(hay)) if not p.always else ()
+            why = "constant" if p.always else "recursion" if recursion_pass else "keys"
+            hits.append(LoreHit(p.index, p.entry.name, keys, why, p.body))
+        return hits
+
+    def _chosen(
+        self,
+        messages: Sequence[str],
+        count_tokens: Callable[[str], int],
+        budget: int,
+        recursion: int,
+        turn_number: int,
+    ) -> list[tuple[_Prepared, int, _Text]]:
+        """(entry, the recursion pass it fired in, the text it was matched against), in placement order."""
         hays: dict[
             tuple[int, str], _Text
         ] = {}  # one per scan depth and recursion pass: its n-grams built once
@@ -276,18 +315,18 @@ class LoreIndex:
                 hays[key] = _Text(text + "\n" + extra if extra else text)
             return hays[key]
 
-        chosen: list[_Prepared] = []
+        def hay_of(p: _Prepared, extra: str) -> _Text:
+            return hay_for(self.scan_turns if p.scan_depth is None else p.scan_depth, extra)
+
+        chosen: list[tuple[_Prepared, int, _Text]] = []
         taken: set[int] = set()
         used = 0
         extra = ""
-        for _ in range(1 + recursion):
+        for recursion_pass in range(1 + recursion):
             fired = [
                 p
                 for p in self.entries
-                if p.index not in taken
-                and self._fires(
-                    p, hay_for(self.scan_turns if p.scan_depth is None else p.scan_depth, extra), turn_number
-                )
+                if p.index not in taken and self._fires(p, hay_of(p, extra), turn_number)
             ]
             added = []
             for p in sorted(fired, key=_Prepared.budget_rank):
@@ -298,12 +337,12 @@ class LoreIndex:
                 if used + cost > budget:
                     continue
                 used += cost
-                added.append(p)
+                added.append((p, recursion_pass, hay_of(p, extra)))
             if not added:
                 break
             chosen += added
-            extra = "\n".join(p.body for p in chosen)
-        return sorted(chosen, key=_Prepared.placement)
+            extra = "\n".join(p.body for p, _, _ in chosen)
+        return sorted(chosen, key=lambda c: c[0].placement())
 
 
 class _IndexCache:
@@ -351,3 +390,12 @@ def select_lore(
         messages, count_tokens, persona.lore_budget_tokens, persona.lore_recursion, turn_number
     )
     return [p.body for p in chosen]
+
+
+def explain_lore(
+    persona: Persona, messages: Sequence[str], count_tokens: Callable[[str], int], turn_number: int = 0
+) -> list[LoreHit]:
+    """What `select_lore` injects for the same arguments, each entry with the keys that fired it."""
+    return lore_index(persona).explain(
+        messages, count_tokens, persona.lore_budget_tokens, persona.lore_recursion, turn_number
+    )

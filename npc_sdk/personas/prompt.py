@@ -24,7 +24,7 @@ from tokenizers import Tokenizer
 
 from ..errors import InvalidInputError
 from .chat_format import CHATML, ChatFormat
-from .lore import lore_index
+from .lore import LoreHit, explain_lore, lore_index
 from .macros import expand
 from .persona import Persona
 
@@ -216,15 +216,32 @@ def persona_block(
     return list(fit_persona(tokenizer, persona, max_tokens, fmt).ids)
 
 
-def turn_context(tokenizer: Tokenizer, persona: Persona, history: Sequence[Turn], text: str) -> str:
-    """Lore triggered by this line or the last `persona.lore_scan_turns` turns, plus post-history notes."""
-
+def _scanned(persona: Persona, history: Sequence[Turn], text: str) -> list[str]:
+    """The messages lore keys are looked for in: this line, then earlier ones, newest first (an entry's scan
+    depth takes a prefix of it)."""
     depth = lore_index(persona).max_scan
-    recent = [text]  # newest first: an entry's scan depth takes a prefix of it
+    recent = [text]
     for turn in reversed(list(history)[-depth:] if depth else []):
         recent += [turn.reply, turn.user]
+    return recent
+
+
+def turn_context(tokenizer: Tokenizer, persona: Persona, history: Sequence[Turn], text: str) -> str:
+    """Lore triggered by this line or the last `persona.lore_scan_turns` turns, plus post-history notes."""
     return persona.turn_context(
-        recent, lambda s: len(tokenizer.encode(s, add_special_tokens=False).ids), turn_number=len(history)
+        _scanned(persona, history, text),
+        lambda s: len(tokenizer.encode(s, add_special_tokens=False).ids),
+        turn_number=len(history),
+    )
+
+
+def turn_lore(tokenizer: Tokenizer, persona: Persona, history: Sequence[Turn], text: str) -> list[LoreHit]:
+    """The lore entries `turn_context` injects for the same turn, each with the keys that fired it."""
+    return explain_lore(
+        persona,
+        _scanned(persona, history, text),
+        lambda s: len(tokenizer.encode(s, add_special_tokens=False).ids),
+        turn_number=len(history),
     )
 
 

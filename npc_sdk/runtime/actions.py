@@ -102,18 +102,84 @@ class ActionDecider:
         threshold: float = THRESHOLD,
         request: float = REQUEST,
     ) -> ActionCall | None:
-        allowed = [a for a in actions if _conditions_met(a, state or {}) and not _cooling(a, turn, memory)]
-        if not allowed:
+        return self.decision(
+            line,
+            line_vector,
+            actions,
+            facts=facts,
+            state=state,
+            turn=turn,
+            memory=memory,
+            threshold=threshold,
+            request=request,
+        ).call
+
+    def decision(
+        self,
+        line: str,
+        line_vector: np.ndarray,
+        actions: Sequence[Action],
+        *,
+        facts: SceneFacts | None = None,
+        state: Mapping[str, str] | None = None,
+        turn: int = 0,
+        memory: ActionState | None = None,
+        threshold: float = THRESHOLD,
+        request: float = REQUEST,
+    ) -> Decision:
+        """The action the line asks for (`call`, None for none), with the scores it was decided on and the best
+        action that did not fire, with why (the studio's "why this reply")."""
+        why_not: dict[str, str] = {}
+        for a in actions:
+            if not _conditions_met(a, state or {}):
+                why_not[a.name] = "when: " + ", ".join(f"{k} in {v}" for k, v in a.when.items())
+            elif _cooling(a, turn, memory):
+                why_not[a.name] = f"cooling down ({a.cooldown_turns} turns)"
+        scores, asks = self.scores(line_vector, actions) if actions else ([], 0.0)
+        out = Decision(
+            None, dict(zip([a.name for a in actions], scores, strict=True)), asks, threshold, request
+        )
+        allowed = [i for i, a in enumerate(actions) if a.name not in why_not]
+        if allowed:
+            best = max(
+                allowed, key=lambda i: (scores[i], -i)
+            )  # np.argmax's choice: the first of equal scores
+            action = actions[best]
+            if scores[best] < threshold:
+                why_not[action.name] = f"similarity {scores[best]:.2f} < {threshold:.2f}"
+            elif asks < request:
+                why_not[action.name] = f"not a request ({asks:.2f} < {request:.2f})"
+            else:
+                args = fill_args(action, line, facts)
+                if args is None:
+                    why_not[action.name] = "a required parameter is not in the line or the scene"
+                else:
+                    score = round(max(0.0, min(1.0, scores[best])), 4)
+                    out.call = ActionCall(action.name, args, score)
+            for i in allowed:
+                if i != best:
+                    why_not.setdefault(actions[i].name, f"another scores higher ({action.name})")
+        out.rejected = why_not
+        return out
+
+
+@dataclass
+class Decision:
+    """One line's action decision: what fired and the numbers behind it (ActionDecider.decision)."""
+
+    call: ActionCall | None  # the action that fired, with its arguments
+    scores: dict[str, float]  # every declared action's best example similarity
+    request: float  # the probability the line asks for an action at all
+    threshold: float  # the similarity an action needs
+    request_threshold: float  # the request probability a line needs
+    rejected: dict[str, str] = field(default_factory=dict)  # action name -> why it did not fire
+
+    def best_rejected(self) -> tuple[str, float, str] | None:
+        """(name, similarity, why) of the highest-scoring action that did not fire."""
+        if not self.rejected:
             return None
-        scores, asks = self.scores(line_vector, allowed)
-        best = int(np.argmax(scores))
-        if scores[best] < threshold or asks < request:
-            return None
-        action = allowed[best]
-        args = fill_args(action, line, facts)
-        if args is None:
-            return None
-        return ActionCall(action.name, args, round(max(0.0, min(1.0, scores[best])), 4))
+        name = max(self.rejected, key=lambda n: self.scores.get(n, 0.0))
+        return name, self.scores.get(name, 0.0), self.rejected[name]
 
 
 def action_note(action: Action) -> str:

@@ -64,10 +64,22 @@ class Behaviour:
             self._critic = ReplyCritic(self.sentence_vectors)
         return self._critic
 
-    def emotion(self, reply: str, line: str = "", line_vector: np.ndarray | None = None) -> Emotion:
-        """The emotion a reply carries (one text-encoder pass; the line's too unless its vector is given)."""
+    def _classifier(self) -> EmotionClassifier:
         with self._lazy_lock:
             if self._emotions is None:
                 self._emotions = EmotionClassifier(self.sentence_vectors)
-        found = self._emotions.classify(reply, line, line_vector=line_vector) if reply.strip() else None
+            return self._emotions
+
+    def emotion(self, reply: str, line: str = "", line_vector: np.ndarray | None = None) -> Emotion:
+        """The emotion a reply carries (one text-encoder pass; the line's too unless its vector is given)."""
+        found = self._classifier().classify(reply, line, line_vector=line_vector) if reply.strip() else None
         return Emotion(found.label, found.intensity) if found else Emotion("neutral", 0.0)
+
+    def emotion_scores(
+        self, reply: str, line: str = "", line_vector: np.ndarray | None = None
+    ) -> list[Emotion]:
+        """Every emotion label with its share for this reply, most likely first (`emotion` is the first)."""
+        if not reply.strip():
+            return [Emotion("neutral", 0.0)]
+        shares = self._classifier().shares(reply, line, line_vector=line_vector)
+        return [Emotion(e.label, round(e.intensity, 3)) for e in shares]

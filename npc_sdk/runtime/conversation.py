@@ -132,13 +132,14 @@ class Conversation:
         prefix: np.ndarray | None = None,
         started: float | None = None,
         state: Mapping[str, str] | None = None,
+        explain: bool = False,
     ) -> PreparedTurn:
         """The turn prepared as every path prepares one (turn.py), on this conversation's history, action
         cooldowns and history window, with the cache rewound to what can be reused.
 
         `scene` lists what the game says is in view; with a screenshot the image head's tags join it. `state` is
-        the game's key/value facts (game_state.py). Everything that can fail on bad input happens before the
-        cache is touched.
+        the game's key/value facts (game_state.py). `explain` makes the Done carry `explanation` (`annotate`).
+        Everything that can fail on bad input happens before the cache is touched.
         """
         turn = prepare_turn(
             self.model,
@@ -157,6 +158,7 @@ class Conversation:
             reuse=self._reuse,
             recall=self.recall,
             known=self._known(),
+            explain=explain,
         )
         self.window_start = turn.window_start
         return turn
@@ -181,9 +183,14 @@ class Conversation:
         self.fed = _head(target, common)
         return common
 
-    def with_emotion(self, turn: PreparedTurn, done: Done) -> Done:
-        """`done` with the emotion its reply carries (a few milliseconds: one text-encoder pass)."""
-        return replace(done, emotion=self.model.emotion(done.text, turn.text, turn.line_vector))
+    def annotate(self, turn: PreparedTurn, done: Done) -> Done:
+        """`done` with the emotion its reply carries (a few milliseconds: one text-encoder pass), and, when the
+        turn was asked to explain itself, its explanation with every emotion's share (one more pass)."""
+        done = replace(done, emotion=self.model.emotion(done.text, turn.text, turn.line_vector))
+        if turn.explanation is None:
+            return done
+        shares = tuple(self.model.emotion_scores(done.text, turn.text, turn.line_vector))
+        return replace(done, explanation=replace(turn.explanation, emotion_scores=shares))
 
     def finish(self, turn: PreparedTurn, done: Done | None) -> None:
         """Record the end of a turn: `done` joins the history; None (cancelled, failed) leaves no trace."""
@@ -213,7 +220,7 @@ class Conversation:
                 yield turn.action
             for event in decode_turn(self.model, self.slot, turn):
                 if isinstance(event, Done):
-                    event = done = self.with_emotion(turn, event)
+                    event = done = self.annotate(turn, event)
                 yield event
         finally:
             self.finish(turn, done)

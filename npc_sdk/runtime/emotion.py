@@ -49,6 +49,18 @@ class EmotionClassifier:
         line_vector: np.ndarray | None = None,
     ) -> Emotion:
         """Vectors already computed this turn (the line's, by the action decision) are used, not recomputed."""
+        best = self.shares(reply, line, reply_vector, line_vector)[0]
+        return Emotion(best.label, round(best.intensity, 3))
+
+    def shares(
+        self,
+        reply: str,
+        line: str = "",
+        reply_vector: np.ndarray | None = None,
+        line_vector: np.ndarray | None = None,
+    ) -> list[Emotion]:
+        """Every label with its softmax share, most likely first (ties in label order): `classify` takes the
+        first. The studio shows them all ("why this reply")."""
         wanted = [t for t, v in ((reply, reply_vector), (line, line_vector)) if v is None and t.strip()]
         made = iter(self.embed(wanted)) if wanted else iter(())
         r = reply_vector.reshape(-1) if reply_vector is not None else next(made)
@@ -60,5 +72,5 @@ class EmotionClassifier:
         scores = np.array([np.sort(self.by_label[e] @ v)[-TOP:].mean() for e in EMOTIONS])
         probs = np.exp((scores - scores.max()) / TEMPERATURE)
         probs /= probs.sum()
-        best = int(np.argmax(scores))
-        return Emotion(EMOTIONS[best], round(float(probs[best]), 3))
+        order = sorted(range(len(EMOTIONS)), key=lambda i: (-scores[i], i))  # np.argmax's pick comes first
+        return [Emotion(EMOTIONS[i], float(probs[i])) for i in order]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..personas.lore import LoreHit
+
 
 @dataclass(frozen=True)
 class Delta:
@@ -62,6 +64,51 @@ class Action:
 
 
 @dataclass(frozen=True)
+class BiasedWord:
+    word: str
+    weight: float  # the logit bonus the sampler gives the word (negative: pushed down)
+    source: str  # "role" | "scene" | "absent"
+
+
+@dataclass(frozen=True)
+class ActionOption:
+    name: str
+    score: float  # similarity of the line to the action's closest example
+    reason: str  # why it did not fire
+
+
+@dataclass(frozen=True)
+class ActionDecision:
+    """How the line's action was decided (runtime/actions.py): the one that fired, if any, and the best other."""
+
+    name: str  # the action that fired; "" when none did
+    score: float  # its similarity (0 when none fired)
+    request: float  # the request detector's probability that the line asks for an action
+    threshold: float  # the similarity an action needs
+    request_threshold: float  # the request probability a line needs
+    best_rejected: ActionOption | None = None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why this reply (ChatRequest.explain): what went into the prompt and the sampler. Made only when asked for;
+    nothing generated depends on it."""
+
+    lore: tuple[LoreHit, ...] = ()  # in the order shown
+    memory_note: str = ""  # earlier exchanges recalled once the history window rolled past them
+    recalled_turns: tuple[int, ...] = ()  # the stored turns the memory note quotes
+    history_start: int = 0  # the first stored turn the prompt shows
+    history_turns: int = 0  # stored turns the prompt shows
+    scene_note: str = ""
+    state_note: str = ""
+    action_note: str = ""
+    context: str = ""  # everything told just before the player's line
+    biased_words: tuple[BiasedWord, ...] = ()  # strongest first
+    action: ActionDecision | None = None  # when the persona declares actions
+    emotion_scores: tuple[Emotion, ...] = ()  # every label with its share, most likely first
+
+
+@dataclass(frozen=True)
 class Done:
     text: str  # the whole reply, stop string excluded
     finish_reason: Literal["stop", "length"]  # EOS or a stop string / max_tokens reached
@@ -75,6 +122,7 @@ class Done:
     replayed: bool = False  # a retried turn_id: the stored reply, not generated again
     fluency: float | None = None  # mean log-probability of the reply's tokens before any bias (the critic's)
     candidates: tuple[Candidate, ...] = ()  # best-of-N: every candidate with its critic score, chosen first
+    explanation: Explanation | None = None  # why this reply, when the turn was asked to explain itself
     type: Literal["done"] = "done"
 
 

@@ -10,6 +10,7 @@ emotions, critic). A turn is prepared by turn.py's `prepare_turn`, the same for 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,12 @@ class OnnxNpcModel:
         """The emotion a reply carries (one text-encoder pass; the line's too unless its vector is given)."""
         return self.behaviour.emotion(reply, line, line_vector)
 
+    def emotion_scores(
+        self, reply: str, line: str = "", line_vector: np.ndarray | None = None
+    ) -> list[Emotion]:
+        """Every emotion label with its share, most likely first (one text-encoder pass, as `emotion`)."""
+        return self.behaviour.emotion_scores(reply, line, line_vector)
+
     # ---- one stateless turn (the reference's API) ----------------------------------------------------------
     def stream(
         self,
@@ -234,12 +241,14 @@ class OnnxNpcModel:
         use_prefix: bool = True,
         prefix: np.ndarray | None = None,
         state: Mapping[str, str] | None = None,
+        explain: bool = False,
     ) -> Iterator[ReplyEvent]:
         """A turn from an empty cache; for dialogues that reuse their KV state, use `Conversation`.
 
         Prepared as a conversation's turn is (turn.py): `scene` lists what the game says is in view (with a
         screenshot, the image head's tags join it), `state` is the game's facts; the action the line asks for
-        comes before the first delta. `config.candidates` > 1 decodes best of N on spare slots.
+        comes before the first delta. `config.candidates` > 1 decodes best of N on spare slots. `explain` fills
+        `Done.explanation` (no emotion is computed on this path, so it has no emotion scores).
         """
         turn = prepare_turn(
             self,
@@ -252,12 +261,16 @@ class OnnxNpcModel:
             use_prefix=use_prefix,
             prefix=prefix,
             state=state,
+            explain=explain,
         )
         slot = self.acquire_slot()
         try:
             if turn.action is not None:
                 yield turn.action
-            yield from decode_turn(self, slot, turn)
+            for event in decode_turn(self, slot, turn):
+                if isinstance(event, Done) and turn.explanation is not None:
+                    event = replace(event, explanation=turn.explanation)
+                yield event
         finally:
             self.release_slot(slot)
 

@@ -77,6 +77,8 @@ class TokenSampler:
         self.words = words if words is not None and (words.start or words.spellings) else None
         # the decoder's own log-probability of each picked token, before any bias: the critic's fluency signal
         self.logprobs: list[float] = []
+        # (word, bonus, source) of the whole-word bias, strongest first (make_sampler sets it; "why this reply")
+        self.biased: tuple[tuple[str, float, str], ...] = ()
 
     def adjust(self, logits: np.ndarray, generated: Sequence[int]) -> np.ndarray:
         """Word bias, repetition penalty and repeat blocking applied to a copy of one step's logits [vocab]."""
@@ -168,4 +170,19 @@ def make_sampler(
     if config.no_repeat_history and recent:
         ids = [tokenizer.encode(r, add_special_tokens=False).ids for r in recent]
         history = HistoryNgrams(ids, config.no_repeat_history)
-    return TokenSampler(config, vocab_size, words, banned, history)
+    sampler = TokenSampler(config, vocab_size, words, banned, history)
+    sampler.biased = _biased_words(weights, merge_weights(role))
+    return sampler
+
+
+def _biased_words(
+    weights: Mapping[str, float], role: Mapping[str, float]
+) -> tuple[tuple[str, float, str], ...]:
+    """(word, bonus, source) of the merged bias, strongest first: "role" where the persona's role word won,
+    "absent" for a pushed-down scene word, "scene" for the rest."""
+    out = []
+    for word, w in weights.items():
+        if w:
+            source = "role" if role.get(word) == w else "absent" if w < 0 else "scene"
+            out.append((word, float(w), source))
+    return tuple(sorted(out, key=lambda t: (-abs(t[1]), t[0])))

@@ -16,11 +16,11 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..personas.persona import Persona
-from ..personas.prompt import Prompt, Turn, build_prompt, check_text, turn_context, turn_positions
-from .actions import ActionState, action_note
+from ..personas.prompt import Prompt, Turn, build_prompt, check_text, turn_context, turn_lore, turn_positions
+from .actions import ActionState, Decision, action_note
 from .best_of import Pick, candidate_configs, critic_pick
 from .decode_loop import ReplyState
-from .events import Action
+from .events import Action, ActionDecision, ActionOption, BiasedWord, Explanation, LoreHit
 from .game_state import check_state, state_note
 from .generation import GenerationConfig
 from .images import ImageInput
@@ -48,6 +48,9 @@ class PreparedTurn:
     extra_states: tuple[ReplyState, ...] = ()  # best of N: the other candidates' states (best_of.py)
     pick: Pick | None = None  # best of N: chooses among the finished candidates
     window_start: int = 0  # the first history turn the prompt shows
+    explanation: Explanation | None = (
+        None  # why this reply (asked for with `explain`); the emotion comes later
+    )
 
 
 def prepare_turn(
@@ -68,6 +71,7 @@ def prepare_turn(
     reuse: Reuse | None = None,
     recall: TurnMemory | None = None,
     known: KnownMemories | None = None,
+    explain: bool = False,
 ) -> PreparedTurn:
     """Encode, fuse and render the turn, decide its action, and make its reply states.
 
@@ -77,8 +81,9 @@ def prepare_turn(
     cooldowns. `recall` holds the history's sentence vectors: once the window has rolled past turns, the ones most
     relevant to this line are told in the turn's context (memory.py; a fresh one is made when None). `known` holds
     the long-term memories (seeded in the persona, the player's facts, the game's): the ones about this line are
-    told in the turn's context too, from the first turn on. Everything
-    that can fail on bad input happens before `reuse` touches the cache.
+    told in the turn's context too, from the first turn on. `explain` keeps what went into the prompt and the
+    sampler (`PreparedTurn.explanation`); nothing generated changes. Everything that can fail on bad input happens
+    before `reuse` touches the cache.
     """
     config = config or persona.generation_defaults()
     started = time.perf_counter() if started is None else started
@@ -92,9 +97,10 @@ def prepare_turn(
         prefix = None
         if screenshot is not None:  # the head still says what is in view: only the vectors are left out
             facts = model.scene_facts(model.see(text, persona, screenshot)[1], scene)
-    action, line_vector = _decide_action(model, persona, history, text, facts, game_state, memory)
+    action, line_vector, decision = _decide_action(model, persona, history, text, facts, game_state, memory)
     declared = {a.name: a for a in persona.actions}
-    note = state_note(game_state) + (action_note(declared[action.name]) if action else "") + facts.note()
+    notes = (state_note(game_state), action_note(declared[action.name]) if action else "", facts.note())
+    note = "".join(notes)
     budget = model.context_length - config.max_tokens
     recall = recall if recall is not None else TurnMemory(model.sentence_vectors)
     remembered = _Remembered(model, persona, history, text, line_vector, recall, known)
@@ -105,6 +111,12 @@ def prepare_turn(
     states = _reply_states(model, persona, history, config, facts, target.length, cached, started)
     pick = critic_pick(model.critic, text, persona, started) if len(states) > 1 else None
     embeds = model.embed(target.tail(cached))
+    explanation = None
+    if explain:
+        lore = turn_lore(model.tokenizer, persona, history, text)
+        explanation = _explanation(
+            lore, notes, context, remembered, window_start, len(history), decision, states[0]
+        )
     return PreparedTurn(
         text,
         prefix,
@@ -117,6 +129,7 @@ def prepare_turn(
         tuple(states[1:]),
         pick,
         window_start,
+        explanation,
     )
 
 
@@ -128,12 +141,13 @@ def _decide_action(
     facts: SceneFacts,
     game_state: Mapping[str, str],
     memory: ActionState | None,
-) -> tuple[Action | None, np.ndarray | None]:
-    """The declared action the line asks for (or None), and the line's vector (the emotion reuses it)."""
+) -> tuple[Action | None, np.ndarray | None, Decision | None]:
+    """The declared action the line asks for (or None), the line's vector (the emotion reuses it) and the
+    decision's numbers."""
     if not persona.actions:
-        return None, None
+        return None, None, None
     line_vector = model.sentence_vectors([text])[0]
-    action = model.action_decider.decide(
+    decision = model.action_decider.decision(
         text,
         line_vector,
         persona.actions,
@@ -142,7 +156,45 @@ def _decide_action(
         turn=len(history),
         memory=memory,
     )
-    return action, line_vector
+    return decision.call, line_vector, decision
+
+
+def _explanation(
+    lore: Sequence[LoreHit],
+    notes: tuple[str, str, str],
+    context: str,
+    remembered: _Remembered,
+    window_start: int,
+    turns: int,
+    decision: Decision | None,
+    state: ReplyState,
+) -> Explanation:
+    """What went into this turn's prompt and sampler, as prepare_turn made them."""
+    state_text, action_text, scene_text = notes
+    action = None
+    if decision is not None:
+        call, best = decision.call, decision.best_rejected()
+        action = ActionDecision(
+            call.name if call else "",
+            call.confidence if call else 0.0,
+            round(decision.request, 4),
+            decision.threshold,
+            decision.request_threshold,
+            ActionOption(best[0], round(best[1], 4), best[2]) if best else None,
+        )
+    return Explanation(
+        lore=tuple(lore),
+        memory_note=remembered.notes.get(window_start, ""),
+        recalled_turns=tuple(remembered.picked.get(window_start, ())),
+        history_start=window_start,
+        history_turns=turns - window_start,
+        scene_note=scene_text,
+        state_note=state_text,
+        action_note=action_text,
+        context=context,
+        biased_words=tuple(BiasedWord(w, round(v, 4), src) for w, v, src in state.sampler.biased),
+        action=action,
+    )
 
 
 WINDOW_SLACK = 4  # when the history window must move, it frees 1/WINDOW_SLACK of the context besides
@@ -164,6 +216,8 @@ class _Remembered:
         self.model, self.persona, self.history, self.text = model, persona, history, text
         self.line_vector, self.recall, self.known = line_vector, recall, known
         self._known_note: str | None = None
+        self.notes: dict[int, str] = {}  # window start -> the note made for it (for the explanation)
+        self.picked: dict[int, list[int]] = {}  # window start -> the turns that note quotes
 
     def _line_vector(self) -> np.ndarray:
         if self.line_vector is None:
@@ -184,12 +238,15 @@ class _Remembered:
             if self.known is not None and self.known.items:
                 self._known_note = known_note(self.known.recall(self._line_vector(), budget, self._count))
         if window_start <= 0:
+            self.notes[window_start] = self._known_note
             return self._known_note
         self.recall.sync(self.history)
         picked = self.recall.recall(
             self._line_vector(), window_start, budget - self._count(self._known_note), self._count
         )
-        return self._known_note + memory_note([self.history[i] for i in picked])
+        self.picked[window_start] = picked
+        self.notes[window_start] = self._known_note + memory_note([self.history[i] for i in picked])
+        return self.notes[window_start]
 
 
 def _render(

@@ -52,6 +52,7 @@ class ChatJob:
     scene: list[SceneEntity] = field(default_factory=list)  # what the game says is in view
     state: dict[str, str] = field(default_factory=dict)  # the game's key/value facts (ChatRequest.state)
     turn_id: str = ""  # ChatRequest.turn_id: stored with the turn, so a retry finds it
+    explain: bool = False  # ChatRequest.explain: the Done carries why the reply came out as it did
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.perf_counter)
 
@@ -89,6 +90,7 @@ def job_from_request(
         scene=scene_from_proto(request.scene),
         state=check_state(dict(request.state)),
         turn_id=check_turn_id(request.turn_id),
+        explain=request.explain,
         cancelled=cancelled,
     )
 

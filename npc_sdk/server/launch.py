@@ -18,12 +18,15 @@ API_KEY_ENV = "NPC_SDK_API_KEY"  # the key a launcher passes: never on the comma
 PARENT_POLL_S = 0.5
 
 
-def ready_line(port: int, described: str, ws_port: int = 0) -> str:
+def ready_line(port: int, described: str, ws_port: int = 0, studio_port: int = 0) -> str:
     """The one stdout line a launcher waits for (JSON, so no launcher parses prose). With `--ws-port` it also names
-    the WebSocket gateway's port, already accepting: a GDScript or web client's launcher connects there."""
+    the WebSocket gateway's port, already accepting: a GDScript or web client's launcher connects there; with
+    `--studio`, the studio page's port."""
     line = {"ready": True, "port": port, "pid": os.getpid(), "model": described}
     if ws_port:
         line["ws_port"] = ws_port
+    if studio_port:
+        line["studio_port"] = studio_port
     return json.dumps(line)
 
 

@@ -180,6 +180,7 @@ class Scheduler:
                 config=config,
                 started=job.submitted,
                 state=job.state,
+                explain=job.explain,
             )
             assert conv.slot is not None
             events = self.batch.add(
@@ -227,7 +228,7 @@ class Scheduler:
         run = self.running.pop(slot)
         conv = run.session.conversation
         try:
-            done = conv.with_emotion(run.turn, done)
+            done = conv.annotate(run.turn, done)
         except Exception:  # noqa: BLE001 - an emotion is a nicety; the reply itself must still land
             log.exception("emotion classification failed")
         try:

@@ -38,6 +38,10 @@ limit is lower than gRPC's 64 MiB because JSON costs more: a frame is held three
 decoded (text, base64, bytes, protobuf; ~7 ms per MB on a worker thread), and websockets buffers up to
 `max_queue` (8) frames per socket before it stops reading. A 4K raw frame (44 MB as base64) should go over gRPC or
 be downscaled. A frame over the limit closes the socket with code 1009 (message too big), as RFC 6455 prescribes.
+
+A subclass may answer methods of its own in this process (`local_methods`: the studio's persona-file methods,
+npc_sdk/studio) and look at each HTTP request before the handshake (`process_request`: the studio serves its page
+and checks Origin and Host there); every NpcService call still goes to the gRPC server as above.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ import logging
 import re
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,9 +61,11 @@ import grpc
 from google.protobuf import json_format
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from .._proto.npc.v1 import npc_pb2 as pb
 from .._proto.npc.v1 import npc_pb2_grpc as pb_grpc
+from ..errors import InvalidInputError
 
 log = logging.getLogger("npc_sdk.server.ws_gateway")
 
@@ -124,8 +130,32 @@ class Call:
     api_key: str | None = None
 
 
-def parse_frame(message: str | bytes) -> Call | tuple[str, None]:
-    """A call frame as a Call, a cancel frame as (id, None); anything else raises FrameError."""
+@dataclass
+class LocalCall:
+    """A frame for a method the gateway answers in this process (`WsGateway.local_methods`), not over gRPC."""
+
+    call_id: str
+    method: str
+    request: dict[str, Any]  # the JSON object as sent
+    api_key: str | None = None
+
+
+# A method answered in this process: (request object, the caller's API key) -> the response object. It raises
+# CallError (or InvalidInputError) for an error frame.
+LocalMethod = Callable[[dict[str, Any], str | None], Awaitable[dict[str, Any]]]
+
+
+class CallError(Exception):
+    """A local method's failure, answered as an error frame with this gRPC status name."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def parse_frame(message: str | bytes, local: Collection[str] = ()) -> Call | LocalCall | tuple[str, None]:
+    """A call frame as a Call (a LocalCall for a method named in `local`), a cancel frame as (id, None); anything
+    else raises FrameError."""
     if isinstance(message, bytes):
         raise FrameError("frame: send text frames holding JSON, not binary frames")
     try:
@@ -141,12 +171,16 @@ def parse_frame(message: str | bytes) -> Call | tuple[str, None]:
         return call_id, None
     name = frame.get("method")
     method = METHODS.get(name) if isinstance(name, str) else None
-    if method is None:
-        raise FrameError(f"method: unknown method {name!r}; one of {', '.join(METHODS)}", call_id)
+    if method is None and name not in local:
+        raise FrameError(f"method: unknown method {name!r}; one of {', '.join([*METHODS, *local])}", call_id)
     api_key = frame.get("apiKey")
     if api_key is not None and not isinstance(api_key, str):
         raise FrameError("apiKey: must be a string", call_id)
     body = frame.get("request", {})
+    if method is None:
+        if not isinstance(body, dict):
+            raise FrameError("request: must be a JSON object", call_id)
+        return LocalCall(call_id, name, body, api_key or None)
     if not isinstance(body, dict):
         raise FrameError(
             f"request: must be a JSON object (the {method.request_type.__name__} message)", call_id
@@ -185,6 +219,7 @@ class _InFlight:
     task: asyncio.Task | None = None
     rpc: Any = None  # the grpc.aio call, once started
     cancelled: bool = False  # by the client's cancel frame
+    local: bool = False  # a local method: answered at once, not cancellable
 
 
 @dataclass
@@ -207,7 +242,33 @@ class WsGateway:
     channel: grpc.aio.Channel | None = None
     stub: pb_grpc.NpcServiceStub | None = None
     sockets: set[ServerConnection] = field(default_factory=set)  # the connections being served
+    # local_methods(), read at start
+    _local: Mapping[str, LocalMethod] = field(default_factory=dict, init=False)
 
+    # ---- what a subclass (the studio) changes --------------------------------------------------------------
+    def local_methods(self) -> Mapping[str, LocalMethod]:
+        """Methods answered in this process instead of forwarded over gRPC: none here."""
+        return {}
+
+    async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Called on every HTTP request before the handshake; a Response is sent instead of it. None here: the
+        handshake goes on, and websockets checks the Origin against `origins()`."""
+        return None
+
+    def origins(self) -> list[str | None] | None:
+        """The Origin headers websockets lets in (None in the list: no Origin, a native client); None: all."""
+        return [None, *self.allowed_origins]
+
+    def banner(self, scheme: str) -> str:
+        """The line printed once the gateway accepts."""
+        mb = self.max_message_bytes / (1 << 20)
+        return f"npc-sdk: websocket gateway ({scheme}://, JSON, frames up to {mb:g} MiB) on {self.host}:{self.port}"
+
+    def ready_fields(self) -> dict[str, Any]:
+        """What the ready line says of this gateway."""
+        return {"ws_port": self.port}
+
+    # ---- the gateway ---------------------------------------------------------------------------------------
     def bind(self) -> int:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         host = "" if self.host in ("0.0.0.0", "::") else self.host.strip("[]")
@@ -232,6 +293,7 @@ class WsGateway:
         else:
             self.channel = grpc.aio.insecure_channel(target, options=options)
         self.stub = pb_grpc.NpcServiceStub(self.channel)
+        self._local = dict(self.local_methods())
         self.server = await serve(
             self._connection,
             sock=self.sock,
@@ -241,14 +303,11 @@ class WsGateway:
             ping_interval=20,
             ping_timeout=20,
             max_queue=8,  # frames read ahead per socket: at most 8 x max_message_bytes buffered
-            origins=[None, *self.allowed_origins],  # None: no Origin header (a native client)
+            origins=self.origins(),  # None in it: no Origin header (a native client)
+            process_request=self.process_request,
             logger=_QUIET,
         )
-        scheme = "wss" if context else "ws"
-        mb = self.max_message_bytes / (1 << 20)
-        self.printer(
-            f"npc-sdk: websocket gateway ({scheme}://, JSON, frames up to {mb:g} MiB) on {self.host}:{self.port}"
-        )
+        self.printer(self.banner("wss" if context else "ws"))
 
     async def close(self) -> None:
         if self.server is not None:
@@ -280,19 +339,19 @@ class WsGateway:
             async for message in ws:
                 try:
                     if len(message) > PARSE_OFF_LOOP_BYTES:
-                        parsed = await asyncio.to_thread(parse_frame, message)
+                        parsed = await asyncio.to_thread(parse_frame, message, self._local)
                     else:
-                        parsed = parse_frame(message)
+                        parsed = parse_frame(message, self._local)
                 except FrameError as exc:
                     await send(_error(exc.call_id, exc.code, str(exc)))
                     continue
                 if isinstance(parsed, tuple):
                     flight = calls.get(parsed[0])
-                    if flight is not None and not flight.cancelled:
+                    if flight is not None and not flight.cancelled and not flight.local:
                         flight.cancelled = True  # a call not started yet cancels itself once it starts
                         if flight.rpc is not None:
                             flight.rpc.cancel()
-                    continue  # a cancel for a call that already ended is not an error
+                    continue  # a cancel for a call that already ended (or a local one) is not an error
                 call = parsed
                 if call.call_id in calls:
                     await send(_error(call.call_id, "INVALID_ARGUMENT", f"id: {call.call_id!r} is in flight"))
@@ -306,8 +365,11 @@ class WsGateway:
                         )
                     )
                     continue
-                flight = calls[call.call_id] = _InFlight()
-                flight.task = asyncio.create_task(self._forward(call, flight, send))
+                flight = calls[call.call_id] = _InFlight(local=isinstance(call, LocalCall))
+                if isinstance(call, LocalCall):
+                    flight.task = asyncio.create_task(self._answer(call, send))
+                else:
+                    flight.task = asyncio.create_task(self._forward(call, flight, send))
                 flight.task.add_done_callback(lambda _t, cid=call.call_id: calls.pop(cid, None))
         except ConnectionClosed:
             pass
@@ -352,19 +414,38 @@ class WsGateway:
             log.exception("websocket gateway: %s failed", call.method.name)
             await send(_error(cid, "INTERNAL", f"gateway: {type(exc).__name__}: {exc}"))
 
+    async def _answer(self, call: LocalCall, send: Callable[[str], Any]) -> None:
+        cid = call.call_id
+        try:
+            response = await self._local[call.method](call.request, call.api_key)
+            await send(_frame(id=cid, response=response))
+        except CallError as exc:
+            await send(_error(cid, exc.code, str(exc)))
+        except InvalidInputError as exc:
+            await send(_error(cid, "INVALID_ARGUMENT", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one call's failure must not end the socket
+            log.exception("websocket gateway: %s failed", call.method)
+            await send(_error(cid, "INTERNAL", f"{call.method}: {type(exc).__name__}: {exc}"))
 
-async def serve_with_gateway(model_path: Path, config, gateway: WsGateway) -> None:
-    """`server.serve` plus the gateway on the same loop: it starts once gRPC listens and closes after it."""
+
+async def serve_with_gateway(model_path: Path, config, *gateways: WsGateway) -> None:
+    """`server.serve` plus gateways (the WebSocket gateway, the studio) on the same loop: they start once gRPC
+    listens and close after it."""
     from .app import serve as serve_grpc
 
-    gateway.bind()
+    for gateway in gateways:
+        gateway.bind()  # a taken port fails now, before the model loads
 
     async def started(grpc_port: int) -> dict:
-        # Accepting before the ready line names its port; a gateway that cannot start stops the server (raised).
-        await gateway.start(grpc_port)
-        return {"ws_port": gateway.port}
+        # Accepting before the ready line names their ports; a gateway that cannot start stops the server (raised).
+        fields: dict[str, Any] = {}
+        for gateway in gateways:
+            await gateway.start(grpc_port)
+            fields.update(gateway.ready_fields())
+        return fields
 
     try:
         await serve_grpc(model_path, config, started=started)
     finally:
-        await gateway.close()
+        for gateway in gateways:
+            await gateway.close()

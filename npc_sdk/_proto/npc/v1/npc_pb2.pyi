@@ -385,7 +385,7 @@ class SceneEntity(_message.Message):
     def __init__(self, tag: _Optional[str] = ..., name: _Optional[str] = ..., x: _Optional[float] = ..., y: _Optional[float] = ..., distance: _Optional[float] = ...) -> None: ...
 
 class ChatRequest(_message.Message):
-    __slots__ = ("session_id", "text", "screenshot", "generation", "scene", "state", "turn_id")
+    __slots__ = ("session_id", "text", "screenshot", "generation", "scene", "state", "turn_id", "explain")
     class StateEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -400,6 +400,7 @@ class ChatRequest(_message.Message):
     SCENE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     text: str
     screenshot: Image
@@ -407,7 +408,8 @@ class ChatRequest(_message.Message):
     scene: _containers.RepeatedCompositeFieldContainer[SceneEntity]
     state: _containers.ScalarMap[str, str]
     turn_id: str
-    def __init__(self, session_id: _Optional[str] = ..., text: _Optional[str] = ..., screenshot: _Optional[_Union[Image, _Mapping]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., scene: _Optional[_Iterable[_Union[SceneEntity, _Mapping]]] = ..., state: _Optional[_Mapping[str, str]] = ..., turn_id: _Optional[str] = ...) -> None: ...
+    explain: bool
+    def __init__(self, session_id: _Optional[str] = ..., text: _Optional[str] = ..., screenshot: _Optional[_Union[Image, _Mapping]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., scene: _Optional[_Iterable[_Union[SceneEntity, _Mapping]]] = ..., state: _Optional[_Mapping[str, str]] = ..., turn_id: _Optional[str] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("prompt_tokens", "cached_tokens", "completion_tokens")
@@ -446,7 +448,7 @@ class SeenTag(_message.Message):
     def __init__(self, tag: _Optional[str] = ..., score: _Optional[float] = ..., source: _Optional[str] = ...) -> None: ...
 
 class Done(_message.Message):
-    __slots__ = ("text", "finish_reason", "usage", "timings", "seen", "emotion", "replayed", "candidates")
+    __slots__ = ("text", "finish_reason", "usage", "timings", "seen", "emotion", "replayed", "candidates", "explanation")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -455,6 +457,7 @@ class Done(_message.Message):
     EMOTION_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     text: str
     finish_reason: str
     usage: Usage
@@ -463,7 +466,86 @@ class Done(_message.Message):
     emotion: Emotion
     replayed: bool
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
-    def __init__(self, text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., seen: _Optional[_Iterable[_Union[SeenTag, _Mapping]]] = ..., emotion: _Optional[_Union[Emotion, _Mapping]] = ..., replayed: _Optional[bool] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ...) -> None: ...
+    explanation: Explanation
+    def __init__(self, text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., seen: _Optional[_Iterable[_Union[SeenTag, _Mapping]]] = ..., emotion: _Optional[_Union[Emotion, _Mapping]] = ..., replayed: _Optional[bool] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ...) -> None: ...
+
+class Explanation(_message.Message):
+    __slots__ = ("lore", "memory_note", "recalled_turns", "history_start", "history_turns", "scene_note", "state_note", "action_note", "context", "biased_words", "action", "emotion_scores")
+    LORE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_NOTE_FIELD_NUMBER: _ClassVar[int]
+    RECALLED_TURNS_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_START_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_TURNS_FIELD_NUMBER: _ClassVar[int]
+    SCENE_NOTE_FIELD_NUMBER: _ClassVar[int]
+    STATE_NOTE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_NOTE_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    BIASED_WORDS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    EMOTION_SCORES_FIELD_NUMBER: _ClassVar[int]
+    lore: _containers.RepeatedCompositeFieldContainer[LoreHit]
+    memory_note: str
+    recalled_turns: _containers.RepeatedScalarFieldContainer[int]
+    history_start: int
+    history_turns: int
+    scene_note: str
+    state_note: str
+    action_note: str
+    context: str
+    biased_words: _containers.RepeatedCompositeFieldContainer[BiasedWord]
+    action: ActionDecision
+    emotion_scores: _containers.RepeatedCompositeFieldContainer[Emotion]
+    def __init__(self, lore: _Optional[_Iterable[_Union[LoreHit, _Mapping]]] = ..., memory_note: _Optional[str] = ..., recalled_turns: _Optional[_Iterable[int]] = ..., history_start: _Optional[int] = ..., history_turns: _Optional[int] = ..., scene_note: _Optional[str] = ..., state_note: _Optional[str] = ..., action_note: _Optional[str] = ..., context: _Optional[str] = ..., biased_words: _Optional[_Iterable[_Union[BiasedWord, _Mapping]]] = ..., action: _Optional[_Union[ActionDecision, _Mapping]] = ..., emotion_scores: _Optional[_Iterable[_Union[Emotion, _Mapping]]] = ...) -> None: ...
+
+class LoreHit(_message.Message):
+    __slots__ = ("index", "name", "keys", "why", "text")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    WHY_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    name: str
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    why: str
+    text: str
+    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ..., why: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class BiasedWord(_message.Message):
+    __slots__ = ("word", "weight", "source")
+    WORD_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    word: str
+    weight: float
+    source: str
+    def __init__(self, word: _Optional[str] = ..., weight: _Optional[float] = ..., source: _Optional[str] = ...) -> None: ...
+
+class ActionDecision(_message.Message):
+    __slots__ = ("name", "score", "request", "threshold", "request_threshold", "best_rejected")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    BEST_REJECTED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    score: float
+    request: float
+    threshold: float
+    request_threshold: float
+    best_rejected: ActionOption
+    def __init__(self, name: _Optional[str] = ..., score: _Optional[float] = ..., request: _Optional[float] = ..., threshold: _Optional[float] = ..., request_threshold: _Optional[float] = ..., best_rejected: _Optional[_Union[ActionOption, _Mapping]] = ...) -> None: ...
+
+class ActionOption(_message.Message):
+    __slots__ = ("name", "score", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    score: float
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., score: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Candidate(_message.Message):
     __slots__ = ("text", "score", "failed")
