@@ -79,6 +79,43 @@ def _chat_request(
     )
 
 
+def _scene_chat_request(
+    scene_id: str,
+    text: str,
+    speaker: str,
+    responder: str,
+    no_reply: bool,
+    screenshot: Any,
+    scene: Sequence[Any],
+    state: Mapping[str, str] | None,
+    generation: dict[str, Any],
+) -> pb.SceneChatRequest:
+    base = _chat_request("", text, screenshot, scene, generation, state)
+    return pb.SceneChatRequest(
+        scene_id=scene_id,
+        text=text,
+        speaker=speaker,
+        responder_session_id=responder,
+        no_reply=no_reply,
+        screenshot=base.screenshot if screenshot is not None else None,
+        scene=base.scene,
+        state=base.state,
+        generation=base.generation,
+    )
+
+
+def _converse_request(
+    scene_id: str, turns: int, topic: str, screenshot: Any, generation: dict[str, Any]
+) -> pb.ConverseRequest:
+    return pb.ConverseRequest(
+        scene_id=scene_id,
+        turns=turns,
+        topic=topic,
+        screenshot=image_message(screenshot) if screenshot is not None else None,
+        generation=generation_message(**generation),
+    )
+
+
 def _turn_id(turn_id: str | None, retry: RetryPolicy | None, generation: dict[str, Any]) -> str:
     """The turn id to send: with `retry`, one is made up when not given, and the seed is derived from it (unless
     given), so that a re-run after a crash says the same words as the attempt that was cut off."""
@@ -444,17 +481,8 @@ class Client:
     ) -> Iterator[pb.SceneEvent]:
         """A line to the scene (from the player, or from `speaker`); yields the answering NPC's events, each with its
         session_id and name. `responder`: the session the game wants to answer."""
-        base = _chat_request("", text, screenshot, scene, generation, state)
-        request = pb.SceneChatRequest(
-            scene_id=scene_id,
-            text=text,
-            speaker=speaker,
-            responder_session_id=responder,
-            no_reply=no_reply,
-            screenshot=base.screenshot if screenshot is not None else None,
-            scene=base.scene,
-            state=base.state,
-            generation=base.generation,
+        request = _scene_chat_request(
+            scene_id, text, speaker, responder, no_reply, screenshot, scene, state, generation
         )
         return self.stub.SceneChat(request, metadata=self.metadata, timeout=timeout or self.timeout)
 
@@ -469,13 +497,7 @@ class Client:
         **generation: Any,
     ) -> Iterator[pb.SceneEvent]:
         """The NPCs talk among themselves for `turns` lines; cancel the returned call (or SceneChat) to interrupt."""
-        request = pb.ConverseRequest(
-            scene_id=scene_id,
-            turns=turns,
-            topic=topic,
-            screenshot=image_message(screenshot) if screenshot is not None else None,
-            generation=generation_message(**generation),
-        )
+        request = _converse_request(scene_id, turns, topic, screenshot, generation)
         return self.stub.Converse(request, metadata=self.metadata, timeout=timeout or self.timeout)
 
     def close(self) -> None:
@@ -517,9 +539,11 @@ class AsyncClient:
         )
         return await self.stub.CreateSession(request, metadata=self.metadata, timeout=self.timeout)
 
-    async def create_session_from_file(self, persona_id: str, session_id: str = "") -> pb.Session:
+    async def create_session_from_file(
+        self, persona_id: str, session_id: str = "", player_id: str = ""
+    ) -> pb.Session:
         """A session with a persona the server loaded from its --personas folder."""
-        request = pb.CreateSessionRequest(persona_id=persona_id, session_id=session_id)
+        request = pb.CreateSessionRequest(persona_id=persona_id, session_id=session_id, player_id=player_id)
         return await self.stub.CreateSession(request, metadata=self.metadata, timeout=self.timeout)
 
     async def get_session(self, session_id: str) -> pb.Session:
@@ -551,6 +575,76 @@ class AsyncClient:
 
     async def import_session(self, snapshot: pb.SessionSnapshot) -> pb.Session:
         return await self.stub.ImportSession(snapshot, metadata=self.metadata, timeout=self.timeout)
+
+    # ---- long-term memory and scenes: as Client's ------------------------------------------------------
+    async def add_memory(self, text: str, *, npc: str = "", group: str = "", player_id: str = "") -> pb.Memory:
+        memory = pb.Memory(text=text, npc=npc, group=group, player_id=player_id)
+        return await self.stub.AddMemory(memory, metadata=self.metadata, timeout=self.timeout)
+
+    async def list_memories(
+        self, *, npc: str = "", group: str = "", player_id: str = "", limit: int = 100
+    ) -> list[pb.Memory]:
+        request = pb.ListMemoriesRequest(npc=npc, group=group, player_id=player_id, limit=limit)
+        found = await self.stub.ListMemories(request, metadata=self.metadata, timeout=self.timeout)
+        return list(found.memories)
+
+    async def delete_memory(self, memory_id: str) -> None:
+        await self.stub.DeleteMemory(
+            pb.DeleteMemoryRequest(id=memory_id), metadata=self.metadata, timeout=self.timeout
+        )
+
+    async def forget_player(self, player_id: str) -> pb.ForgetPlayerResponse:
+        return await self.stub.ForgetPlayer(
+            pb.ForgetPlayerRequest(player_id=player_id), metadata=self.metadata, timeout=self.timeout
+        )
+
+    async def create_scene(self, session_ids: Sequence[str], scene_id: str = "") -> pb.Scene:
+        request = pb.CreateSceneRequest(session_ids=list(session_ids), scene_id=scene_id)
+        return await self.stub.CreateScene(request, metadata=self.metadata, timeout=self.timeout)
+
+    async def get_scene(self, scene_id: str) -> pb.Scene:
+        return await self.stub.GetScene(
+            pb.GetSceneRequest(scene_id=scene_id), metadata=self.metadata, timeout=self.timeout
+        )
+
+    async def delete_scene(self, scene_id: str) -> None:
+        await self.stub.DeleteScene(
+            pb.DeleteSceneRequest(scene_id=scene_id), metadata=self.metadata, timeout=self.timeout
+        )
+
+    def scene_chat(
+        self,
+        scene_id: str,
+        text: str,
+        *,
+        speaker: str = "",
+        responder: str = "",
+        no_reply: bool = False,
+        screenshot: Any = None,
+        scene: Sequence[Any] = (),
+        state: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **generation: Any,
+    ) -> AsyncIterator[pb.SceneEvent]:
+        """As Client.scene_chat: iterate with `async for`."""
+        request = _scene_chat_request(
+            scene_id, text, speaker, responder, no_reply, screenshot, scene, state, generation
+        )
+        return self.stub.SceneChat(request, metadata=self.metadata, timeout=timeout or self.timeout)
+
+    def converse(
+        self,
+        scene_id: str,
+        turns: int = 4,
+        *,
+        topic: str = "",
+        screenshot: Any = None,
+        timeout: float | None = None,
+        **generation: Any,
+    ) -> AsyncIterator[pb.SceneEvent]:
+        """As Client.converse: iterate with `async for`; cancel the call to interrupt."""
+        request = _converse_request(scene_id, turns, topic, screenshot, generation)
+        return self.stub.Converse(request, metadata=self.metadata, timeout=timeout or self.timeout)
 
     def chat(
         self,
