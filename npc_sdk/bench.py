@@ -308,7 +308,8 @@ def bench_cards(
 def bench_candidates(
     folder: Path, counts: Sequence[int] = (1, 2, 4, 8), seeds: Sequence[int] = (1, 2, 3)
 ) -> dict:
-    """Best of N on the demo's turns: time to the first streamed token and the critic's acceptability per N.
+    """Best of N on the demo's turns: time to the first streamed token, the turn's whole time (and its ratio to
+    N = 1: what the batch of N costs against one reply) and the critic's acceptability per N.
 
     Each (N, seed) plays the demo script as one conversation (so later turns reuse the KV state, as a game's
     would); with N > 1 the first token streams only once every candidate has ended, so its time is the batch's
@@ -318,6 +319,7 @@ def bench_candidates(
 
     model = OnnxNpcModel.load(folder, slots=max(counts) + 1)
     ttft: dict[int, list[float]] = {n: [] for n in counts}
+    total: dict[int, list[float]] = {n: [] for n in counts}  # encoders to the chosen done
     ok: dict[int, list[bool]] = {n: [] for n in counts}
     replies: dict[int, list[str]] = {n: [] for n in counts}
     base = DEMO_PERSONA.generation_defaults()
@@ -335,12 +337,18 @@ def bench_candidates(
                         line.text, DEMO_PERSONA, [done.text], [done.fluency], [done.finish_reason]
                     )[0]
                     ttft[n].append(done.timings.ttft_ms)
+                    total[n].append(done.timings.total_ms)
                     ok[n].append(verdict.acceptable)
                     replies[n].append(done.text)
     return {
         "turns_per_n": len(seeds) * len(DEMO_SCRIPT),
         **{f"ttft_ms_median_n{n}": round(statistics.median(ttft[n]), 1) for n in counts},
         **{f"ttft_ms_max_n{n}": round(max(ttft[n]), 1) for n in counts},
+        **{f"total_ms_median_n{n}": round(statistics.median(total[n]), 1) for n in counts},
+        **{
+            f"total_over_n1_n{n}": round(statistics.median(total[n]) / statistics.median(total[counts[0]]), 2)
+            for n in counts
+        },
         **{f"critic_acceptable_n{n}": round(sum(ok[n]) / len(ok[n]), 3) for n in counts},
         "replies": {f"n{n}": replies[n] for n in counts},
     }

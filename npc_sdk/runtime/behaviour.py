@@ -44,10 +44,13 @@ class Behaviour:
         config: GenerationConfig,
         facts: SceneFacts | None = None,
         recent_replies: Sequence[str] = (),
+        heard: Sequence[str] = (),
     ) -> TokenSampler:
         g = self.graphs
         words = scene_words(facts, g.tags, config) if facts is not None else None
-        return make_sampler(g.tokenizer, persona, config, g.vocab_size, g.eos_id, words, recent_replies)
+        return make_sampler(
+            g.tokenizer, persona, config, g.vocab_size, g.eos_id, words, recent_replies, heard
+        )
 
     @property
     def action_decider(self) -> ActionDecider:

@@ -133,6 +133,7 @@ class Conversation:
         started: float | None = None,
         state: Mapping[str, str] | None = None,
         explain: bool = False,
+        heard: Sequence[str] = (),
     ) -> PreparedTurn:
         """The turn prepared as every path prepares one (turn.py), on this conversation's history, action
         cooldowns and history window, with the cache rewound to what can be reused.
@@ -159,6 +160,7 @@ class Conversation:
             recall=self.recall,
             known=self._known(),
             explain=explain,
+            heard=heard,
         )
         self.window_start = turn.window_start
         return turn

@@ -205,8 +205,9 @@ class OnnxNpcModel:
         config: GenerationConfig,
         facts: SceneFacts | None = None,
         recent_replies: Sequence[str] = (),
+        heard: Sequence[str] = (),
     ) -> TokenSampler:
-        return self.behaviour.sampler(persona, config, facts, recent_replies)
+        return self.behaviour.sampler(persona, config, facts, recent_replies, heard)
 
     @property
     def action_decider(self) -> ActionDecider:

@@ -156,17 +156,19 @@ def make_sampler(
     eos_id: int,
     scene_words: tuple[Mapping[str, float], Mapping[str, str]] | None = None,
     recent_replies: Sequence[str] = (),
+    heard: Sequence[str] = (),
 ) -> TokenSampler:
     """The sampler for one reply of `persona`: its role words (times `config.role_word_scale`) and this turn's
     scene words (runtime/scene.py: weights, and which thing each word names) as one whole-word bias, its banned
-    words, and the phrases of its last replies (`recent_replies`, oldest first) not to say again."""
+    words, and the phrases not to say again: of its last replies (`recent_replies`, oldest first), and of what the
+    other NPCs of a scene just said (`heard`: a 135M decoder otherwise parrots the line before its own)."""
     banned = BannedWords(tokenizer, persona.banned_words, eos_id) if persona.banned_words else None
     role = {w: v * config.role_word_scale for w, v in persona.role_words.items()}
     scene, groups = scene_words or ({}, {})
     weights = merge_weights(role, scene)
     words = WordBias(tokenizer, weights, groups) if any(weights.values()) else None
     history = None
-    recent = [r for r in recent_replies[-HISTORY_REPLIES:] if r.strip()]
+    recent = [r for r in [*recent_replies[-HISTORY_REPLIES:], *heard] if r.strip()]
     if config.no_repeat_history and recent:
         ids = [tokenizer.encode(r, add_special_tokens=False).ids for r in recent]
         history = HistoryNgrams(ids, config.no_repeat_history)

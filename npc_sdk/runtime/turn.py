@@ -72,6 +72,7 @@ def prepare_turn(
     recall: TurnMemory | None = None,
     known: KnownMemories | None = None,
     explain: bool = False,
+    heard: Sequence[str] = (),
 ) -> PreparedTurn:
     """Encode, fuse and render the turn, decide its action, and make its reply states.
 
@@ -108,7 +109,7 @@ def prepare_turn(
         model, persona, history, text, prefix, note, budget, window_start, remembered
     )
     cached = reuse(target) if reuse is not None else 0
-    states = _reply_states(model, persona, history, config, facts, target.length, cached, started)
+    states = _reply_states(model, persona, history, config, facts, target.length, cached, started, heard)
     pick = critic_pick(model.critic, text, persona, started) if len(states) > 1 else None
     embeds = model.embed(target.tail(cached))
     explanation = None
@@ -302,15 +303,16 @@ def _reply_states(
     prompt_tokens: int,
     cached: int,
     started: float,
+    heard: Sequence[str] = (),
 ) -> list[ReplyState]:
-    """One reply state per best-of-N candidate (one for a plain turn); each sampler blocks the last two replies'
-    n-grams."""
+    """One reply state per best-of-N candidate (one for a plain turn); each sampler blocks the n-grams of the last
+    two replies and of what the other NPCs of a scene just said (`heard`)."""
     recent = [t.reply for t in history[-2:]]
     return [
         ReplyState(
             tokenizer=model.tokenizer,
             config=cfg,
-            sampler=model.sampler(persona, cfg, facts, recent),
+            sampler=model.sampler(persona, cfg, facts, recent, heard),
             eos_id=model.eos_id,
             prompt_tokens=prompt_tokens,
             cached_tokens=cached,

@@ -78,6 +78,7 @@ class TurnModel(Protocol):
         config: GenerationConfig,
         facts: SceneFacts | None = None,
         recent_replies: Sequence[str] = (),
+        heard: Sequence[str] = (),
     ) -> TokenSampler: ...
 
     def embed(self, prompt: Prompt) -> np.ndarray:

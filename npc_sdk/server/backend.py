@@ -52,6 +52,7 @@ class ChatJob:
     scene: list[SceneEntity] = field(default_factory=list)  # what the game says is in view
     state: dict[str, str] = field(default_factory=dict)  # the game's key/value facts (ChatRequest.state)
     turn_id: str = ""  # ChatRequest.turn_id: stored with the turn, so a retry finds it
+    heard: list[str] = field(default_factory=list)  # a scene line: what the others said, not to be parroted
     explain: bool = False  # ChatRequest.explain: the Done carries why the reply came out as it did
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.perf_counter)

@@ -30,13 +30,21 @@ from .api_keys import ApiKey
 from .backend import ServedBy, TurnBackend, job_from_request
 from .config import ServerConfig
 from .pump import EventPump
-from .scene_rules import SceneState, check_members, check_speaker, choose_speaker, said
+from .scene_rules import (
+    NARRATOR,
+    PLAYER,
+    SceneState,
+    check_members,
+    check_speaker,
+    choose_speaker,
+    said,
+    spoken,
+)
 from .store import SessionStore
 from .store.base import now_ms
 
 log = logging.getLogger("npc_sdk.server")
 MAX_CONVERSE_TURNS = 16
-NARRATOR = "Narrator"
 
 
 class SceneInterrupted(NpcError):
@@ -252,6 +260,7 @@ class SceneMethods:
         done: Done | None = None
         async with EventPump() as pump:
             job = job_from_request(chat, self.config.defaults, pump.emit, pump.cancelled)
+            job.heard = [spoken(line) for line in heard if not line.startswith(f"{PLAYER}: ")]
             stage.pump = pump
             try:
                 await self.backend.start_turn(chat, job)

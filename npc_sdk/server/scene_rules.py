@@ -26,6 +26,7 @@ from ..personas.prompt import MAX_TEXT_CHARS
 
 MIN_MEMBERS, MAX_MEMBERS = 2, 6
 PLAYER = "Player"
+NARRATOR = "Narrator"  # the game's lines in a scene, unless it names another speaker
 MAX_SPEAKER_CHARS = 64
 
 
@@ -49,16 +50,43 @@ class SceneState:
         """What `session_id` heard since it last spoke, as its next turn's player line (the oldest lines are left
         out when it would not fit a line); the buffer is emptied."""
         lines = self.heard.pop(session_id, [])
-        text = "\n".join(lines)
+        text = as_line(lines)
         while len(text) > MAX_TEXT_CHARS and len(lines) > 1:
             lines = lines[1:]
-            text = "\n".join(lines)
+            text = as_line(lines)
         return text[-MAX_TEXT_CHARS:]
+
+
+def as_line(lines: list[str]) -> str:
+    """Heard lines as one player line for the decoder: the earlier ones told as who said what, the last one as it
+    was said, as a player's line is. Read side by side, a 135M decoder fed every line as `Name: "text"` parroted
+    the last one ("A landslide is sliding down the wall." four times over); fed the last line bare, it answers it.
+    """
+    if not lines:
+        return ""
+    *before, last = lines
+    told = " ".join(f"({speaker_of(x)} said: {quoted(x)})" for x in before)
+    now = f"({NARRATOR}: {spoken(last)})" if speaker_of(last) == NARRATOR else spoken(last)
+    return f"{told}\n{now}" if told else now
+
+
+def speaker_of(line: str) -> str:
+    return line.partition(": ")[0]
+
+
+def quoted(line: str) -> str:
+    return line.partition(": ")[2]
 
 
 def said(speaker: str, text: str) -> str:
     """One heard line: `Name: "text"`."""
     return f'{speaker}: "{" ".join(text.split())}"'
+
+
+def spoken(line: str) -> str:
+    """The words of a heard line, without who said them."""
+    _, _, words = line.partition(": ")
+    return words.strip('"')
 
 
 def check_speaker(name: str, field_name: str = "speaker") -> str:

@@ -181,6 +181,7 @@ class Scheduler:
                 started=job.submitted,
                 state=job.state,
                 explain=job.explain,
+                heard=job.heard,
             )
             assert conv.slot is not None
             events = self.batch.add(

@@ -112,3 +112,8 @@ def test_a_phrase_of_the_last_two_replies_is_not_said_again():
         tok, Persona(name="x"), GenerationConfig(), 300, 0, None, ["I am the smith.", "a", "b"]
     )
     assert old.adjust(logits, ids[:-1])[ids[-1]] == 0.0  # three replies back: allowed again
+    # in a scene, what the other NPCs just said is not parroted either, however many replies back
+    heard = make_sampler(
+        tok, Persona(name="x"), GenerationConfig(), 300, 0, None, ["a", "b", "c"], heard=["I am the smith."]
+    )
+    assert heard.adjust(logits, ids[:-1])[ids[-1]] == -np.inf

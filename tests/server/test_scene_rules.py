@@ -59,8 +59,15 @@ def test_everyone_but_the_speaker_hears_and_the_heard_lines_become_the_next_line
     scene.hear(said("Brakka Ironhand", "I do.  For a price."), said_by="b")
     assert scene.heard["m"] == ['Player: "Who fixes swords here?"', 'Brakka Ironhand: "I do. For a price."']
     assert scene.heard["b"] == ['Player: "Who fixes swords here?"']
-    assert scene.take_heard("m") == 'Player: "Who fixes swords here?"\nBrakka Ironhand: "I do. For a price."'
+    # the earlier lines are told as who said what; the last one comes as it was said, to be answered
+    assert scene.take_heard("m") == '(Player said: "Who fixes swords here?")\nI do. For a price.'
     assert "m" not in scene.heard and scene.take_heard("m") == ""
+    assert scene.take_heard("b") == "Who fixes swords here?"  # a player's line alone reads as in Chat
+    scene.hear(said("Narrator", "A bell rings."))
+    assert scene.take_heard("g") == (
+        '(Player said: "Who fixes swords here?") (Brakka Ironhand said: "I do. For a price.")\n'
+        "(Narrator: A bell rings.)"
+    )
 
 
 def test_a_long_backlog_keeps_its_newest_lines_within_a_line_limit():
@@ -68,9 +75,7 @@ def test_a_long_backlog_keeps_its_newest_lines_within_a_line_limit():
     for i in range(100):
         scene.hear(said("Player", f"line {i} " + "x" * 40))
     text = scene.take_heard("b")
-    assert (
-        len(text) <= MAX_TEXT_CHARS and text.endswith("line 99 " + "x" * 40 + '"') and "line 0 " not in text
-    )
+    assert len(text) <= MAX_TEXT_CHARS and text.endswith("\nline 99 " + "x" * 40) and "line 0 " not in text
 
 
 def test_members_and_speakers_are_checked():

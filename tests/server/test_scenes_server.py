@@ -70,7 +70,7 @@ def test_the_npc_named_answers_and_only_those_present_hear_it(server, client):
     ((who, mira_said),) = _said(events)
     assert who == m and all(e.session_id == m and e.speaker == "Mira" for e in events)
     assert any(e.event.HasField("delta") for e in events)
-    assert _turns(server.data_dir, m) == [('Player: "Mira, do you have a room for tonight?"', mira_said)]
+    assert _turns(server.data_dir, m) == [("Mira, do you have a room for tonight?", mira_said)]
     heard = {x.session_id: x.lines_heard for x in client.get_scene(scene.scene_id).members}
     assert heard == {b: 2, m: 0}  # Brakka heard the player and Mira; Mira has heard nothing new since
 
@@ -78,9 +78,9 @@ def test_the_npc_named_answers_and_only_those_present_hear_it(server, client):
     assert who == b
     (brakka_heard, _) = _turns(server.data_dir, b)[0]
     assert brakka_heard == (
-        'Player: "Mira, do you have a room for tonight?"\n'
-        f'Mira: "{" ".join(mira_said.split())}"\n'
-        'Player: "Brakka, can you fix my sword?"'
+        '(Player said: "Mira, do you have a room for tonight?") '
+        f'(Mira said: "{" ".join(mira_said.split())}")\n'
+        "Brakka, can you fix my sword?"
     )
     assert _turns(server.data_dir, z) == []  # Zed was not there: he heard nothing
 
@@ -97,11 +97,13 @@ def test_npcs_talk_among_themselves_in_turn(server, client):
     scene_id = client.create_scene([b, m]).scene_id
     said = _said(client.converse(scene_id, 4, topic="The price of iron went up again.", **QUICK))
     speakers = [s for s, _ in said]
-    assert len(said) == 4 and all(x != y for x, y in zip(speakers, speakers[1:], strict=False))  # nobody twice in a row
+    assert len(said) == 4 and all(
+        x != y for x, y in zip(speakers, speakers[1:], strict=False)
+    )  # nobody twice in a row
     first, second = said[0], said[1]
     second_heard = _turns(server.data_dir, second[0])[0][0]
-    assert 'Narrator: "The price of iron went up again."' in second_heard
-    assert second_heard.endswith(f'"{" ".join(first[1].split())}"')  # it answers what the first one said
+    assert '(Narrator said: "The price of iron went up again.")' in second_heard
+    assert second_heard.endswith("\n" + " ".join(first[1].split()))  # it answers what the first one said
 
 
 def test_the_player_cuts_in_and_nothing_half_said_is_stored(server, client):
@@ -166,7 +168,6 @@ def test_a_restarted_server_carries_on_the_scene_where_it_was(exported_int4, tmp
         ((who, _),) = _said(c.scene_chat(scene_id, "Brakka, did you see that?", **QUICK))
         assert who == b
         heard_text = _turns(tmp_path, b)[0][0]
-        assert (
-            heard_text.startswith('Player: "Mira, a room please."')
-            and 'Narrator: "The door bursts open."' in heard_text
-        )
+        assert heard_text.startswith('(Player said: "Mira, a room please.")')
+        assert '(Narrator said: "The door bursts open.")' in heard_text
+        assert heard_text.endswith("\nBrakka, did you see that?")
