@@ -10,8 +10,9 @@ sequence gets the same tokens alone or batched.
 Best of N: `add` with `candidates` (the other candidates' reply states) decodes N replies of one turn. They take
 spare cache slots (as many as are free: under load a turn gets fewer candidates, never a wait); the prompt is
 prefilled once and its KV state copied into them; every candidate samples from the same first logits with its own
-random stream. Their events are held until the last one ends; then `pick` chooses one, only its events come out
-(under the turn's own slot), the chosen candidate's KV state is moved into that slot and the spare slots go back.
+random stream. Their events are held until enough of them have ended (`settle_at`: all of two, else half; the rest
+are dropped); then `pick` chooses one, only its events come out (under the turn's own slot), the chosen
+candidate's KV state is moved into that slot and the spare slots go back.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ from .best_of import Pick
 from .decode_loop import ReplyState
 from .decoder_runner import PREFILL_CHUNK
 from .events import Done, ReplyEvent
+
+
+def settle_at(n: int) -> int:
+    """How many of a turn's N candidates must have ended before the critic picks among them: all of two, else
+    half. Waiting for the last made N = 4 cost 2.4x one whole reply on two cores (`npc-sdk bench --candidates`),
+    and the ones still decoding are the longest, which read worst (docs/training.md: 39% acceptable at 4-7 words,
+    11% at 12-15)."""
+    return n if n <= 2 else max(2, (n + 1) // 2)
+
 
 if TYPE_CHECKING:  # the model's stateless turn decodes through this module: a type, not an import at run time
     from .onnx_model import OnnxNpcModel
@@ -177,13 +187,17 @@ class BatchGenerator:
         return events
 
     def _settle(self, group: _Group) -> list[ReplyEvent]:
-        """The chosen candidate's events once every candidate has ended; nothing before."""
-        if any(s in self.members for s in group.slots):
+        """The chosen candidate's events once enough candidates have ended (`settle_at`); nothing before. The
+        ones still decoding then are dropped: the batch no longer waits for its longest reply."""
+        ended = [i for i, s in enumerate(group.slots) if s not in self.members]
+        if len(ended) < settle_at(len(group.slots)):
             return []
+        for s in group.slots:
+            self.members.pop(s, None)
         del self.groups[group.home]
         try:
-            chosen, done = group.pick(group.states)
-            slot = group.slots[chosen]
+            chosen, done = group.pick([group.states[i] for i in ended])
+            slot = group.slots[ended[chosen]]
             if slot != group.home:
                 self.model.cache.move(slot, group.home)
         finally:

@@ -1,8 +1,9 @@
 """Best of N: the extra reply states of a turn, and the critic's choice among the finished candidates.
 
-`GenerationConfig.candidates` = N decodes N replies of one turn as one batch (batch.py holds them back until the last
-one ends); `critic_pick` scores them with the reply critic and chooses the best. The chosen reply is the only one
-the game sees streamed; the Done lists every candidate with its score, for tools and the studio page.
+`GenerationConfig.candidates` = N decodes N replies of one turn as one batch (batch.py holds them back until all of
+two, or half of more, have ended, and drops the rest); `critic_pick` scores the ended ones with the reply critic
+and chooses the best. The chosen reply is the only one the game sees streamed; the Done lists every candidate it
+chose among, with its score, for tools and the studio page.
 """
 
 from __future__ import annotations
