@@ -254,6 +254,8 @@ class SceneMethods:
             job = job_from_request(chat, self.config.defaults, pump.emit, pump.cancelled)
             stage.pump = pump
             try:
+                if stage.interrupted:  # cut in before this line started (while the speaker was chosen): not said
+                    return
                 await self.backend.start_turn(chat, job)
                 async for event in pump.events():
                     if isinstance(event, SceneInterrupted):
