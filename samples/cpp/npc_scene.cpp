@@ -4,7 +4,7 @@
 //
 // A blacksmith and an innkeeper get a session each and share a scene. Converse lets them talk about the screenshot
 // for four lines; after the first line the player cuts in with SceneChat, which ends the talk (the line being said
-// is dropped, not stored) and is answered by the NPC it names. Each line is printed as it streams:
+// is dropped, not stored) and is answered by the NPC it names. Each line is printed as it streams, for example:
 //   scene 5f0c9a4e1b2d3c4f: Brakka and Mirela
 //   Brakka: Slimes on the road again, lass.
 //   Player: Mirela, what do you make of it?
