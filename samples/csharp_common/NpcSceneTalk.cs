@@ -80,9 +80,14 @@ namespace NpcSdk
                     client.Converse(request, Deadline(CallTimeoutSeconds), cancellationToken), onEvent,
                     continueOnCapturedContext, cancellationToken).ConfigureAwait(continueOnCapturedContext);
             }
-            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
+            catch (RpcException e)
+                when (e.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
             {
                 return true;  // the server ended the talk as a SceneChat would
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return true;  // the same, seen by a transport that throws this instead
             }
         }
 

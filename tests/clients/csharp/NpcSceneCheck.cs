@@ -1,7 +1,8 @@
 // Test-only: the scene samples' flow (samples/unity/Samples~/Bickering, samples/godot/csharp/BickeringNpcs.cs) on
 // the shared NpcSceneTalk, unchanged, against a running server, printing what tests/scene_samples.py reads:
 //   dotnet NpcConsoleCheck.dll ADDRESS API_KEY SCREENSHOT.png scene
-// Two NPCs bicker about the screenshot; after the first line the player cuts in, asking the other one.
+// Two NPCs bicker about the screenshot; after the first line the player cuts in, asking the other one. Then a talk
+// cancelled at its first event: TALK_CANCELLED True.
 using System;
 using System.IO;
 using System.Threading;
@@ -21,7 +22,8 @@ namespace NpcSdk.Tests
         public static async Task Run(string address, string apiKey, string screenshot)
         {
             // false: the callbacks run on thread-pool threads, so printing takes a lock
-            talk = new NpcSceneTalk(new NpcServiceClient(new H2cCallInvoker(address), apiKey), false) { MaxTokens = 24 };
+            var client = new NpcServiceClient(new H2cCallInvoker(address), apiKey);
+            talk = new NpcSceneTalk(client, false) { MaxTokens = 24 };
             Scene scene = await talk.OpenAsync(new[]
             {
                 Character("Brakka", "A gruff dwarven blacksmith who runs the forge in Emberfall."),
@@ -33,6 +35,11 @@ namespace NpcSdk.Tests
                 NpcScreenshot.Encoded(File.ReadAllBytes(screenshot)), OnEvent, CancellationToken.None);
             if (!interrupted) Console.Error.WriteLine("the talk ended before the player cut in");
             if (answer == null || await answer == null) throw new Exception("nobody answered the player");
+
+            // a talk cancelled at its first event: TalkAsync says it was cut short, and the line is not stored
+            var cancel = new CancellationTokenSource();
+            bool cut = await talk.TalkAsync(2, "", null, (e, soFar) => cancel.Cancel(), cancel.Token);
+            Console.WriteLine("TALK_CANCELLED " + cut);
         }
 
         static CreateSessionRequest Character(string name, string description)
