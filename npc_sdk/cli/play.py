@@ -4,6 +4,7 @@ several with `--scene`)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ._common import ensure_model, torch_side
@@ -156,8 +157,14 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def _chat_scene(client, args: argparse.Namespace) -> int:
     """`chat --scene a,b`: a session per persona id, one scene of them; plain lines go to SceneChat (the NPC named
     answers, else the most relevant), `/talk N [TOPIC]` lets them talk among themselves (Converse)."""
-    sessions = [client.create_session_from_file(p.strip()) for p in args.scene.split(",") if p.strip()]
-    scene = client.create_scene([s.session_id for s in sessions])
+    import grpc
+
+    try:
+        sessions = [client.create_session_from_file(p.strip()) for p in args.scene.split(",") if p.strip()]
+        scene = client.create_scene([s.session_id for s in sessions])
+    except grpc.RpcError as exc:
+        print(f"npc-sdk chat: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
     names = " and ".join(s.persona.name for s in sessions)
     print(
         f"scene {scene.scene_id} with {names}. A line goes to all of them (name one to ask it), "
