@@ -123,8 +123,8 @@ using SceneCallback = std::function<void(const npc::v1::SceneEvent& event)>;
 struct SceneOptions {
   npc::v1::GenerationConfig generation;  // for every line; unset fields take each persona's / the server's defaults
   std::chrono::milliseconds timeout{0};  // the whole call; 0: ClientOptions::chat_timeout
-  CancelToken* cancel = nullptr;         // cancelling a Converse ends it as a SceneChat would: the line in flight
-                                         // is not stored
+  CancelToken* cancel = nullptr;         // cancelling a Converse ends it as a SceneChat would (the line in flight
+                                         // is not stored); the call then returns CANCELLED
 };
 
 class NpcClient {

@@ -101,7 +101,8 @@ def test_cpp_scene_sample_two_npcs_bicker_about_the_screenshot_and_the_player_cu
     out = _run(
         [cpp_build / "npc_scene", "--address", server.address, "--api-key", KEY, "--screenshot", SCENE], 180
     )
-    assert out.returncode == 0 and not out.stderr, out.stdout + out.stderr
+    # a talk that ended before the player cut in says so on stderr
+    assert out.returncode == 0 and "npc_scene:" not in out.stderr, out.stdout + out.stderr
     with Client(server.address, api_key=KEY, timeout=60) as py:
         check_bicker(out.stdout, py)
 

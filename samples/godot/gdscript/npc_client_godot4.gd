@@ -20,7 +20,8 @@ signal done(call_id, message)  # Chat: the Done message: text, finishReason, usa
 signal action(call_id, requested)
 signal failed(call_id, code, message)  # gRPC status name ("INVALID_ARGUMENT", "NOT_FOUND", ...) and message
 # Scenes of several NPCs (docs/scenes.md): scene_chat and converse stream these, each naming the NPC (its persona's
-# name and its session id); scene_end comes last, interrupted when a scene_chat (or a cancel) cut the talk short.
+# name and its session id); scene_end comes last, interrupted when a scene_chat (or a DeleteScene) cut the talk
+# short. A cancel() ends the call with failed(call_id, "CANCELLED", ...) instead, as a Chat's.
 signal scene_action(call_id, speaker, session_id, requested)
 signal scene_delta(call_id, speaker, session_id, text)
 signal scene_done(call_id, speaker, session_id, message)  # message: as done's
@@ -167,6 +168,7 @@ func _on_frame(text: String) -> void:
 		response.emit(call_id, frame["response"])
 	elif frame.has("error"):
 		var error: Dictionary = frame["error"]
+		_interrupted.erase(call_id)
 		failed.emit(call_id, error.get("code", "UNKNOWN"), error.get("message", ""))
 
 
