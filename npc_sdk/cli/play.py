@@ -1,8 +1,10 @@
-"""Talking to an NPC: the scripted `demo`, and `chat` with a running server from the terminal."""
+"""Talking to NPCs: the scripted `demo`, and `chat` with a running server from the terminal (one NPC, or a scene of
+several with `--scene`)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ._common import ensure_model, torch_side
@@ -73,6 +75,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from ..runtime.events import Action, Delta, Done
 
     with Client(args.address, api_key=args.api_key, tls_ca=args.tls_ca) as client:
+        if args.scene:
+            return _chat_scene(client, args)
         if args.session:
             session = client.get_session(args.session)
         elif args.persona_id:
@@ -117,7 +121,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print(f"{name}> ", end="", flush=True)
             try:
                 with client.chat(
-                    session.session_id, line, screenshot=screenshot, scene=scene, state=state
+                    session.session_id,
+                    line,
+                    screenshot=screenshot,
+                    scene=scene,
+                    state=state,
+                    max_tokens=args.max_tokens,
                 ) as stream:
                     for event in stream:
                         if isinstance(event, Action):
@@ -145,6 +154,85 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chat_scene(client, args: argparse.Namespace) -> int:
+    """`chat --scene a,b`: a session per persona id, one scene of them; plain lines go to SceneChat (the NPC named
+    answers, else the most relevant), `/talk N [TOPIC]` lets them talk among themselves (Converse)."""
+    import grpc
+
+    try:
+        sessions = [client.create_session_from_file(p.strip()) for p in args.scene.split(",") if p.strip()]
+        scene = client.create_scene([s.session_id for s in sessions])
+    except grpc.RpcError as exc:
+        print(f"npc-sdk chat: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    names = " and ".join(s.persona.name for s in sessions)
+    print(
+        f"scene {scene.scene_id} with {names}. A line goes to all of them (name one to ask it), "
+        "/talk N [TOPIC] lets them talk N lines among themselves (Ctrl-C cuts in), /look FILE attaches a "
+        "screenshot, /quit leaves."
+    )
+    screenshot = None
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            break
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            break
+        if line.startswith("/look "):
+            path = Path(line[6:].strip()).expanduser()
+            screenshot = path if path.is_file() else None
+            print(f"(next line shows {path})" if screenshot else f"(no file {path})")
+            continue
+        if line.startswith("/talk"):
+            count, _, topic = line[5:].strip().partition(" ")
+            if count and not count.isdigit():
+                count, topic = "", line[5:].strip()
+            call = client.converse(
+                scene.scene_id,
+                int(count or 4),
+                topic=topic.strip(),
+                screenshot=screenshot,
+                max_tokens=args.max_tokens,
+            )
+        else:
+            call = client.scene_chat(scene.scene_id, line, screenshot=screenshot, max_tokens=args.max_tokens)
+        _print_scene(call)
+        screenshot = None
+    return 0
+
+
+def _print_scene(call) -> None:
+    """A scene stream as `Name: text` lines, each streamed as it is decoded."""
+    import grpc
+
+    speaking = ""  # the speaker whose line is being printed
+    try:
+        for event in call:
+            kind = event.event.WhichOneof("event") if event.HasField("event") else None
+            if event.interrupted:
+                print("\n(interrupted)" if speaking else "(interrupted)")
+                speaking = ""
+            elif kind == "action":
+                action = event.event.action
+                print(f"[{event.speaker}: action {action.name} {action.confidence:.2f}]")
+            elif kind == "delta":
+                if speaking != event.speaker:
+                    print(f"{event.speaker}: ", end="")
+                    speaking = event.speaker
+                print(event.event.delta.text, end="", flush=True)
+            elif kind == "done":
+                print("" if speaking == event.speaker else f"{event.speaker}: {event.event.done.text}")
+                speaking = ""
+    except KeyboardInterrupt:
+        call.cancel()  # the server ends the talk as a SceneChat would: the line in flight stores nothing
+        print("\n(cut short)")
+    except grpc.RpcError as exc:
+        print(f"\n[error {exc.code().name}: {exc.details()}]")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
@@ -166,4 +254,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="Brakka")
     p.add_argument("--description", default="A gruff dwarven blacksmith who runs the village forge.")
     p.add_argument("--tls-ca", help="PEM file to trust for a TLS server (its certificate, if self-signed)")
+    p.add_argument(
+        "--scene",
+        metavar="ID,ID[,...]",
+        help="talk to a scene of 2-6 NPCs, persona ids from the server's --personas folder (docs/scenes.md)",
+    )
+    p.add_argument("--max-tokens", type=int, help="tokens per reply at most (default: the persona's, or 80)")
     p.set_defaults(func=cmd_chat)

@@ -6,8 +6,8 @@ NPC heard since it last spoke (scene_rules.py). The scene itself (members, what 
 line, so a restarted server carries on where it was.
 
 One line at a time per scene. A SceneChat or DeleteScene that arrives while Converse streams interrupts it: the line
-being said is cancelled and stores nothing (its speaker keeps what it heard, to answer later), the lines already
-said stay, and Converse ends with an `interrupted` event.
+being said is cancelled and stores nothing (its speaker keeps what it heard, to answer later), or, between two lines,
+the next one is not started; the lines already said stay, and Converse ends with an `interrupted` event.
 """
 
 from __future__ import annotations
@@ -263,6 +263,8 @@ class SceneMethods:
             job.heard = [spoken(line) for line in heard if not line.startswith(f"{PLAYER}: ")]
             stage.pump = pump
             try:
+                if stage.interrupted:  # cut in before this line started (while the speaker was chosen): not said
+                    return
                 await self.backend.start_turn(chat, job)
                 async for event in pump.events():
                     if isinstance(event, SceneInterrupted):

@@ -27,6 +27,14 @@ Screenshot Raw(npc::v1::Image::Encoding encoding, std::string pixels, int width,
   return shot;
 }
 
+void FillImage(const Screenshot& shot, npc::v1::Image* image) {
+  image->set_encoding(shot.encoding);
+  image->set_data(shot.data);
+  image->set_width(shot.width);
+  image->set_height(shot.height);
+  image->set_bottom_up(shot.bottom_up);
+}
+
 }  // namespace
 
 Screenshot Screenshot::Encoded(std::string bytes) {
@@ -173,14 +181,7 @@ grpc::Status NpcClient::Chat(const std::string& session_id, const std::string& t
   if (options.attempts > 1 && !options.turn_id.empty() && !request.generation().has_seed()) {
     request.mutable_generation()->set_seed(SeedOf(options.turn_id));
   }
-  if (screenshot != nullptr) {
-    npc::v1::Image* image = request.mutable_screenshot();
-    image->set_encoding(screenshot->encoding);
-    image->set_data(screenshot->data);
-    image->set_width(screenshot->width);
-    image->set_height(screenshot->height);
-    image->set_bottom_up(screenshot->bottom_up);
-  }
+  if (screenshot != nullptr) FillImage(*screenshot, request.mutable_screenshot());
 
   const auto start = Clock::now();
   std::chrono::milliseconds backoff{250};
@@ -247,6 +248,72 @@ grpc::Status NpcClient::Chat(const std::string& session_id, const std::string& t
     std::this_thread::sleep_for(backoff);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(4000));
   }
+}
+
+grpc::Status NpcClient::CreateScene(const std::vector<std::string>& session_ids, npc::v1::Scene* scene,
+                                    const std::string& scene_id) {
+  grpc::ClientContext context;
+  Prepare(&context, options_.unary_timeout);
+  npc::v1::CreateSceneRequest request;
+  request.mutable_session_ids()->Add(session_ids.begin(), session_ids.end());
+  request.set_scene_id(scene_id);
+  return stub_->CreateScene(&context, request, scene);
+}
+
+grpc::Status NpcClient::DeleteScene(const std::string& scene_id) {
+  grpc::ClientContext context;
+  Prepare(&context, options_.unary_timeout);
+  npc::v1::DeleteSceneRequest request;
+  request.set_scene_id(scene_id);
+  npc::v1::DeleteSceneResponse response;
+  return stub_->DeleteScene(&context, request, &response);
+}
+
+grpc::Status NpcClient::SceneChat(const std::string& scene_id, const std::string& text, const Screenshot* screenshot,
+                                  const SceneCallback& on_event, const SceneOptions& options) {
+  npc::v1::SceneChatRequest request;
+  request.set_scene_id(scene_id);
+  request.set_text(text);
+  *request.mutable_generation() = options.generation;
+  if (screenshot != nullptr) FillImage(*screenshot, request.mutable_screenshot());
+  return StreamScene([&](grpc::ClientContext* context) { return stub_->SceneChat(context, request); }, on_event,
+                     nullptr, options);
+}
+
+grpc::Status NpcClient::Converse(const std::string& scene_id, int turns, const std::string& topic,
+                                 const Screenshot* screenshot, const SceneCallback& on_event, bool* interrupted,
+                                 const SceneOptions& options) {
+  npc::v1::ConverseRequest request;
+  request.set_scene_id(scene_id);
+  request.set_turns(turns);
+  request.set_topic(topic);
+  *request.mutable_generation() = options.generation;
+  if (screenshot != nullptr) FillImage(*screenshot, request.mutable_screenshot());
+  return StreamScene([&](grpc::ClientContext* context) { return stub_->Converse(context, request); }, on_event,
+                     interrupted, options);
+}
+
+grpc::Status NpcClient::StreamScene(const std::function<SceneReader(grpc::ClientContext*)>& start,
+                                    const SceneCallback& on_event, bool* interrupted, const SceneOptions& options) {
+  if (interrupted != nullptr) *interrupted = false;
+  grpc::ClientContext context;
+  Prepare(&context, options.timeout.count() > 0 ? options.timeout : options_.chat_timeout);
+  if (options.cancel != nullptr && !options.cancel->Attach(&context)) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before the call started");
+  }
+  struct DetachGuard {  // detaches the token however the call ends, before `context` goes away
+    CancelToken* token;
+    ~DetachGuard() {
+      if (token != nullptr) token->Detach();
+    }
+  } detach_guard{options.cancel};
+  SceneReader reader = start(&context);
+  npc::v1::SceneEvent event;
+  while (reader->Read(&event)) {
+    if (event.interrupted() && interrupted != nullptr) *interrupted = true;
+    if (on_event) on_event(event);
+  }
+  return reader->Finish();
 }
 
 const char* StatusCodeName(grpc::StatusCode code) {

@@ -115,6 +115,18 @@ struct ChatResult {
 // Called once per delta, on the thread that called Chat.
 using DeltaCallback = std::function<void(const std::string& text)>;
 
+// Scenes of several NPCs (docs/scenes.md). Each event of SceneChat and Converse, on the thread that made the call:
+// event.speaker() and event.session_id() say which NPC, event.event() is its action, delta or done as Chat streams
+// them, and event.interrupted() marks the last event of a Converse that a SceneChat (or a cancel) cut short.
+using SceneCallback = std::function<void(const npc::v1::SceneEvent& event)>;
+
+struct SceneOptions {
+  npc::v1::GenerationConfig generation;  // for every line; unset fields take each persona's / the server's defaults
+  std::chrono::milliseconds timeout{0};  // the whole call; 0: ClientOptions::chat_timeout
+  CancelToken* cancel = nullptr;         // cancelling a Converse ends it as a SceneChat would (the line in flight
+                                         // is not stored); the call then returns CANCELLED
+};
+
 class NpcClient {
  public:
   explicit NpcClient(const std::string& address, ClientOptions options = {});
@@ -138,11 +150,29 @@ class NpcClient {
   grpc::Status Chat(const std::string& session_id, const std::string& text, const Screenshot* screenshot,
                     const DeltaCallback& on_delta, ChatResult* result, const ChatOptions& options = {});
 
+  // A scene of 2..6 existing sessions (each keeps its own history); scene_id empty: the server picks one.
+  grpc::Status CreateScene(const std::vector<std::string>& session_ids, npc::v1::Scene* scene,
+                           const std::string& scene_id = "");
+  grpc::Status DeleteScene(const std::string& scene_id);  // the sessions stay
+  // The player's line to the scene. It interrupts a Converse in flight; the NPC named in it answers (else the most
+  // relevant one), streamed to on_event. screenshot may be null.
+  grpc::Status SceneChat(const std::string& scene_id, const std::string& text, const Screenshot* screenshot,
+                         const SceneCallback& on_event, const SceneOptions& options = {});
+  // The NPCs talk among themselves for `turns` lines (1..16), after `topic` (may be empty: heard by all as the
+  // narrator's line). Blocks until they are done, or until a SceneChat from another thread cuts in: then
+  // *interrupted is true (it may be null).
+  grpc::Status Converse(const std::string& scene_id, int turns, const std::string& topic,
+                        const Screenshot* screenshot, const SceneCallback& on_event, bool* interrupted,
+                        const SceneOptions& options = {});
+
   npc::v1::NpcService::Stub& stub() { return *stub_; }
 
  private:
   void Prepare(grpc::ClientContext* context, std::chrono::milliseconds timeout) const;
   grpc::Status DoCreate(const npc::v1::CreateSessionRequest& request, npc::v1::Session* session);
+  using SceneReader = std::unique_ptr<grpc::ClientReader<npc::v1::SceneEvent>>;
+  grpc::Status StreamScene(const std::function<SceneReader(grpc::ClientContext*)>& start,
+                           const SceneCallback& on_event, bool* interrupted, const SceneOptions& options);
 
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;

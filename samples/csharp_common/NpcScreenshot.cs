@@ -35,6 +35,18 @@ namespace NpcSdk
             targetHeight = Math.Min(EncoderHeight, Math.Max(1, (int)Math.Round(height * scale)));
         }
 
+        /// <summary>PNG or JPEG bytes (told apart by their signature) as the server's Image message.</summary>
+        public static Npc.V1.Image Encoded(byte[] bytes)
+        {
+            if (bytes == null) throw new ArgumentNullException("bytes");
+            bool jpeg = bytes.Length >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF;
+            return new Npc.V1.Image
+            {
+                Data = ByteString.CopyFrom(bytes),
+                Encoding = jpeg ? Npc.V1.Image.Types.Encoding.Jpeg : Npc.V1.Image.Types.Encoding.Png,
+            };
+        }
+
         /// <summary>
         /// Raw RGBA8 pixels as the server's Image message. <paramref name="bottomUp"/>: the first row in
         /// <paramref name="rgba"/> is the bottom of the picture (Unity's Texture2D.GetRawTextureData); Godot's

@@ -3,7 +3,8 @@
 // Hand-written over Grpc.Core.CallInvoker so that no gRPC code generator (Grpc.Tools) is needed: the message
 // classes come from plain `protoc --csharp_out` (scripts/gen_csharp.sh writes Npc.cs next to this file), and the
 // method descriptors below say what Grpc.Tools' generated NpcService.NpcServiceClient would say for the RPCs the
-// samples use. Needs the NuGet packages Google.Protobuf and Grpc.Core.Api (Grpc.Net.Client brings the latter).
+// samples use (sessions, Chat, Shutdown, and the scene calls CreateScene, DeleteScene, SceneChat, Converse). Needs
+// the NuGet packages Google.Protobuf and Grpc.Core.Api (Grpc.Net.Client brings the latter).
 //
 // Syntax kept to what mono's mcs 6.8 parses (CI checks every sample file with `mcs --parse`): no `await foreach`,
 // no `using var`, no switch expressions, no local functions, no `default` literal, no nullable annotations.
@@ -41,6 +42,17 @@ namespace NpcSdk
         static readonly Marshaller<ShutdownRequest> ShutdownRequestMarshaller = MarshallerFor(ShutdownRequest.Parser);
         static readonly Marshaller<ShutdownResponse> ShutdownResponseMarshaller =
             MarshallerFor(ShutdownResponse.Parser);
+        static readonly Marshaller<CreateSceneRequest> CreateSceneRequestMarshaller =
+            MarshallerFor(CreateSceneRequest.Parser);
+        static readonly Marshaller<Scene> SceneMarshaller = MarshallerFor(Scene.Parser);
+        static readonly Marshaller<DeleteSceneRequest> DeleteSceneRequestMarshaller =
+            MarshallerFor(DeleteSceneRequest.Parser);
+        static readonly Marshaller<DeleteSceneResponse> DeleteSceneResponseMarshaller =
+            MarshallerFor(DeleteSceneResponse.Parser);
+        static readonly Marshaller<SceneChatRequest> SceneChatRequestMarshaller =
+            MarshallerFor(SceneChatRequest.Parser);
+        static readonly Marshaller<ConverseRequest> ConverseRequestMarshaller = MarshallerFor(ConverseRequest.Parser);
+        static readonly Marshaller<SceneEvent> SceneEventMarshaller = MarshallerFor(SceneEvent.Parser);
         static readonly Marshaller<byte[]> BytesMarshaller =
             Marshallers.Create<byte[]>(bytes => bytes, bytes => bytes);
 
@@ -69,6 +81,27 @@ namespace NpcSdk
         public static readonly Method<ShutdownRequest, ShutdownResponse> ShutdownMethod =
             new Method<ShutdownRequest, ShutdownResponse>(
                 MethodType.Unary, ServiceName, "Shutdown", ShutdownRequestMarshaller, ShutdownResponseMarshaller);
+
+        /// <summary>rpc CreateScene(CreateSceneRequest) returns (Scene)</summary>
+        public static readonly Method<CreateSceneRequest, Scene> CreateSceneMethod =
+            new Method<CreateSceneRequest, Scene>(
+                MethodType.Unary, ServiceName, "CreateScene", CreateSceneRequestMarshaller, SceneMarshaller);
+
+        /// <summary>rpc DeleteScene(DeleteSceneRequest) returns (DeleteSceneResponse)</summary>
+        public static readonly Method<DeleteSceneRequest, DeleteSceneResponse> DeleteSceneMethod =
+            new Method<DeleteSceneRequest, DeleteSceneResponse>(
+                MethodType.Unary, ServiceName, "DeleteScene", DeleteSceneRequestMarshaller,
+                DeleteSceneResponseMarshaller);
+
+        /// <summary>rpc SceneChat(SceneChatRequest) returns (stream SceneEvent)</summary>
+        public static readonly Method<SceneChatRequest, SceneEvent> SceneChatMethod =
+            new Method<SceneChatRequest, SceneEvent>(
+                MethodType.ServerStreaming, ServiceName, "SceneChat", SceneChatRequestMarshaller, SceneEventMarshaller);
+
+        /// <summary>rpc Converse(ConverseRequest) returns (stream SceneEvent)</summary>
+        public static readonly Method<ConverseRequest, SceneEvent> ConverseMethod =
+            new Method<ConverseRequest, SceneEvent>(
+                MethodType.ServerStreaming, ServiceName, "Converse", ConverseRequestMarshaller, SceneEventMarshaller);
 
         /// <summary>grpc.health.v1.Health/Check as raw bytes, so that no health package is needed: the request
         /// (service "") is an empty message, and the response's field 1 is the status (1 = SERVING).</summary>
@@ -159,6 +192,67 @@ namespace NpcSdk
             ChatRequest request, DateTime? deadline, CancellationToken cancellationToken)
         {
             return invoker.AsyncServerStreamingCall(ChatMethod, null, Options(deadline, cancellationToken), request);
+        }
+
+        /// <summary>A scene of 2-6 existing sessions (docs/scenes.md): every NPC in it hears what is said there.
+        /// </summary>
+        public AsyncUnaryCall<Scene> CreateSceneAsync(
+            CreateSceneRequest request, DateTime? deadline, CancellationToken cancellationToken)
+        {
+            return invoker.AsyncUnaryCall(CreateSceneMethod, null, Options(deadline, cancellationToken), request);
+        }
+
+        /// <summary>Ends a scene (a talk in flight is interrupted); its sessions stay.</summary>
+        public AsyncUnaryCall<DeleteSceneResponse> DeleteSceneAsync(
+            DeleteSceneRequest request, DateTime? deadline, CancellationToken cancellationToken)
+        {
+            return invoker.AsyncUnaryCall(DeleteSceneMethod, null, Options(deadline, cancellationToken), request);
+        }
+
+        /// <summary>The raw stream of a line said to a scene: the answering NPC's events (each SceneEvent with its
+        /// SessionId and Speaker). It interrupts a Converse in flight on that scene.</summary>
+        public AsyncServerStreamingCall<SceneEvent> SceneChat(
+            SceneChatRequest request, DateTime? deadline, CancellationToken cancellationToken)
+        {
+            return invoker.AsyncServerStreamingCall(
+                SceneChatMethod, null, Options(deadline, cancellationToken), request);
+        }
+
+        /// <summary>The raw stream of the NPCs talking among themselves; its last event has Interrupted set when a
+        /// SceneChat, a DeleteScene or cancelling the token cut it short.</summary>
+        public AsyncServerStreamingCall<SceneEvent> Converse(
+            ConverseRequest request, DateTime? deadline, CancellationToken cancellationToken)
+        {
+            return invoker.AsyncServerStreamingCall(
+                ConverseMethod, null, Options(deadline, cancellationToken), request);
+        }
+
+        /// <summary>
+        /// Reads a SceneChat or Converse stream to its end: <paramref name="onEvent"/> gets every event with the
+        /// speaker's line so far (the whole line at its done), on the thread that
+        /// <paramref name="continueOnCapturedContext"/> picks (as in StreamReplyAsync). Returns true when the stream
+        /// ended interrupted.
+        /// </summary>
+        public async Task<bool> StreamSceneAsync(
+            AsyncServerStreamingCall<SceneEvent> call, Action<SceneEvent, string> onEvent,
+            bool continueOnCapturedContext, CancellationToken cancellationToken)
+        {
+            bool interrupted = false;
+            var line = new StringBuilder();
+            using (call)
+            {
+                while (await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(continueOnCapturedContext))
+                {
+                    var ev = call.ResponseStream.Current;
+                    if (ev.Interrupted) interrupted = true;
+                    var kind = ev.Event != null ? ev.Event.EventCase : ChatEvent.EventOneofCase.None;
+                    if (kind == ChatEvent.EventOneofCase.Delta) line.Append(ev.Event.Delta.Text);
+                    string soFar = kind == ChatEvent.EventOneofCase.Done ? ev.Event.Done.Text : line.ToString();
+                    if (kind == ChatEvent.EventOneofCase.Done || ev.Interrupted) line.Clear();  // the next line starts
+                    if (onEvent != null) onEvent(ev, soFar);
+                }
+            }
+            return interrupted;
         }
 
         /// <summary>

@@ -6,15 +6,22 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from ..server_process import ServerProcess
 
 pytestmark = pytest.mark.slow
 
 
-def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, timeout: int = 600, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "npc_sdk.cli", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "npc_sdk.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -92,3 +99,28 @@ def test_a_cached_model_of_an_older_format_no_prefill_graph_or_other_weights_is_
     assert "no prefill graph" in _stale_export(manifest)  # exported before decoder_prefill.onnx existed
     manifest.write_text(json.dumps({**current, "fusion": {"sha256": "0" * 64}}))
     assert "was not exported with" in _stale_export(manifest)
+
+
+def test_chat_scene_mode_lets_the_npcs_talk_and_answers_the_player(exported_int4, tmp_path):
+    from npc_sdk.client import Client
+    from npc_sdk.demo import scene_path
+
+    personas = Path(__file__).resolve().parents[2] / "samples" / "personas"
+    script = (
+        f"/look {scene_path('meadow_slimes.png')}\n/talk 2 What is that out on the road?\n"
+        "Mirela, what do you make of it?\n/quit\n"
+    )
+    with ServerProcess(exported_int4, tmp_path / "data", "--personas", str(personas)) as server:
+        chat = ["chat", "--address", server.address, "--scene", "brakka,mirela", "--max-tokens", "16"]
+        out = _run(*chat, stdin=script, timeout=300)
+        assert out.returncode == 0, out.stdout + out.stderr
+        said = re.findall(r"^(?:you> )*(Brakka|Mirela): (.+)$", out.stdout, flags=re.M)
+        assert len(said) == 3 and all(text.strip() for _, text in said), out.stdout
+        (first, _), (second, _), (answer, _) = said
+        assert first != second and answer == "Mirela", out.stdout  # they take turns; the NPC named answers
+        scene_id = re.search(r"^scene (\w+) with Brakka and Mirela\.", out.stdout, flags=re.M)[1]
+        with Client(server.address, timeout=60) as client:
+            members = client.get_scene(scene_id).members
+            replies = {m.name: [t.reply for t in client.get_session(m.session_id).turns] for m in members}
+    # every line printed is stored in its speaker's session, and nothing else is
+    assert sorted(said) == sorted((n, r) for n, rs in replies.items() for r in rs)

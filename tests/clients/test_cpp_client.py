@@ -12,6 +12,7 @@ from PIL import Image
 from npc_sdk.client import Client
 from npc_sdk.demo import scene_path
 
+from ..scene_samples import check_bicker
 from ..server_process import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -94,6 +95,16 @@ def test_cpp_client_sends_scene_entities_and_prints_what_the_npc_was_told(npc_ch
         {"tag": "ferryman", "score": 1.0, "source": "game"},
         {"tag": "slime", "score": 1.0, "source": "game"},
     ], values["SEEN"]
+
+
+def test_cpp_scene_sample_two_npcs_bicker_about_the_screenshot_and_the_player_cuts_in(cpp_build, server):
+    out = _run(
+        [cpp_build / "npc_scene", "--address", server.address, "--api-key", KEY, "--screenshot", SCENE], 180
+    )
+    # a talk that ended before the player cut in says so on stderr
+    assert out.returncode == 0 and "npc_scene:" not in out.stderr, out.stdout + out.stderr
+    with Client(server.address, api_key=KEY, timeout=60) as py:
+        check_bicker(out.stdout, py)
 
 
 def test_cpp_client_gets_the_action_first_and_the_emotion(npc_chat, server):

@@ -18,6 +18,7 @@ import pytest
 
 from tests.engine_tools import CSHARP_DIR, require_dotnet, require_google_protobuf, require_tools
 
+from ..scene_samples import check_bicker
 from ..server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,50 +108,62 @@ def console(tmp_path_factory) -> tuple[str, Path]:
     return host, out / "NpcConsoleCheck.dll"
 
 
-def test_the_csharp_client_calls_the_real_server_over_h2c(console, exported_int4, tmp_path):
+@pytest.fixture(scope="module")
+def server(exported_int4, tmp_path_factory):
+    with ServerProcess(exported_int4, tmp_path_factory.mktemp("data"), "--api-key", KEY) as proc:
+        yield proc
+
+
+def _dotnet(host: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DOTNET_SYSTEM_GLOBALIZATION_INVARIANT": "1", "DOTNET_CLI_TELEMETRY_OPTOUT": "1"}
+    return subprocess.run([host, *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_the_csharp_client_calls_the_real_server_over_h2c(console, server):
     from npc_sdk.client import Client
     from npc_sdk.demo import scene_path
 
     host, program = console
-    with ServerProcess(exported_int4, tmp_path / "data", "--api-key", KEY) as server:
-        run = subprocess.run(
-            [host, str(program), f"http://{server.address}", KEY, str(scene_path("meadow_slimes.png"))],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={
-                **os.environ,
-                "DOTNET_SYSTEM_GLOBALIZATION_INVARIANT": "1",
-                "DOTNET_CLI_TELEMETRY_OPTOUT": "1",
-            },
-        )
-        out = run.stdout
-        assert run.returncode == 0 and "ERROR" not in out, out + run.stderr
-        lines = out.splitlines()
+    run = _dotnet(host, str(program), f"http://{server.address}", KEY, str(scene_path("meadow_slimes.png")))
+    out = run.stdout
+    assert run.returncode == 0 and "ERROR" not in out, out + run.stderr
+    lines = out.splitlines()
 
-        def decoded(tag: str) -> list[str]:
-            return [
-                base64.b64decode(line.split()[1]).decode() for line in lines if line.startswith(tag + " ")
-            ]
+    def decoded(tag: str) -> list[str]:
+        return [base64.b64decode(line.split()[1]).decode() for line in lines if line.startswith(tag + " ")]
 
-        deltas, done = decoded("DELTA"), decoded("DONE")
-        assert len(deltas) >= 2 and len(done) == 1 and "".join(deltas) == done[0], out
-        seen = next(line for line in lines if line.startswith("SEEN "))
-        assert "(screenshot)" in seen, seen  # the screenshot reached the NPC
-        assert "CANCELLED Cancelled" in lines, out
-        invalid = next(line for line in lines if line.startswith("INVALID "))
-        assert invalid.startswith("INVALID InvalidArgument scene[0].x: "), invalid
-        assert "WRONG_KEY Unauthenticated" in lines, out
-        session_id = next(line.split()[1] for line in lines if line.startswith("SESSION "))
-        # NpcConversation, the class both engine samples talk through: a turn, a cancel, a forget
-        conversation_id = next(line.split()[1] for line in lines if line.startswith("CONVERSATION "))
-        assert conversation_id != session_id, out
-        assert decoded("CONVERSATION_DONE")[0].strip(), out
-        assert "CONVERSATION_CANCELLED null" in lines, out
-        assert "FORGOTTEN NotFound" in lines, out
-        with Client(server.address, api_key=KEY) as client:
-            turns = client.get_session(session_id).turns
-        assert [t.reply for t in turns] == [done[0]]  # the cancelled turn and the refused one left nothing
+    deltas, done = decoded("DELTA"), decoded("DONE")
+    assert len(deltas) >= 2 and len(done) == 1 and "".join(deltas) == done[0], out
+    seen = next(line for line in lines if line.startswith("SEEN "))
+    assert "(screenshot)" in seen, seen  # the screenshot reached the NPC
+    assert "CANCELLED Cancelled" in lines, out
+    invalid = next(line for line in lines if line.startswith("INVALID "))
+    assert invalid.startswith("INVALID InvalidArgument scene[0].x: "), invalid
+    assert "WRONG_KEY Unauthenticated" in lines, out
+    session_id = next(line.split()[1] for line in lines if line.startswith("SESSION "))
+    # NpcConversation, the class both engine samples talk through: a turn, a cancel, a forget
+    conversation_id = next(line.split()[1] for line in lines if line.startswith("CONVERSATION "))
+    assert conversation_id != session_id, out
+    assert decoded("CONVERSATION_DONE")[0].strip(), out
+    assert "CONVERSATION_CANCELLED null" in lines, out
+    assert "FORGOTTEN NotFound" in lines, out
+    with Client(server.address, api_key=KEY) as client:
+        turns = client.get_session(session_id).turns
+    assert [t.reply for t in turns] == [done[0]]  # the cancelled turn and the refused one left nothing
+
+
+def test_the_csharp_scene_talk_two_npcs_bicker_and_the_player_cuts_in(console, server):
+    """NpcSceneTalk, which the Unity and Godot scene samples talk through, in their flow (NpcSceneCheck.cs)."""
+    from npc_sdk.client import Client
+    from npc_sdk.demo import scene_path
+
+    host, program = console
+    shot = str(scene_path("meadow_slimes.png"))
+    run = _dotnet(host, str(program), f"http://{server.address}", KEY, shot, "scene")
+    assert run.returncode == 0 and "the talk ended before" not in run.stderr, run.stdout + run.stderr
+    assert run.stdout.splitlines()[-1] == "TALK_CANCELLED True", run.stdout  # and nothing of it stored:
+    with Client(server.address, api_key=KEY) as client:
+        check_bicker(run.stdout, client)  # every stored line was printed
 
 
 def test_the_unity_launcher_starts_restarts_and_stops_the_real_server(console, exported_int4, tmp_path):

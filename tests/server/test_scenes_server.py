@@ -128,7 +128,9 @@ def test_the_player_cuts_in_and_nothing_half_said_is_stored(server, client):
     reader.join(120)
     assert seen[-1].interrupted and not seen[-1].HasField("event")
     said = _said(seen)
-    assert 1 <= len(said) < 12
+    # The player spoke as the first line ended: the next line is not started (it was, when the cut-in came while
+    # its speaker was being chosen), or is cut short.
+    assert len(said) == 1
     stored = _turns(server.data_dir, b) + _turns(server.data_dir, m)
     assert len(stored) == len(said) + 1  # every line said, plus the answer to the player: no half line
     assert answer[0][0] == b

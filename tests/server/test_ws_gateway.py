@@ -21,6 +21,7 @@ from npc_sdk.runtime.emotion import EMOTIONS
 from npc_sdk.server.ws_gateway import FrameError, _to_json, dial_target, parse_frame
 
 from ..engine_tools import require_godot4, require_tools
+from ..scene_samples import check_bicker
 from ..server_process import ServerProcess
 
 SCENE = scene_path("meadow_slimes.png")
@@ -374,10 +375,12 @@ def test_api_key_is_enforced_and_tls_serves_wss(exported_int4, tmp_path, tls_pai
 # --- Godot 3 (headless) ---------------------------------------------------------------------------------------
 
 
-def _run_headless(godot: str, project: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run_headless(
+    godot: str, project: str, env: dict[str, str], script: str = "run_headless_godot3.gd"
+) -> subprocess.CompletedProcess[str]:
     """The sample client under headless Godot 3, as a game would run it; its output as text."""
     return subprocess.run(
-        [godot, "--path", project, "-s", "run_headless_godot3.gd"],
+        [godot, "--path", project, "-s", script],
         cwd=project,
         env=env,
         capture_output=True,
@@ -390,7 +393,7 @@ def _godot_project(tmp_path) -> tuple[str, dict[str, str]]:
     """A throwaway Godot project with the sample scripts, and an environment whose home folders are writable."""
     project = tmp_path / "godot-project"
     project.mkdir()
-    for name in ("npc_client_godot3.gd", "run_headless_godot3.gd"):
+    for name in ("npc_client_godot3.gd", "run_headless_godot3.gd", "run_scene_godot3.gd"):
         shutil.copy(os.path.join(GODOT_DIR, name), project / name)
     (project / "project.godot").write_text(
         'config_version=4\n\n[application]\n\nconfig/name="npc-ws-check"\n'
@@ -452,6 +455,20 @@ def test_godot3_client_bad_scene_entity_gets_invalid_argument_naming_the_field(s
         run.stdout + run.stderr
     )
     assert "DONE " not in run.stdout
+
+
+@pytest.mark.slow
+def test_godot3_scene_sample_two_npcs_bicker_and_the_player_cuts_in(server, tmp_path):
+    from npc_sdk.client import Client
+
+    godot = require_tools("godot3-server")["godot3-server"]
+    project, env = _godot_project(tmp_path)
+    shutil.copy(SCENE, os.path.join(project, "shot.png"))
+    env.update(NPC_WS_URL=server.ws_url, NPC_SCREENSHOT=os.path.join(project, "shot.png"))
+    run = _run_headless(godot, project, env, "run_scene_godot3.gd")
+    assert run.returncode == 0, run.stdout + run.stderr
+    with Client(server.address, timeout=60) as client:
+        check_bicker(run.stdout, client)
 
 
 @pytest.mark.slow
@@ -602,12 +619,26 @@ def test_godot4_client_gets_an_error_frame_naming_the_field(server, godot4):
 
 
 @pytest.mark.slow
+def test_godot4_scene_sample_two_npcs_bicker_and_the_player_cuts_in(server, godot4):
+    from npc_sdk.client import Client
+
+    shutil.copy(SCENE, os.path.join(godot4.path, "shot.png"))
+    run = godot4.run(
+        "-s", "run_scene_godot4.gd", NPC_WS_URL=server.ws_url, NPC_SCREENSHOT=f"{godot4.inside}/shot.png"
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    with Client(server.address, timeout=60) as client:
+        check_bicker(run.stdout, client)
+
+
+@pytest.mark.slow
 def test_every_gdscript_file_type_checks_under_its_own_engine(godot4, tmp_path):
     """`--check-only` with the engine each file is written for, and a Godot 3 leftover caught by Godot 4."""
     godot3 = require_tools("godot3-server")["godot3-server"]
     scripts = sorted(name for name in os.listdir(GODOT_DIR) if name.endswith(".gd"))
     expected = {"npc_client_godot4.gd", "run_headless_godot4.gd", "npc_client_godot3.gd"}
     expected |= {"npc_server_process.gd", "run_launcher_godot4.gd"}  # the launcher: Godot 4.3+ only
+    expected |= {"run_scene_godot4.gd", "run_scene_godot3.gd"}  # the scene sample
     assert expected <= set(scripts)
     project3, env3 = _godot_project(tmp_path)
     for name in scripts:

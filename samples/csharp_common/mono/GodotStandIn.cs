@@ -135,6 +135,7 @@ namespace Godot
         public void Convert(Format format) { }
         public void Resize(int width, int height, Interpolation interpolation = Interpolation.Bilinear) { }
         public byte[] GetData() { return new byte[0]; }
+        public byte[] SavePngToBuffer() { return new byte[0]; }
     }
 
     public class Texture2D : Resource

@@ -129,7 +129,8 @@ namespace NpcSdk
             }
         }
 
-        static GrpcChannel ChannelFor(string address)
+        /// <summary>The HTTP/2 channel to a server address, made once and shared by every NPC and scene.</summary>
+        internal static GrpcChannel ChannelFor(string address)
         {
             GrpcChannel channel;
             if (!Channels.TryGetValue(address, out channel))

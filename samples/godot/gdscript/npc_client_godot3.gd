@@ -18,11 +18,19 @@ signal done(call_id, message)  # Chat: the Done message: text, finishReason, usa
 # action: {"name": "ferry_across", "args": {"destination": "Mirewood"}, "confidence": 0.71}
 signal action(call_id, requested)
 signal failed(call_id, code, message)  # gRPC status name ("INVALID_ARGUMENT", "NOT_FOUND", ...) and message
+# Scenes of several NPCs (docs/scenes.md): scene_chat and converse stream these, each naming the NPC (its persona's
+# name and its session id); scene_end comes last, interrupted when a scene_chat (or a DeleteScene) cut the talk
+# short. A cancel() ends the call with failed(call_id, "CANCELLED", ...) instead, as a Chat's.
+signal scene_action(call_id, speaker, session_id, requested)
+signal scene_delta(call_id, speaker, session_id, text)
+signal scene_done(call_id, speaker, session_id, message)  # message: as done's
+signal scene_end(call_id, interrupted)
 
 var api_key := ""  # sent with every call when the server runs with --api-key
 var _ws := WebSocketClient.new()
 var _next_id := 0
 var _open := false
+var _interrupted := {}  # scene calls whose talk was cut short, until their end frame
 
 
 func _init():
@@ -87,6 +95,34 @@ func chat(session_id: String, text: String, png := PoolByteArray(), generation :
 	return call_method("Chat", request)
 
 
+# A scene of 2-6 NPC sessions: every NPC in it hears what is said there. "response" gets the Scene: sceneId, members.
+func create_scene(session_ids: Array, scene_id := "") -> String:
+	var request := {"sessionIds": session_ids}
+	if scene_id != "":
+		request["sceneId"] = scene_id
+	return call_method("CreateScene", request)
+
+
+# The player's line to the scene: the NPC named in it answers (else the most relevant one); a talk in flight stops.
+func scene_chat(scene_id: String, text: String, png := PoolByteArray(), generation := {}) -> String:
+	var request := {"sceneId": scene_id, "text": text}
+	return call_method("SceneChat", _with_shot(request, png, generation))
+
+
+# The NPCs talk among themselves for `turns` lines (1-16) after `topic` (heard by all; may be empty).
+func converse(scene_id: String, turns: int, topic := "", png := PoolByteArray(), generation := {}) -> String:
+	var request := {"sceneId": scene_id, "turns": turns, "topic": topic}
+	return call_method("Converse", _with_shot(request, png, generation))
+
+
+func _with_shot(request: Dictionary, png: PoolByteArray, generation: Dictionary) -> Dictionary:
+	if png.size() > 0:
+		request["screenshot"] = {"data": Marshalls.raw_to_base64(png), "encoding": "PNG"}
+	if not generation.empty():
+		request["generation"] = generation
+	return request
+
+
 # Stops a Chat in flight: the server stores nothing of it; "failed" then fires with code CANCELLED.
 func cancel(call_id: String) -> void:
 	_send({"id": call_id, "cancel": true})
@@ -119,7 +155,12 @@ func _on_data() -> void:
 		var call_id = frame.get("id")
 		if call_id == null:
 			call_id = ""  # an error about a frame whose id could not be read
-		if frame.has("event"):
+		if frame.has("event") and (frame["event"].has("event") or frame["event"].has("interrupted")):
+			_on_scene_event(call_id, frame["event"])
+		elif frame.has("end"):
+			emit_signal("scene_end", call_id, _interrupted.get(call_id, false))
+			_interrupted.erase(call_id)
+		elif frame.has("event"):
 			var event: Dictionary = frame["event"]
 			if event.has("action"):
 				emit_signal("action", call_id, _with_args(event["action"]))
@@ -131,7 +172,24 @@ func _on_data() -> void:
 			emit_signal("response", call_id, frame["response"])
 		elif frame.has("error"):
 			var error: Dictionary = frame["error"]
+			_interrupted.erase(call_id)
 			emit_signal("failed", call_id, error.get("code", "UNKNOWN"), error.get("message", ""))
+
+
+# A SceneEvent: {"sessionId": ..., "speaker": "Mira", "event": <a Chat event>}, or {"interrupted": true}.
+func _on_scene_event(call_id: String, scene_event: Dictionary) -> void:
+	if scene_event.get("interrupted", false):
+		_interrupted[call_id] = true
+		return
+	var speaker: String = scene_event.get("speaker", "")
+	var session_id: String = scene_event.get("sessionId", "")
+	var event: Dictionary = scene_event["event"]
+	if event.has("action"):
+		emit_signal("scene_action", call_id, speaker, session_id, _with_args(event["action"]))
+	elif event.has("delta"):
+		emit_signal("scene_delta", call_id, speaker, session_id, event["delta"].get("text", ""))
+	elif event.has("done"):
+		emit_signal("scene_done", call_id, speaker, session_id, _with_seen(event["done"]))
 
 
 # done["seen"]: what the NPC saw in the screenshot or was told by the game, most certain first, always present:

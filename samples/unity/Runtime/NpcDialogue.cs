@@ -178,7 +178,8 @@ namespace NpcSdk
             }
         }
 
-        internal static GrpcChannel ChannelFor(string address)
+        /// <summary>The HTTP/2 channel to a server address, made once and shared by every NPC and scene.</summary>
+        public static GrpcChannel ChannelFor(string address)
         {
             GrpcChannel channel;
             if (!Channels.TryGetValue(address, out channel))

@@ -1,6 +1,6 @@
 // Test-only console program for tests/clients/test_csharp_dotnet.py: the samples' NpcServiceClient, unchanged, over
 // a real h2c connection (H2cCallInvoker.cs) on the .NET Core runtime, against a running npc-sdk server.
-//   dotnet NpcConsoleCheck.dll ADDRESS API_KEY SCREENSHOT.png
+//   dotnet NpcConsoleCheck.dll ADDRESS API_KEY SCREENSHOT.png [scene]   (scene: NpcSceneCheck.cs instead)
 // Prints one line per step: SESSION <id>, DELTA <base64 of the UTF-8 text>, DONE <base64>, SEEN <tags>,
 // CANCELLED <status>, INVALID <status> <detail>, CONVERSATION <id> <base64 opening line>, CONVERSATION_DONE <base64>,
 // CONVERSATION_CANCELLED null, FORGOTTEN <status>, WRONG_KEY <status>; exits 0, or 1 after ERROR <why>.
@@ -24,7 +24,9 @@ namespace NpcSdk.Tests
         {
             try
             {
-                Run(args[0], args[1], args[2]).GetAwaiter().GetResult();
+                Task run = args.Length > 3 && args[3] == "scene"
+                    ? NpcSceneCheck.Run(args[0], args[1], args[2]) : Run(args[0], args[1], args[2]);
+                run.GetAwaiter().GetResult();
                 return 0;
             }
             catch (Exception e)
