@@ -274,10 +274,13 @@ class NpcModel:
         config: GenerationConfig,
         facts: SceneFacts | None = None,
         recent_replies: Sequence[str] = (),
+        heard: Sequence[str] = (),
     ) -> TokenSampler:
         words = scene_words(facts, self.tags, config) if facts is not None else None
         dec = self.decoder
-        return make_sampler(dec.tokenizer, persona, config, dec.vocab_size, dec.eos_id, words, recent_replies)
+        return make_sampler(
+            dec.tokenizer, persona, config, dec.vocab_size, dec.eos_id, words, recent_replies, heard
+        )
 
     def embed(self, prompt: Prompt) -> np.ndarray:
         return prompt.embed(self.embedding_table)
