@@ -64,18 +64,32 @@ class TurnMemory:
         if keys[: self.count] != self._keys:
             self._keys, self._matrix = [], np.zeros((0, 0), dtype=np.float32)
         new = keys[self.count :]
-        if not new:
-            return
-        vecs = np.asarray(self._embed(new), dtype=np.float32)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-9
-        need = self.count + len(new)
+        if new:
+            self._put(new, np.asarray(self._embed(new), dtype=np.float32))
+
+    def _put(self, keys: list[str], vecs: np.ndarray) -> None:
+        vecs = vecs / (np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-9)
+        need = self.count + len(keys)
         if need > self._matrix.shape[0]:  # grow by doubling: appending stays amortised O(1) a turn
             grown = np.zeros((max(need, 2 * self._matrix.shape[0], 64), vecs.shape[1]), dtype=np.float32)
             if self.count:
                 grown[: self.count] = self._matrix[: self.count]
             self._matrix = grown
         self._matrix[self.count : need] = vecs
-        self._keys.extend(new)
+        self._keys.extend(keys)
+
+    def preload(self, history: Sequence[Turn], vectors: Sequence[np.ndarray | None]) -> None:
+        """Take the stored vectors of the history's first turns (up to the first one stored without)."""
+        have = next((i for i, v in enumerate(vectors) if v is None), min(len(vectors), len(history)))
+        if have:
+            self._keys, self._matrix = [], np.zeros((0, 0), dtype=np.float32)
+            self._put([exchange_text(t) for t in history[:have]], np.stack(list(vectors[:have])))
+
+    def append(self, history: Sequence[Turn], vector: np.ndarray) -> None:
+        """The vector of the history's newest turn, made when it was stored; kept only when every turn before it
+        has one (else the next sync makes them all)."""
+        if self.count == len(history) - 1:  # sync checks the keys, and starts over should they not match
+            self._put([exchange_text(history[-1])], np.asarray(vector, dtype=np.float32)[None])
 
     def recall(
         self, line_vector: np.ndarray, upto: int, budget_tokens: int, count_tokens: Callable[[str], int]

@@ -59,6 +59,8 @@ class Residency:
             conversation = Conversation(
                 self.model, stored.persona, self.model.usable_history(stored.turns), known=memory.known
             )
+            assert conversation.recall is not None
+            conversation.recall.preload(conversation.history, stored.turn_vectors)
             live = LiveSession(stored.id, stored.persona, stored.created_ms, conversation, memory)
             self.live[session_id] = live
             self._trim_live()

@@ -29,6 +29,7 @@ from ..personas.persona import Persona
 from ..personas.prompt import Turn
 from ..runtime.batch import BatchGenerator
 from ..runtime.events import Done, Emotion, ReplyEvent
+from ..runtime.memory import exchange_text
 from ..runtime.onnx_model import OnnxNpcModel
 from ..runtime.turn import PreparedTurn
 from ..wire import image_from_proto
@@ -232,14 +233,12 @@ class Scheduler:
             done = conv.annotate(run.turn, done)
         except Exception:  # noqa: BLE001 - an emotion is a nicety; the reply itself must still land
             log.exception("emotion classification failed")
+        turn = Turn(run.turn.text, done.text, run.turn.prefix, run.turn.context)
         try:
+            # stored with the turn, so a reloaded session recalls it without encoding its whole history again
+            vector = self.model.sentence_vectors([exchange_text(turn)])[0]
             # durable before the client hears "done": a crash after this line never loses the turn
-            self.store.append_turn(
-                run.session.id,
-                len(conv.history),
-                Turn(run.turn.text, done.text, run.turn.prefix, run.turn.context),
-                run.job.turn_id,
-            )
+            self.store.append_turn(run.session.id, len(conv.history), turn, run.job.turn_id, vector)
         except BaseException as exc:
             self._abort(run.job, run.session, run.turn, NpcError(f"the turn could not be stored: {exc}"))
             return
@@ -248,6 +247,8 @@ class Scheduler:
         except Exception:  # noqa: BLE001 - the turn is stored; a fact not kept must not take the reply with it
             log.exception("the player's facts could not be stored")
         conv.finish(run.turn, done)
+        assert conv.recall is not None
+        conv.recall.append(conv.history, vector)
         run.session.turn_ended()
         u, t = done.usage, done.timings
         log.info(

@@ -247,3 +247,24 @@ def test_a_seeded_memory_reaches_the_first_turn_only_when_the_line_is_about_it(r
         first, second = conv.history[0].context, conv.history[1].context
     assert "(You remember: Bandits stole my best hammer" in first
     assert "You remember" not in second
+
+
+def test_stored_vectors_are_taken_as_they_are_and_new_turns_append_theirs():
+    calls = []
+
+    def counting(texts):
+        calls.append(len(texts))
+        return _topic_vectors(texts)
+
+    history = _history()[:10]
+    stored = list(_topic_vectors([f"{t.user}\n{t.reply}" for t in history]))
+    memory = TurnMemory(counting)
+    memory.preload(history, [*stored[:6], None, *stored[7:]])  # the 7th was stored without: the rest is made
+    assert memory.count == 6 and calls == []
+    memory.sync(history)
+    assert memory.count == 10 and calls == [4]
+    history.append(Turn("My horse is lame.", "Poor beast."))
+    memory.append(history, _topic_vectors(["horse"])[0])
+    assert memory.count == 11 and calls == [4]  # the new turn's vector was given, not made
+    memory.sync(history)
+    assert calls == [4] and memory.recall(_query("horse"), 11, 200, len)[-1] == 10

@@ -74,6 +74,13 @@ def test_what_a_player_says_about_themselves_reaches_their_next_session(server, 
     assert 'The player told you before: "My name is Ada, and I\'m looking for my brother Tom."' in about
     assert "Ada" not in unrelated  # recalled only when the line is about it
 
+    db = sqlite3.connect(server.data_dir / "sessions.sqlite3")
+    try:  # every turn is stored with its sentence vector: a reloaded session recalls without re-encoding
+        assert db.execute("SELECT count(*) FROM turns WHERE vector IS NULL").fetchone()[0] == 0
+        assert db.execute("SELECT length(vector) FROM turns LIMIT 1").fetchone()[0] == 384 * 4
+    finally:
+        db.close()
+
     other = client.create_session_from_file("mira", player_id="bo").session_id  # another player: not theirs
     client.say(other, "Have you seen my brother around?", **QUICK)
     assert "Ada" not in _contexts(server.data_dir, other)[0]

@@ -289,3 +289,12 @@ def test_scenes_round_trip_and_keep_what_each_npc_heard(store):
         and store.load_scene("tavern") is None
         and not store.delete_scene("tavern")
     )
+
+
+def test_a_turns_sentence_vector_is_stored_with_it(store):
+    store.create("v1", PERSONA)
+    vec = np.linspace(-1, 1, 384, dtype=np.float32)
+    store.append_turn("v1", 0, Turn("My name is Ada.", "Hello, Ada."), vector=vec)
+    store.append_turn("v1", 1, Turn("Hi.", "Hm."))  # a turn stored without one (an older server's)
+    loaded = store.load("v1")
+    assert np.array_equal(loaded.turn_vectors[0], vec) and loaded.turn_vectors[1] is None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,6 +28,8 @@ class StoredSession:
     turn_times_ms: list[int]  # when each turn was committed, one per turn
     player_id: str = ""  # who plays ('' when the game did not say)
     owner: str = ""  # the API key name that created it ('' without keys)
+    # each turn's sentence vector (runtime/memory.py) where it was stored with it, else None
+    turn_vectors: list[np.ndarray | None] = field(default_factory=list)
 
 
 class SessionStore(Protocol):
@@ -69,8 +71,11 @@ class SessionStore(Protocol):
         """(seq, id, persona, created_ms) of up to `limit` sessions created after `after_seq` (only `owner`'s)."""
         ...
 
-    def append_turn(self, session_id: str, index: int, turn: Turn, turn_id: str = "") -> None:
-        """Commit one finished turn (durable when this returns). A turn_id is unique within its session."""
+    def append_turn(
+        self, session_id: str, index: int, turn: Turn, turn_id: str = "", vector: np.ndarray | None = None
+    ) -> None:
+        """Commit one finished turn with its sentence vector (durable when this returns). A turn_id is unique within
+        its session."""
         ...
 
     def find_turn(self, session_id: str, turn_id: str) -> tuple[str, str] | None:
@@ -162,6 +167,15 @@ def turns_from_rows(rows: Sequence[Sequence[Any]]) -> tuple[list[Turn], list[int
         for u, r, p, n, ctx, _ in rows
     ]
     return turns, [int(row[5]) for row in rows]
+
+
+def vectors_from_rows(rows: Sequence[Sequence[Any]], column: int) -> list[np.ndarray | None]:
+    """Each turn's stored sentence vector (float32 bytes in `column`), None where it has none."""
+    return [None if r[column] is None else np.frombuffer(bytes(r[column]), dtype=np.float32).copy() for r in rows]
+
+
+def vector_blob(vector: np.ndarray | None) -> bytes | None:
+    return None if vector is None else np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
 def prefix_blob(turn: Turn) -> tuple[bytes | None, int]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...runtime.memory import Memory
+from .base import vector_blob, vectors_from_rows
 
 SQLITE_MEMORIES = """
 CREATE TABLE IF NOT EXISTS memories (
@@ -99,20 +100,13 @@ def insert_rows(memories: Sequence[tuple[Memory, np.ndarray | None]], owner: str
     ]
 
 
-def vector_blob(vector: np.ndarray | None) -> bytes | None:
-    return None if vector is None else np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-
-
 def memory_of(row: Sequence[Any]) -> Memory:
     mid, npc, grp, player, text, source, created = row[:7]
     return Memory(text, npc, grp, player, source, mid, int(created))
 
 
 def recalled(rows: Sequence[Sequence[Any]]) -> list[tuple[Memory, np.ndarray | None]]:
-    return [
-        (memory_of(r), None if r[7] is None else np.frombuffer(bytes(r[7]), dtype=np.float32).copy())
-        for r in rows
-    ]
+    return list(zip([memory_of(r) for r in rows], vectors_from_rows(rows, 7), strict=True))
 
 
 def list_query(npc: str, group: str, player_id: str, owner: str | None, limit: int) -> tuple[str, list[Any]]:

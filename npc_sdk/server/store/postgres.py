@@ -19,7 +19,7 @@ from ...personas.persona import Persona
 from ...personas.prompt import Turn
 from ...runtime.memory import Memory
 from ..scene_rules import SceneState
-from .base import StoredSession, now_ms, prefix_blob, turns_from_rows
+from .base import StoredSession, now_ms, prefix_blob, turns_from_rows, vector_blob, vectors_from_rows
 from .memories import (
     INSERT_MEMORY,
     POSTGRES_MEMORIES,
@@ -33,7 +33,6 @@ from .memories import (
     recalled,
     scope_args,
     stamp_of,
-    vector_blob,
 )
 from .scenes import (
     DELETE_SCENE,
@@ -78,6 +77,8 @@ MIGRATIONS: tuple[str, ...] = (
     POSTGRES_MEMORIES,
     # 4: scenes of several NPCs (store/scenes.py)
     POSTGRES_SCENES,
+    # 5: each turn's sentence vector (runtime/memory.py), so a reloaded session recalls without re-encoding
+    "ALTER TABLE turns ADD COLUMN vector BYTEA;",
 )
 _LOCK_ID = 0x6E70635F73746F72  # "npc_stor": the advisory lock migrations run under
 
@@ -169,11 +170,11 @@ class PostgresSessionStore:
             if row is None:
                 return None
             turns = conn.execute(
-                'SELECT "user", reply, prefix, prefix_rows, context, created_ms FROM turns WHERE session_id = %s '
-                "ORDER BY idx",
+                'SELECT "user", reply, prefix, prefix_rows, context, created_ms, vector FROM turns '
+                "WHERE session_id = %s ORDER BY idx",
                 (session_id,),
             ).fetchall()
-        history, times = turns_from_rows(turns)
+        history, times = turns_from_rows([t[:6] for t in turns])
         persona = row[0] if isinstance(row[0], dict) else json.loads(row[0])
         return StoredSession(
             session_id,
@@ -183,6 +184,7 @@ class PostgresSessionStore:
             [int(t[5]) for t in turns],
             row[2],
             row[3],
+            vectors_from_rows(turns, 6),
         )
 
     def page(
@@ -202,14 +204,27 @@ class PostgresSessionStore:
                 ).fetchall()
         return [(int(seq), sid, Persona.from_dict(p), int(c)) for seq, sid, p, c in rows]
 
-    def append_turn(self, session_id: str, index: int, turn: Turn, turn_id: str = "") -> None:
+    def append_turn(
+        self, session_id: str, index: int, turn: Turn, turn_id: str = "", vector: np.ndarray | None = None
+    ) -> None:
         """Commit one finished turn (durable when this returns: autocommit, synchronous_commit as the server has it)."""
         blob, rows = prefix_blob(turn)
         with self.pool.connection() as conn:
             conn.execute(
-                'INSERT INTO turns (session_id, idx, "user", reply, prefix, prefix_rows, context, created_ms, turn_id) '
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (session_id, index, turn.user, turn.reply, blob, rows, turn.context, now_ms(), turn_id),
+                'INSERT INTO turns (session_id, idx, "user", reply, prefix, prefix_rows, context, created_ms, turn_id, '
+                "vector) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    session_id,
+                    index,
+                    turn.user,
+                    turn.reply,
+                    blob,
+                    rows,
+                    turn.context,
+                    now_ms(),
+                    turn_id,
+                    vector_blob(vector),
+                ),
             )
 
     def find_turn(self, session_id: str, turn_id: str) -> tuple[str, str] | None:

@@ -19,7 +19,7 @@ from ...personas.persona import Persona
 from ...personas.prompt import Turn
 from ...runtime.memory import Memory
 from ..scene_rules import SceneState
-from .base import StoredSession, now_ms, prefix_blob, turns_from_rows
+from .base import StoredSession, now_ms, prefix_blob, turns_from_rows, vector_blob, vectors_from_rows
 from .memories import (
     INSERT_MEMORY,
     RECALL,
@@ -33,7 +33,6 @@ from .memories import (
     recalled,
     scope_args,
     stamp_of,
-    vector_blob,
 )
 from .scenes import (
     DELETE_SCENE,
@@ -88,6 +87,8 @@ class SqliteSessionStore:
         self._db.execute(
             "CREATE UNIQUE INDEX IF NOT EXISTS turns_turn_id ON turns (session_id, turn_id) WHERE turn_id != ''"
         )
+        if "vector" not in columns:  # stores written before turns kept their sentence vectors
+            self._db.execute("ALTER TABLE turns ADD COLUMN vector BLOB")
         if "player_id" not in {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}:
             self._db.execute("ALTER TABLE sessions ADD COLUMN player_id TEXT NOT NULL DEFAULT ''")
         self._db.executescript(SQLITE_MEMORIES)
@@ -150,13 +151,20 @@ class SqliteSessionStore:
             if row is None:
                 return None
             turns = self._db.execute(
-                "SELECT user, reply, prefix, prefix_rows, context, created_ms FROM turns WHERE session_id = ? "
+                "SELECT user, reply, prefix, prefix_rows, context, created_ms, vector FROM turns WHERE session_id = ? "
                 "ORDER BY idx",
                 (session_id,),
             ).fetchall()
-        history, times = turns_from_rows(turns)
+        history, times = turns_from_rows([t[:6] for t in turns])
         return StoredSession(
-            session_id, Persona.from_dict(json.loads(row[0])), row[1], history, times, row[2], row[3]
+            session_id,
+            Persona.from_dict(json.loads(row[0])),
+            row[1],
+            history,
+            times,
+            row[2],
+            row[3],
+            vectors_from_rows(turns, 6),
         )
 
     def page(
@@ -177,14 +185,27 @@ class SqliteSessionStore:
                 ).fetchall()
         return [(seq, sid, Persona.from_dict(json.loads(p)), c) for seq, sid, p, c in rows]
 
-    def append_turn(self, session_id: str, index: int, turn: Turn, turn_id: str = "") -> None:
+    def append_turn(
+        self, session_id: str, index: int, turn: Turn, turn_id: str = "", vector: np.ndarray | None = None
+    ) -> None:
         """Commit one finished turn (durable when this returns). A turn_id is unique within its session."""
         blob, rows = prefix_blob(turn)
         with self._lock:
             self._db.execute(
-                "INSERT INTO turns (session_id, idx, user, reply, prefix, prefix_rows, context, created_ms, turn_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, index, turn.user, turn.reply, blob, rows, turn.context, now_ms(), turn_id),
+                "INSERT INTO turns (session_id, idx, user, reply, prefix, prefix_rows, context, created_ms, turn_id, "
+                "vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session_id,
+                    index,
+                    turn.user,
+                    turn.reply,
+                    blob,
+                    rows,
+                    turn.context,
+                    now_ms(),
+                    turn_id,
+                    vector_blob(vector),
+                ),
             )
 
     def find_turn(self, session_id: str, turn_id: str) -> tuple[str, str] | None:
