@@ -32,7 +32,8 @@ TOPIC = "A stranger asks what is new in town."
 GREEDY = {"max_tokens": 40, "temperature": 0.0, "max_sentences": 2}
 
 
-def _serve(model: Path, data: Path) -> tuple[subprocess.Popen[str], str]:
+def serve_locally(model: Path, data: Path) -> tuple[subprocess.Popen[str], str]:
+    """`npc-sdk serve` on a free loopback port with this model and data folder; its process and address."""
     args = [
         sys.executable,
         "-m",
@@ -84,7 +85,7 @@ def _round(client: Client, scene_id: str) -> dict:
 
 def bench_scenes(model: Path, rounds: int = 5, log=print) -> dict:
     with tempfile.TemporaryDirectory() as data:
-        proc, address = _serve(model, Path(data))
+        proc, address = serve_locally(model, Path(data))
         try:
             with Client(address, timeout=300) as client:
                 results = []

@@ -81,6 +81,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.json,
         )
         return 0
+    if args.capacity:
+        from ..bench_capacity import bench_capacity
+
+        report(bench_capacity(ensure_model(args.model)), args.json)
+        return 0
     if args.scenes:
         from ..bench_scenes import bench_scenes
 
@@ -178,6 +183,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="long-term memory: 50 facts planted in 200-turn dialogues, asked once the window has rolled past "
         "them: recall into the prompt, replies that state them, with and without memory; recall cost at 10,000",
+    )
+    p.add_argument(
+        "--capacity",
+        action="store_true",
+        help="8 talking sessions through a local server against the decode-only ceiling of a batch of 8, in one run",
     )
     p.add_argument(
         "--scenes",

@@ -124,3 +124,12 @@ def test_chat_scene_mode_lets_the_npcs_talk_and_answers_the_player(exported_int4
             replies = {m.name: [t.reply for t in client.get_session(m.session_id).turns] for m in members}
     # every line printed is stored in its speaker's session, and nothing else is
     assert sorted(said) == sorted((n, r) for n, rs in replies.items() for r in rs)
+
+
+@pytest.mark.slow
+def test_the_capacity_bench_times_a_batch_of_decode_steps_against_one_sequence(exported_int4):
+    from npc_sdk.bench_capacity import decode_ceiling
+
+    figures = decode_ceiling(exported_int4, batch=2, steps=2, repeats=1)
+    assert figures["kv_positions_per_sequence"] >= 250
+    assert figures["ceiling_tokens_per_second"] > 0 and figures["one_sequence_tokens_per_second"] > 0
