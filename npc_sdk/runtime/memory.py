@@ -98,19 +98,9 @@ class TurnMemory:
         upto = min(upto, self.count)
         if upto <= 0 or budget_tokens <= 0:
             return []
-        query = np.asarray(line_vector, dtype=np.float32).reshape(-1)
-        query = query / (np.linalg.norm(query) + 1e-9)
-        sims = self._matrix[:upto] @ query
-        best = np.argpartition(-sims, min(upto, 32) - 1)[: min(upto, 32)]  # the few worth looking at
-        picked: list[int] = []
-        used = 0
-        for i in best[np.argsort(-sims[best], kind="stable")]:
-            if sims[i] < MIN_SIMILARITY or len(picked) == MAX_RECALLED:
-                break
-            cost = count_tokens(self._keys[i]) + 16  # the quotes and the note's words
-            if used + cost <= budget_tokens:
-                picked.append(int(i))
-                used += cost
+        picked = most_similar(  # +16: the quotes and the note's words
+            self._matrix[:upto], line_vector, MAX_RECALLED, budget_tokens, lambda i: count_tokens(self._keys[i]) + 16
+        )
         return sorted(picked)
 
 
@@ -208,19 +198,30 @@ class KnownMemories:
         """The memories most similar to the line (at most MAX_KNOWN, within the budget), most similar first."""
         if not self.items or budget_tokens <= 0:
             return []
-        sims = self._matrix @ unit(np.asarray(line_vector, dtype=np.float32).reshape(-1))
-        top = min(len(self.items), 32)
-        best = np.argpartition(-sims, top - 1)[:top]
-        picked: list[Memory] = []
-        used = 0
-        for i in best[np.argsort(-sims[best], kind="stable")]:
-            if sims[i] < MIN_SIMILARITY or len(picked) == MAX_KNOWN:
-                break
-            cost = count_tokens(self.items[i].told()) + 4
-            if used + cost <= budget_tokens:
-                picked.append(self.items[i])
-                used += cost
-        return picked
+        picked = most_similar(
+            self._matrix, line_vector, MAX_KNOWN, budget_tokens, lambda i: count_tokens(self.items[i].told()) + 4
+        )
+        return [self.items[i] for i in picked]
+
+
+def most_similar(
+    matrix: np.ndarray, line_vector: np.ndarray, most: int, budget_tokens: int, cost: Callable[[int], int]
+) -> list[int]:
+    """Rows of `matrix` (unit vectors) most similar to the line, most similar first: at least MIN_SIMILARITY, at
+    most `most`, their `cost`s within the budget. Only the 32 nearest are looked at: one argpartition, not a sort."""
+    sims = matrix @ unit(np.asarray(line_vector, dtype=np.float32).reshape(-1))
+    top = min(len(sims), 32)
+    best = np.argpartition(-sims, top - 1)[:top]
+    picked: list[int] = []
+    used = 0
+    for i in best[np.argsort(-sims[best], kind="stable")]:
+        if sims[i] < MIN_SIMILARITY or len(picked) == most:
+            break
+        spent = cost(int(i))
+        if used + spent <= budget_tokens:
+            picked.append(int(i))
+            used += spent
+    return picked
 
 
 def unit(v: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -79,11 +80,17 @@ class SceneMethods:
         async def _run(self, fn): ...
         async def _fail(self, context, exc: BaseException) -> None: ...
 
-    _stages: dict[str, _Stage]
+    @cached_property
+    def _stages(self) -> dict[str, _Stage]:
+        """Scene id -> its lock and the line being said, in this process."""
+        return {}
+
+    @cached_property
+    def _role_vectors(self) -> dict[str, np.ndarray]:
+        """Role text -> its sentence vector, for choosing who speaks (one per persona)."""
+        return {}
 
     def _stage(self, scene_id: str) -> _Stage:
-        if not hasattr(self, "_stages"):
-            self._stages = {}
         return self._stages.setdefault(scene_id, _Stage())
 
     async def _load_scene(self, scene_id: str, key: ApiKey | None) -> SceneState:
@@ -204,7 +211,7 @@ class SceneMethods:
         self, scene: SceneState, line: str, *, said_by: str = "", game_named: str = "", not_again: str = ""
     ) -> str:
         personas = await self._run(lambda: self._member_personas(scene))
-        roles = self._role_vectors(personas)
+        roles = self._role_vectors
         unknown = [p.role_text() for p in personas.values() if p.role_text() not in roles]
         vectors = await self.backend.scene_vectors([line or ".", *unknown])
         if vectors is not None:
@@ -231,11 +238,6 @@ class SceneMethods:
                 raise SessionNotFoundError(f"scene_id: its session {sid!r} was deleted")
             known[sid] = stored.persona
         return {sid: known[sid] for sid in scene.members}
-
-    def _role_vectors(self, personas: dict[str, Persona]) -> dict[str, np.ndarray]:
-        if not hasattr(self, "_roles"):
-            self._roles: dict[str, np.ndarray] = {}  # role text -> sentence vector (few: one per persona)
-        return self._roles
 
     async def _line(
         self,
