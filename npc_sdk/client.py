@@ -432,7 +432,7 @@ class Client:
         stored reply); with `retry`, one is made up when not given, and UNAVAILABLE is retried with it.
         `explain`: the Done carries `explanation` (why this reply: lore, notes, biased words, action decision).
         `generation`: max_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop, scene_word_weight,
-        absent_word_weight, candidates, max_sentences (README, Python API)."""
+        absent_word_weight, candidates, max_sentences, max_clauses (README, Python API)."""
         turn_id = _turn_id(turn_id, retry, generation)
         request = _chat_request(session_id, text, screenshot, scene, generation, state, turn_id, explain)
 

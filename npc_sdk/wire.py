@@ -256,6 +256,7 @@ def config_from_proto(msg: pb.GenerationConfig, defaults: GenerationConfig) -> G
             "absent_word_weight",
             "candidates",
             "max_sentences",
+            "max_clauses",
         )
         if msg.HasField(name)
     }

@@ -37,7 +37,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from ..runtime.conversation import Conversation
         from ..runtime.onnx_model import OnnxNpcModel
 
-        runtime = OnnxNpcModel.load(ensure_model(args.model), slots=1)
+        # best of N decodes its candidates on spare slots: one for each
+        runtime = OnnxNpcModel.load(ensure_model(args.model), slots=config.candidates)
         print(f"[model] {runtime.describe()}")
         conversation = Conversation(runtime, persona)
 

@@ -36,6 +36,7 @@ GENERATION_KEYS = (
     "absent_word_weight",
     "candidates",
     "max_sentences",
+    "max_clauses",
 )
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 

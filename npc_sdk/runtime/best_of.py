@@ -24,7 +24,7 @@ Pick = Callable[[Sequence[ReplyState]], tuple[int, Done]]  # -> the chosen index
 def candidate_configs(config: GenerationConfig) -> list[GenerationConfig]:
     """One config per candidate: candidate 0 is the plain turn; the others get their own seeds (seed + i)."""
     n = config.candidates
-    if n <= 1:
+    if n <= 1 or config.greedy:  # greedy candidates would all say the same thing
         return [config]
     if config.seed is None:
         return [config] * n  # fresh random streams each

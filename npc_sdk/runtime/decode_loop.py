@@ -52,7 +52,11 @@ class ReplyState:
         self.cached_tokens = cached_tokens
         self.started = time.perf_counter() if started is None else started
         self.stream = TextStream(
-            tokenizer, config.stop, sampler.banned.words if sampler.banned else (), config.max_sentences
+            tokenizer,
+            config.stop,
+            sampler.banned.words if sampler.banned else (),
+            config.max_sentences,
+            config.max_clauses,
         )
         self.generated: list[int] = []
         self.first_at = self.last_at = 0.0

@@ -16,6 +16,19 @@ _ABBREVIATIONS = frozenset(
     {"mr", "mrs", "ms", "dr", "st", "mt", "capt", "sgt", "lt", "col", "gen", "prof", "vs"}
 )
 SHORT_SENTENCE_WORDS = 4  # "No, lad." runs on into the next sentence rather than being the whole reply
+# words that open a second clause after a comma: the 135M decoder's replies mostly go wrong there ("I've never heard
+# of her, but she's the chief of the guild"), so a reply may end before them (GenerationConfig.max_clauses)
+_CONNECTIVES = (
+    "but so and or where which because though although while since if unless until then as yet when who only"
+).split()
+_CONNECTIVE = "(?:" + "|".join(_CONNECTIVES) + ")"
+# a clause boundary: a comma, colon or spaced dash before a connective (a character after it shows the word is
+# whole), a semicolon, or an unspaced long dash
+_CLAUSE = re.compile(
+    r"\s*(?:[,:]|\s[\u2014\u2013-])\s+(?=" + _CONNECTIVE + r"[^A-Za-z'])|\s*;\s+|\s*[\u2014\u2013]\s*"
+)
+# what may still become a boundary: a trailing mark, with at most the start of a connective after it
+_PENDING_CLAUSE = re.compile(r"\s*(?:[,;:]|\s[\u2014\u2013-]|[\u2014\u2013])(?:\s+([A-Za-z]*))?\s*$")
 
 
 def sentence_cut(text: str, max_sentences: int) -> int:
@@ -35,12 +48,49 @@ def sentence_cut(text: str, max_sentences: int) -> int:
     return -1
 
 
+def clause_cut(text: str, max_clauses: int) -> int:
+    """Where `text` ends after `max_clauses` clauses of at least SHORT_SENTENCE_WORDS words (the reply is then
+    closed with a full stop); -1 if not yet. A comma before "and"/"or" that ends a list ("bread, cheese, and milk")
+    is not a boundary."""
+    if max_clauses <= 0:
+        return -1
+    counted, start = 0, 0
+    for m in _CLAUSE.finditer(text):
+        head = text[start : m.start()]
+        if len(head.split()) < SHORT_SENTENCE_WORDS:
+            continue
+        follows = text[m.end() :].split(maxsplit=1)
+        if (
+            follows
+            and follows[0] in ("and", "or")
+            and "," in head
+            and len(head.rsplit(",", 1)[1].split()) <= 2
+        ):
+            continue
+        counted, start = counted + 1, m.end()
+        if counted == max_clauses:
+            return m.start()
+    return -1
+
+
+def _pending_clause(text: str) -> int:
+    """Length of a tail that may still turn out to be a clause boundary (0 if none)."""
+    m = _PENDING_CLAUSE.search(text)
+    if m is None:  # trailing spaces wait for what follows them: a dash would cut before them
+        return len(text) - len(text.rstrip())
+    word = m.group(1) or ""
+    if word and not any(c.startswith(word) for c in _CONNECTIVES):
+        return 0
+    return len(text) - m.start()
+
+
 class TextStream:
     """Feed token ids with `push`; each call returns the text that is safe to show now.
 
     Text is held back while it ends in an incomplete UTF-8 character or in what could be the start of a stop
     string. When a stop string appears, `stopped` turns true and the text is cut before it; likewise once
-    `max_sentences` sentences have ended (0: no limit), cut after the last one's closing mark.
+    `max_sentences` sentences have ended (0: no limit), cut after the last one's closing mark; and once
+    `max_clauses` clauses have (0: no limit), cut before the next one's comma and close the reply with a full stop.
     """
 
     def __init__(
@@ -49,10 +99,12 @@ class TextStream:
         stop: Sequence[str] = (),
         banned: Sequence[str] = (),
         max_sentences: int = 0,
+        max_clauses: int = 0,
     ) -> None:
         self.tokenizer = tokenizer
         self.stop = tuple(stop)
         self.max_sentences = max_sentences
+        self.max_clauses = max_clauses
         self.banned = word_pattern(banned)
         self.ids: list[int] = []
         self.text = ""  # the reply so far, stop string excluded
@@ -68,8 +120,10 @@ class TextStream:
         return max((m.end() - m.start() for m in ends), default=0)
 
     def _holdback(self, text: str) -> int:
-        """How many trailing characters could still grow into a stop string or be a banned word."""
+        """How many trailing characters could still grow into a stop string, be a banned word or end a clause."""
         hold = self._banned_tail(text)
+        if self.max_clauses > 0:
+            hold = max(hold, _pending_clause(text))
         for s in self.stop:
             for n in range(min(len(s) - 1, len(text)), 0, -1):
                 if text.endswith(s[:n]):
@@ -87,9 +141,13 @@ class TextStream:
         ended = sentence_cut(text, self.max_sentences)
         if ended >= 0 and (cut < 0 or ended < cut):
             cut = ended
+        close = ""
+        clause = clause_cut(text, self.max_clauses)
+        if clause >= 0 and (cut < 0 or clause < cut):
+            cut, close = clause, "."
         if cut >= 0:
             self.stopped = True
-            self.text = text[:cut]
+            self.text = text[:cut] + close
             return self._take(len(self.text))
         self.text = text
         if text.endswith(_REPLACEMENT):

@@ -97,6 +97,17 @@ class Residency:
                 return True
         return False  # every slot is decoding
 
+    def spare_slots(self, n: int) -> None:
+        """Park least recently used idle sessions until `n` slots are free for a turn's best-of-N candidates, as
+        far as idle sessions allow: with every slot held by NPCs that talked earlier, a turn would otherwise get
+        no candidates at all. A parked session's KV comes back from host memory when it talks again."""
+        for live in self.live.values():  # least recently used first
+            if self.model.free_slots >= n:
+                break
+            if not live.busy and live.conversation.slot is not None:
+                live.conversation.park()
+        self._enforce_kv_budget()
+
     @property
     def kv_parked_bytes(self) -> int:
         return sum(s.conversation.kv_bytes for s in self.live.values())

@@ -18,7 +18,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -41,6 +41,10 @@ from .warmup import PersonaWarmer
 
 log = logging.getLogger("npc_sdk.server")
 MAX_QUEUED_PER_SESSION = 4  # a session's turns waiting or running; more are RESOURCE_EXHAUSTED
+# A best-of-N reply is whole once the critic has chosen it. It is still handed out one token at a time, a step apart
+# (about the decode rate of one reply on two cores), and stored only after its last token: so a game sees it stream,
+# and a cancel or a crash while it streams leaves no turn behind, exactly as for a reply of one candidate.
+PACED_DELTA_S = 0.01
 T = TypeVar("T")
 
 
@@ -49,6 +53,7 @@ class _Running:
     job: ChatJob
     session: LiveSession
     turn: PreparedTurn
+    paced: deque[ReplyEvent] = field(default_factory=deque)  # a chosen best-of-N reply's events, not yet out
 
 
 class Scheduler:
@@ -185,6 +190,8 @@ class Scheduler:
                 heard=job.heard,
             )
             assert conv.slot is not None
+            if turn.extra_states:
+                self.residency.spare_slots(len(turn.extra_states))
             events = self.batch.add(
                 conv.slot, turn.embeds, turn.state, candidates=turn.extra_states, pick=turn.pick
             )
@@ -220,11 +227,28 @@ class Scheduler:
 
     def _deliver(self, slot: int, events: list[ReplyEvent]) -> None:
         run = self.running[slot]
+        if run.turn.extra_states:  # best of N: the chosen reply came whole; it goes out a token a step
+            run.paced.extend(events)
+            self._pace(slot)
+            return
         for event in events:
             if isinstance(event, Done):
                 self._complete(slot, event)
                 return
             run.job.emit(event)
+
+    def _pace(self, slot: int) -> None:
+        """Hand out the next held event of a best-of-N reply; its Done (the commit) once every delta is out."""
+        run = self.running[slot]
+        if run.paced:
+            event = run.paced.popleft()
+            if isinstance(event, Done):
+                self._complete(slot, event)
+            else:
+                run.job.emit(event)
+
+    def _only_pacing(self) -> bool:
+        return not self.batch.active and all(run.paced for run in self.running.values())
 
     def _complete(self, slot: int, done: Done) -> None:
         run = self.running.pop(slot)
@@ -292,7 +316,10 @@ class Scheduler:
     # ---- the thread --------------------------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._run_commands(wait=not self.running and not self.waiting)
+            if self.running and self._only_pacing():  # nothing to decode: wait a step's time between tokens
+                self._run_commands(wait=True, timeout=PACED_DELTA_S)
+            else:
+                self._run_commands(wait=not self.running and not self.waiting)
             self._drop_cancelled()
             self._admit()
             if not self.running:
@@ -301,15 +328,17 @@ class Scheduler:
                 try:
                     for slot, events in self.batch.step().items():
                         self._deliver(slot, events)
+                    for slot in [s for s, run in self.running.items() if run.paced]:
+                        self._pace(slot)
                 except BaseException as exc:  # a failed step ends every running turn, none is stored
                     log.exception("decode step failed")
                     self._abort_running(exc)
         self._shutdown()
 
-    def _run_commands(self, *, wait: bool) -> None:
+    def _run_commands(self, *, wait: bool, timeout: float = 0.05) -> None:
         """Run every command in the inbox; when idle, wait a little for the first one."""
         try:
-            item = self._inbox.get(timeout=0.05) if wait else self._inbox.get_nowait()
+            item = self._inbox.get(timeout=timeout) if wait else self._inbox.get_nowait()
         except queue.Empty:
             return
         while item is not None:  # None: stop() woke the loop

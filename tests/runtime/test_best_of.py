@@ -21,6 +21,8 @@ def test_candidate_configs_differ_only_by_seed():
     assert [c.seed for c in configs] == [11, 12, 13]
     assert {c.with_(seed=0) for c in configs} == {THREE.with_(seed=0)}
     assert candidate_configs(THREE.with_(candidates=1)) == [THREE.with_(candidates=1)]
+    # greedy candidates would all be the same reply: greedy decodes one, whatever candidates says
+    assert candidate_configs(THREE.with_(temperature=0.0)) == [THREE.with_(temperature=0.0)]
 
 
 def test_candidates_out_of_range_name_the_field():

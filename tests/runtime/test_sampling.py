@@ -82,6 +82,8 @@ def test_a_reply_never_doubles_a_token_or_repeats_a_trigram():
         ("stop", ("",)),
         ("max_sentences", 9),
         ("max_sentences", -1),
+        ("max_clauses", 9),
+        ("max_clauses", -1),
     ],
 )
 def test_out_of_range_generation_values_name_the_field(field, value):

@@ -81,3 +81,46 @@ def test_short_sentences_abbreviations_and_decimals_do_not_end_the_reply():
 def test_a_reply_never_starts_with_whitespace():
     stream = TextStream(byte_tokenizer())
     assert "".join(_feed(stream, "  \n Wren, the explorer.")) == "Wren, the explorer."
+
+
+def _streamed(stream: TextStream, text: str) -> list[str]:
+    deltas = []
+    for i in stream.tokenizer.encode(text).ids:
+        deltas.append(stream.push(i))
+        if stream.stopped:
+            break
+    deltas.append(stream.finish())
+    return [d for d in deltas if d]
+
+
+def test_max_clauses_ends_the_reply_before_its_next_clause_and_closes_it():
+    cases = {
+        "I've never heard of her, but she's the chief of the guild.": "I've never heard of her.",
+        "That coin is a bomb, darling; I threw it at the water.": "That coin is a bomb, darling.",
+        "The Teeth are a reef off Cape Sorrow, where the stars keep floating.": "The Teeth are a reef off Cape Sorrow.",
+        "One loaf is two silver \u2014 a pastry for the same.": "One loaf is two silver.",
+    }
+    for text, said in cases.items():
+        stream = TextStream(byte_tokenizer(), max_sentences=1, max_clauses=1)
+        deltas = _streamed(stream, text)
+        assert "".join(deltas) == said and stream.stopped
+        # the comma was held back, never streamed, and the full stop came in its place
+        assert not any(d.rstrip().endswith((",", ";", "\u2014")) for d in deltas)
+
+
+def test_what_only_looks_like_a_clause_boundary_streams_on():
+    kept = [
+        "No, but I can mend it for you.",  # the first clause is under 4 words
+        "I sell bread, cheese, and milk to anyone.",  # a list, not a second clause
+        "Hold still, stranger, the bees are calm.",  # no connective after the comma
+        "I'll sharpen it for you, butterfingers.",  # "but" only starts the word
+        "Keep to the stones and go slowly.",  # a connective with no comma before it
+    ]
+    for text in kept:
+        stream = TextStream(byte_tokenizer(), max_clauses=1)
+        assert "".join(_streamed(stream, text)) == text and not stream.stopped
+    # 0 is no limit; 2 keeps two clauses
+    text = "The road is closed, so take the ferry, and mind the toll."
+    assert "".join(_streamed(TextStream(byte_tokenizer(), max_clauses=0), text)) == text
+    two = "".join(_streamed(TextStream(byte_tokenizer(), max_clauses=2), text))
+    assert two == "The road is closed, so take the ferry."

@@ -220,6 +220,31 @@ def test_cancelling_mid_stream_stores_nothing_and_the_session_goes_on(client):
     assert [t.user for t in turns] == ["Hello.", "Never mind."] and turns[-1].reply == after.text
 
 
+def test_best_of_n_streams_the_chosen_reply_and_a_cancel_mid_stream_stores_nothing(client):
+    # NPCs that talked earlier hold every decoder slot: the turn parks idle ones for its candidates
+    for i in range(8):
+        client.say(client.create_session(DEMO_PERSONA).session_id, f"Hello {i}.", max_tokens=2, temperature=0.0)
+    sid = client.create_session(DEMO_PERSONA).session_id
+    deltas, done = [], None
+    with client.chat(sid, "Hello there.", candidates=2, max_tokens=30, seed=3) as stream:
+        for event in stream:
+            if isinstance(event, Delta):
+                deltas.append(event.text)
+            elif isinstance(event, Done):
+                done = event
+    # the chosen reply came whole from the critic, yet it streams token by token, like a reply of one
+    assert isinstance(done, Done) and len(done.candidates) == 2 and done.candidates[0].text == done.text
+    assert len(deltas) >= 3 and "".join(deltas) == done.text
+    long = {"candidates": 2, "max_tokens": 300, "max_sentences": 0, "max_clauses": 0}
+    with client.chat(sid, "Tell me everything you know about swords.", **long) as stream:
+        for i, _ in enumerate(stream):
+            if i == 1:
+                break  # a cancel after the first delta: the turn is not stored, though the reply was whole
+    after = client.say(sid, "Never mind.", max_tokens=8)
+    turns = client.get_session(sid).turns
+    assert [t.user for t in turns] == ["Hello there.", "Never mind."] and turns[-1].reply == after.text
+
+
 def test_deadline_stops_the_turn(client):
     sid = client.create_session(DEMO_PERSONA).session_id
     slow = lambda: client.say(sid, "Sing the longest song you know.", max_tokens=1000, timeout=0.03)  # noqa: E731

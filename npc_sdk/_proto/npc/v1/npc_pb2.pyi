@@ -345,7 +345,7 @@ class Image(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., encoding: _Optional[_Union[Image.Encoding, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., bottom_up: _Optional[bool] = ...) -> None: ...
 
 class GenerationConfig(_message.Message):
-    __slots__ = ("max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed", "stop", "scene_word_weight", "absent_word_weight", "candidates", "max_sentences")
+    __slots__ = ("max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed", "stop", "scene_word_weight", "absent_word_weight", "candidates", "max_sentences", "max_clauses")
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
@@ -357,6 +357,7 @@ class GenerationConfig(_message.Message):
     ABSENT_WORD_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     MAX_SENTENCES_FIELD_NUMBER: _ClassVar[int]
+    MAX_CLAUSES_FIELD_NUMBER: _ClassVar[int]
     max_tokens: int
     temperature: float
     top_p: float
@@ -368,7 +369,8 @@ class GenerationConfig(_message.Message):
     absent_word_weight: float
     candidates: int
     max_sentences: int
-    def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., repetition_penalty: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., scene_word_weight: _Optional[float] = ..., absent_word_weight: _Optional[float] = ..., candidates: _Optional[int] = ..., max_sentences: _Optional[int] = ...) -> None: ...
+    max_clauses: int
+    def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., repetition_penalty: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., scene_word_weight: _Optional[float] = ..., absent_word_weight: _Optional[float] = ..., candidates: _Optional[int] = ..., max_sentences: _Optional[int] = ..., max_clauses: _Optional[int] = ...) -> None: ...
 
 class SceneEntity(_message.Message):
     __slots__ = ("tag", "name", "x", "y", "distance")
