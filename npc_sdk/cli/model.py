@@ -81,6 +81,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.json,
         )
         return 0
+    if args.sizes:
+        from ..bench_sizes import bench_sizes
+
+        report(bench_sizes(args.sizes.split(","), rounds=args.repeats), args.json)
+        return 0
     if args.capacity:
         from ..bench_capacity import bench_capacity
 
@@ -183,6 +188,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="long-term memory: 50 facts planted in 200-turn dialogues, asked once the window has rolled past "
         "them: recall into the prompt, replies that state them, with and without memory; recall cost at 10,000",
+    )
+    p.add_argument(
+        "--sizes",
+        nargs="?",
+        const="smollm2-135m,smollm2-360m,qwen2.5-0.5b,llama-3.2-1b,qwen2.5-1.5b",
+        metavar="SHAPES",
+        help="our int4 runtime against onnxruntime-genai's int4 build of the same decoder at each size (the real "
+        "135M, random weights in the published shapes above it), interleaved: decode tok/s, cold first token, "
+        "peak RSS. Builds each once under the cache folder; needs the export extra and ../shared/bench/peer-ortgenai",
     )
     p.add_argument(
         "--capacity",
