@@ -44,14 +44,19 @@ def test_partial_stop_prefix_is_released_when_it_does_not_complete():
     assert not stream.stopped
 
 
-def _until_stopped(stream: TextStream, text: str) -> str:
+def _streamed(stream: TextStream, text: str) -> list[str]:
+    """The non-empty deltas of `text` fed token by token until the stream stops."""
     deltas = []
     for i in stream.tokenizer.encode(text).ids:
         deltas.append(stream.push(i))
         if stream.stopped:
             break
     deltas.append(stream.finish())
-    return "".join(deltas)
+    return [d for d in deltas if d]
+
+
+def _until_stopped(stream: TextStream, text: str) -> str:
+    return "".join(_streamed(stream, text))
 
 
 def test_max_sentences_ends_the_reply_after_that_many_sentences():
@@ -81,16 +86,6 @@ def test_short_sentences_abbreviations_and_decimals_do_not_end_the_reply():
 def test_a_reply_never_starts_with_whitespace():
     stream = TextStream(byte_tokenizer())
     assert "".join(_feed(stream, "  \n Wren, the explorer.")) == "Wren, the explorer."
-
-
-def _streamed(stream: TextStream, text: str) -> list[str]:
-    deltas = []
-    for i in stream.tokenizer.encode(text).ids:
-        deltas.append(stream.push(i))
-        if stream.stopped:
-            break
-    deltas.append(stream.finish())
-    return [d for d in deltas if d]
 
 
 def test_max_clauses_ends_the_reply_before_its_next_clause_and_closes_it():
