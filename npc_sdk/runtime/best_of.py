@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+import numpy as np
+
 from ..personas.persona import Persona
 from .critic import ReplyCritic
 from .decode_loop import ReplyState
@@ -31,8 +33,11 @@ def candidate_configs(config: GenerationConfig) -> list[GenerationConfig]:
     return [config] + [config.with_(seed=(config.seed + i) % 2**63) for i in range(1, n)]
 
 
-def critic_pick(critic: ReplyCritic, line: str, persona: Persona, started: float) -> Pick:
-    """The batch's pick function for one turn: the candidate the critic scores highest."""
+def critic_pick(
+    critic: ReplyCritic, line: str, persona: Persona, started: float, line_vector: np.ndarray | None = None
+) -> Pick:
+    """The batch's pick function for one turn: the candidate the critic scores highest (`line_vector`: the
+    line's sentence vector where the turn made one, so the pick does not encode the line again)."""
 
     def pick(states: Sequence[ReplyState]) -> tuple[int, Done]:
         dones = [s.done() for s in states]
@@ -42,6 +47,7 @@ def critic_pick(critic: ReplyCritic, line: str, persona: Persona, started: float
             [d.text for d in dones],
             [d.fluency for d in dones],
             [d.finish_reason for d in dones],
+            line_vector,
         )
         best = max(range(len(dones)), key=lambda i: (verdicts[i].score, -i))
         order = [best] + [i for i in range(len(dones)) if i != best]

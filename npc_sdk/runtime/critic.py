@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -184,6 +185,9 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
 
 
+PERSONA_VECTORS_KEPT = 256  # personas whose role-text vector is kept between turns
+
+
 class ReplyCritic:
     """Scores candidate replies to one line; `vectors` is the model's sentence encoder (texts -> [N, 384])."""
 
@@ -192,6 +196,18 @@ class ReplyCritic:
     ) -> None:
         self.vectors = vectors
         self.weights = weights or CriticWeights.builtin()
+        # a best-of-N pick sits before the first token: the persona's long role text is encoded once, not per turn
+        self._persona_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def _persona_vector(self, persona: Persona) -> np.ndarray:
+        text = persona.role_text()
+        vector = self._persona_vectors.pop(text, None)
+        if vector is None:
+            vector = self.vectors([text])[0]
+        self._persona_vectors[text] = vector
+        while len(self._persona_vectors) > PERSONA_VECTORS_KEPT:
+            self._persona_vectors.popitem(last=False)
+        return vector
 
     def features(
         self,
@@ -200,16 +216,23 @@ class ReplyCritic:
         replies: Sequence[str],
         fluency: Sequence[float | None] = (),
         finish_reasons: Sequence[str] = (),
+        line_vector: np.ndarray | None = None,
     ) -> list[dict[str, float]]:
-        vecs = self.vectors([line, persona.role_text(), *[r or "..." for r in replies]])
+        """`line_vector`: the line's sentence vector when the turn has made it already."""
+        texts = [r or "..." for r in replies]
+        if line_vector is None:
+            line_vector, *reply_vectors = self.vectors([line, *texts])
+        else:
+            reply_vectors = list(self.vectors(texts))
+        persona_vector = self._persona_vector(persona)
         out = []
         for i, reply in enumerate(replies):
             f = {"bias": 1.0}
             f.update(
                 rule_flags(reply, line, persona, finish_reasons[i] if i < len(finish_reasons) else "stop")
             )
-            f["relevance"] = _cos(vecs[2 + i], vecs[0])
-            f["persona_similarity"] = _cos(vecs[2 + i], vecs[1])
+            f["relevance"] = _cos(reply_vectors[i], line_vector)
+            f["persona_similarity"] = _cos(reply_vectors[i], persona_vector)
             flu = fluency[i] if i < len(fluency) else None
             f["fluency"] = float(flu) if flu is not None and math.isfinite(flu) else -2.5
             words = _words(reply)
@@ -229,9 +252,10 @@ class ReplyCritic:
         replies: Sequence[str],
         fluency: Sequence[float | None] = (),
         finish_reasons: Sequence[str] = (),
+        line_vector: np.ndarray | None = None,
     ) -> list[Verdict]:
         verdicts = []
-        for f in self.features(line, persona, replies, fluency, finish_reasons):
+        for f in self.features(line, persona, replies, fluency, finish_reasons, line_vector):
             s = self.score(f)
             failed = tuple(k for k in FEATURES[1:11] if f.get(k, 0.0) > 0)
             verdicts.append(Verdict(round(s, 4), s >= self.weights.threshold, failed, f))

@@ -110,7 +110,7 @@ def prepare_turn(
     )
     cached = reuse(target) if reuse is not None else 0
     states = _reply_states(model, persona, history, config, facts, target.length, cached, started, heard)
-    pick = critic_pick(model.critic, text, persona, started) if len(states) > 1 else None
+    pick = critic_pick(model.critic, text, persona, started, line_vector) if len(states) > 1 else None
     embeds = model.embed(target.tail(cached))
     explanation = None
     if explain:

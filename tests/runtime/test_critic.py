@@ -85,3 +85,23 @@ def test_an_answer_in_voice_outscores_a_broken_reply_on_the_real_encoder(runtime
     # the answer is nearer the line than an unrelated reply in the encoder's space
     other = runtime_int4.critic.features(line, BRAKKA, [good, "The moon is pale over the northern sea."])
     assert other[0]["relevance"] > other[1]["relevance"]
+
+
+def test_the_persona_is_encoded_once_and_a_given_line_vector_not_again():
+    """The pick sits before a best-of-N reply's first token: only the candidates are encoded each turn."""
+    import numpy as np
+
+    encoded: list[str] = []
+
+    def vectors(texts):
+        encoded.extend(texts)
+        return np.stack([np.random.default_rng(abs(hash(t)) % 2**32).normal(size=8) for t in texts])
+
+    critic = ReplyCritic(vectors)
+    line, replies = "Can you sharpen my sword?", ["Ten silver, lad.", "Aye, by dusk."]
+    first = critic.features(line, BRAKKA, replies)
+    assert encoded.count(BRAKKA.role_text()) == 1 and encoded.count(line) == 1
+    encoded.clear()
+    again = critic.features(line, BRAKKA, replies, line_vector=vectors([line])[0])
+    assert encoded == [line, *replies]  # the line once, by the test; the persona not at all
+    assert first == again
