@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from ._common import ensure_model, torch_side
@@ -69,6 +70,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _player_lines() -> Iterator[str]:
+    """The player's lines from the terminal, stripped and non-empty, until end of input or /quit (/exit)."""
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            return
+        if line in ("/quit", "/exit"):
+            return
+        if line:
+            yield line
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     import grpc
 
@@ -94,15 +108,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         screenshot = None
         scene: list[str] = []
         state: dict[str, str] = {}
-        while True:
-            try:
-                line = input("you> ").strip()
-            except EOFError:
-                break
-            if not line:
-                continue
-            if line in ("/quit", "/exit"):
-                break
+        for line in _player_lines():
             if line.startswith("/look "):
                 screenshot = Path(line[6:].strip()).expanduser()
                 print(
@@ -173,15 +179,7 @@ def _chat_scene(client, args: argparse.Namespace) -> int:
         "screenshot, /quit leaves."
     )
     screenshot = None
-    while True:
-        try:
-            line = input("you> ").strip()
-        except EOFError:
-            break
-        if not line:
-            continue
-        if line in ("/quit", "/exit"):
-            break
+    for line in _player_lines():
         if line.startswith("/look "):
             path = Path(line[6:].strip()).expanduser()
             screenshot = path if path.is_file() else None

@@ -44,7 +44,7 @@ class PreparedTurn:
     embeds: np.ndarray  # [new positions, hidden]: the part the cache does not hold yet
     state: ReplyState
     action: Action | None = None  # the declared action the line asked for, sent before the first delta
-    line_vector: np.ndarray | None = None  # the line's sentence vector, when the action decision made it
+    line_vector: np.ndarray | None = None  # the line's vector, if the action decision or recall made it
     extra_states: tuple[ReplyState, ...] = ()  # best of N: the other candidates' states (best_of.py)
     pick: Pick | None = None  # best of N: chooses among the finished candidates
     window_start: int = 0  # the first history turn the prompt shows
@@ -110,6 +110,8 @@ def prepare_turn(
     )
     cached = reuse(target) if reuse is not None else 0
     states = _reply_states(model, persona, history, config, facts, target.length, cached, started, heard)
+    # the line's vector, where the action decision or recall made one: the pick and the emotion reuse it
+    line_vector = remembered.line_vector
     pick = critic_pick(model.critic, text, persona, started, line_vector) if len(states) > 1 else None
     embeds = model.embed(target.tail(cached))
     explanation = None
