@@ -101,7 +101,9 @@ class CorpusFeatures:
 
 
 def _picture_key(path: Path) -> str:
-    stat = path.stat()  # a picture re-rendered for a changed item is a new file: its features are encoded again
+    stat = (
+        path.stat()
+    )  # a picture re-rendered for a changed item is a new file: its features are encoded again
     return f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
@@ -170,6 +172,16 @@ def corpus_loss(
     model: NpcModel, feats: CorpusFeatures, batch: Sequence[CorpusExample], live_persona: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(cross-entropy of the reply tokens, unlikelihood of things not in view), one persona per batch."""
+    embeds, cache, spans = assemble_rows(model, feats, batch)
+    ones = [[1.0] * len(e.target) for e in batch]
+    return target_losses(model, embeds, cache, spans, batch, ones, unlikelihood=True)
+
+
+def assemble_rows(
+    model: NpcModel, feats: CorpusFeatures, batch: Sequence[CorpusExample]
+) -> tuple[torch.Tensor, object, list[tuple[int, int]]]:
+    """A batch of one persona as the decoder reads it: the rows after the persona block [B, T, hidden], that
+    block's KV state, and per row where its target starts and how many tokens it has."""
     fusion, table = model.fusion, model.decoder.lm.get_input_embeddings()
     wanted = [p for e in batch for p in e.prefixes]
     images = [feats.v_I[key] if key else feats.no_image for _, key in wanted]
@@ -201,8 +213,7 @@ def corpus_loss(
     length = max(r.shape[0] for r in rows)
     embeds = torch.stack([F.pad(r, (0, 0, 0, length - r.shape[0])) for r in rows])
     cache = feats.persona_cache(model, batch[0].persona_id, len(batch))
-    ones = [[1.0] * len(e.target) for e in batch]
-    return target_losses(model, embeds, cache, spans, batch, ones, unlikelihood=True)
+    return embeds, cache, spans
 
 
 def train_corpus(

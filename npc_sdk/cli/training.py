@@ -71,6 +71,31 @@ def _train_config(args: argparse.Namespace):
     )
 
 
+def cmd_train_preference(args: argparse.Namespace) -> int:
+    """DPO of the shipped decoder on (written, own) reply pairs of the corpus's training personas."""
+    corpus = torch_side("npc_export.data.corpus")
+    preference = torch_side("npc_export.train.preference")
+    root = Path(args.corpus)
+    items = corpus.read_corpus(root)
+    rejected = preference.read_rejected(Path(args.preference), items)
+    if not rejected:
+        raise SystemExit(f"{args.preference}: no replies of training items that differ from the written ones")
+    out = Path(args.out) if args.out else default_data_dir().parent.parent / "training" / "preference-run"
+    lora = Path(__file__).resolve().parents[2] / "export" / "weights" / "decoder_lora.safetensors"
+    model = torch_side("npc_export").NpcModel.load(log=lambda msg: print(f"[setup] {msg}"))
+    cfg = preference.PreferenceConfig(
+        steps=args.steps, pairs=max(1, args.batch // 2), lr=args.lora_lr, beta=args.beta, seed=args.seed
+    )
+    summary = preference.train_preference(
+        model, items, corpus.personas_of(root), rejected, lora, out, cfg, log=print
+    )
+    print(f"preference steps {summary['steps_done']}/{cfg.steps} in {summary['seconds']:.0f} s; log in {out}")
+    print(
+        f"make it the default: cp {out / 'decoder_lora.safetensors'} export/weights/decoder_lora.safetensors"
+    )
+    return 0 if summary["finished"] else 130
+
+
 def cmd_train_corpus(args: argparse.Namespace) -> int:
     """Fusion + LoRA on the authored corpus, from the base decoder and the committed grounding head."""
     corpus = torch_side("npc_export.data.corpus")
@@ -79,7 +104,9 @@ def cmd_train_corpus(args: argparse.Namespace) -> int:
     if args.limit:
         items = items[: args.limit]
     out = Path(args.out) if args.out else default_data_dir().parent.parent / "training" / "corpus-run"
-    model = torch_side("npc_export").NpcModel.load(committed_lora=False, log=lambda msg: print(f"[setup] {msg}"))
+    model = torch_side("npc_export").NpcModel.load(
+        committed_lora=False, log=lambda msg: print(f"[setup] {msg}")
+    )
     summary = torch_side("npc_export.train.corpus_train").train_corpus(
         model, items, corpus.personas_of(root), out, _train_config(args), resume=args.resume, log=print
     )
@@ -100,6 +127,10 @@ def cmd_train_corpus(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.preference and not args.corpus:
+        raise SystemExit("--preference trains on the corpus: give --corpus too")
+    if args.preference:
+        return cmd_train_preference(args)
     if args.corpus:
         return cmd_train_corpus(args)
     train = torch_side("npc_export.train.train")
@@ -365,6 +396,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train the fusion for this GGUF file or Hugging Face folder instead of the embedded SmolLM2 "
         "(docs/models.md); the weights record its sha256",
     )
+    p.add_argument(
+        "--preference",
+        metavar="RECORDS",
+        help="with --corpus: preference training (DPO) of the shipped decoder, each written reply against the "
+        "model's own reply to that turn; RECORDS is the .jsonl of `npc-sdk eval --corpus --corpus-split train` "
+        "(docs/training.md); --steps, --lora-lr and --batch (pairs) apply",
+    )
+    p.add_argument("--beta", type=float, default=0.1, help="with --preference: DPO temperature")
     p.add_argument("--personas", help="persona folder (default: samples/personas)")
     p.add_argument("--head-steps", type=int, default=2000, help="grounding head optimiser steps")
     p.add_argument("--steps", type=int, default=900, help="dialogue optimiser steps")
@@ -395,7 +434,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="replies to the held-out personas of the authored corpus (default: corpus/), judged by the reply "
         "critic, per variant (--variants default,single,no_bias,no_prefix)",
     )
-    p.add_argument("--per-persona", type=int, default=20, help="with --corpus: items of each held-out persona")
+    p.add_argument(
+        "--per-persona", type=int, default=20, help="with --corpus: items of each held-out persona"
+    )
     p.add_argument(
         "--fit-critic",
         nargs="?",

@@ -1,0 +1,270 @@
+"""Preference training (DPO) on the authored corpus: the written reply against the model's own reply to that turn.
+
+Training on written replies alone (corpus_train.py) never tells the decoder which of its own habits are wrong: read
+blind, most of its failures are clauses that do not hold together ("The spike stays on the chart till morning."),
+and more written data and more steps did not move them (docs/training.md). Here every pair is one corpus item of a
+training persona, rendered exactly as in corpus_train.py, with two targets: the written reply (chosen) and the reply
+the shipped model gave to the same turn (rejected, from `npc-sdk eval --corpus --corpus-split train`). The loss is
+Direct Preference Optimisation (Rafailov et al., 2023) against the shipped model as the reference, plus a small
+cross-entropy on the written reply so its likelihood does not sink with the rejected one's.
+
+The decoder starts as the shipped one (committed LoRA merged); a fresh LoRA trains on top, and the reference is
+the same model with that LoRA switched off. The fusion stays frozen. What is written is one adapter file holding
+both: the committed adapters and the new ones side by side (rank 8 + 8), which merges into the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from npc_sdk.personas.persona import Persona
+
+from ..data.corpus import CorpusItem
+from ..data.corpus_scenes import render_corpus_scenes
+from ..model.lora import LoRALinear, _targets, add_lora, remove_lora
+from ..model.reference import NpcModel
+from .corpus_train import CorpusExample, CorpusFeatures, assemble_rows, build_corpus_examples
+
+
+@dataclass(frozen=True)
+class PreferenceConfig:
+    steps: int = 300
+    pairs: int = 4  # pairs per batch (one persona), so 2x rows
+    lr: float = 1e-4
+    warmup: int = 10
+    beta: float = 0.1  # DPO temperature: how far from the reference the policy may move per unit of margin
+    chosen_nll: float = 0.2  # weight of the written reply's mean token cross-entropy
+    rank: int = 8
+    alpha: float = 16.0
+    max_reply_tokens: int = 48
+    seed: int = 0
+    log_every: int = 10
+
+
+@dataclass(frozen=True)
+class Pair:
+    persona_id: str
+    chosen: CorpusExample
+    rejected: CorpusExample
+
+
+def read_rejected(records: Path, items: Sequence[CorpusItem]) -> dict[str, str]:
+    """item id -> the model's own reply, from an eval's records (JSONL); replies equal to the written one, empty
+    ones and items no longer in the corpus's training split are skipped."""
+    written = {i.id: i.reply for i in items if i.split == "train"}
+    out: dict[str, str] = {}
+    for n, raw in enumerate(records.read_text(encoding="utf-8").splitlines(), 1):
+        if not raw.strip():
+            continue
+        row = json.loads(raw)
+        reply = str(row.get("reply", "")).strip()
+        if "id" not in row or "reply" not in row:
+            raise ValueError(f"{records}:{n}: id, reply: an eval record needs both")
+        if row["id"] in written and reply and reply != written[row["id"]].strip():
+            out[row["id"]] = reply
+    return out
+
+
+def build_pairs(
+    model: NpcModel,
+    items: Sequence[CorpusItem],
+    rejected: dict[str, str],
+    personas: dict[str, Persona],
+    pictures: dict,
+    max_reply_tokens: int,
+) -> list[Pair]:
+    chosen_items = [i for i in items if i.id in rejected]
+    examples = build_corpus_examples(model, chosen_items, personas, pictures, max_reply_tokens)
+    tok, eos = model.decoder.tokenizer, model.decoder.eos_id
+    pairs = []
+    for item, chosen in zip(chosen_items, examples, strict=True):
+        target = tok.encode(rejected[item.id], add_special_tokens=False).ids[:max_reply_tokens] + [eos]
+        pairs.append(Pair(item.persona, chosen, replace(chosen, target=target, absent=[])))
+    return pairs
+
+
+def sequence_logprobs(model: NpcModel, feats: CorpusFeatures, rows: Sequence[CorpusExample]) -> torch.Tensor:
+    """[B] summed log-probability of each row's target (one persona per batch)."""
+    embeds, cache, spans = assemble_rows(model, feats, rows)
+    past = cache.get_seq_length()
+    positions = torch.arange(past, past + embeds.shape[1]).unsqueeze(0)
+    lm = model.decoder.lm
+    hidden = lm.model(
+        inputs_embeds=embeds, position_ids=positions, cache=cache, use_cache=True
+    ).last_hidden_state
+    out = []
+    for i, (start, n) in enumerate(spans):
+        logits = lm.lm_head(hidden[i, start - 1 : start - 1 + n])
+        target = torch.tensor(rows[i].target)
+        out.append(-F.cross_entropy(logits, target, reduction="sum"))
+    return torch.stack(out)
+
+
+@contextmanager
+def adapters_off(lm: torch.nn.Module) -> Iterator[None]:
+    """The reference model: the new adapters contribute nothing while inside."""
+    wrapped = [child for *_, child in _targets(lm) if isinstance(child, LoRALinear)]
+    scales = [w.scale for w in wrapped]
+    for w in wrapped:
+        w.scale = 0.0
+    try:
+        yield
+    finally:
+        for w, s in zip(wrapped, scales, strict=True):
+            w.scale = s
+
+
+def dpo_loss(
+    model: NpcModel, feats: CorpusFeatures, batch: Sequence[Pair], cfg: PreferenceConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
+    rows = [p.chosen for p in batch] + [p.rejected for p in batch]
+    k = len(batch)
+    with torch.no_grad(), adapters_off(model.decoder.lm):
+        ref = sequence_logprobs(model, feats, rows)
+    policy = sequence_logprobs(model, feats, rows)
+    margin = (policy[:k] - ref[:k]) - (policy[k:] - ref[k:])
+    dpo = -F.logsigmoid(cfg.beta * margin).mean()
+    chosen_tokens = sum(len(p.chosen.target) for p in batch)
+    nll = -policy[:k].sum() / chosen_tokens
+    stats = {
+        "dpo": dpo.item(),
+        "nll": nll.item(),
+        "reward_accuracy": (margin > 0).float().mean().item(),
+        "margin": (cfg.beta * margin).mean().item(),
+    }
+    return dpo + cfg.chosen_nll * nll, stats
+
+
+def _batches(pairs: Sequence[Pair], k: int, rng: random.Random) -> Iterator[list[Pair]]:
+    by_persona: dict[str, list[Pair]] = {}
+    for p in pairs:
+        by_persona.setdefault(p.persona_id, []).append(p)
+    ids = sorted(by_persona)
+    weights = [len(by_persona[i]) for i in ids]
+    while True:
+        pool = by_persona[rng.choices(ids, weights)[0]]
+        yield rng.sample(pool, min(k, len(pool)))
+
+
+def _lr(step: int, cfg: PreferenceConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def stack_adapters(first: Path, lm: torch.nn.Module, out: Path) -> int:
+    """Write `first`'s adapters and the model's live ones as one file (ranks side by side): merging it gives the
+    weights both would give merged one after the other. Returns the rank."""
+    live = {name: child for name, _p, _a, child in _targets(lm) if isinstance(child, LoRALinear)}
+    tensors: dict[str, torch.Tensor] = {}
+    with safe_open(str(first), framework="pt") as f:
+        scale, meta = float(f.metadata()["scale"]), dict(f.metadata())
+        names = sorted({k.rsplit(".", 1)[0] for k in f.keys()})
+        if set(names) != set(live):
+            raise ValueError(f"{first}: its adapters sit on other layers than the ones trained here")
+        rank = 0
+        for name in names:
+            a1, b1 = f.get_tensor(f"{name}.A").float(), f.get_tensor(f"{name}.B").float()
+            new = live[name]
+            b2 = new.B.detach() * (new.scale / scale)  # one scale for the file: the new B carries the ratio
+            tensors[f"{name}.A"] = torch.cat([a1, new.A.detach()]).half().contiguous()
+            tensors[f"{name}.B"] = torch.cat([b1, b2], dim=1).half().contiguous()
+            rank = tensors[f"{name}.A"].shape[0]
+    save_file(tensors, str(out), metadata=meta)
+    return rank
+
+
+def train_preference(
+    model: NpcModel,
+    items: Sequence[CorpusItem],
+    personas: dict[str, Persona],
+    rejected: dict[str, str],
+    committed_lora: Path,
+    out: Path,
+    cfg: PreferenceConfig,
+    *,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """DPO on (written, own) reply pairs of training personas; writes out/decoder_lora.safetensors (the committed
+    adapters and the new ones) and out/preference_log.json. Ctrl-C stops after the current step and still writes
+    them. `model` must carry the committed adapters merged (NpcModel.load's default)."""
+    out.mkdir(parents=True, exist_ok=True)
+    items = [i for i in items if i.split == "train" and i.id in rejected]
+    pictures = render_corpus_scenes(items, log=log)
+    used = {i.persona: personas[i.persona] for i in items}
+    lines = {i.line for i in items} | {u for i in items for u, _ in i.history}
+    feats = CorpusFeatures(
+        model, used, lines, {k: v[0] for k, v in pictures.items()}, log=log, cache=out / "features.pt"
+    )
+    pairs = build_pairs(model, items, rejected, used, pictures, cfg.max_reply_tokens)
+    log(f"preference pairs: {len(pairs)} of {len(used)} personas, {len(pictures)} with a picture")
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    flags = [(p, p.requires_grad) for p in [*model.fusion.parameters(), *model.decoder.lm.parameters()]]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    model.fusion.eval()
+    params = add_lora(model.decoder.lm, cfg.rank, cfg.alpha, tuple(_lora_targets(committed_lora)))
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    stop = {"now": False}
+    previous = signal.signal(signal.SIGINT, lambda _s, _f: stop.update(now=True))
+    history: list[dict[str, float]] = []
+    started = time.perf_counter()
+    stream = _batches(pairs, cfg.pairs, rng)
+    try:
+        for step in range(cfg.steps):
+            if stop["now"]:
+                break
+            for group in opt.param_groups:
+                group["lr"] = _lr(step, cfg)
+            loss, stats = dpo_loss(model, feats, next(stream), cfg)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            history.append({"step": step + 1, **{k: round(v, 4) for k, v in stats.items()}})
+            if (step + 1) % cfg.log_every == 0 or step == 0:
+                recent = history[-cfg.log_every :]
+                avg = {k: sum(h[k] for h in recent) / len(recent) for k in stats}
+                log(
+                    f"  step {step + 1}/{cfg.steps}  dpo {avg['dpo']:.3f}  nll {avg['nll']:.3f}  "
+                    f"reward acc {avg['reward_accuracy']:.2f}  margin {avg['margin']:.3f}  "
+                    f"{time.perf_counter() - started:.0f} s"
+                )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    rank = stack_adapters(committed_lora, model.decoder.lm, out / "decoder_lora.safetensors")
+    remove_lora(model.decoder.lm, merge=False)
+    for p, wanted in flags:
+        p.requires_grad_(wanted)
+    summary = {
+        "pairs": len(pairs),
+        "personas": sorted(used),
+        "steps_done": len(history),
+        "finished": len(history) >= cfg.steps,
+        "seconds": round(time.perf_counter() - started, 1),
+        "rank": rank,
+        "config": cfg.__dict__,
+        "history": history,
+    }
+    (out / "preference_log.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _lora_targets(path: Path) -> list[str]:
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata().get("targets", "[]"))
