@@ -232,16 +232,8 @@ def train_corpus(
         # `--resume --steps N` with N steps already done ends the run there (the adapters are written) without
         # encoding the corpus again: how a run is stopped early on purpose
         return optimise(model, [], lambda batch, live: (None, None), out, cfg, resume=True, log=log)
-    pictures = render_corpus_scenes(items, log=log)
-    log(
-        f"training on {len(items)} written replies of {len({i.persona for i in items})} personas, "
-        f"{len(pictures)} with a picture"
-    )
-    used = {i.persona: personas[i.persona] for i in items}
-    lines = {i.line for i in items} | {u for i in items for u, _ in i.history}
-    feats = CorpusFeatures(
-        model, used, lines, {k: v[0] for k, v in pictures.items()}, log=log, cache=out / "features.pt"
-    )
+    pictures, used, feats = corpus_features(model, items, personas, out, log)
+    log(f"training on {len(items)} written replies of {len(used)} personas, {len(pictures)} with a picture")
     examples = build_corpus_examples(model, items, used, pictures, cfg.max_reply_tokens)
     summary = optimise(
         model,
@@ -255,6 +247,23 @@ def train_corpus(
     summary["personas"] = sorted(used)
     summary["pictures"] = len(pictures)
     return summary
+
+
+def corpus_features(
+    model: NpcModel,
+    items: Sequence[CorpusItem],
+    personas: dict[str, Persona],
+    out: Path,
+    log: Callable[[str], None] = print,
+) -> tuple[dict[str, tuple[Path, list[str]]], dict[str, Persona], CorpusFeatures]:
+    """The items' pictures (rendered once), their personas, and the frozen encoders' features (cached in `out`)."""
+    pictures = render_corpus_scenes(items, log=log)
+    used = {i.persona: personas[i.persona] for i in items}
+    lines = {i.line for i in items} | {u for i in items for u, _ in i.history}
+    feats = CorpusFeatures(
+        model, used, lines, {k: v[0] for k, v in pictures.items()}, log=log, cache=out / "features.pt"
+    )
+    return pictures, used, feats
 
 
 def _checkpoint_step(out: Path) -> int:

@@ -16,7 +16,6 @@ both: the committed adapters and the new ones side by side (rank 8 + 8), which m
 from __future__ import annotations
 
 import json
-import math
 import random
 import signal
 import time
@@ -33,10 +32,16 @@ from safetensors.torch import save_file
 from npc_sdk.personas.persona import Persona
 
 from ..data.corpus import CorpusItem
-from ..data.corpus_scenes import render_corpus_scenes
 from ..model.lora import LoRALinear, _targets, add_lora, remove_lora
 from ..model.reference import NpcModel
-from .corpus_train import CorpusExample, CorpusFeatures, assemble_rows, build_corpus_examples
+from .corpus_train import (
+    CorpusExample,
+    CorpusFeatures,
+    assemble_rows,
+    build_corpus_examples,
+    corpus_features,
+)
+from .train import batches, lr_at
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,10 @@ class PreferenceConfig:
     max_reply_tokens: int = 48
     seed: int = 0
     log_every: int = 10
+
+    @property
+    def batch(self) -> int:  # train.batches draws this many of one persona
+        return self.pairs
 
 
 @dataclass(frozen=True)
@@ -148,24 +157,6 @@ def dpo_loss(
     return dpo + cfg.chosen_nll * nll, stats
 
 
-def _batches(pairs: Sequence[Pair], k: int, rng: random.Random) -> Iterator[list[Pair]]:
-    by_persona: dict[str, list[Pair]] = {}
-    for p in pairs:
-        by_persona.setdefault(p.persona_id, []).append(p)
-    ids = sorted(by_persona)
-    weights = [len(by_persona[i]) for i in ids]
-    while True:
-        pool = by_persona[rng.choices(ids, weights)[0]]
-        yield rng.sample(pool, min(k, len(pool)))
-
-
-def _lr(step: int, cfg: PreferenceConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
 def stack_adapters(first: Path, lm: torch.nn.Module, out: Path) -> int:
     """Write `first`'s adapters and the model's live ones as one file (ranks side by side): merging it gives the
     weights both would give merged one after the other. Returns the rank."""
@@ -204,12 +195,7 @@ def train_preference(
     them. `model` must carry the committed adapters merged (NpcModel.load's default)."""
     out.mkdir(parents=True, exist_ok=True)
     items = [i for i in items if i.split == "train" and i.id in rejected]
-    pictures = render_corpus_scenes(items, log=log)
-    used = {i.persona: personas[i.persona] for i in items}
-    lines = {i.line for i in items} | {u for i in items for u, _ in i.history}
-    feats = CorpusFeatures(
-        model, used, lines, {k: v[0] for k, v in pictures.items()}, log=log, cache=out / "features.pt"
-    )
+    pictures, used, feats = corpus_features(model, items, personas, out, log)
     pairs = build_pairs(model, items, rejected, used, pictures, cfg.max_reply_tokens)
     log(f"preference pairs: {len(pairs)} of {len(used)} personas, {len(pictures)} with a picture")
     torch.manual_seed(cfg.seed)
@@ -224,13 +210,13 @@ def train_preference(
     previous = signal.signal(signal.SIGINT, lambda _s, _f: stop.update(now=True))
     history: list[dict[str, float]] = []
     started = time.perf_counter()
-    stream = _batches(pairs, cfg.pairs, rng)
+    stream = batches(pairs, cfg, rng)
     try:
         for step in range(cfg.steps):
             if stop["now"]:
                 break
             for group in opt.param_groups:
-                group["lr"] = _lr(step, cfg)
+                group["lr"] = lr_at(step, cfg)
             loss, stats = dpo_loss(model, feats, next(stream), cfg)
             opt.zero_grad()
             loss.backward()
