@@ -101,9 +101,8 @@ class CorpusFeatures:
 
 
 def _picture_key(path: Path) -> str:
-    stat = (
-        path.stat()
-    )  # a picture re-rendered for a changed item is a new file: its features are encoded again
+    # a picture re-rendered for a changed item is a new file: its features are encoded again
+    stat = path.stat()
     return f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
 
 

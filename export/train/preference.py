@@ -41,7 +41,7 @@ from .corpus_train import (
     build_corpus_examples,
     corpus_features,
 )
-from .train import batches, lr_at
+from .train import batches, lr_at, target_logits
 
 
 @dataclass(frozen=True)
@@ -75,13 +75,20 @@ def read_rejected(records: Path, items: Sequence[CorpusItem]) -> dict[str, str]:
     ones and items no longer in the corpus's training split are skipped."""
     written = {i.id: i.reply for i in items if i.split == "train"}
     out: dict[str, str] = {}
-    for n, raw in enumerate(records.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        lines = records.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise ValueError(f"{records}: cannot read the eval records ({err.strerror or err})") from err
+    for n, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
-        row = json.loads(raw)
-        reply = str(row.get("reply", "")).strip()
-        if "id" not in row or "reply" not in row:
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{records}:{n}: not a JSON object ({err.msg})") from err
+        if not isinstance(row, dict) or "id" not in row or "reply" not in row:
             raise ValueError(f"{records}:{n}: id, reply: an eval record needs both")
+        reply = str(row["reply"]).strip()
         if row["id"] in written and reply and reply != written[row["id"]].strip():
             out[row["id"]] = reply
     return out
@@ -108,18 +115,10 @@ def build_pairs(
 def sequence_logprobs(model: NpcModel, feats: CorpusFeatures, rows: Sequence[CorpusExample]) -> torch.Tensor:
     """[B] summed log-probability of each row's target (one persona per batch)."""
     embeds, cache, spans = assemble_rows(model, feats, rows)
-    past = cache.get_seq_length()
-    positions = torch.arange(past, past + embeds.shape[1]).unsqueeze(0)
-    lm = model.decoder.lm
-    hidden = lm.model(
-        inputs_embeds=embeds, position_ids=positions, cache=cache, use_cache=True
-    ).last_hidden_state
-    out = []
-    for i, (start, n) in enumerate(spans):
-        logits = lm.lm_head(hidden[i, start - 1 : start - 1 + n])
-        target = torch.tensor(rows[i].target)
-        out.append(-F.cross_entropy(logits, target, reduction="sum"))
-    return torch.stack(out)
+    logits = target_logits(model, embeds, cache, spans)
+    targets = torch.tensor([t for r in rows for t in r.target])
+    per_token = -F.cross_entropy(logits, targets, reduction="none")
+    return torch.stack([part.sum() for part in per_token.split([n for _, n in spans])])
 
 
 @contextmanager

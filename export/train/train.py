@@ -291,6 +291,24 @@ def persona_cache(model: NpcModel, ids: Sequence[int], batch: int, *, grad: bool
     return DynamicCache(layers, config=model.decoder.lm.config)
 
 
+def target_logits(
+    model: NpcModel,
+    embeds: torch.Tensor,  # [B, T, hidden] the rows after the cached persona
+    cache: DynamicCache,
+    spans: Sequence[tuple[int, int]],  # per row: where its target starts, and how many tokens
+) -> torch.Tensor:
+    """[sum of target lengths, vocab]: the logits that predict each row's target tokens, rows one after another."""
+    past = cache.get_seq_length()
+    positions = torch.arange(past, past + embeds.shape[1]).unsqueeze(0)
+    lm = model.decoder.lm
+    # hidden states for every position, but the vocabulary projection only where a reply token is predicted
+    hidden = lm.model(
+        inputs_embeds=embeds, position_ids=positions, cache=cache, use_cache=True
+    ).last_hidden_state
+    picked = torch.cat([hidden[i, start - 1 : start - 1 + n] for i, (start, n) in enumerate(spans)])
+    return lm.lm_head(picked)
+
+
 def target_losses(
     model: NpcModel,
     embeds: torch.Tensor,  # [B, T, hidden] the rows after the cached persona
@@ -301,15 +319,7 @@ def target_losses(
     unlikelihood: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(weighted cross-entropy of the targets, unlikelihood of each row's `absent` first tokens)."""
-    past = cache.get_seq_length()
-    positions = torch.arange(past, past + embeds.shape[1]).unsqueeze(0)
-    lm = model.decoder.lm
-    # hidden states for every position, but the vocabulary projection only where a reply token is predicted
-    hidden = lm.model(
-        inputs_embeds=embeds, position_ids=positions, cache=cache, use_cache=True
-    ).last_hidden_state
-    picked = torch.cat([hidden[i, start - 1 : start - 1 + n] for i, (start, n) in enumerate(spans)])
-    logits = lm.lm_head(picked)
+    logits = target_logits(model, embeds, cache, spans)
     targets = torch.tensor([t for e in batch for t in e.target])
     w = torch.tensor([x for row in weights for x in row])
     ce = (F.cross_entropy(logits, targets, reduction="none") * w).sum() / w.sum()

@@ -77,11 +77,14 @@ def cmd_train_preference(args: argparse.Namespace) -> int:
     preference = torch_side("npc_export.train.preference")
     root = Path(args.corpus)
     items = corpus.read_corpus(root)
-    rejected = preference.read_rejected(Path(args.preference), items)
+    try:
+        rejected = preference.read_rejected(Path(args.preference), items)
+    except ValueError as err:
+        raise SystemExit(f"--preference: {err}") from err
     if not rejected:
         raise SystemExit(f"{args.preference}: no replies of training items that differ from the written ones")
     out = Path(args.out) if args.out else default_data_dir().parent.parent / "training" / "preference-run"
-    lora = Path(__file__).resolve().parents[2] / "export" / "weights" / "decoder_lora.safetensors"
+    lora = torch_side("npc_export.model.reference").DEFAULT_DECODER_LORA  # what NpcModel.load merges
     model = torch_side("npc_export").NpcModel.load(log=lambda msg: print(f"[setup] {msg}"))
     cfg = preference.PreferenceConfig(
         steps=args.steps, pairs=max(1, args.batch // 2), lr=args.lora_lr, beta=args.beta, seed=args.seed

@@ -49,6 +49,11 @@ def test_rejected_replies_are_read_from_eval_records(tmp_path):
     records.write_text(json.dumps({"reply": "no id"}) + "\n")
     with pytest.raises(ValueError, match=r"r.jsonl:1: id, reply"):
         read_rejected(records, ITEMS)
+    records.write_text(json.dumps({"id": "p-1", "reply": "fine"}) + "\n{not json\n")
+    with pytest.raises(ValueError, match=r"r.jsonl:2: not a JSON object"):
+        read_rejected(records, ITEMS)
+    with pytest.raises(ValueError, match=r"missing.jsonl: cannot read the eval records"):
+        read_rejected(tmp_path / "missing.jsonl", ITEMS)
 
 
 class _Layer(torch.nn.Module):
