@@ -1,10 +1,11 @@
-"""Preference training (DPO) on the authored corpus: the written reply against the model's own reply to that turn.
+"""Preference training (DPO) on the authored corpus: which of two replies to one turn is the better.
 
 Training on written replies alone (corpus_train.py) never tells the decoder which of its own habits are wrong: read
 blind, most of its failures are clauses that do not hold together ("The spike stays on the chart till morning."),
 and more written data and more steps did not move them (docs/training.md). Here every pair is one corpus item of a
 training persona, rendered exactly as in corpus_train.py, with two targets: the written reply (chosen) and the reply
-the shipped model gave to the same turn (rejected, from `npc-sdk eval --corpus --corpus-split train`). The loss is
+the shipped model gave to the same turn (rejected, from `npc-sdk eval --corpus --corpus-split train`), or, from
+replies the model gave that were read and labelled, an acceptable one against one that is not. The loss is
 Direct Preference Optimisation (Rafailov et al., 2023) against the shipped model as the reference, plus a small
 cross-entropy on the written reply so its likelihood does not sink with the rejected one's.
 
@@ -70,15 +71,24 @@ class Pair:
     rejected: CorpusExample
 
 
-def read_rejected(records: Path, items: Sequence[CorpusItem]) -> dict[str, str]:
-    """item id -> the model's own reply, from an eval's records (JSONL); replies equal to the written one, empty
-    ones and items no longer in the corpus's training split are skipped."""
-    written = {i.id: i.reply for i in items if i.split == "train"}
-    out: dict[str, str] = {}
+# (chosen, rejected) reply texts of one corpus item; chosen None is the item's written reply
+ReplyPair = tuple[str | None, str]
+PAIRS_PER_ITEM = 4  # from labelled candidates: an item with 2 good and 3 bad replies would give 6
+
+
+def _records(records: Path) -> list[tuple[int, dict]]:
+    """(line number, object) of every non-blank line of the file, or of every .jsonl in the folder; a clear error
+    naming the file and line otherwise."""
+    if records.is_dir():
+        files = sorted(records.glob("*.jsonl"))
+        if not files:
+            raise ValueError(f"{records}: a folder with no .jsonl files")
+        return [row for path in files for row in _records(path)]
     try:
         lines = records.read_text(encoding="utf-8").splitlines()
     except OSError as err:
         raise ValueError(f"{records}: cannot read the eval records ({err.strerror or err})") from err
+    out = []
     for n, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
@@ -88,27 +98,77 @@ def read_rejected(records: Path, items: Sequence[CorpusItem]) -> dict[str, str]:
             raise ValueError(f"{records}:{n}: not a JSON object ({err.msg})") from err
         if not isinstance(row, dict) or "id" not in row or "reply" not in row:
             raise ValueError(f"{records}:{n}: id, reply: an eval record needs both")
+        if "acceptable" in row and not isinstance(row["acceptable"], bool):
+            raise ValueError(f"{records}:{n}: acceptable: must be true or false, got {row['acceptable']!r}")
+        out.append((n, row))
+    return out
+
+
+def read_rejected(records: Path, items: Sequence[CorpusItem]) -> dict[str, str]:
+    """item id -> the model's own reply, from an eval's records (JSONL); replies equal to the written one, empty
+    ones and items no longer in the corpus's training split are skipped."""
+    written = {i.id: i.reply for i in items if i.split == "train"}
+    out: dict[str, str] = {}
+    for _n, row in _records(records):
         reply = str(row["reply"]).strip()
         if row["id"] in written and reply and reply != written[row["id"]].strip():
             out[row["id"]] = reply
     return out
 
 
+def read_preferences(records: Path, items: Sequence[CorpusItem]) -> dict[str, list[ReplyPair]]:
+    """item id -> its reply pairs. A row read and labelled (`acceptable`, as in corpus/labels/) pairs with the
+    other labelled replies to the same item: each acceptable one is preferred to each one that is not (at most
+    PAIRS_PER_ITEM an item), so a pair differs in what a reader judged and not in who wrote it. A row without a
+    label is an eval record: the written reply is preferred to it (read_rejected)."""
+    rows = _records(records)
+    train = {i.id for i in items if i.split == "train"}
+    labelled: dict[str, tuple[list[str], list[str]]] = {}
+    for _n, row in rows:
+        reply = str(row["reply"]).strip()
+        if "acceptable" not in row or row["id"] not in train or not reply:
+            continue
+        good, bad = labelled.setdefault(row["id"], ([], []))
+        side = good if row["acceptable"] else bad
+        if reply not in good and reply not in bad:
+            side.append(reply)
+    out: dict[str, list[ReplyPair]] = {}
+    for item_id, (good, bad) in labelled.items():
+        # every reply in a pair before any is used twice: (0, 0), (0, 1), (1, 0), (1, 1), (0, 2), ...
+        crossed = sorted(
+            ((g, b) for g in range(len(good)) for b in range(len(bad))), key=lambda gb: (max(gb), gb)
+        )
+        if crossed:
+            out[item_id] = [(good[g], bad[b]) for g, b in crossed[:PAIRS_PER_ITEM]]
+    unlabelled = [row for _n, row in rows if "acceptable" not in row]
+    if unlabelled:
+        for item_id, reply in read_rejected(records, items).items():
+            if item_id not in labelled:
+                out[item_id] = [(None, reply)]
+    return out
+
+
 def build_pairs(
     model: NpcModel,
     items: Sequence[CorpusItem],
-    rejected: dict[str, str],
+    preferences: dict[str, list[ReplyPair]],
     personas: dict[str, Persona],
     pictures: dict,
     max_reply_tokens: int,
 ) -> list[Pair]:
-    chosen_items = [i for i in items if i.id in rejected]
+    chosen_items = [i for i in items if i.id in preferences]
     examples = build_corpus_examples(model, chosen_items, personas, pictures, max_reply_tokens)
     tok, eos = model.decoder.tokenizer, model.decoder.eos_id
+
+    def as_target(example: CorpusExample, text: str) -> CorpusExample:
+        target = tok.encode(text, add_special_tokens=False).ids[:max_reply_tokens] + [eos]
+        return replace(example, target=target, absent=[])
+
     pairs = []
-    for item, chosen in zip(chosen_items, examples, strict=True):
-        target = tok.encode(rejected[item.id], add_special_tokens=False).ids[:max_reply_tokens] + [eos]
-        pairs.append(Pair(item.persona, chosen, replace(chosen, target=target, absent=[])))
+    for item, written in zip(chosen_items, examples, strict=True):
+        for chosen, rejected in preferences[item.id]:
+            first = written if chosen is None else as_target(written, chosen)
+            pairs.append(Pair(item.persona, first, as_target(written, rejected)))
     return pairs
 
 
@@ -182,20 +242,20 @@ def train_preference(
     model: NpcModel,
     items: Sequence[CorpusItem],
     personas: dict[str, Persona],
-    rejected: dict[str, str],
+    preferences: dict[str, list[ReplyPair]],
     committed_lora: Path,
     out: Path,
     cfg: PreferenceConfig,
     *,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """DPO on (written, own) reply pairs of training personas; writes out/decoder_lora.safetensors (the committed
+    """DPO on reply pairs of training personas (read_preferences); writes out/decoder_lora.safetensors (the committed
     adapters and the new ones) and out/preference_log.json. Ctrl-C stops after the current step and still writes
     them. `model` must carry the committed adapters merged (NpcModel.load's default)."""
     out.mkdir(parents=True, exist_ok=True)
-    items = [i for i in items if i.split == "train" and i.id in rejected]
+    items = [i for i in items if i.split == "train" and i.id in preferences]
     pictures, used, feats = corpus_features(model, items, personas, out, log)
-    pairs = build_pairs(model, items, rejected, used, pictures, cfg.max_reply_tokens)
+    pairs = build_pairs(model, items, preferences, used, pictures, cfg.max_reply_tokens)
     log(f"preference pairs: {len(pairs)} of {len(used)} personas, {len(pictures)} with a picture")
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)

@@ -72,17 +72,21 @@ def _train_config(args: argparse.Namespace):
 
 
 def cmd_train_preference(args: argparse.Namespace) -> int:
-    """DPO of the shipped decoder on (written, own) reply pairs of the corpus's training personas."""
+    """DPO of the shipped decoder on reply pairs of the corpus's training personas: (written, own) from eval
+    records, (acceptable, not) from labelled ones."""
     corpus = torch_side("npc_export.data.corpus")
     preference = torch_side("npc_export.train.preference")
     root = Path(args.corpus)
     items = corpus.read_corpus(root)
     try:
-        rejected = preference.read_rejected(Path(args.preference), items)
+        preferences = preference.read_preferences(Path(args.preference), items)
     except ValueError as err:
         raise SystemExit(f"--preference: {err}") from err
-    if not rejected:
-        raise SystemExit(f"{args.preference}: no replies of training items that differ from the written ones")
+    if not preferences:
+        raise SystemExit(
+            f"{args.preference}: no pairs: no replies of training items that differ from the written ones, "
+            "and no item with both an acceptable and an unacceptable labelled reply"
+        )
     out = Path(args.out) if args.out else default_data_dir().parent.parent / "training" / "preference-run"
     lora = torch_side("npc_export.model.reference").DEFAULT_DECODER_LORA  # what NpcModel.load merges
     model = torch_side("npc_export").NpcModel.load(log=lambda msg: print(f"[setup] {msg}"))
@@ -90,7 +94,7 @@ def cmd_train_preference(args: argparse.Namespace) -> int:
         steps=args.steps, pairs=max(1, args.batch // 2), lr=args.lora_lr, beta=args.beta, seed=args.seed
     )
     summary = preference.train_preference(
-        model, items, corpus.personas_of(root), rejected, lora, out, cfg, log=print
+        model, items, corpus.personas_of(root), preferences, lora, out, cfg, log=print
     )
     print(f"preference steps {summary['steps_done']}/{cfg.steps} in {summary['seconds']:.0f} s; log in {out}")
     print(
@@ -402,9 +406,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--preference",
         metavar="RECORDS",
-        help="with --corpus: preference training (DPO) of the shipped decoder, each written reply against the "
-        "model's own reply to that turn; RECORDS is the .jsonl of `npc-sdk eval --corpus --corpus-split train` "
-        "(docs/training.md); --steps, --lora-lr and --batch (pairs) apply",
+        help="with --corpus: preference training (DPO) of the shipped decoder on reply pairs of training "
+        "personas. RECORDS is a .jsonl, or a folder of them: rows labelled by reading (`acceptable`, as in "
+        "corpus/labels/training_personas/) pair an acceptable reply against one that is not; rows of `npc-sdk "
+        "eval --corpus --corpus-split train` pair the written reply against the model's own (docs/training.md); "
+        "--steps, --lora-lr and --batch (pairs) apply",
     )
     p.add_argument("--beta", type=float, default=0.1, help="with --preference: DPO temperature")
     p.add_argument("--personas", help="persona folder (default: samples/personas)")

@@ -1,5 +1,5 @@
-"""Preference training (DPO): pairs read from an eval's records, a short real run that learns to prefer the written
-replies, and the adapter file that stacks the committed adapters with the new ones."""
+"""Preference training (DPO): pairs read from an eval's records and from labelled replies, a short real run that
+learns to prefer the written replies, and the adapter file that stacks the committed adapters with the new ones."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from npc_export.train.preference import (
     PreferenceConfig,
     build_pairs,
     dpo_loss,
+    read_preferences,
     read_rejected,
     stack_adapters,
     train_preference,
 )
+from safetensors import safe_open
 
 ITEMS = [
     CorpusItem("p-1", "brakka", "identity", "Who are you?", "Brakka. I run the forge."),
@@ -34,6 +36,7 @@ OWN = {  # what a 135M decoder says to such lines: the habits the pairs push it 
     "p-3": "The weather is the anvil's weather, lad.",
     "p-4": "I'd be the first to give it.",
 }
+WRITTEN_OVER_OWN = {item_id: [(None, reply)] for item_id, reply in OWN.items()}
 
 
 def test_rejected_replies_are_read_from_eval_records(tmp_path):
@@ -54,6 +57,59 @@ def test_rejected_replies_are_read_from_eval_records(tmp_path):
         read_rejected(records, ITEMS)
     with pytest.raises(ValueError, match=r"missing.jsonl: cannot read the eval records"):
         read_rejected(tmp_path / "missing.jsonl", ITEMS)
+
+
+def test_labelled_replies_pair_the_acceptable_against_the_rest(tmp_path):
+    records = tmp_path / "labels.jsonl"
+    rows = [
+        {"id": "p-1", "reply": "Brakka. Smith of this forge.", "acceptable": True},
+        {"id": "p-1", "reply": "I'm the forge of Brakka.", "acceptable": False},
+        {"id": "p-1", "reply": "The hammer is my name.", "acceptable": False},
+        {"id": "p-1", "reply": "I'm the forge of Brakka.", "acceptable": False},  # read twice: one pair
+        {"id": "p-2", "reply": "Six silver.", "acceptable": True},  # nothing to pair it with
+        {"id": "p-3", "reply": "Hot at the anvil.", "acceptable": True},
+        {"id": "p-3", "reply": "Hot by the forge.", "acceptable": True},
+        {"id": "p-3", "reply": "The weather is the anvil.", "acceptable": False},
+        {"id": "gone", "reply": "Fine.", "acceptable": True},
+        {"id": "gone", "reply": "Fine fine.", "acceptable": False},
+        {"id": "p-4", "reply": "I'd be the first to give it."},  # an eval record: the written reply wins
+    ]
+    records.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert read_preferences(records, ITEMS) == {
+        "p-1": [
+            ("Brakka. Smith of this forge.", "I'm the forge of Brakka."),
+            ("Brakka. Smith of this forge.", "The hammer is my name."),
+        ],
+        "p-3": [
+            ("Hot at the anvil.", "The weather is the anvil."),
+            ("Hot by the forge.", "The weather is the anvil."),
+        ],
+        "p-4": [(None, "I'd be the first to give it.")],
+    }
+    # a folder: every .jsonl in it, as corpus/labels/training_personas/ is read
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:4]))
+    (folder / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[4:]))
+    assert read_preferences(folder, ITEMS) == read_preferences(records, ITEMS)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty: a folder with no .jsonl files"):
+        read_preferences(tmp_path / "empty", ITEMS)
+    records.write_text(json.dumps({"id": "p-1", "reply": "x", "acceptable": "yes"}) + "\n")
+    with pytest.raises(ValueError, match=r"labels.jsonl:1: acceptable: must be true or false"):
+        read_preferences(records, ITEMS)
+
+
+@pytest.mark.slow
+def test_pairs_of_labelled_replies_train_on_the_readers_choice(model):
+    personas = {"brakka": personas_of(CORPUS)["brakka"]}
+    chosen, rejected = "Brakka. Smith of this forge.", "I'm the forge of Brakka."
+    pairs = build_pairs(model, ITEMS, {"p-1": [(chosen, rejected)]}, personas, {}, 48)
+    tok = model.decoder.tokenizer
+    assert len(pairs) == 1
+    assert tok.decode(pairs[0].chosen.target[:-1]) == chosen
+    assert tok.decode(pairs[0].rejected.target[:-1]) == rejected
+    assert pairs[0].chosen.segments == pairs[0].rejected.segments  # the same turn, rendered once
 
 
 class _Layer(torch.nn.Module):
@@ -104,10 +160,19 @@ def test_a_short_preference_run_learns_to_prefer_the_written_replies(model, tmp_
     cfg = PreferenceConfig(steps=8, pairs=4, lr=3e-3, warmup=1, rank=2, log_every=100)
     weights_before = model.decoder.lm.model.layers[0].self_attn.q_proj.weight.clone()
     summary = train_preference(
-        model, ITEMS, personas, OWN, DEFAULT_DECODER_LORA, tmp_path / "run", cfg, log=lambda _m: None
+        model,
+        ITEMS,
+        personas,
+        WRITTEN_OVER_OWN,
+        DEFAULT_DECODER_LORA,
+        tmp_path / "run",
+        cfg,
+        log=lambda _m: None,
     )
     history = summary["history"]
-    assert summary["finished"] and summary["pairs"] == 4 and summary["rank"] == 8 + 2
+    with safe_open(str(DEFAULT_DECODER_LORA), framework="pt") as f:
+        committed_rank = f.get_tensor(next(k for k in f.keys() if k.endswith(".A"))).shape[0]
+    assert summary["finished"] and summary["pairs"] == 4 and summary["rank"] == committed_rank + 2
     # the first step is the reference itself (the new adapters start at zero): no margin yet
     assert abs(history[0]["margin"]) < 1e-3
     assert history[-1]["margin"] > 0.05 and history[-1]["reward_accuracy"] == 1.0
@@ -119,7 +184,7 @@ def test_a_short_preference_run_learns_to_prefer_the_written_replies(model, tmp_
     feats = CorpusFeatures(
         model, {"brakka": personas["brakka"]}, {i.line for i in ITEMS}, {}, log=lambda _m: None
     )
-    pairs = build_pairs(model, ITEMS, OWN, {"brakka": personas["brakka"]}, {}, 48)
+    pairs = build_pairs(model, ITEMS, WRITTEN_OVER_OWN, {"brakka": personas["brakka"]}, {}, 48)
     with torch.no_grad():
         _loss, stats = dpo_loss(model, feats, pairs, cfg)
     assert stats["margin"] == 0.0
