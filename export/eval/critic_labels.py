@@ -78,7 +78,11 @@ def fit(critic_vectors, rows: Sequence[dict], personas: dict[str, Persona]) -> t
     critic = ReplyCritic(critic_vectors, CriticWeights({}, 0.5))
     feats = [
         critic.features(
-            r["line"], personas[r["persona"]], [r["reply"]], [r.get("fluency")], [r.get("finish_reason", "stop")]
+            r["line"],
+            personas[r["persona"]],
+            [r["reply"]],
+            [r.get("fluency")],
+            [r.get("finish_reason", "stop")],
         )[0]
         for r in rows
     ]
@@ -87,11 +91,16 @@ def fit(critic_vectors, rows: Sequence[dict], personas: dict[str, Persona]) -> t
     weights = fit_weights([feats[i] for i in train], [rows[i]["acceptable"] for i in train])
     fitted = ReplyCritic(critic_vectors, CriticWeights(weights, 0.5))
     scores = [fitted.score(f) for f in feats]
-    threshold = _threshold([scores[i] for i in train], [rows[i]["acceptable"] for i in train], TARGET_PRECISION)
+    threshold = _threshold(
+        [scores[i] for i in train], [rows[i]["acceptable"] for i in train], TARGET_PRECISION
+    )
     report = {
         "threshold": round(threshold, 4),
         "train": agreement([scores[i] for i in train], [rows[i]["acceptable"] for i in train], threshold),
         "held_out": agreement([scores[i] for i in test], [rows[i]["acceptable"] for i in test], threshold),
         "weights": weights,
     }
-    return CriticWeights(weights, round(threshold, 4), f"{len(train)} labelled replies (corpus/labels)"), report
+    # the labels' fluency comes from the decoders that wrote them, so the shipped decoder's shift from those stays
+    offset = CriticWeights.builtin().fluency_offset
+    fitted_on = f"{len(train)} labelled replies (corpus/labels)"
+    return CriticWeights(weights, round(threshold, 4), fitted_on, offset), report

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from npc_sdk.personas.files import load_persona
@@ -105,3 +107,32 @@ def test_the_persona_is_encoded_once_and_a_given_line_vector_not_again():
     again = critic.features(line, BRAKKA, replies, line_vector=vectors([line])[0])
     assert encoded == [line, *replies]  # the line once, by the test; the persona not at all
     assert first == again
+
+
+def _fixed_vectors(texts):
+    return np.stack([np.eye(4)[len(t) % 4] for t in texts])
+
+
+def test_the_fluency_offset_recalibrates_scores_and_keeps_the_pick():
+    """The shipped weights read fluency relative to the decoder they were fitted against: a sharper decoder's
+    replies are not all called acceptable, and the order among one line's candidates does not move."""
+    builtin = CriticWeights.builtin()
+    assert builtin.fluency_offset > 0  # the shipped decoder is the preference-trained one
+    raw = CriticWeights(builtin.weights, builtin.threshold)
+    replies = ["Ten silver, lad.", "Ten silver, and the edge will split a hair.", "Aye, hand it here."]
+    fluency = [-0.3, -0.9, -0.5]
+    line = "Can you sharpen my sword?"
+    shifted = ReplyCritic(_fixed_vectors, builtin).judge(line, BRAKKA, replies, fluency)
+    unshifted = ReplyCritic(_fixed_vectors, raw).judge(line, BRAKKA, replies, fluency)
+    for a, b, flu in zip(shifted, unshifted, fluency, strict=True):
+        assert a.features["fluency"] == pytest.approx(flu - builtin.fluency_offset)
+        assert a.score < b.score
+    assert sorted(range(3), key=lambda i: shifted[i].score) == sorted(
+        range(3), key=lambda i: unshifted[i].score
+    )
+    # an unknown fluency stays the fallback: the offset is not applied to a guess
+    (unknown,) = ReplyCritic(_fixed_vectors, builtin).judge(line, BRAKKA, ["Ten silver, lad."], [None])
+    assert unknown.features["fluency"] == -2.5
+    # and the offset survives a round trip through the file format
+    again = CriticWeights(**json.loads(builtin.to_json()))
+    assert again.fluency_offset == builtin.fluency_offset
