@@ -31,9 +31,10 @@ class GenerationConfig:
     scene_word_weight: float = 1.5
     absent_word_weight: float = 3.0  # logit penalty for words of what the image head is sure is not there
     # best of N: N replies decode as one batch and the critic (runtime/critic.py) picks one, which then streams a
-    # token a step. Read blind, held-out replies were acceptable 46 times in 120 with 4 against 32 with 1, at about
-    # 250 ms to the first token on two cores (docs/training.md). 1 streams from the first token (~75 ms).
-    candidates: int = 4
+    # token a step. Read blind, held-out replies were acceptable 125 times in 240 with 8 against 112 with 4, at
+    # 267-277 ms to the first token (median; 325 ms at most) on two cores (docs/training.md). Under load a turn
+    # takes only the slots that are spare. 1 streams from the first token (~65 ms).
+    candidates: int = 8
     # the reply ends after this many sentences (a sentence under 4 words does not count); 0: off. The 135M decoder's
     # first sentence is its best: read replies mostly go wrong in the second (docs/training.md)
     max_sentences: int = 1
