@@ -7,7 +7,7 @@ training persona, rendered exactly as in corpus_train.py, with two targets: the 
 the shipped model gave to the same turn (rejected, from `npc-sdk eval --corpus --corpus-split train`), or, from
 replies the model gave that were read and labelled, an acceptable one against one that is not. The loss is
 Direct Preference Optimisation (Rafailov et al., 2023) against the shipped model as the reference, plus a small
-cross-entropy on the written reply so its likelihood does not sink with the rejected one's.
+cross-entropy on the chosen reply so its likelihood does not sink with the rejected one's.
 
 The decoder starts as the shipped one (committed LoRA merged); a fresh LoRA trains on top, and the reference is
 the same model with that LoRA switched off. The fusion stays frozen. What is written is one adapter file holding

@@ -101,14 +101,17 @@ def test_fp32_matches_the_reference(model, exported_fp32):
 
 
 def test_int4_stays_close_in_perplexity(model, exported_int4):
-    from npc_export.build.verify import verify_folder
+    from npc_export.build.verify import PREFILL_KL_BOUND, verify_folder
 
     report = verify_folder(exported_int4, reference=model, log=lambda _m: None)
     assert report["perplexity_relative_change"] <= 0.10, report
     assert report["greedy_teacher_forced_agreement"] > 0.5, report
     # the integer prefill graph is nearer the reference than int4 on a prompt's next-token distribution
     assert report["prefill_kl_to_reference"] < report["decoder_graph_prefill_kl_to_reference"], report
-    assert report["prefill_top1_agreement"] == 1.0, report
+    assert report["prefill_kl_to_reference"] <= PREFILL_KL_BOUND, report
+    # the preference-trained decoder opens replies on near ties (1 logit between "Of" and "I" for the demo line),
+    # and the int8 graph may take the other one there
+    assert report["prefill_top1_agreement"] >= 2 / 3, report
 
 
 def _partial_copy(src, dst, skip=()):

@@ -177,7 +177,7 @@ def test_prefix_off_reproduces_the_plain_lm_token_for_token(model):
     )  # the plain LM: no role words, no blocking
     done = model.reply(text, persona=brakka, history=history, config=plain_lm, use_prefix=False)
     assert list(done.token_ids) == plain_new
-    assert len(done.token_ids) >= 8 and done.text
+    assert len(done.token_ids) >= 5 and done.text  # a reply, not an immediate end
 
 
 def test_fixed_seed_reproduces_a_sampled_reply(model):

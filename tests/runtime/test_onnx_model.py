@@ -35,11 +35,12 @@ def test_stream_deltas_concatenate_to_done(runtime_int4):
 def test_continuing_a_conversation_feeds_only_new_positions(runtime_int4, monkeypatch):
     recorded = record_samplers(monkeypatch, runtime_int4)
     runtime_int4.persona_kv.clear()  # another test's session of this persona would lend its block's KV
-    # No clause cut here. Cut at a clause, this reply's KV ends in ";" where its text says ".". The reused
-    # positions then come from int4 decode steps, while a fresh render prefills them on the int8 graph. With the
-    # prefill graph off, the two agree within 0.09 in the top logits. Across the two graphs, on this text, they
-    # differ by 2.7, which is over the tolerance.
+    # No clause cut here: cut at a clause, this reply's KV ends in ";" where its text says ".". The reused
+    # positions come from int4 decode steps, while a fresh render would prefill them on the int8 graph; the two
+    # graphs round differently (by up to 2.7 in the top logits on this text), which is not what this test is
+    # about. Both renders therefore run on decoder.onnx, so only the reuse differs.
     greedy = GREEDY.with_(max_clauses=0)
+    monkeypatch.setattr(runtime_int4.runner, "prefill_session", None)
     with Conversation(runtime_int4, DEMO_PERSONA) as conv:
         first = conv.reply("Good evening, smith.", config=greedy)
         held = conv.cached_positions
@@ -101,6 +102,15 @@ PERSONAS = [
 ]
 
 
+# for the join-and-leave test: Zib talks longest (15 tokens), Hale's first line is cut at 8, and Hale's second line
+# (a two-chunk prompt) joins while both decode; replies of the shipped decoder are short, so the order matters
+JOINERS = [
+    PERSONAS[2],
+    PERSONAS[1],
+    (PERSONAS[1][0], "Tell me about the north road, the bandits on it and the weather."),
+]
+
+
 def _state(model, persona, config):
     return ReplyState(
         tokenizer=model.tokenizer,
@@ -116,24 +126,24 @@ def test_batched_greedy_equals_one_by_one_with_join_and_leave(runtime_int4, monk
     the same greedy tokens up to the first near-tie."""
     model = runtime_int4
     configs = [GREEDY.with_(max_tokens=n) for n in (20, 8, 16)]  # the second leaves early
-    prompts = [build_prompt(model.tokenizer, p, [], t) for p, t in PERSONAS]
+    prompts = [build_prompt(model.tokenizer, p, [], t) for p, t in JOINERS]
     assert len({p.length for p in prompts}) == 3  # different lengths decode together
     recorded = record_samplers(monkeypatch, model)
     solo = [
         model.reply(text, persona=p, config=c, use_prefix=False).token_ids
-        for (p, text), c in zip(PERSONAS, configs, strict=True)
+        for (p, text), c in zip(JOINERS, configs, strict=True)
     ]
     solo_logits = [r.logits for r in recorded[:3]]
 
-    slots = [model.acquire_slot() for _ in PERSONAS]
-    states = [_state(model, p, c) for (p, _), c in zip(PERSONAS, configs, strict=True)]
+    slots = [model.acquire_slot() for _ in JOINERS]
+    states = [_state(model, p, c) for (p, _), c in zip(JOINERS, configs, strict=True)]
     try:
         batch = BatchGenerator(model)
         batch.add(slots[0], model.embed(prompts[0]), states[0])
         batch.add(slots[1], model.embed(prompts[1]), states[1])
         widths = []
         for step in range(40):
-            if step == 3:  # the third sequence joins a running batch
+            if step == 1:  # the third sequence joins a running batch
                 batch.add(slots[2], model.embed(prompts[2]), states[2])
             widths.append(len(batch.members))
             batch.step()
