@@ -21,6 +21,7 @@ format, with the generator's own fields beside these.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ class Dataset:
             )
         seen: list[str] = []
         for path in splits:
-            for _, rec in _records(path):
+            for _, rec in jsonl_records(path):
                 for t in rec.get("tags", []):
                     if isinstance(t, str) and t not in seen:
                         seen.append(t)
@@ -89,7 +90,7 @@ class Dataset:
             raise FileNotFoundError(f"{path}: no {name} pictures in this dataset")
         known = set(self.tag_names)
         out = []
-        for line_no, rec in _records(path):
+        for line_no, rec in jsonl_records(path):
 
             def bad(fld: str, why: str, line_no: int = line_no) -> DatasetError:
                 return DatasetError(f"{path}:{line_no}: {fld}: {why}")
@@ -159,7 +160,9 @@ def _read_vocabulary(path: Path) -> list[TagInfo]:
     return out
 
 
-def _records(path: Path):
+def jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of every non-blank line of a JSONL file; DatasetError (a ValueError) naming the file
+    and line when one is not a JSON object."""
     for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue

@@ -33,6 +33,7 @@ from safetensors.torch import save_file
 from npc_sdk.personas.persona import Persona
 
 from ..data.corpus import CorpusItem
+from ..data.datasets import jsonl_records
 from ..model.lora import LoRALinear, _targets, add_lora, remove_lora
 from ..model.reference import NpcModel
 from .corpus_train import (
@@ -85,23 +86,15 @@ def _records(records: Path) -> list[tuple[int, dict]]:
             raise ValueError(f"{records}: a folder with no .jsonl files")
         return [row for path in files for row in _records(path)]
     try:
-        lines = records.read_text(encoding="utf-8").splitlines()
+        rows = list(jsonl_records(records))
     except OSError as err:
         raise ValueError(f"{records}: cannot read the eval records ({err.strerror or err})") from err
-    out = []
-    for n, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{records}:{n}: not a JSON object ({err.msg})") from err
-        if not isinstance(row, dict) or "id" not in row or "reply" not in row:
+    for n, row in rows:
+        if "id" not in row or "reply" not in row:
             raise ValueError(f"{records}:{n}: id, reply: an eval record needs both")
         if "acceptable" in row and not isinstance(row["acceptable"], bool):
             raise ValueError(f"{records}:{n}: acceptable: must be true or false, got {row['acceptable']!r}")
-        out.append((n, row))
-    return out
+    return rows
 
 
 def read_rejected(records: Path, items: Sequence[CorpusItem]) -> dict[str, str]:
