@@ -77,9 +77,15 @@ ReplyPair = tuple[str | None, str]
 PAIRS_PER_ITEM = 4  # from labelled candidates: an item with 2 good and 3 bad replies would give 6
 
 
-def _records(records: Path) -> list[tuple[int, dict]]:
-    """(line number, object) of every non-blank line of the file, or of every .jsonl in the folder; a clear error
-    naming the file and line otherwise."""
+# one .jsonl or folder of them, or several (rounds of reading kept apart: `--preference A --preference B`)
+Records = Path | Sequence[Path]
+
+
+def _records(records: Records) -> list[tuple[int, dict]]:
+    """(line number, object) of every non-blank line of the file, or of every .jsonl in the folder, or of each of
+    several; a clear error naming the file and line otherwise."""
+    if not isinstance(records, Path):
+        return [row for path in records for row in _records(path)]
     if records.is_dir():
         files = sorted(records.glob("*.jsonl"))
         if not files:
@@ -97,7 +103,7 @@ def _records(records: Path) -> list[tuple[int, dict]]:
     return rows
 
 
-def read_rejected(records: Path, items: Sequence[CorpusItem]) -> dict[str, str]:
+def read_rejected(records: Records, items: Sequence[CorpusItem]) -> dict[str, str]:
     """item id -> the model's own reply, from an eval's records (JSONL); replies equal to the written one, empty
     ones and items no longer in the corpus's training split are skipped."""
     written = {i.id: i.reply for i in items if i.split == "train"}
@@ -109,7 +115,7 @@ def read_rejected(records: Path, items: Sequence[CorpusItem]) -> dict[str, str]:
     return out
 
 
-def read_preferences(records: Path, items: Sequence[CorpusItem]) -> dict[str, list[ReplyPair]]:
+def read_preferences(records: Records, items: Sequence[CorpusItem]) -> dict[str, list[ReplyPair]]:
     """item id -> its reply pairs. A row read and labelled (`acceptable`, as in corpus/labels/) pairs with the
     other labelled replies to the same item: each acceptable one is preferred to each one that is not (at most
     PAIRS_PER_ITEM an item), so a pair differs in what a reader judged and not in who wrote it. A row without a

@@ -79,12 +79,12 @@ def cmd_train_preference(args: argparse.Namespace) -> int:
     root = Path(args.corpus)
     items = corpus.read_corpus(root)
     try:
-        preferences = preference.read_preferences(Path(args.preference), items)
+        preferences = preference.read_preferences([Path(r) for r in args.preference], items)
     except ValueError as err:
         raise SystemExit(f"--preference: {err}") from err
     if not preferences:
         raise SystemExit(
-            f"{args.preference}: no pairs: no replies of training items that differ from the written ones, "
+            f"{', '.join(args.preference)}: no pairs: no replies of training items that differ from the written ones, "
             "and no item with both an acceptable and an unacceptable labelled reply"
         )
     out = Path(args.out) if args.out else default_data_dir().parent.parent / "training" / "preference-run"
@@ -406,10 +406,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--preference",
         metavar="RECORDS",
+        action="append",
         help="with --corpus: preference training (DPO) of the shipped decoder on reply pairs of training "
         "personas. RECORDS is a .jsonl, or a folder of them: rows labelled by reading (`acceptable`, as in "
         "corpus/labels/training_personas/) pair an acceptable reply against one that is not; rows of `npc-sdk "
         "eval --corpus --corpus-split train` pair the written reply against the model's own (docs/training.md); "
+        "give it again to read several (rounds of reading); "
         "--steps, --lora-lr and --batch (pairs) apply",
     )
     p.add_argument("--beta", type=float, default=0.1, help="with --preference: DPO temperature")

@@ -92,6 +92,11 @@ def test_labelled_replies_pair_the_acceptable_against_the_rest(tmp_path):
     (folder / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:4]))
     (folder / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[4:]))
     assert read_preferences(folder, ITEMS) == read_preferences(records, ITEMS)
+    # several rounds of reading given apart: one line's labels from both rounds pair with each other
+    (tmp_path / "round1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:6]))
+    (tmp_path / "round2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[6:]))
+    rounds = [tmp_path / "round1.jsonl", tmp_path / "round2.jsonl"]
+    assert read_preferences(rounds, ITEMS) == read_preferences(records, ITEMS)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"empty: a folder with no .jsonl files"):
         read_preferences(tmp_path / "empty", ITEMS)
