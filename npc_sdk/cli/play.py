@@ -242,7 +242,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--reference", action="store_true", help="play on the PyTorch reference model instead")
     p.add_argument("--max-tokens", type=int, default=60)
-    p.add_argument("--temperature", type=float, help="default: the demo persona's (0.3)")
+    p.add_argument("--temperature", type=float, help="default: the demo persona's (0.7)")
     p.add_argument("--seed", type=int, default=7, help="fixes the sampled replies")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("chat", help="talk to an NPC on a running server from the terminal")

@@ -5,8 +5,8 @@ voice) and true to what is in view. Three kinds of signal, combined by a logisti
 reading them (`critic.json` in the package assets; `npc-sdk eval --fit-critic` refits it):
 
   rules      stage directions, narration about itself or others in the third person, an echo of the player's
-             line, another name claimed as its own, a run of scene nouns, talk of AIs or players, repeated
-             phrases, an unfinished or overlong reply;
+             line, another name claimed as its own, a run of scene nouns, talk of AIs or players, "a" or "an"
+             before the wrong sound, repeated phrases, an unfinished or overlong reply;
   vectors    MiniLM relevance of the reply to the line, and its similarity to the persona's role text;
   fluency    the decoder's mean log-probability of the reply's tokens before any bias (ReplyState records it).
 
@@ -47,18 +47,22 @@ _NOT_NAMES = frozenset(
     "Off On Out In At Looking Going Trying Telling Waiting Happy Tired Okay Ok Right Done Ready".split()
 )
 _PRONOUN_NARRATION = re.compile(r"^(?:He|She|They)\s+(?:was|is|had|has|looks|looked|said|says|smiles|nods)\b")
-FEATURES = (
-    "bias",
+RULES = (
     "stage",
     "narration",
     "echo",
     "wrong_name",
     "noun_run",
     "meta",
+    "article",
     "repeat",
     "unfinished",
     "too_long",
     "too_short",
+)
+FEATURES = (
+    "bias",
+    *RULES,
     "relevance",
     "persona_similarity",
     "fluency",
@@ -76,6 +80,7 @@ RULE_FLOORS = {
     "wrong_name": -4.0,
     "noun_run": -3.0,
     "meta": -4.0,
+    "article": -3.0,
 }
 
 
@@ -174,6 +179,24 @@ def _noun_run(reply: str) -> bool:
     return any(hits[k + 2] - hits[k] <= 5 for k in range(len(hits) - 2))
 
 
+def _wrong_article(reply: str) -> bool:
+    """"a explorer", "an sword": the sampler's slip that a reader stops at (33 labelled replies, none acceptable).
+    A capital A inside a sentence is a name ("back to A and E"), and an acronym or a single letter is read aloud
+    ("an MRI", "with an r"), so neither counts; "a one-eyed", "a ewe", "a European" and "an hour" are right."""
+    for m in re.finditer(r"(?<![\w-])(a|an|A|An)\s+([A-Za-z][\w'-]*)", reply):
+        article, word = m.group(1), m.group(2)
+        if article[0] == "A" and m.start() > 0 and not re.search(r"[.!?]\s*$", reply[: m.start()]):
+            continue
+        if len(word) < 2 or word.isupper():
+            continue
+        w = word.lower()
+        if article.lower() == "a" and w[0] in "aeio" and not w.startswith(("one", "once", "eu", "ewe")):
+            return True
+        if article.lower() == "an" and w[0] not in "aeiouh":
+            return True
+    return False
+
+
 def _repeat(reply: str) -> bool:
     w = _words(reply)
     grams = [tuple(w[i : i + 3]) for i in range(len(w) - 2)]
@@ -190,6 +213,7 @@ def rule_flags(reply: str, line: str, persona: Persona, finish_reason: str = "st
         "wrong_name": float(_wrong_name(text, persona)),
         "noun_run": float(_noun_run(text)),
         "meta": float(bool(_META.search(text))),
+        "article": float(_wrong_article(text)),
         "repeat": float(_repeat(text)),
         "unfinished": float(finish_reason == "length" or (bool(text) and text[-1] not in ".!?\"'")),
         "too_long": float(n > 45),
@@ -274,7 +298,7 @@ class ReplyCritic:
         verdicts = []
         for f in self.features(line, persona, replies, fluency, finish_reasons, line_vector):
             s = self.score(f)
-            failed = tuple(k for k in FEATURES[1:11] if f.get(k, 0.0) > 0)
+            failed = tuple(k for k in RULES if f.get(k, 0.0) > 0)
             verdicts.append(Verdict(round(s, 4), s >= self.weights.threshold, failed, f))
         return verdicts
 

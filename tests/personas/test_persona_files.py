@@ -45,7 +45,7 @@ def test_extends_inherits_and_merges():
     assert brakka.role_words["Emberfall"] == 1.5 and brakka.role_words["forge"] == 2.0
     assert {"smartphone", "internet"} <= set(brakka.banned_words)
     assert len(brakka.lore) == 2  # the village's mine lore plus her own
-    assert brakka.generation == {"temperature": 0.3, "max_tokens": 80}
+    assert brakka.generation == {"temperature": 0.7, "max_tokens": 80}
     assert brakka.id == "brakka"
 
 

@@ -26,6 +26,8 @@ BRAKKA = load_persona(Path(__file__).resolve().parents[2] / "samples" / "persona
         ("I'm Grimold, the gate guard.", "wrong_name"),
         ("I'm the mushroom, the slime and the gem of this place.", "noun_run"),
         ("As an AI I cannot sharpen swords.", "meta"),
+        ("That's a explorer, lad.", "article"),
+        ("Give me an sword and I'll show you.", "article"),
         ("The forge is hot and the forge is hot and the forge is hot today.", "repeat"),
         ("Ten silver and the edge will", "unfinished"),
     ],
@@ -41,6 +43,7 @@ def test_each_rule_catches_its_failure(reply, rule):
         "Hand it here. Ten silver, and the edge will split a hair.",
         "Brakka. I run the forge, and I don't do discounts.",
         "I'm Brakka, lad. Mind the anvil.",
+        "Give it an hour, lad. A one-eyed apprentice could do it by dusk.",
         "Slimes on the meadow path again? Keep to the stones, they eat boots.",
     ],
 )
