@@ -34,8 +34,8 @@ class GenerationConfig:
     absent_word_weight: float = 3.0  # logit penalty for words of what the image head is sure is not there
     # best of N: N replies decode as one batch and the critic (runtime/critic.py) picks one, which then streams a
     # token a step. Read blind, held-out replies were acceptable 125 times in 240 with 8 against 112 with 4, at
-    # 289-296 ms to the first token (median; 389 ms at most) on two cores (docs/server.md). Under load a turn
-    # takes only the slots that are spare. 1 streams from the first token (~70 ms).
+    # 295-327 ms to the first token (median, temperature 0.7; 380-462 ms at most) on two cores (docs/server.md).
+    # Under load a turn takes only the slots that are spare. 1 streams from the first token (~70 ms).
     candidates: int = 8
     # the reply ends after this many sentences (a sentence under 4 words does not count); 0: off. The 135M decoder's
     # first sentence is its best: read replies mostly go wrong in the second (docs/training.md)
