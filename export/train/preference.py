@@ -106,9 +106,13 @@ def _records(records: Records) -> list[tuple[int, dict]]:
 def read_rejected(records: Records, items: Sequence[CorpusItem]) -> dict[str, str]:
     """item id -> the model's own reply, from an eval's records (JSONL); replies equal to the written one, empty
     ones and items no longer in the corpus's training split are skipped."""
+    return _own_replies(_records(records), items)
+
+
+def _own_replies(rows: Sequence[tuple[int, dict]], items: Sequence[CorpusItem]) -> dict[str, str]:
     written = {i.id: i.reply for i in items if i.split == "train"}
     out: dict[str, str] = {}
-    for _n, row in _records(records):
+    for _n, row in rows:
         reply = str(row["reply"]).strip()
         if row["id"] in written and reply and reply != written[row["id"]].strip():
             out[row["id"]] = reply
@@ -139,11 +143,9 @@ def read_preferences(records: Records, items: Sequence[CorpusItem]) -> dict[str,
         )
         if crossed:
             out[item_id] = [(good[g], bad[b]) for g, b in crossed[:PAIRS_PER_ITEM]]
-    unlabelled = [row for _n, row in rows if "acceptable" not in row]
-    if unlabelled:
-        for item_id, reply in read_rejected(records, items).items():
-            if item_id not in labelled:
-                out[item_id] = [(None, reply)]
+    for item_id, reply in _own_replies([r for r in rows if "acceptable" not in r[1]], items).items():
+        if item_id not in labelled:
+            out[item_id] = [(None, reply)]
     return out
 
 
