@@ -56,6 +56,12 @@ def _part(part: str, name: str, *, settable: bool = False) -> Any:
     return property(get, set_ if settable else None, doc=f"`{part}.{name}`")
 
 
+# A turn's best-of-N candidates decode on spare slots and take only what is free, so a model opened with one slot
+# would quietly answer with one candidate where the defaults promise 8. The KV buffers are zeroed lazily: a slot
+# that is never written costs no resident memory.
+DEFAULT_SLOTS = GenerationConfig().candidates
+
+
 class OnnxNpcModel:
     """The parts composed, and the one API callers use: slots, encoders, behaviour and a stateless turn."""
 
@@ -65,11 +71,12 @@ class OnnxNpcModel:
         *,
         device: str = "cpu",
         threads: int | None = None,
-        slots: int = 1,
+        slots: int = DEFAULT_SLOTS,
         max_len: int = DEFAULT_MAX_LEN,
         prefill_graph: bool = True,
     ) -> None:
-        """`prefill_graph` False leaves decoder_prefill.onnx unloaded (~190 MB less RSS, prefills ~2x slower)."""
+        """`slots`: sequences the cache holds at once; a turn's best-of-N candidates need spare ones beside its own.
+        `prefill_graph` False leaves decoder_prefill.onnx unloaded (~190 MB less RSS, prefills ~2x slower)."""
         self.folder = folder
         self.graphs = ModelGraphs(folder, device=device, threads=threads, prefill_graph=prefill_graph)
         self.pool = SlotPool(self.graphs.new_cache(slots, max_len))

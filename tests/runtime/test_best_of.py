@@ -68,3 +68,17 @@ def test_best_of_n_uses_what_slots_are_spare(runtime_int4):
     finally:
         for slot in taken:
             runtime_int4.release_slot(slot)
+
+
+def test_a_model_opened_with_the_defaults_decodes_the_default_best_of_n(exported_int4):
+    """The Python API's `OnnxNpcModel.load(folder)` holds enough slots for `GenerationConfig()`'s candidates: one
+    slot would quietly answer with one candidate."""
+    from npc_sdk.runtime.batch import settle_at
+    from npc_sdk.runtime.onnx_model import OnnxNpcModel
+
+    model = OnnxNpcModel.load(exported_int4)
+    default = GenerationConfig()
+    assert len(model._free_slots) >= default.candidates
+    with Conversation(model, DEMO_PERSONA) as conv:
+        done = conv.reply("What do you make here?", config=default.with_(seed=5))
+    assert len(done.candidates) >= settle_at(default.candidates)
