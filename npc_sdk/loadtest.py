@@ -44,6 +44,7 @@ async def _session(client: AsyncClient, turns: int, max_tokens: int, shot: bytes
     for i in range(turns):
         started = time.perf_counter()
         first = None
+        last = None
         try:
             async with client.chat(
                 session.session_id,
@@ -53,8 +54,13 @@ async def _session(client: AsyncClient, turns: int, max_tokens: int, shot: bytes
                 temperature=0.0,
             ) as stream:
                 async for event in stream:
-                    if isinstance(event, Delta) and first is None:
-                        first = time.perf_counter()
+                    if isinstance(event, Delta):
+                        now = time.perf_counter()
+                        if first is None:
+                            first = now
+                        else:  # a talking NPC's stream: how long the player waits between two pieces of text
+                            out["gap_ms"].append((now - last) * 1000)
+                        last = now
                     elif isinstance(event, Done):
                         out["ttft_ms"].append(((first or time.perf_counter()) - started) * 1000)
                         out["tokens"] += event.usage.completion_tokens
@@ -83,11 +89,11 @@ async def _run(
             if server_pid:
                 figures["server_rss_mb_with_idle_sessions"] = round(rss_mb(server_pid), 1)
             figures["idle_sessions"] = idle
-        alone = {"ttft_ms": [], "tokens": 0, "server_tok_s": [], "errors": []}
+        alone = {"ttft_ms": [], "gap_ms": [], "tokens": 0, "server_tok_s": [], "errors": []}
         await _session(client, 2, max_tokens, shot, alone)
         single_rate = statistics.median(alone["server_tok_s"]) if alone["server_tok_s"] else 0.0
 
-        many = {"ttft_ms": [], "tokens": 0, "server_tok_s": [], "errors": []}
+        many = {"ttft_ms": [], "gap_ms": [], "tokens": 0, "server_tok_s": [], "errors": []}
         started = time.perf_counter()
         await asyncio.gather(*(_session(client, turns, max_tokens, shot, many) for _ in range(sessions)))
         wall = time.perf_counter() - started
@@ -102,8 +108,14 @@ async def _run(
             "single_session_decode_tokens_per_second": round(single_rate, 1),
             "ttft_ms_p50": round(_percentile(many["ttft_ms"], 0.5), 1),
             "ttft_ms_p95": round(_percentile(many["ttft_ms"], 0.95), 1),
+            "gap_between_deltas_ms_p95": round(_percentile(many["gap_ms"], 0.95), 1),
+            "gap_between_deltas_ms_max": round(max(many["gap_ms"], default=0.0), 1),
             "aggregate_tokens_per_second": round(aggregate, 1),
             "aggregate_vs_single": round(aggregate / single_rate, 2) if single_rate else 0.0,
+            # one-clause replies are a few tokens, so a turn's fixed work (preparation, prefill, emotion) weighs
+            # more than its decoding: turns a second say what a replica carries better than tokens a second
+            "turns_per_second": round(len(many["ttft_ms"]) / wall, 2) if wall > 0 else 0.0,
+            "tokens_per_turn": round(many["tokens"] / len(many["ttft_ms"]), 1) if many["ttft_ms"] else 0.0,
             "turns_completed": len(many["ttft_ms"]),
             "errors": len(many["errors"]) + len(alone["errors"]),
             "error_samples": (many["errors"] + alone["errors"])[:5],

@@ -76,6 +76,7 @@ class Scheduler:
         self.residency = Residency(model, store, kv_budget_bytes=kv_budget_bytes, max_live=max_live)
         self.warmer = PersonaWarmer(model)
         self.batch = BatchGenerator(model)
+        self._started_this_step = False  # a turn was prepared since the last decode step
         self.running: dict[int, _Running] = {}  # slot -> turn
         self.waiting: deque[ChatJob] = deque()
         self._inbox: queue.Queue[Any] = queue.Queue()
@@ -156,8 +157,14 @@ class Scheduler:
         self.waiting.append(job)
 
     def _admit(self) -> None:
-        """Start waiting turns in arrival order; a session's turns run one after another."""
+        """Start waiting turns in arrival order; a session's turns run one after another.
+
+        While replies are decoding, one turn starts per step: a turn's preparation (encoders, fusion, sampler:
+        ~50 ms on two cores) runs on this thread, so starting a burst of eight at once would stop every talking
+        NPC's stream for all eight."""
         for job in list(self.waiting):
+            if self.batch.active and self._started_this_step:
+                return
             live = self.residency.session(job.session_id)
             if job.cancelled.is_set():
                 self._dequeue(job, live)
@@ -170,6 +177,7 @@ class Scheduler:
                 return  # every slot is decoding: wait for one to finish
             self.waiting.remove(job)
             live.running = True
+            self._started_this_step = True
             self._start(job, live)
 
     def _start(self, job: ChatJob, live: LiveSession) -> None:
@@ -321,6 +329,7 @@ class Scheduler:
             else:
                 self._run_commands(wait=not self.running and not self.waiting)
             self._drop_cancelled()
+            self._started_this_step = False
             self._admit()
             if not self.running:
                 self.warmer.step(turns_waiting=bool(self.waiting))

@@ -144,3 +144,59 @@ def test_a_turn_id_sent_twice_at_once_makes_one_turn(scheduler):
     finished[0].clear()
     scheduler.submit(other).result(60)
     assert finished[0].wait(60) and "used for another line" in str(results[0][-1])
+
+
+def test_while_replies_decode_one_turn_starts_per_step(exported_int4, tmp_path):
+    """A burst of turns does not stop the talking NPCs for all of its preparations: once one reply decodes, the
+    rest start one per decode step."""
+    model = OnnxNpcModel.load(exported_int4, slots=4)
+    store = SqliteSessionStore(tmp_path / "sessions.sqlite3")
+    sched = Scheduler(model, store)
+    log: list = []
+    step, start = sched.batch.step, sched._start
+
+    def counted_step():
+        log.append("step")
+        return step()
+
+    def counted_start(job, live):
+        log.append(("start", sched.batch.active))
+        start(job, live)
+
+    sched.batch.step = counted_step
+    sched._start = counted_start
+    sched.start()
+    try:
+        ids = [f"s{i}" for i in range(4)]
+        for sid in ids:
+            sched.call(lambda sid=sid: store.create(sid, DEMO_PERSONA)).result(10)
+        gate = threading.Event()
+        sched.call(gate.wait)  # holds the loop so that all four turns wait together
+        finished = {sid: threading.Event() for sid in ids}
+        dones: dict = {}
+
+        def emit_for(sid):
+            def emit(event) -> None:
+                if isinstance(event, (Done, BaseException)):
+                    dones[sid] = event
+                    finished[sid].set()
+
+            return emit
+
+        accepted = [sched.submit(ChatJob(sid, "Good evening.", None, GREEDY, emit_for(sid))) for sid in ids]
+        gate.set()
+        for fut in accepted:
+            fut.result(60)
+        assert all(finished[sid].wait(120) for sid in ids)
+        assert all(isinstance(dones[sid], Done) for sid in ids), dones
+        starts_between_steps = 0
+        for entry in log:
+            if entry == "step":
+                starts_between_steps = 0
+            elif entry[1]:  # started while others were decoding or prefilling
+                starts_between_steps += 1
+                assert starts_between_steps == 1, log
+        assert sum(entry != "step" for entry in log) == 4
+    finally:
+        sched.stop()
+        store.close()

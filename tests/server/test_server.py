@@ -351,6 +351,17 @@ def test_terminal_chat_streams_and_attaches_a_screenshot(server):
         assert [t.user for t in c.get_session(session_id).turns] == ["Hello there!", "What is this place?"]
 
 
+def test_loadtest_reports_turns_and_the_gaps_between_deltas(server):
+    from npc_sdk.loadtest import run_loadtest
+
+    figures = run_loadtest(server.address, sessions=2, turns=2, max_tokens=8)
+    assert figures["errors"] == 0 and figures["turns_completed"] == 4
+    assert 1 <= figures["tokens_per_turn"] <= 8
+    assert figures["turns_per_second"] > 0
+    # replies of more than one token stream in pieces, so there are gaps, and the largest is at least the p95
+    assert 0 < figures["gap_between_deltas_ms_p95"] <= figures["gap_between_deltas_ms_max"]
+
+
 def test_soak_loop_reports_memory_and_latency_over_time(server, tmp_path):
     import json
     import subprocess
