@@ -50,6 +50,7 @@ _NOT_NAMES = frozenset(
 # inn it works at, a made-up place). Read replies that do so were acceptable 2 times in 24 (8%, against 34% of all
 # labelled replies). A possessive ("I'm the Guild's tracker") says whom it serves, so it does not count.
 _CLAIM_TITLE = re.compile(r"\b(?:I'm|I am)\s+(?:the|a|an)\s+([A-Z][\w-]*)(?!['\u2019]s\b)(?=[\s,.!?]|$)")
+_NAME_SPAN = re.compile(r"[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)+")  # capitalised words in a row: a name as said
 _PRONOUN_NARRATION = re.compile(r"^(?:He|She|They)\s+(?:was|is|had|has|looks|looked|said|says|smiles|nods)\b")
 RULES = (
     "stage",
@@ -173,6 +174,22 @@ def _wrong_name(reply: str, persona: Persona) -> bool:
         if name in _NOT_NAMES or name.lower() in own or name.lower().rstrip("s") in stems:
             continue
         return True
+    return _mangled_name(reply, own)
+
+
+def _mangled_name(reply: str, own: set[str]) -> bool:
+    """Its own name said with the surname grown ("I'm Nell Harrowson" for Nell Harrow, "Roderick Heskill"): a name
+    span that holds one of its name parts and a word that starts with one but is longer. All 5 read replies that
+    do so are unacceptable; none broke a rule before."""
+    parts = {p for p in own if len(p) >= 4}
+    for m in _NAME_SPAN.finditer(reply):
+        words = [w.lower().strip("'") for w in m.group(0).split()]
+        if not parts.intersection(words):
+            continue
+        for word in words:
+            base = word.removesuffix("'s")
+            if base not in parts and any(base.startswith(p) for p in parts):
+                return True
     return False
 
 

@@ -55,6 +55,16 @@ def test_good_replies_break_no_rule(reply):
     assert not any(flags.values()), flags
 
 
+def test_a_grown_surname_is_a_wrong_name():
+    from npc_sdk.personas.persona import Persona
+
+    nell = Persona(name="Nell Harrow", description="Owner of the Rusty Anchor, a dockside tavern.")
+    line = "What's your name?"
+    assert rule_flags("Nell Harrow. I'm Nell Harrowson.", line, nell)["wrong_name"] == 1.0
+    for fine in ("Nell Harrow, love.", "I'm Nell Harrow's niece, love.", "Harrow. Nell Harrow."):
+        assert rule_flags(fine, line, nell)["wrong_name"] == 0.0, fine
+
+
 def test_fitting_learns_which_feature_separates_the_labels():
     rng = random.Random(0)
     rows, labels = [], []
