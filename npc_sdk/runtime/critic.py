@@ -6,7 +6,8 @@ reading them (`critic.json` in the package assets; `npc-sdk eval --fit-critic` r
 
   rules      stage directions, narration about itself or others in the third person, an echo of the player's
              line, another name claimed as its own, a run of scene nouns, talk of AIs or players, "a" or "an"
-             before the wrong sound, repeated phrases, an unfinished or overlong reply;
+             before the wrong sound, the player's want said as its own, repeated phrases, an unfinished or overlong
+             reply;
   vectors    MiniLM relevance of the reply to the line, and its similarity to the persona's role text;
   fluency    the decoder's mean log-probability of the reply's tokens before any bias (ReplyState records it).
 
@@ -50,6 +51,14 @@ _NOT_NAMES = frozenset(
 # inn it works at, a made-up place). Read replies that do so were acceptable 2 times in 24 (8%, against 34% of all
 # labelled replies). A possessive ("I'm the Guild's tracker") says whom it serves, so it does not count.
 _CLAIM_TITLE = re.compile(r"\b(?:I'm|I am)\s+(?:the|a|an)\s+([A-Z][\w-]*)(?!['\u2019]s\b)(?=[\s,.!?]|$)")
+# "I'd like a sourdough." to "One sourdough, please.": the NPC says the player's want as its own. Read replies that
+# open so were acceptable 9 times in 85 (11%, against 34% of all). A line that asks what the NPC wants ("Want a
+# cigarette?", "What do you need?") makes the same words a fair answer, so it does not count.
+_WANTS = re.compile(
+    r"^(?:\w+, )?I'd (?:like|love) (?:a|an|the|some|one|it|that|those|these|to know|to buy|to borrow|to hear|to see|"
+    r"to look)\b|^I want\b"
+)
+_OFFER = re.compile(r"\b(?:want|need|like|hear|see)\b[^.!]*\?|^want\b", re.I)
 _NAME_SPAN = re.compile(r"[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)+")  # capitalised words in a row: a name as said
 _PRONOUN_NARRATION = re.compile(r"^(?:He|She|They)\s+(?:was|is|had|has|looks|looked|said|says|smiles|nods)\b")
 RULES = (
@@ -60,6 +69,7 @@ RULES = (
     "noun_run",
     "meta",
     "article",
+    "wants",
     "repeat",
     "unfinished",
     "too_long",
@@ -86,6 +96,7 @@ RULE_FLOORS = {
     "noun_run": -3.0,
     "meta": -4.0,
     "article": -3.0,
+    "wants": -3.0,
 }
 
 
@@ -235,6 +246,7 @@ def rule_flags(reply: str, line: str, persona: Persona, finish_reason: str = "st
         "noun_run": float(_noun_run(text)),
         "meta": float(bool(_META.search(text))),
         "article": float(_wrong_article(text)),
+        "wants": float(bool(_WANTS.search(text)) and not _OFFER.search(line)),
         "repeat": float(_repeat(text)),
         "unfinished": float(finish_reason == "length" or (bool(text) and text[-1] not in ".!?\"'")),
         "too_long": float(n > 45),

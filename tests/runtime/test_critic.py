@@ -30,6 +30,7 @@ BRAKKA = load_persona(Path(__file__).resolve().parents[2] / "samples" / "persona
         ("As an AI I cannot sharpen swords.", "meta"),
         ("That's a explorer, lad.", "article"),
         ("Give me an sword and I'll show you.", "article"),
+        ("I'd like a sword sharpened, lad.", "wants"),
         ("The forge is hot and the forge is hot and the forge is hot today.", "repeat"),
         ("Ten silver and the edge will", "unfinished"),
     ],
@@ -53,6 +54,13 @@ def test_each_rule_catches_its_failure(reply, rule):
 def test_good_replies_break_no_rule(reply):
     flags = rule_flags(reply, "Can you sharpen my sword for me?", BRAKKA)
     assert not any(flags.values()), flags
+
+
+def test_the_players_want_said_as_its_own_unless_the_line_offers():
+    assert rule_flags("I'd like a sourdough.", "One sourdough, please.", BRAKKA)["wants"] == 1.0
+    assert rule_flags("I'd like a cigarette, lad.", "Want a cigarette?", BRAKKA)["wants"] == 0.0
+    assert rule_flags("I'd like a few, lad.", "Got three sea bass! Do you want them?", BRAKKA)["wants"] == 0.0
+    assert rule_flags("I'd love to, lad.", "Can you sharpen my sword?", BRAKKA)["wants"] == 0.0
 
 
 def test_a_grown_surname_is_a_wrong_name():
