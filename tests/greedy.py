@@ -30,7 +30,10 @@ class RecordingSampler:
         self.logits: list[np.ndarray] = []
 
     def __call__(self, logits: np.ndarray, generated: Sequence[int] = ()) -> int:
-        self.logits.append(np.array(logits, dtype=np.float32, copy=True))
+        # the scores after the sampler's own adjustments (word bias, repetition penalty, repeat blocking): greedy
+        # takes their argmax, so a near-tie is judged on them. On raw logits, a repeated word 1.5 ahead fell
+        # within 0.01 of the next once divided by the repetition penalty, and its flip read as a bug.
+        self.logits.append(self.sampler.adjust(logits, generated))
         return self.sampler(logits, generated)
 
     @property
