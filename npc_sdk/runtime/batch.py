@@ -2,10 +2,10 @@
 
 A sequence joins with `add` and takes part from the step after its prompt is prefilled; it leaves as soon as its
 reply is done. Idle slots between active ones ride along in the call without advancing, so nothing is ever moved in
-the cache. A prompt is prefilled in chunks of PREFILL_CHUNK positions: with nobody else decoding they run back to
-back in `add`; otherwise `step` runs one chunk before each decode call, so a long persona's first turn (2,000
-positions, seconds on two cores) never stops the other NPCs' streams. The chunks are the same either way, so a
-sequence gets the same tokens alone or batched.
+the cache. With nobody else decoding, a prompt is prefilled in one call in `add`; otherwise `step` runs one chunk
+of PREFILL_CHUNK positions before each decode call, so a long persona's first turn (2,000 positions, seconds on two
+cores) never stops the other NPCs' streams. Either way gives the same logits (`chunk_size`), so a sequence gets the
+same tokens alone or batched.
 
 Best of N: `add` with `candidates` (the other candidates' reply states) decodes N replies of one turn. They take
 spare cache slots (as many as are free: under load a turn gets fewer candidates, never a wait); the prompt is
@@ -27,6 +27,14 @@ from .best_of import Pick
 from .decode_loop import ReplyState
 from .decoder_runner import PREFILL_CHUNK
 from .events import Done, ReplyEvent
+
+
+def chunk_size(left: int, chunk: int) -> int:
+    """Positions of a prompt's next call while others decode: `chunk`, but never leaving one position for a call
+    of its own, which would run on decoder.onnx. Cut so, a prompt goes in on the prefill graph however it is cut,
+    and one call gives what the chunks give, position for position (the scales are per position, and an attention
+    row only adds exact zeros for the keys a shorter call lacks)."""
+    return chunk - 1 if left == chunk + 1 else min(left, chunk)
 
 
 def settle_at(n: int) -> int:
@@ -103,17 +111,17 @@ class BatchGenerator:
         return self._prefill(slot, everything=True)
 
     def _prefill(self, slot: int, *, everything: bool) -> list[ReplyEvent]:
-        """The next chunk (or every chunk left) of `slot`'s prompt; once it is all in, its first token."""
+        """The next chunk (or all that is left, in one call) of `slot`'s prompt; once it is all in, its first
+        token."""
         job = self.pending[slot]
-        while True:
-            chunk = job.embeds[job.done : job.done + self.chunk]
-            logits = self.model.runner.run(slot, chunk[None])[0]
-            job.done += len(chunk)
-            if job.done >= len(job.embeds):
-                del self.pending[slot]
-                return self._begin(job, logits)
-            if not everything:
-                return []
+        left = len(job.embeds) - job.done
+        size = left if everything else chunk_size(left, self.chunk)
+        logits = self.model.runner.run(slot, job.embeds[None, job.done : job.done + size])[0]
+        job.done += size
+        if job.done < len(job.embeds):
+            return []
+        del self.pending[slot]
+        return self._begin(job, logits)
 
     def _begin(self, job: _Pending, logits: np.ndarray) -> list[ReplyEvent]:
         """The prompt is in: sample the first token of each candidate; the sequence decodes from now on."""

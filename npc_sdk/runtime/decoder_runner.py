@@ -17,8 +17,9 @@ import onnxruntime as ort
 
 from .kv_cache import KVCache
 
-# A prompt is prefilled this many positions per call (batch.py interleaves the calls with other slots' decode
-# steps): ~35 ms a chunk on two cores, so a long prefill never holds other streams for longer than that.
+# While other slots decode, a prompt is prefilled this many positions per call, each call between two of their
+# decode steps (batch.py): ~35 ms a chunk on two AVX-512 cores (~50 ms on AVX2 only), so a long prefill never holds
+# other streams for longer than that. Alone, a prompt goes in in one call: fewer, wider calls are faster.
 PREFILL_CHUNK = 32
 
 

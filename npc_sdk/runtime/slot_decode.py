@@ -10,7 +10,6 @@ import numpy as np
 
 from .batch import BatchGenerator
 from .decode_loop import run_reply
-from .decoder_runner import PREFILL_CHUNK
 from .events import ReplyEvent
 from .turn import PreparedTurn
 
@@ -28,10 +27,8 @@ class SlotSource:
         self.slot = slot
 
     def prefill(self, embeds: np.ndarray) -> np.ndarray:
-        # the same chunks as batch.py's, so a turn gets the same tokens here as in a batch
-        for start in range(0, len(embeds), PREFILL_CHUNK):
-            logits = self.model.runner.run(self.slot, embeds[None, start : start + PREFILL_CHUNK])[0]
-        return logits
+        # one call, as batch.py's prefill with nobody else decoding (its chunks give the same logits)
+        return self.model.runner.run(self.slot, embeds[None])[0]
 
     def step(self, token_id: int) -> np.ndarray:
         return self.model.runner.run(self.slot, self.model.embed_ids([token_id])[None])[0]

@@ -94,3 +94,50 @@ def test_the_prefill_graph_can_be_left_unloaded(exported_int4, runtime_int4):
     # what the int4 graph gives for this prefill, not what the integer graph gives
     assert np.array_equal(got, runtime_int4.separate_runner(1, prefill_graph=False).run(0, embeds)[0])
     assert not np.array_equal(got, runtime_int4.separate_runner(1, prefill_graph=True).run(0, embeds)[0])
+
+
+def test_a_chunked_prompt_never_leaves_one_position_for_a_call_of_its_own():
+    from npc_sdk.runtime.batch import chunk_size
+
+    assert [chunk_size(n, 32) for n in (1, 5, 32, 33, 34, 100)] == [1, 5, 32, 31, 32, 32]
+    for length in range(2, 200):
+        left, sizes = length, []
+        while left:
+            sizes.append(chunk_size(left, 32))
+            left -= sizes[-1]
+        assert 1 not in sizes and max(sizes) <= 32, (length, sizes)
+
+
+def test_alone_a_prompt_goes_in_in_one_call(runtime_int4, monkeypatch):
+    """With nobody else decoding there is no stream to keep going, so the prompt is one wide call (faster than
+    chunks), and its first logits are what the chunks give."""
+    from npc_sdk.runtime.batch import BatchGenerator
+
+    class FirstLogits:  # a reply state that keeps the prompt's logits and ends there
+        seen: list[np.ndarray] = []
+
+        def accept(self, logits: np.ndarray) -> None:
+            self.seen.append(logits.copy())
+
+        def drain(self) -> list:
+            return []
+
+    embeds = _prompt_embeds(runtime_int4, "Can you fix my sword before the frost sets in? " * 4)
+    assert len(embeds) > 64
+    runner = runtime_int4.separate_runner(1, prefill_graph=True)
+    for start in range(0, len(embeds), 32):
+        chunked = runner.run(0, embeds[None, start : start + 32])[0].copy()
+    calls: list[int] = []
+    original = runtime_int4.runner.run
+    monkeypatch.setattr(
+        runtime_int4.runner, "run", lambda *a, **k: calls.append(a[1].shape[1]) or original(*a, **k)
+    )
+    state = FirstLogits()
+    slot = runtime_int4.acquire_slot()
+    try:
+        BatchGenerator(runtime_int4).add(slot, embeds, state)
+    finally:
+        runtime_int4.release_slot(slot)
+    assert calls == [len(embeds)]
+    first = state.seen[0]
+    assert np.abs(first - chunked).max() < 1e-3 and int(np.argmax(first)) == int(np.argmax(chunked))
