@@ -2,10 +2,10 @@
 
 A sequence joins with `add` and takes part from the step after its prompt is prefilled; it leaves as soon as its
 reply is done. Idle slots between active ones ride along in the call without advancing, so nothing is ever moved in
-the cache. With nobody else decoding, a prompt is prefilled in one call in `add`; otherwise `step` runs one chunk
-of PREFILL_CHUNK positions before each decode call, so a long persona's first turn (2,000 positions, seconds on two
-cores) never stops the other NPCs' streams. Either way gives the same logits (`chunk_size`), so a sequence gets the
-same tokens alone or batched.
+the cache. With nobody else decoding, a prompt is prefilled in `add` in calls of up to ALONE_CALL positions;
+otherwise `step` runs one chunk of PREFILL_CHUNK positions before each decode call, so a long persona's first turn
+(2,000 positions, seconds on two cores) never stops the other NPCs' streams. Either way gives the same logits
+(`chunk_size`), so a sequence gets the same tokens alone or batched.
 
 Best of N: `add` with `candidates` (the other candidates' reply states) decodes N replies of one turn. They take
 spare cache slots (as many as are free: under load a turn gets fewer candidates, never a wait); the prompt is
@@ -25,16 +25,30 @@ import numpy as np
 
 from .best_of import Pick
 from .decode_loop import ReplyState
-from .decoder_runner import PREFILL_CHUNK
+from .decoder_runner import PREFILL_CHUNK, DecoderRunner
 from .events import Done, ReplyEvent
+
+ALONE_CALL = 512  # positions a prefill call takes at most with nobody else decoding
 
 
 def chunk_size(left: int, chunk: int) -> int:
-    """Positions of a prompt's next call while others decode: `chunk`, but never leaving one position for a call
-    of its own, which would run on decoder.onnx. Cut so, a prompt goes in on the prefill graph however it is cut,
+    """Positions of a prompt's next call, `chunk` at most, but never leaving one position for a call of its own,
+    which would run on decoder.onnx. Cut so, a prompt goes in on the prefill graph however it is cut,
     and one call gives what the chunks give, position for position (the scales are per position, and an attention
     row only adds exact zeros for the keys a shorter call lacks)."""
     return chunk - 1 if left == chunk + 1 else min(left, chunk)
+
+
+def prefill_alone(runner: DecoderRunner, slot: int, embeds: np.ndarray) -> np.ndarray:
+    """A prompt [T, hidden] into `slot` with nobody else decoding: calls of up to ALONE_CALL positions (wider calls
+    are faster a position; the cap bounds the attention scores a call holds: 512 x 4,096 positions, ~75 MB); the
+    last position's logits."""
+    done = 0
+    while done < len(embeds):
+        size = chunk_size(len(embeds) - done, ALONE_CALL)
+        logits = runner.run(slot, embeds[None, done : done + size])[0]
+        done += size
+    return logits
 
 
 def settle_at(n: int) -> int:
@@ -114,10 +128,13 @@ class BatchGenerator:
         """The next chunk (or all that is left, in one call) of `slot`'s prompt; once it is all in, its first
         token."""
         job = self.pending[slot]
-        left = len(job.embeds) - job.done
-        size = left if everything else chunk_size(left, self.chunk)
-        logits = self.model.runner.run(slot, job.embeds[None, job.done : job.done + size])[0]
-        job.done += size
+        if everything:
+            logits = prefill_alone(self.model.runner, slot, job.embeds[job.done :])
+            job.done = len(job.embeds)
+        else:
+            size = chunk_size(len(job.embeds) - job.done, self.chunk)
+            logits = self.model.runner.run(slot, job.embeds[None, job.done : job.done + size])[0]
+            job.done += size
         if job.done < len(job.embeds):
             return []
         del self.pending[slot]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .batch import BatchGenerator
+from .batch import BatchGenerator, prefill_alone
 from .decode_loop import run_reply
 from .events import ReplyEvent
 from .turn import PreparedTurn
@@ -27,8 +27,7 @@ class SlotSource:
         self.slot = slot
 
     def prefill(self, embeds: np.ndarray) -> np.ndarray:
-        # one call, as batch.py's prefill with nobody else decoding (its chunks give the same logits)
-        return self.model.runner.run(self.slot, embeds[None])[0]
+        return prefill_alone(self.model.runner, self.slot, embeds)
 
     def step(self, token_id: int) -> np.ndarray:
         return self.model.runner.run(self.slot, self.model.embed_ids([token_id])[None])[0]

@@ -108,6 +108,23 @@ def test_a_chunked_prompt_never_leaves_one_position_for_a_call_of_its_own():
         assert 1 not in sizes and max(sizes) <= 32, (length, sizes)
 
 
+def test_alone_a_long_prompt_goes_in_in_capped_calls():
+    from npc_sdk.runtime.batch import ALONE_CALL, prefill_alone
+
+    class Runner:  # records the width of each call
+        def __init__(self) -> None:
+            self.widths: list[int] = []
+
+        def run(self, slot: int, embeds: np.ndarray) -> np.ndarray:
+            self.widths.append(embeds.shape[1])
+            return np.zeros((1, 4), np.float32)
+
+    for length, widths in ((1100, [ALONE_CALL, ALONE_CALL, 76]), (ALONE_CALL + 1, [ALONE_CALL - 1, 2]), (40, [40])):
+        runner = Runner()
+        prefill_alone(runner, 0, np.zeros((length, 8), np.float32))
+        assert runner.widths == widths
+
+
 def test_alone_a_prompt_goes_in_in_one_call(runtime_int4, monkeypatch):
     """With nobody else decoding there is no stream to keep going, so the prompt is one wide call (faster than
     chunks), and its first logits are what the chunks give."""
