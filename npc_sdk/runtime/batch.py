@@ -125,7 +125,7 @@ class BatchGenerator:
         return self._prefill(slot, everything=True)
 
     def _prefill(self, slot: int, *, everything: bool) -> list[ReplyEvent]:
-        """The next chunk (or all that is left, in one call) of `slot`'s prompt; once it is all in, its first
+        """The next chunk (or all that is left, `prefill_alone`) of `slot`'s prompt; once it is all in, its first
         token."""
         job = self.pending[slot]
         if everything:

@@ -128,10 +128,11 @@ def test_alone_a_long_prompt_goes_in_in_capped_calls():
 def test_alone_a_prompt_goes_in_in_one_call(runtime_int4, monkeypatch):
     """With nobody else decoding there is no stream to keep going, so the prompt is one wide call (faster than
     chunks), and its first logits are what the chunks give."""
-    from npc_sdk.runtime.batch import BatchGenerator
+    from npc_sdk.runtime.batch import BatchGenerator, chunk_size
 
     class FirstLogits:  # a reply state that keeps the prompt's logits and ends there
-        seen: list[np.ndarray] = []
+        def __init__(self) -> None:
+            self.seen: list[np.ndarray] = []
 
         def accept(self, logits: np.ndarray) -> None:
             self.seen.append(logits.copy())
@@ -142,8 +143,11 @@ def test_alone_a_prompt_goes_in_in_one_call(runtime_int4, monkeypatch):
     embeds = _prompt_embeds(runtime_int4, "Can you fix my sword before the frost sets in? " * 4)
     assert len(embeds) > 64
     runner = runtime_int4.separate_runner(1, prefill_graph=True)
-    for start in range(0, len(embeds), 32):
-        chunked = runner.run(0, embeds[None, start : start + 32])[0].copy()
+    done = 0
+    while done < len(embeds):  # cut as a batch cuts it while others decode
+        size = chunk_size(len(embeds) - done, 32)
+        chunked = runner.run(0, embeds[None, done : done + size])[0].copy()
+        done += size
     calls: list[int] = []
     original = runtime_int4.runner.run
     monkeypatch.setattr(
