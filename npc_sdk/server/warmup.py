@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..personas.persona import Example, LoreEntry, Persona
+from ..runtime.batch import chunk_size
 from ..runtime.generation import GenerationConfig
 from ..runtime.onnx_model import OnnxNpcModel
 from ..runtime.slot_decode import SlotSource
@@ -85,7 +86,7 @@ class PersonaWarmer:
             self._warming = (persona, block, model.acquire_slot(), 0)
         persona, block, slot, done = self._warming
         try:
-            chunk = block[done : done + self.CHUNK]
+            chunk = block[done : done + chunk_size(len(block) - done, self.CHUNK)]
             SlotSource(model, slot).prefill(model.embed_ids(chunk))
         except BaseException:  # a warm-up is an optimisation: never let it take the server down
             log.exception("persona warm-up failed")
