@@ -211,7 +211,7 @@ def _export_decoder(folder: Path, model: NpcModel, precision: str, log: Callable
     graph = build_decoder(state, dims)
     del state
     if precision != "fp32":
-        log("      prefill graph -> decoder_prefill.onnx (int8 weights, int8 activations per position)")
+        log("      prefill graph -> decoder_prefill.onnx (7-bit weights, int8 activations per position)")
         save_decoder(quantize_prefill(graph), folder / PREFILL_FILE)
         graph = quantize_decoder(graph, bits=8 if precision == "int8" else 4)
     save_decoder(graph, folder / "decoder.onnx")
@@ -357,10 +357,13 @@ def _decoder_components(dims: DecoderDims, precision: str) -> dict:
         }
     }
     if precision != "fp32":
+        out["decoder"]["quantization"] = (
+            f"{8 if precision == 'int8' else 4}-bit weights, symmetric, blocks of 32"
+        )
         out["decoder_prefill"] = {
             "filename": PREFILL_FILE,
             "same_io_as": "decoder",
             "used_for": "calls of more than one new position (a turn's prefill); decode steps use decoder",
-            "quantization": "int8 weights per output column; int8 activations per position",
+            "quantization": "weights at 7 bits per output column; int8 activations per position",
         }
     return out

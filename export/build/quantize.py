@@ -2,6 +2,11 @@
 
 Block size 32, symmetric, accuracy_level 4 (int8 activations inside the kernel): the LM head alone is 28M of the
 135M parameters and is read every token, so leaving it in float would keep a fifth of the traffic unquantised.
+
+Tried and not taken: an int4 mix, with q/k/v, the MLP's down projection and the LM head at 8 bits and the rest at
+4 bits asymmetric. It brought the next-token KL to fp32 from 0.64 to 0.15 (16 held-out turns, teacher-forced on the
+fp32 decoder's greedy replies) for ~14% more time a decode step of 8 rows, yet read blind it was no better: 92 of
+196 differing held-out replies acceptable against 98 (docs/training.md).
 """
 
 from __future__ import annotations
@@ -40,13 +45,18 @@ def quantize_decoder(model: onnx.ModelProto, bits: int) -> onnx.ModelProto:
 # ---- the prefill graph ---------------------------------------------------------------------------------------
 # MatMulNBits is built for one row at a time: at 64 rows it runs at ~0.67 ms a position on two AVX-512 cores, no
 # faster than float32. Prefill (a turn's 25-240 new positions) is the wide case, so decoder_prefill.onnx holds the
-# same graph with int8 weights (one scale per output column) and int8 activations with one scale per position
+# same graph with integer weights (one scale per output column) and int8 activations with one scale per position
 # (QuantizeLinear in blocks of a whole row), multiplied by onnxruntime's integer GEMM (MatMulIntegerToFloat, u8 x s8:
 # VNNI where the CPU has it; its s8 x s8 path is ~15x slower, hence uint8 around a zero point of 128). Measured on
 # the demo's 237-position first turn: 64 ms instead of 149, and closer to the fp32 reference (KL of the next-token
 # distribution 0.05 against int4's 0.48). One scale per position keeps a position's result independent of the
 # other positions and rows in the call, so a prefill split in chunks or batched gives what one call gives.
 ACTIVATION_ZERO = 128
+# Weights use 7 bits (-63..63). Without VNNI, the u8 x s8 kernel adds pairs of products in 16 bits (vpmaddubsw), and
+# 2 x 255 x 127 saturates it: on an AVX2-only CPU the next-token KL to the reference was 0.28 with 8-bit weights and
+# is 0.10 with 7 (2 x 255 x 63 fits). With VNNI nothing saturates and the lost weight bit costs little: decoding with
+# 8-bit weights (MatMulNBits) is at a KL of 0.008 from fp32, so weight rounding is not where a prefill's error is.
+WEIGHT_LEVELS = 63
 
 
 def quantize_prefill(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -71,7 +81,7 @@ def quantize_prefill(model: onnx.ModelProto) -> onnx.ModelProto:
             nodes.append(node)
             continue
         w = numpy_helper.to_array(weight).astype(np.float32, copy=False)
-        column_scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127
+        column_scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / WEIGHT_LEVELS
         out = node.output[0]
         new_weights += [
             numpy_helper.from_array(np.round(w / column_scale).astype(np.int8), out + "_w_int8"),

@@ -40,6 +40,7 @@ def _stale_export(manifest: Path) -> str:
     than the torch side commits ("" when it is current)."""
     import importlib.util
 
+    from ..runtime.manifest import QUANTIZATION_RECIPE
     from ..runtime.model_folder import FORMAT_VERSION
 
     if not manifest.is_file():
@@ -54,6 +55,12 @@ def _stale_export(manifest: Path) -> str:
         return (
             f"[setup] {manifest.parent} has no prefill graph (decoder_prefill.onnx: first tokens ~2x sooner); "
             "exporting again"
+        )
+    recipe = data.get("quantization_recipe", 1)
+    if data.get("precision") != "fp32" and recipe != QUANTIZATION_RECIPE:
+        return (
+            f"[setup] {manifest.parent} was quantised by an older recipe ({recipe}, this npc-sdk exports "
+            f"{QUANTIZATION_RECIPE}: a prefill nearer the float model); exporting again"
         )
     spec = importlib.util.find_spec("npc_export")  # locates the package without importing torch
     if spec is None or not spec.submodule_search_locations:

@@ -16,6 +16,10 @@ FORMAT_VERSION = (
     2  # 2: letterboxed 448x256 encoder with v_mid, fusion with tag probabilities, tags in the manifest
 )
 PRECISIONS = ("fp32", "int8", "int4")
+# How this npc-sdk's export quantises int8 and int4 folders (export/build/quantize.py). 1: prefill weights at 8 bits;
+# 2: at 7 bits, so that AVX2's integer GEMM cannot saturate (next-token KL to fp32 0.28 -> 0.10 on such a CPU). A
+# folder records the recipe it was made with; the cached default export is redone when it is older.
+QUANTIZATION_RECIPE = 2
 
 
 class _Reader:
@@ -196,6 +200,7 @@ class Manifest:
         default_factory=dict
     )  # the GenerationConfig defaults of the exporting npc-sdk
     format_version: int = FORMAT_VERSION
+    quantization_recipe: int = QUANTIZATION_RECIPE
 
     def filename(self, component: str) -> str:
         entry = self.components.get(component)
@@ -208,6 +213,7 @@ class Manifest:
             "format": FORMAT,
             "format_version": self.format_version,
             "precision": self.precision,
+            "quantization_recipe": self.quantization_recipe,
             "opset": self.opset,
             "producer": self.producer,
             "sources": self.sources,
@@ -248,4 +254,5 @@ class Manifest:
             sources=r.get("sources", list, []),
             preprocessing=r.get("preprocessing", dict, {}),
             search=r.get("search", dict, {}),
+            quantization_recipe=r.get("quantization_recipe", int, 1),
         )

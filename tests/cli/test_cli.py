@@ -88,17 +88,28 @@ def test_export_refuses_an_unknown_precision():
 
 def test_a_cached_model_of_an_older_format_no_prefill_graph_or_other_weights_is_exported_again(tmp_path):
     from npc_sdk.cli._common import _stale_export
+    from npc_sdk.runtime.manifest import QUANTIZATION_RECIPE
     from npc_sdk.runtime.model_folder import FORMAT_VERSION
 
     manifest = tmp_path / "manifest.json"
     assert _stale_export(manifest) == ""  # nothing cached: nothing stale (ensure_model exports it anyway)
     manifest.write_text(json.dumps({"format_version": FORMAT_VERSION - 1, "fusion": {}}))
     assert "older npc-sdk" in _stale_export(manifest)
-    current = {"format_version": FORMAT_VERSION, "precision": "int4", "model": {"decoder_prefill": {}}}
+    current = {
+        "format_version": FORMAT_VERSION,
+        "precision": "int4",
+        "quantization_recipe": QUANTIZATION_RECIPE,
+        "model": {"decoder_prefill": {}},
+    }
     manifest.write_text(json.dumps({**current, "model": {}, "fusion": {}}))
     assert "no prefill graph" in _stale_export(manifest)  # exported before decoder_prefill.onnx existed
     manifest.write_text(json.dumps({**current, "fusion": {"sha256": "0" * 64}}))
     assert "was not exported with" in _stale_export(manifest)
+    # quantised by the recipe before (no recipe recorded): all 4-bit, 8-bit prefill weights
+    manifest.write_text(json.dumps({k: v for k, v in current.items() if k != "quantization_recipe"}))
+    assert "older recipe" in _stale_export(manifest)
+    manifest.write_text(json.dumps({**current, "precision": "fp32", "quantization_recipe": 1}))
+    assert "older recipe" not in _stale_export(manifest)  # fp32 is not quantised
 
 
 def test_chat_scene_mode_lets_the_npcs_talk_and_answers_the_player(exported_int4, tmp_path):

@@ -61,6 +61,7 @@ def test_manifest_describes_every_file_and_dimension(exported_int4):
         "GroupQueryAttention",
         "MatMulNBits",
     } <= ops and "MatMul" not in ops  # the LM head is quantised too
+    assert manifest["quantization_recipe"] == 2
     prefill = manifest["model"]["decoder_prefill"]
     assert prefill["filename"] == "decoder_prefill.onnx" and prefill["same_io_as"] == "decoder"
     graph = onnx.load(str(exported_int4 / "decoder_prefill.onnx"), load_external_data=False).graph
@@ -104,15 +105,15 @@ def test_int4_stays_close_in_perplexity(model, exported_int4):
     from npc_export.build.verify import PREFILL_KL_BOUND, verify_folder
 
     report = verify_folder(exported_int4, reference=model, log=lambda _m: None)
+    assert report["failures"] == [], report
     assert report["perplexity_relative_change"] <= 0.10, report
     assert report["greedy_teacher_forced_agreement"] > 0.5, report
-    # the integer prefill graph is nearer the reference than int4 on a prompt's next-token distribution. How near
-    # depends on the CPU's integer GEMM: KL 0.088 against int4's 1.09 with AVX-512 VNNI, 0.28 against 1.07 on an
-    # AVX2-only CPU. So it must at least halve int4's, and stay within a bound that a broken graph (positions or
-    # scales wrong: several nats) is far over.
+    # the integer prefill graph is nearer the reference than int4 on a prompt's next-token distribution: KL 0.10
+    # against int4's 1.07 on an AVX2-only CPU (0.28 with 8-bit weights, whose pair sums saturate there; 0.088 with
+    # AVX-512 VNNI and 8-bit weights). A broken graph (positions or scales wrong) is several nats off.
     prefill, int4 = report["prefill_kl_to_reference"], report["decoder_graph_prefill_kl_to_reference"]
     assert prefill <= 0.5 * int4, report
-    assert prefill <= 5 * PREFILL_KL_BOUND, report
+    assert prefill <= 2 * PREFILL_KL_BOUND, report
     # the preference-trained decoder opens replies on near ties (1 logit between "Of" and "I" for the demo line),
     # and the int8 graph may take the other one there
     assert report["prefill_top1_agreement"] >= 2 / 3, report
