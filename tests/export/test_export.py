@@ -113,7 +113,7 @@ def test_int4_stays_close_in_perplexity(model, exported_int4):
     # AVX-512 VNNI and 8-bit weights). A broken graph (positions or scales wrong) is several nats off.
     prefill, int4 = report["prefill_kl_to_reference"], report["decoder_graph_prefill_kl_to_reference"]
     assert prefill <= 0.5 * int4, report
-    assert prefill <= 2 * PREFILL_KL_BOUND, report
+    assert prefill <= 3 * PREFILL_KL_BOUND, report  # margin for CPUs not measured (AMX, ARM)
     # the preference-trained decoder opens replies on near ties (1 logit between "Of" and "I" for the demo line),
     # and the int8 graph may take the other one there
     assert report["prefill_top1_agreement"] >= 2 / 3, report
