@@ -73,6 +73,28 @@ def test_a_grown_surname_is_a_wrong_name():
         assert rule_flags(fine, line, nell)["wrong_name"] == 0.0, fine
 
 
+def test_its_first_name_with_another_surname_is_a_wrong_name():
+    from npc_sdk.personas.persona import Persona
+
+    agnes = Persona(name="Agnes Thorne", description="Keeper of the Gull Point lighthouse.")
+    line = "You're just a bot, aren't you?"
+    for wrong in ("I'm Agnes Thompson.", "Agnes Thackley, keeper of the lamp.", "I'm Agnes Thornewood."):
+        assert rule_flags(wrong, line, agnes)["wrong_name"] == 1.0, wrong
+    for fine in (
+        "I'm Agnes Thorne.",
+        "I'm Agnes, and I keep the lamp.",
+        "Agnes. Thompson drowned on the reef.",
+    ):
+        assert rule_flags(fine, line, agnes)["wrong_name"] == 0.0, fine
+    # a title is not a first name, and a persona without a surname has none to get wrong
+    leofric = Persona(name="Sir Leofric", description="A knight of the realm.")
+    assert (
+        rule_flags("Sir Gareth Vell, the knight on the right.", "Who's that?", leofric)["wrong_name"] == 0.0
+    )
+    zed = Persona(name="Zed", description="A teenage hacker.")
+    assert rule_flags("I'm Zed, choom.", "Who are you?", zed)["wrong_name"] == 0.0
+
+
 def test_fitting_learns_which_feature_separates_the_labels():
     rng = random.Random(0)
     rows, labels = [], []
