@@ -5,9 +5,9 @@ voice) and true to what is in view. Three kinds of signal, combined by a logisti
 reading them (`critic.json` in the package assets; `npc-sdk eval --fit-critic` refits it):
 
   rules      stage directions, narration about itself or others in the third person, an echo of the player's
-             line, another name claimed as its own, a run of scene nouns, talk of AIs or players, "a" or "an"
-             before the wrong sound, the player's want said as its own, repeated phrases, an unfinished or overlong
-             reply;
+             line, another name claimed as its own or its own given to the player, a run of scene nouns, talk of AIs
+             or players, "a" or "an" before the wrong sound, the player's want said as its own, repeated phrases, an
+             unfinished or overlong reply;
   vectors    MiniLM relevance of the reply to the line, and its similarity to the persona's role text;
   fluency    the decoder's mean log-probability of the reply's tokens before any bias (ReplyState records it).
 
@@ -189,7 +189,7 @@ def _wrong_name(reply: str, persona: Persona) -> bool:
         if name in _NOT_NAMES or name.lower() in own or name.lower().rstrip("s") in stems:
             continue
         return True
-    return _mangled_name(reply, own) or _wrong_surname(reply, persona)
+    return _mangled_name(reply, own) or _wrong_surname(reply, persona) or _own_name_as_address(reply, persona)
 
 
 def _wrong_surname(reply: str, persona: Persona) -> bool:
@@ -206,6 +206,22 @@ def _wrong_surname(reply: str, persona: Persona) -> bool:
         if any(a == first and b not in own for a, b in zip(words, words[1:], strict=False)):
             return True
     return False
+
+
+# a name said last, after a comma: how a reply addresses someone ("I don't know, Moth.")
+_ADDRESSED = re.compile(r"[,;]\s+([A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)?)\s*[.!?\"']*$")
+
+
+def _own_name_as_address(reply: str, persona: Persona) -> bool:
+    """Calls the player by its own name ("I can't find anything, Moth." from Moth; "No family, Aldous Crabbe."). All 49
+    read replies that do so are unacceptable, and none broke a rule before. "I'm the engineer, Perihelion." counts;
+    "I'm Perihelion." does not."""
+    parts = {p.lower().strip(".,'") for p in re.split(r"[\s-]+", persona.name) if p} - _TITLES - {"the"}
+    m = _ADDRESSED.search(reply.strip())
+    if not m or not all(w.lower() in parts for w in m.group(1).split()):
+        return False
+    before = reply[: m.start()].strip().lower()
+    return not re.search(r"\b(?:i'm|i am|name is|name's|call me|this is|it's)$", before)
 
 
 def _mangled_name(reply: str, own: set[str]) -> bool:

@@ -95,6 +95,29 @@ def test_its_first_name_with_another_surname_is_a_wrong_name():
     assert rule_flags("I'm Zed, choom.", "Who are you?", zed)["wrong_name"] == 0.0
 
 
+def test_calling_the_player_by_its_own_name_is_a_wrong_name():
+    from npc_sdk.personas.persona import Persona
+
+    moth = Persona(name="Moth", description="A cheerful scavenger kid.")
+    tobias = Persona(name="Tobias Wren", description="The ferryman of the Mirewater.")
+    line = "Could you find me some medicine?"
+    for wrong, persona in (
+        ("I can't find anything, Moth.", moth),
+        ("That's a bomb, Moth!", moth),
+        ("I like it a lot, Tobias.", tobias),
+        ("No family, Tobias Wren.", tobias),
+    ):
+        assert rule_flags(wrong, line, persona)["wrong_name"] == 1.0, wrong
+    # its name said as its own, or another name as the player's, is no slip
+    for fine, persona in (
+        ("I'm Moth.", moth),
+        ("Moth, at your service.", moth),
+        ("I can't find anything, Rook.", moth),
+        ("Two coppers, passenger.", tobias),
+    ):
+        assert rule_flags(fine, line, persona)["wrong_name"] == 0.0, fine
+
+
 def test_fitting_learns_which_feature_separates_the_labels():
     rng = random.Random(0)
     rows, labels = [], []
