@@ -101,21 +101,18 @@ def test_calling_the_player_by_its_own_name_is_a_wrong_name():
     moth = Persona(name="Moth", description="A cheerful scavenger kid.")
     tobias = Persona(name="Tobias Wren", description="The ferryman of the Mirewater.")
     line = "Could you find me some medicine?"
-    for wrong, persona in (
-        ("I can't find anything, Moth.", moth),
-        ("That's a bomb, Moth!", moth),
-        ("I like it a lot, Tobias.", tobias),
-        ("No family, Tobias Wren.", tobias),
-    ):
-        assert rule_flags(wrong, line, persona)["wrong_name"] == 1.0, wrong
     # its name said as its own, or another name as the player's, is no slip
-    for fine, persona in (
-        ("I'm Moth.", moth),
-        ("Moth, at your service.", moth),
-        ("I can't find anything, Rook.", moth),
-        ("Two coppers, passenger.", tobias),
+    for reply, persona, flagged in (
+        ("I can't find anything, Moth.", moth, 1.0),
+        ("That's a bomb, Moth!", moth, 1.0),
+        ("I like it a lot, Tobias.", tobias, 1.0),
+        ("No family, Tobias Wren.", tobias, 1.0),
+        ("I'm Moth.", moth, 0.0),
+        ("Moth, at your service.", moth, 0.0),
+        ("I can't find anything, Rook.", moth, 0.0),
+        ("Two coppers, passenger.", tobias, 0.0),
     ):
-        assert rule_flags(fine, line, persona)["wrong_name"] == 0.0, fine
+        assert rule_flags(reply, line, persona)["wrong_name"] == flagged, reply
 
 
 def test_fitting_learns_which_feature_separates_the_labels():
