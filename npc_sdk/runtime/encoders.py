@@ -24,6 +24,9 @@ class Encoders:
         # the encoder states of the last few pictures, by a digest of their pixels: a game that sends the same view
         # again (a paused dialogue screen, a regenerated reply, best of N in a studio) skips the image encoder
         self._image_cache: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        # the pooled vector of the last line `encode_text` ran: the same graph call gives it, and the turn's action
+        # decision and recall ask for that line's vector next (one text-encoder call a turn instead of two)
+        self._last_line: tuple[str, np.ndarray] | None = None
 
     def embed_ids(self, ids: Sequence[int]) -> np.ndarray:
         return np.asarray(self.graphs.table[np.asarray(ids, dtype=np.int64)], dtype=np.float32)
@@ -53,7 +56,10 @@ class Encoders:
         """v_T [1, L, 384] and its mask [1, L]."""
         ids, mask = encode_batch(self.graphs.text_tokenizer, [check_text(text)], TEXT_MAX_TOKENS)
         feeds = {"input_ids": ids, "attention_mask": mask}
-        return self.graphs.text_session.run(["token_states"], feeds)[0], mask
+        states, pooled = self.graphs.text_session.run(["token_states", "pooled"], feeds)
+        # a line cut to TEXT_MAX_TOKENS is not what sentence_vectors (ROLE_MAX_TOKENS) would encode
+        self._last_line = (text, pooled) if ids.shape[1] < TEXT_MAX_TOKENS else None
+        return states, mask
 
     def encode_role(self, persona: Persona) -> np.ndarray:
         """v_R [1, 384], once per distinct persona text."""
@@ -64,6 +70,8 @@ class Encoders:
 
     def sentence_vectors(self, texts: Sequence[str]) -> np.ndarray:
         """[N, 384] pooled role-encoder vectors: the space v_R lives in (persona identification uses it)."""
+        if len(texts) == 1 and self._last_line is not None and self._last_line[0] == texts[0]:
+            return self._last_line[1].copy()
         ids, mask = encode_batch(self.graphs.text_tokenizer, list(texts), ROLE_MAX_TOKENS)
         return self.graphs.text_session.run(["pooled"], {"input_ids": ids, "attention_mask": mask})[0]
 

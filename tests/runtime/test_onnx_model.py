@@ -303,3 +303,28 @@ def test_replies_do_not_repeat_a_token_4gram_of_the_two_before(runtime_int4):
             )
         )
         assert not grams(list(dones[i].token_ids)) & earlier, [d.text for d in dones]
+
+
+def test_a_turn_runs_the_text_encoder_once_on_its_line_and_shares_the_vector(runtime_int4, monkeypatch):
+    """The fusion's token states and the line's sentence vector (action, recall, critic) come from one call."""
+    model = runtime_int4
+    line = "What is that glowing thing by the door?"
+    line_ids = model.graphs.text_tokenizer.encode(line).ids
+    fresh = model.sentence_vectors([line, "padding makes this a call of its own"])[0]
+    session = model.graphs.text_session
+    on_line = []
+
+    class Counting:
+        def run(self, outputs, feeds):
+            if feeds["input_ids"][0].tolist() == line_ids:
+                on_line.append(outputs)
+            return session.run(outputs, feeds)
+
+    monkeypatch.setattr(model.graphs, "text_session", Counting())
+    with Conversation(model, DEMO_PERSONA) as conv:
+        conv.reply(line, screenshot=SCENE.read_bytes(), config=GREEDY.with_(max_tokens=2))
+    assert on_line == [["token_states", "pooled"]]
+    np.testing.assert_allclose(model.sentence_vectors([line])[0], fresh, atol=1e-5)
+    # another text is encoded on its own, never answered from the shared vector
+    other = model.sentence_vectors(["Where is the forge?"])
+    assert len(on_line) == 1 and not np.allclose(other[0], fresh, atol=1e-3)
