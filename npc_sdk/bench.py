@@ -10,6 +10,9 @@ prefill_ms_256_positions  a 256-position prefill on decoder_prefill.onnx, and (.
 action_decision_ms        deciding a turn's action (one text-encoder pass over the line, then the scores)
 emotion_ms_per_reply      classifying a reply's emotion (one text-encoder pass over the reply and the line)
 peak_rss_mb               the process's peak resident memory
+peer_ENGINE               with --peer CMD (repeatable): that peer's decode tok/s and cold first token on the same
+                          prompt, run in the same process's lifetime, and decode_ratio_vs_ENGINE (ours, measured
+                          before and after it, over theirs) and ttft_cold_ratio_vs_ENGINE (ours over theirs)
 
 `npc-sdk bench --cards CARD [LOREBOOK...]` prints what real cards cost instead: the lore scan per turn (every
 lorebook given, joined to the card), the persona block's tokens and KV memory, and the first-turn time to first
@@ -90,13 +93,23 @@ def role_word_rates(
     return rates
 
 
-def run_peer(command: str) -> dict[str, float]:
-    """Run the onnxruntime-genai peer script and parse its one-line result."""
-    out = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=1800)
-    match = re.search(r"decode ([\d.]+) tok/s, ttft cold (\d+) ms", out.stdout)
+_PEER_LINE = re.compile(
+    r"^(?P<engine>[^:\n]+?)(?: Q\w+| int4)?(?: \([^)]*\))?: .*?decode (?P<decode>[\d.]+) tok/s, "
+    r"ttft cold (?P<ttft>\d+) ms",
+    re.MULTILINE,
+)
+
+
+def run_peer(command: str) -> tuple[str, dict[str, float]]:
+    """Run a peer's benchmark script (../shared/bench/peer-ortgenai, scripts/peer-llamacpp) and parse its result
+    line, `ENGINE[ (notes)]: ... decode X tok/s, ttft cold Y ms`: the engine as a key (`onnxruntime_genai`,
+    `llama_cpp`) and its figures."""
+    out = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=3600)
+    match = _PEER_LINE.search(out.stdout)
     if not match:
         raise RuntimeError(f"peer benchmark printed no figures: {out.stdout[-500:]} {out.stderr[-500:]}")
-    return {"decode_tokens_per_second": float(match[1]), "ttft_ms_cold": float(match[2])}
+    engine = re.sub(r"[^a-z0-9]+", "_", match["engine"].strip().lower()).strip("_")
+    return engine, {"decode_tokens_per_second": float(match["decode"]), "ttft_ms_cold": float(match["ttft"])}
 
 
 def bench_model(
@@ -105,7 +118,7 @@ def bench_model(
     repeats: int = 3,
     threads: int | None = None,
     reference: bool = True,
-    peer: str | None = None,
+    peers: Sequence[str] = (),
 ) -> dict:
     t0 = time.perf_counter()
     model = OnnxNpcModel.load(path, threads=threads)
@@ -139,16 +152,17 @@ def bench_model(
         figures["decode_speedup_vs_reference"] = round(
             figures["decode_tokens_per_second"] / figures["reference"]["decode_tokens_per_second"], 2
         )
-    if peer:
-        # Shared machines drift: measure ours again right after the peer and compare the peer with the mean
-        # of the two, so neither side gets the quieter minute.
-        figures["peer_onnxruntime_genai"] = run_peer(peer)
+    before = figures["decode_tokens_per_second"]
+    for command in peers:
+        # Shared machines drift: measure ours again right after each peer and compare the peer with the mean
+        # of ours just before and just after it, so neither side gets the quieter minute.
+        engine, theirs = run_peer(command)
+        figures[f"peer_{engine}"] = theirs
         after = statistics.median(_greedy_timing(model, ids, BENCH_NEW_TOKENS)[1] for _ in range(repeats))
-        figures["decode_tokens_per_second_after_peer"] = round(after, 1)
-        ours = (figures["decode_tokens_per_second"] + after) / 2
-        figures["decode_ratio_vs_peer"] = round(
-            ours / figures["peer_onnxruntime_genai"]["decode_tokens_per_second"], 2
-        )
+        figures[f"decode_tokens_per_second_after_{engine}"] = round(after, 1)
+        ours, before = (before + after) / 2, after
+        figures[f"decode_ratio_vs_{engine}"] = round(ours / theirs["decode_tokens_per_second"], 2)
+        figures[f"ttft_cold_ratio_vs_{engine}"] = round(figures["ttft_ms_cold"] / theirs["ttft_ms_cold"], 2)
     figures.update(prefill_costs(model, repeats))
     figures.update(behaviour_costs(model, repeats))
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

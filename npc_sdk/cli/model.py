@@ -138,7 +138,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             threads=args.threads,
             reference=not args.no_reference,
-            peer=args.peer,
+            peers=args.peer or (),
         )
     report(figures, args.json)
     return 0
@@ -173,7 +173,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-reference", action="store_true", help="skip the PyTorch reference run beside the model"
     )
-    p.add_argument("--peer", help="command printing a peer's figures (e.g. ../shared/bench/peer-ortgenai)")
+    p.add_argument(
+        "--peer",
+        action="append",
+        help="command printing a peer's figures, measured in the same run; give it again for more peers "
+        "(../shared/bench/peer-ortgenai, scripts/peer-llamacpp)",
+    )
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: all cores)")
     p.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
     p.add_argument(

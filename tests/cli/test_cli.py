@@ -63,11 +63,18 @@ def test_bench_reference_writes_its_figures(tmp_path):
 
 def test_bench_model_writes_the_runtime_figures(exported_int4, tmp_path):
     target = tmp_path / "bench.json"
+    # a stand-in peer: its line is what a peer script prints; each peer is compared with ours around it
+    peer = "echo 'Some Engine int4: prompt 60 tokens, decode 10.0 tok/s, ttft cold 2000 ms'"
     out = _run(
-        "bench", "--model", str(exported_int4), "--no-reference", "--repeats", "1", "--json", str(target)
-    )
+        "bench", "--model", str(exported_int4), "--no-reference", "--repeats", "1", "--json", str(target),
+        "--peer", peer,
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
     figures = json.loads(target.read_text())
+    assert figures["peer_some_engine"] == {"decode_tokens_per_second": 10.0, "ttft_ms_cold": 2000.0}
+    ours = (figures["decode_tokens_per_second"] + figures["decode_tokens_per_second_after_some_engine"]) / 2
+    assert figures["decode_ratio_vs_some_engine"] == round(ours / 10.0, 2)
+    assert figures["ttft_cold_ratio_vs_some_engine"] == round(figures["ttft_ms_cold"] / 2000.0, 2)
     for key in (
         "decode_tokens_per_second",
         "ttft_ms_cold",
