@@ -11,8 +11,9 @@ action_decision_ms        deciding a turn's action (one text-encoder pass over t
 emotion_ms_per_reply      classifying a reply's emotion (one text-encoder pass over the reply and the line)
 peak_rss_mb               the process's peak resident memory
 peer_ENGINE               with --peer CMD (repeatable): that peer's decode tok/s and cold first token on the same
-                          prompt, run in the same process's lifetime, and decode_ratio_vs_ENGINE (ours, measured
-                          before and after it, over theirs) and ttft_cold_ratio_vs_ENGINE (ours over theirs)
+                          prompt, measured in the same run; decode_ratio_vs_ENGINE (ours, the mean of our runs just
+                          before and just after the peer's, over theirs) and ttft_cold_ratio_vs_ENGINE (ours over
+                          theirs)
 
 `npc-sdk bench --cards CARD [LOREBOOK...]` prints what real cards cost instead: the lore scan per turn (every
 lorebook given, joined to the card), the persona block's tokens and KV memory, and the first-turn time to first
