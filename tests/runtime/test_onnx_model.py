@@ -324,7 +324,7 @@ def test_a_turn_runs_the_text_encoder_once_on_its_line_and_shares_the_vector(run
     with Conversation(model, DEMO_PERSONA) as conv:
         conv.reply(line, screenshot=SCENE.read_bytes(), config=GREEDY.with_(max_tokens=2))
     assert on_line == [["token_states", "pooled"]]
-    np.testing.assert_allclose(model.sentence_vectors([line])[0], fresh, atol=1e-5)
+    np.testing.assert_allclose(model.sentence_vectors([line])[0], fresh, atol=1e-4)
     # another text is encoded on its own, never answered from the shared vector
     other = model.sentence_vectors(["Where is the forge?"])
     assert len(on_line) == 1 and not np.allclose(other[0], fresh, atol=1e-3)
