@@ -70,8 +70,9 @@ class Encoders:
 
     def sentence_vectors(self, texts: Sequence[str]) -> np.ndarray:
         """[N, 384] pooled role-encoder vectors: the space v_R lives in (persona identification uses it)."""
-        if len(texts) == 1 and self._last_line is not None and self._last_line[0] == texts[0]:
-            return self._last_line[1].copy()
+        last = self._last_line  # one read: another thread may encode a line meanwhile
+        if len(texts) == 1 and last is not None and last[0] == texts[0]:
+            return last[1].copy()
         ids, mask = encode_batch(self.graphs.text_tokenizer, list(texts), ROLE_MAX_TOKENS)
         return self.graphs.text_session.run(["pooled"], {"input_ids": ids, "attention_mask": mask})[0]
 
