@@ -29,20 +29,18 @@ def providers_for(device: str) -> list[str]:
     raise NpcError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
 
-def session_options(component: str, threads: int | None) -> ort.SessionOptions:
+def session_options(threads: int | None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
-    # Each session has its own thread pool, and idle pool threads spin for a while: encoder threads left
-    # spinning after a turn's encoding steal the cores from the decoder's prefill right after (measured: a
-    # 39-position prefill went from ~50 to ~110 ms), so encoders never spin. The two decoder graphs spin
-    # between their ops but stop when a call ends: decode-step threads still spinning slowed the prefill
-    # after a step by 1.5x, and prefill threads the steps after it (single-session decode 143 vs 175 tok/s).
-    if component in ("decoder", "decoder_prefill"):
-        options.add_session_config_entry("session.force_spinning_stop", "1")
-    else:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Each session has its own thread pool, and idle pool threads spin for a while. Threads left spinning after a
+    # call steal the cores from the next graph's call (measured: a 39-position prefill went from ~50 to ~110 ms
+    # after the encoders; decode-step threads still spinning slowed the prefill after a step by 1.5x). So every
+    # graph spins between its ops, which keeps a small op's threads awake, and stops when a call ends. Encoders
+    # used to never spin: spinning within the call took a screenshot turn's first token from 113.5 to 108.1 ms
+    # (median of 12 interleaved pairs, 2-core AVX2 VM) and the text encoder's 23-token call from 9.9 to 6.8 ms.
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
 
@@ -63,7 +61,7 @@ class ModelGraphs:
         self.device = device
 
         def session(component: str) -> ort.InferenceSession:
-            options = session_options(component, threads)
+            options = session_options(threads)
             return ort.InferenceSession(str(folder.file(component)), options, providers=providers)
 
         self.image_session = session("image_encoder")

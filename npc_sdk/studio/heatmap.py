@@ -70,11 +70,11 @@ class TagCells:
                 providers = ["CPUExecutionProvider"]
                 image = ort.InferenceSession(
                     str(folder.file("image_encoder")),
-                    session_options("image_encoder", 1),
+                    session_options(1),
                     providers=providers,
                 )
                 cells = ort.InferenceSession(
-                    head.SerializeToString(), session_options("fusion", 1), providers=providers
+                    head.SerializeToString(), session_options(1), providers=providers
                 )
                 self.tags = [t.name for t in folder.manifest.fusion.tags]
                 self._sessions = image, cells
