@@ -2,8 +2,14 @@
 
 A plain torch export concatenates past and new K/V every step; this graph instead uses GroupQueryAttention, which
 writes the new K/V in place into a preallocated [B, kv_heads, max_len, head_dim] buffer bound as both past and
-present, plus RotaryEmbedding, (Skip)SimplifiedLayerNormalization and one MatMul each for QKV and gate/up, so
-MatMulNBits quantisation later sees few, large matrices.
+present, plus (Skip)SimplifiedLayerNormalization and one MatMul each for QKV and gate/up, so MatMulNBits
+quantisation later sees few, large matrices.
+
+GroupQueryAttention takes the packed QKV and applies the rotary embedding itself (do_rotary), at the positions it
+reads from the mask: each row's past length plus the index of the new position. That is what position_ids holds
+as the runtime feeds it, so the input stays in the contract, unread. Against a Split and two RotaryEmbedding nodes
+a layer, the logits and K/V are bit-identical and a decode step is 3-9% faster on 2 AVX2 cores (1 and 8 rows): a
+one-row step is short enough that three fewer ops a layer show.
 
 I/O (B batch, S new positions, T = past + S, M = the bound buffer length):
   inputs_embeds [B, S, hidden] float32, attention_mask [B, T] int64 (1 for real positions, right-padded),
@@ -124,12 +130,10 @@ def build_decoder(state: dict[str, np.ndarray], dims: DecoderDims) -> onnx.Model
         return init(name, np.concatenate(weights, axis=0).T.astype(np.float32))
 
     d = dims
-    q_width, kv_width = d.heads * d.head_dim, d.kv_heads * d.head_dim
     cos, sin = _rotary_cache(d)
     init("rotary.cos", cos)
     init("rotary.sin", sin)
     init("const.one", np.array([1], dtype=np.int64))
-    init("split.qkv", np.array([q_width, kv_width, kv_width], dtype=np.int64))
     init("split.mlp", np.array([d.intermediate, d.intermediate], dtype=np.int64))
 
     # seqlens_k (last valid index per row) and total length, as GroupQueryAttention wants them
@@ -167,31 +171,25 @@ def build_decoder(state: dict[str, np.ndarray], dims: DecoderDims) -> onnx.Model
         if d.qkv_bias:
             b_qkv = np.concatenate([state[p + f"self_attn.{n}_proj.bias"] for n in "qkv"]).astype(np.float32)
             node("Add", [f"l{i}.qkv_mm", init(f"l{i}.qkv.bias", b_qkv)], [f"l{i}.qkv"])
-        node("Split", [f"l{i}.qkv", "split.qkv"], [f"l{i}.q", f"l{i}.k", f"l{i}.v"], axis=-1)
-        for name, heads in (("q", d.heads), ("k", d.kv_heads)):
-            node(
-                "RotaryEmbedding",
-                [f"l{i}.{name}", "position_ids", "rotary.cos", "rotary.sin"],
-                [f"l{i}.{name}_rot"],
-                domain=MS_DOMAIN,
-                interleaved=0,
-                num_heads=heads,
-            )
         node(
             "GroupQueryAttention",
             [
-                f"l{i}.q_rot",
-                f"l{i}.k_rot",
-                f"l{i}.v",
+                f"l{i}.qkv",  # packed: key and value are left empty
+                "",
+                "",
                 past_names[2 * i],
                 past_names[2 * i + 1],
                 "seqlens_k",
                 "total_len",
+                "rotary.cos",
+                "rotary.sin",
             ],
             [f"l{i}.attn", present_names[2 * i], present_names[2 * i + 1]],
             domain=MS_DOMAIN,
             num_heads=d.heads,
             kv_num_heads=d.kv_heads,
+            do_rotary=1,
+            rotary_interleaved=0,
         )
         w_o = linear_t(f"l{i}.o.weight", state[p + "self_attn.o_proj.weight"])
         node("MatMul", [f"l{i}.attn", w_o], [f"l{i}.attn_mm" if d.o_bias else f"l{i}.attn_out"])

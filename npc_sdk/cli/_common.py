@@ -59,8 +59,8 @@ def _stale_export(manifest: Path) -> str:
     recipe = data.get("quantization_recipe", 1)
     if data.get("precision") != "fp32" and recipe != QUANTIZATION_RECIPE:
         return (
-            f"[setup] {manifest.parent} was quantised by an older recipe ({recipe}, this npc-sdk exports "
-            f"{QUANTIZATION_RECIPE}: a prefill nearer the float model); exporting again"
+            f"[setup] {manifest.parent} was built by an older recipe ({recipe}; this npc-sdk's {QUANTIZATION_RECIPE} "
+            "makes graphs nearer the float model and faster); exporting again"
         )
     spec = importlib.util.find_spec("npc_export")  # locates the package without importing torch
     if spec is None or not spec.submodule_search_locations:
