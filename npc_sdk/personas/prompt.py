@@ -256,17 +256,26 @@ def build_prompt(
     fmt: ChatFormat = CHATML,
 ) -> Prompt:
     check_text(text)
+    prompt = next_turn_opening(tokenizer, persona, history, persona_tokens, fmt)
+    prompt.add_prefix(prefix)
+    prompt.add_ids(tokenizer.encode(f"{context}{text}{fmt.generation}", add_special_tokens=False).ids)
+    return prompt
 
-    def enc(s: str) -> list[int]:
-        return tokenizer.encode(s, add_special_tokens=False).ids
 
+def next_turn_opening(
+    tokenizer: Tokenizer,
+    persona: Persona,
+    history: Sequence[Turn],
+    persona_tokens: int = MAX_PERSONA_TOKENS,
+    fmt: ChatFormat = CHATML,
+) -> Prompt:
+    """The positions every next turn's prompt starts with, whatever its line: the persona, the history and the
+    header of the player's message (the fusion vectors and the line follow it)."""
     prompt = Prompt()
     prompt.add_ids(persona_block(tokenizer, persona, persona_tokens, fmt))
     for turn in history:
         _add_turn(prompt, tokenizer, turn, fmt)
-    prompt.add_ids(enc(fmt.user_start))
-    prompt.add_prefix(prefix)
-    prompt.add_ids(enc(f"{context}{text}{fmt.generation}"))
+    prompt.add_ids(tokenizer.encode(fmt.user_start, add_special_tokens=False).ids)
     return prompt
 
 

@@ -294,6 +294,11 @@ class Scheduler:
             done.finish_reason,
         )
         run.job.emit(done)
+        try:
+            # while the player reads the reply: the next turn's first token then waits only for its own line
+            conv.open_next_turn()
+        except Exception:  # noqa: BLE001 - the turn is stored and sent; the next one would simply feed these
+            log.exception("the next turn's opening could not be fed")
 
     def _abort(
         self, job: ChatJob, live: LiveSession, turn: PreparedTurn | None, error: BaseException | None

@@ -8,7 +8,7 @@ import pytest
 from npc_sdk.demo import DEMO_PERSONA, scene_path
 from npc_sdk.errors import InvalidInputError
 from npc_sdk.personas.persona import Persona
-from npc_sdk.personas.prompt import build_prompt
+from npc_sdk.personas.prompt import build_prompt, next_turn_opening
 from npc_sdk.runtime.batch import BatchGenerator
 from npc_sdk.runtime.conversation import Conversation
 from npc_sdk.runtime.decode_loop import ReplyState
@@ -56,6 +56,46 @@ def test_continuing_a_conversation_feeds_only_new_positions(runtime_int4, monkey
         "Can you fix my sword?", persona=DEMO_PERSONA, history=conv.history[:1], config=greedy
     )
     assert_greedy_agrees(fresh.token_ids, recorded[2].logits, second.token_ids, recorded[1].logits)
+
+
+def test_the_next_turns_opening_is_fed_while_the_player_reads(runtime_int4, monkeypatch):
+    model = runtime_int4
+    recorded = record_samplers(monkeypatch, model)
+    line = "What is that key for?"
+    with Conversation(model, DEMO_PERSONA) as conv:
+        conv.reply("Good evening, smith.", config=GREEDY)
+        opening = next_turn_opening(
+            model.tokenizer, DEMO_PERSONA, conv.history, model.persona_tokens, model.chat_format
+        )
+        # the slot already holds the close of the reply and the next message's header, in ChatML 5 positions
+        assert conv.cached_positions == int(model.cache.lengths[conv.slot]) == opening.length
+        closing = model.tokenizer.decode(opening.token_ids[-5:], skip_special_tokens=False)
+        assert closing == model.chat_format.assistant_end + model.chat_format.user_start
+        fed_early = conv.reply(line, screenshot=SCENE, config=GREEDY)
+    assert fed_early.usage.cached_tokens == opening.length
+    # the same dialogue with nothing fed early: the turn prefills those 5 positions itself, and says the same
+    with Conversation(model, DEMO_PERSONA) as plain:
+        monkeypatch.setattr(plain, "open_next_turn", lambda: 0)
+        plain.reply("Good evening, smith.", config=GREEDY)
+        held = plain.cached_positions
+        in_turn = plain.reply(line, screenshot=SCENE, config=GREEDY)
+    assert in_turn.usage.cached_tokens == held == opening.length - 5
+    assert in_turn.usage.prompt_tokens == fed_early.usage.prompt_tokens
+    assert_greedy_agrees(in_turn.token_ids, recorded[3].logits, fed_early.token_ids, recorded[1].logits)
+
+
+def test_a_stream_left_at_its_done_feeds_no_opening(runtime_int4):
+    model = runtime_int4
+    with Conversation(model, DEMO_PERSONA) as conv:
+        conv.reply("Hello.", config=GREEDY)
+        stream = conv.stream("Tell me about your forge.", config=GREEDY)
+        next(event for event in stream if event.type == "done")
+        stream.close()  # the turn is kept, but nothing says the player is still there
+        opening = next_turn_opening(
+            model.tokenizer, DEMO_PERSONA, conv.history, model.persona_tokens, model.chat_format
+        )
+        assert len(conv.history) == 2
+        assert conv.cached_positions == int(model.cache.lengths[conv.slot]) < opening.length
 
 
 def test_snapshot_restores_the_state_without_recomputing(runtime_int4):

@@ -50,9 +50,11 @@ def test_prefills_run_on_the_integer_graph_and_steps_on_int4(runtime_int4, monke
     with Conversation(runtime_int4, DEMO_PERSONA) as conv:
         done = conv.reply("Good evening, smith.", config=GenerationConfig(temperature=0.0, max_tokens=8))
     kinds = [name for name, _ in calls]
-    # the prompt goes in on the integer graph (in chunks of PREFILL_CHUNK positions), every step on int4
+    # the prompt goes in on the integer graph (in chunks of PREFILL_CHUNK positions), every step on int4, and
+    # once the reply is out, the next turn's opening (the reply's close, the next header) on the integer graph
     first_step = kinds.index("decode")
-    assert first_step >= 1 and set(kinds[:first_step]) == {"prefill"} and set(kinds[first_step:]) == {"decode"}
+    assert first_step >= 1 and set(kinds[:first_step]) == {"prefill"} and kinds[-1] == "prefill"
+    assert set(kinds[first_step:-1]) == {"decode"}
     assert kinds.count("decode") >= done.usage.completion_tokens - 1 > 0  # a step per token after the first
 
 

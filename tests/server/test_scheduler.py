@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from npc_sdk.demo import DEMO_PERSONA
-from npc_sdk.personas.prompt import persona_block
+from npc_sdk.personas.prompt import next_turn_opening, persona_block
 from npc_sdk.runtime.events import Done
 from npc_sdk.runtime.generation import GenerationConfig
 from npc_sdk.runtime.onnx_model import OnnxNpcModel
@@ -66,6 +66,25 @@ def test_more_sessions_than_slots_park_and_rebuild(scheduler):
     assert again.usage.cached_tokens == len(block)
     stored = scheduler.call(lambda: scheduler.store.load("s0")).result(10)
     assert [t.reply for t in stored.turns] == [first["s0"].text, again.text]
+
+
+def test_after_a_reply_the_slot_holds_the_next_turns_opening(scheduler):
+    """Fed once the Done is out: the next turn prefills only what its line brings."""
+    model = scheduler.model
+    scheduler.call(lambda: scheduler.store.create("o", DEMO_PERSONA)).result(10)
+    _turn(scheduler, "o", "Good evening.")
+
+    def held() -> tuple[int, int, int]:
+        conv = scheduler.live["o"].conversation
+        opening = next_turn_opening(
+            model.tokenizer, DEMO_PERSONA, conv.history, model.persona_tokens, model.chat_format
+        )
+        return conv.cached_positions, int(model.cache.lengths[conv.slot]), opening.length
+
+    cached, in_slot, opening = scheduler.call(held).result(10)
+    assert cached == in_slot == opening
+    second = _turn(scheduler, "o", "Can you fix my sword?")
+    assert second.usage.cached_tokens == opening
 
 
 def test_parked_kv_within_budget_is_restored(exported_int4, tmp_path):
