@@ -66,7 +66,8 @@ def test_manifest_describes_every_file_and_dimension(exported_int4):
     decoder_graph = onnx.load(str(exported_int4 / "decoder.onnx"), load_external_data=False).graph
     attention = [n for n in decoder_graph.node if n.op_type == "GroupQueryAttention"]
     assert len(attention) == 30 and "RotaryEmbedding" not in ops
-    assert all(n.input[1] == n.input[2] == "" and n.input[7] == "rotary.cos" for n in attention)
+    rotary = ["rotary.cos", "rotary.sin", "position_ids"]
+    assert all(n.input[1] == n.input[2] == "" and n.input[7:10] == rotary for n in attention)
     prefill = manifest["model"]["decoder_prefill"]
     assert prefill["filename"] == "decoder_prefill.onnx" and prefill["same_io_as"] == "decoder"
     graph = onnx.load(str(exported_int4 / "decoder_prefill.onnx"), load_external_data=False).graph
