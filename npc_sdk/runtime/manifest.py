@@ -19,7 +19,7 @@ PRECISIONS = ("fp32", "int8", "int4")
 # How this npc-sdk's export builds and quantises int8 and int4 folders (export/build/quantize.py, onnx_decoder.py).
 # 1: prefill weights at 8 bits; 2: at 7 bits, so that AVX2's integer GEMM cannot saturate (next-token KL to fp32
 # 0.28 -> 0.10 on such a CPU); 3: attention takes the packed QKV and applies the rotary embedding itself (same
-# logits, decode steps 3-9% faster). A folder records the recipe it was made with; the cached default export is
+# logits, decode steps ~3% faster). A folder records the recipe it was made with; the cached default export is
 # redone when it is older.
 QUANTIZATION_RECIPE = 3
 
