@@ -62,28 +62,6 @@ print(json.dumps({"decode_tokens_per_second": tps, "ttft_ms_cold": ttft, "prompt
 """
 
 
-# llama.cpp's side, run by the Python of scripts/peer-llamacpp's environment: every core, a cold prefill each pass.
-_LLAMACPP_MEASURE = r"""
-import json, os, resource, sys, time
-from llama_cpp import Llama
-gguf, prompt, new, PASSES = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-threads = os.cpu_count() or 1
-llm = Llama(gguf, n_ctx=512, n_batch=512, n_threads=threads, n_threads_batch=threads, verbose=False)
-ids = llm.tokenize(prompt.encode(), add_bos=False, special=True)
-def once():
-    llm.reset(); t = time.perf_counter(); first = None; n = 0
-    for _token in llm.generate(ids, top_k=1, temp=0.0, reset=True):
-        n += 1
-        if first is None: first = time.perf_counter()
-        if n == new: break
-    return (first - t) * 1000, (n - 1) / (time.perf_counter() - first)
-once()
-runs = [once() for _ in range(PASSES)]; ttft = sorted(r[0] for r in runs)[PASSES // 2]
-tps = sorted(r[1] for r in runs)[PASSES // 2]
-print(json.dumps({"decode_tokens_per_second": tps, "ttft_ms_cold": ttft, "prompt_tokens": len(ids),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
-
 # llama.cpp's converter names a BPE tokenizer's pre-tokenizer by hashing what it makes of a test text. Every shape
 # here keeps SmolLM2's tokenizer (scripts/random_decoder.py), but transformers loads it through the Qwen2 class for a
 # Qwen2 config, whose hash the converter does not know: the pre-tokenizer is SmolLM's, and it says so.
@@ -247,15 +225,8 @@ def bench_sizes(
             them = [str(peer), "-c", _PEER_MEASURE, str(theirs), BENCH_PROMPT, str(NEW_TOKENS), str(PASSES)]
             out = _run(them, log, f"round {r + 1}: {shape}, onnxruntime-genai")
             runs[shape]["peer"].append(json.loads(out.splitlines()[-1]))
-            them = [
-                str(llamacpp),
-                "-c",
-                _LLAMACPP_MEASURE,
-                str(gguf),
-                BENCH_PROMPT,
-                str(NEW_TOKENS),
-                str(PASSES),
-            ]
+            measure = str(REPO / "scripts" / "llamacpp_measure.py")  # scripts/peer-llamacpp's measurement too
+            them = [str(llamacpp), measure, str(gguf), str(NEW_TOKENS), str(PASSES), "--prompt", BENCH_PROMPT]
             out = _run(them, log, f"round {r + 1}: {shape}, llama.cpp")
             runs[shape]["llamacpp"].append(json.loads(out.splitlines()[-1]))
     figures: dict = {"rounds": rounds, "new_tokens": NEW_TOKENS, "when": time.strftime("%Y-%m-%d %H:%M")}

@@ -45,8 +45,13 @@ def test_a_peer_that_prints_no_figures_is_an_error_that_shows_its_output():
 
 
 def test_the_llamacpp_peer_times_our_benchmark_prompt_word_for_word():
-    script = (ROOT / "scripts" / "peer-llamacpp").read_text()
-    block = re.search(r"prompt = \((.*?)\)\n", script, re.DOTALL)
-    assert block, "scripts/peer-llamacpp no longer holds the prompt as one literal"
+    # one measurement for both callers: scripts/peer-llamacpp and `npc-sdk bench --sizes`
+    measure = (ROOT / "scripts" / "llamacpp_measure.py").read_text()
+    block = re.search(r"BENCH_PROMPT = \((.*?)\)\n", measure, re.DOTALL)
+    assert block, "scripts/llamacpp_measure.py no longer holds the prompt as one literal"
     assert ast.literal_eval(f"({block[1]})") == BENCH_PROMPT
-    assert int(re.search(r"if n == (\d+):", script)[1]) == BENCH_NEW_TOKENS
+    peer = (ROOT / "scripts" / "peer-llamacpp").read_text()
+    call = re.search(r'llamacpp_measure\.py" "\$G" (\d+) \d+ --label', peer)
+    assert call and int(call[1]) == BENCH_NEW_TOKENS
+    sizes = (ROOT / "npc_sdk" / "bench_sizes.py").read_text()
+    assert '"llamacpp_measure.py"' in sizes and "_LLAMACPP_MEASURE" not in sizes
