@@ -13,12 +13,19 @@ prefilled once and its KV state copied into them; every candidate samples from t
 random stream. Their events are held until enough of them have ended (`settle_at`: all of two, else half; the rest
 are dropped); then `pick` chooses one, only its events come out (under the turn's own slot), the chosen
 candidate's KV state is moved into that slot and the spare slots go back.
+
+What every candidate has already said streams before the pick (`_agreed`): whichever is chosen starts with it. A
+candidate still decoding counts up to its last whole word (its last word may still grow, or be cut as banned), one
+that ended with all its text. The demo's "I can, lad." candidates agree on "I can," a few steps in, long before
+half of them end; candidates that open differently ("It's safe" and "Yes, it's safe") stream nothing early.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,7 +33,7 @@ import numpy as np
 from .best_of import Pick
 from .decode_loop import ReplyState
 from .decoder_runner import PREFILL_CHUNK, DecoderRunner
-from .events import Done, ReplyEvent
+from .events import Delta, ReplyEvent
 
 ALONE_CALL = 512  # positions a prefill call takes at most with nobody else decoding
 
@@ -70,6 +77,8 @@ class _Group:
     states: list[ReplyState]
     pick: Pick
     held: dict[int, list[ReplyEvent]] = field(default_factory=dict)  # slot -> events not yet handed out
+    shown: str = ""  # the text every candidate agreed on, already handed out before the pick
+    first_shown: float = 0.0  # when the first of it went out (perf_counter)
 
 
 @dataclass
@@ -115,8 +124,8 @@ class BatchGenerator:
     ) -> list[ReplyEvent]:
         """Prefill `embeds` [T, hidden] after what `slot` holds; the sequence decodes once that is done.
 
-        With `candidates`, the turn decodes as best of N (see the module's note) and nothing comes out until the
-        choice."""
+        With `candidates`, the turn decodes as best of N (see the module's note): until the choice, only what
+        every candidate says comes out."""
         if candidates and pick is None:
             raise ValueError("best of N needs a pick function")
         self.pending[slot] = _Pending(slot, embeds, 0, state, candidates, pick)
@@ -216,7 +225,7 @@ class BatchGenerator:
         ones still decoding then are dropped: the batch no longer waits for its longest reply."""
         ended = [i for i, s in enumerate(group.slots) if s not in self.members]
         if len(ended) < settle_at(len(group.slots)):
-            return []
+            return self._agreed(group)
         for s in group.slots:
             self.members.pop(s, None)
         del self.groups[group.home]
@@ -227,8 +236,31 @@ class BatchGenerator:
                 self.model.cache.move(slot, group.home)
         finally:
             self._release(group)
-        events = [e for e in group.held[slot] if not isinstance(e, Done)]
+        events: list[ReplyEvent] = []
+        sent = len(group.shown)  # the chosen text starts with what went out already: only the rest follows
+        for event in group.held[slot]:
+            if isinstance(event, Delta) and len(event.snapshot) > sent:
+                events.append(Delta(event.snapshot[sent:], event.snapshot))
+                sent = len(event.snapshot)
+        if group.first_shown:
+            ttft_ms = (group.first_shown - group.states[0].started) * 1000
+            done = replace(done, timings=replace(done.timings, ttft_ms=ttft_ms))
         return events + [done]
+
+    def _agreed(self, group: _Group) -> list[ReplyEvent]:
+        """A Delta of what all the candidates now agree on beyond what went out already (nothing if no more)."""
+        texts = []
+        for s, state in zip(group.slots, group.states, strict=True):
+            said = state.stream.text[: state.stream.emitted]
+            # one still decoding may extend its last word, or lose it as a banned word when it ends
+            texts.append(said if s not in self.members else said[: max(said.rfind(" "), 0)])
+        agreed = os.path.commonprefix(texts)
+        if len(agreed) <= len(group.shown):
+            return []
+        delta = Delta(agreed[len(group.shown) :], agreed)
+        group.shown = agreed
+        group.first_shown = group.first_shown or time.perf_counter()
+        return [delta]
 
     def _release(self, group: _Group) -> None:
         for s in group.slots[1:]:

@@ -235,7 +235,7 @@ class Scheduler:
 
     def _deliver(self, slot: int, events: list[ReplyEvent]) -> None:
         run = self.running[slot]
-        if run.turn.extra_states:  # best of N: the chosen reply came whole; it goes out a token a step
+        if run.turn.extra_states:  # best of N: what all candidates agree on, then the chosen rest; a token a step
             run.paced.extend(events)
             self._pace(slot)
             return

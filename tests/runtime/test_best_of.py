@@ -82,3 +82,55 @@ def test_a_model_opened_with_the_defaults_decodes_the_default_best_of_n(exported
     with Conversation(model, DEMO_PERSONA) as conv:
         done = conv.reply("What do you make here?", config=default.with_(seed=5))
     assert len(done.candidates) >= settle_at(default.candidates)
+
+
+def _stream_by_step(model, monkeypatch, line: str, config: GenerationConfig) -> list[tuple[int, object]]:
+    """The turn's events, each with the number of batch steps run when it came out."""
+    from npc_sdk.runtime.batch import BatchGenerator
+
+    steps = [0]
+    original = BatchGenerator.step
+
+    def counted(self):
+        steps[0] += 1
+        return original(self)
+
+    monkeypatch.setattr(BatchGenerator, "step", counted)
+    with Conversation(model, DEMO_PERSONA) as conv:
+        return [(steps[0], event) for event in conv.stream(line, config=config)]
+
+
+def test_what_every_candidate_says_streams_before_the_pick(runtime_int4, monkeypatch):
+    # nearly greedy: the four candidates open with the same words, so those need not wait for the pick
+    config = GenerationConfig(temperature=0.05, max_tokens=24, seed=3, candidates=4)
+    timed = _stream_by_step(runtime_int4, monkeypatch, "Can you sharpen my sword?", config)
+    done_step, done = timed[-1]
+    assert isinstance(done, Done) and len(done.candidates) >= 2
+    deltas = [(step, e) for step, e in timed if isinstance(e, Delta)]
+    assert deltas[0][0] < done_step - 1  # out steps before the candidates ended and the critic chose
+    assert "".join(e.text for _, e in deltas) == done.text == done.candidates[0].text
+    said = ""
+    for _, e in deltas:
+        said += e.text
+        assert e.snapshot == said
+    assert done.timings.ttft_ms < done.timings.total_ms  # the first delta's time, not the pick's
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_candidates_that_disagree_stream_only_the_chosen_text(runtime_int4, monkeypatch, seed):
+    config = GenerationConfig(temperature=1.2, max_tokens=24, seed=seed, candidates=4)
+    timed = _stream_by_step(runtime_int4, monkeypatch, "What do you make here, and who buys it?", config)
+    done = timed[-1][1]
+    assert isinstance(done, Done)
+    assert "".join(e.text for _, e in timed if isinstance(e, Delta)) == done.text == done.candidates[0].text
+
+
+def test_bench_candidates_times_the_first_word_and_the_whole_reply(exported_int4):
+    from npc_sdk.bench import bench_candidates
+
+    figures = bench_candidates(exported_int4, counts=(1, 2), seeds=(1,))
+    for n in (1, 2):
+        assert 0 < figures[f"ttft_ms_median_n{n}"] <= figures[f"whole_reply_ms_median_n{n}"]
+    # the batch's cost is when its chosen reply is whole, against one reply's, not its first word
+    ratio = figures["whole_reply_ms_median_n2"] / figures["whole_reply_ms_median_n1"]
+    assert figures["batch_over_one_reply_n2"] == pytest.approx(ratio, abs=0.01)
