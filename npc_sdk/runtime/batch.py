@@ -14,10 +14,10 @@ random stream. Their events are held until enough of them have ended (`settle_at
 are dropped); then `pick` chooses one, only its events come out (under the turn's own slot), the chosen
 candidate's KV state is moved into that slot and the spare slots go back.
 
-What every candidate has already said streams before the pick (`_agreed`): whichever is chosen starts with it. A
-candidate still decoding counts up to its last whole word (its last word may still grow, or be cut as banned), one
-that ended with all its text. The demo's "I can, lad." candidates agree on "I can," a few steps in, long before
-half of them end; candidates that open differently ("It's safe" and "Yes, it's safe") stream nothing early.
+What every candidate has already said streams before the pick (`_agreed`): whichever is chosen starts with it,
+since a candidate's streamed text is never taken back (text_stream.py holds back what a stop string, a banned word
+or a clause cut could still change). The demo's "I can, lad." candidates agree on "I can," a few steps in, long
+before half of them end; candidates that open differently ("It's safe" and "Yes, it's safe") stream nothing early.
 """
 
 from __future__ import annotations
@@ -249,12 +249,7 @@ class BatchGenerator:
 
     def _agreed(self, group: _Group) -> list[ReplyEvent]:
         """A Delta of what all the candidates now agree on beyond what went out already (nothing if no more)."""
-        texts = []
-        for s, state in zip(group.slots, group.states, strict=True):
-            said = state.stream.text[: state.stream.emitted]
-            # one still decoding may extend its last word, or lose it as a banned word when it ends
-            texts.append(said if s not in self.members else said[: max(said.rfind(" "), 0)])
-        agreed = os.path.commonprefix(texts)
+        agreed = os.path.commonprefix([state.stream.text[: state.stream.emitted] for state in group.states])
         if len(agreed) <= len(group.shown):
             return []
         delta = Delta(agreed[len(group.shown) :], agreed)
