@@ -106,6 +106,10 @@ class TextStream:
         self.max_sentences = max_sentences
         self.max_clauses = max_clauses
         self.banned = word_pattern(banned)
+        words = {w.strip().lower() for w in banned if w.strip()}
+        # every proper start of a banned word, for `_banned_start` (a few set lookups a token)
+        self.banned_starts = {w[:n] for w in words for n in range(1, len(w))}
+        self.banned_start_max = max((len(w) - 1 for w in words), default=0)
         self.ids: list[int] = []
         self.text = ""  # the reply so far, stop string excluded
         self.emitted = 0  # characters of `text` already handed out
@@ -119,9 +123,19 @@ class TextStream:
         ends = [m for m in self.banned.finditer(lowered, max(0, len(text) - 64)) if m.end() == len(text)]
         return max((m.end() - m.start() for m in ends), default=0)
 
+    def _banned_start(self, text: str) -> int:
+        """Length of a trailing fragment that later tokens could complete into a banned word ("elve" of "elves"):
+        shown, it could not be taken back when the word is cut."""
+        for n in range(min(self.banned_start_max, len(text)), 0, -1):
+            start = len(text) - n
+            if text[start:].lower() in self.banned_starts and (start == 0 or not text[start - 1].isalpha()):
+                return n
+        return 0
+
     def _holdback(self, text: str) -> int:
-        """How many trailing characters could still grow into a stop string, be a banned word or end a clause."""
-        hold = self._banned_tail(text)
+        """How many trailing characters could still grow into a stop string, be a banned word or end a clause.
+        Whitespace before what is held (or at the very end) waits too: a reply that ends there is stripped of it."""
+        hold = max(self._banned_tail(text), self._banned_start(text))
         if self.max_clauses > 0:
             hold = max(hold, _pending_clause(text))
         for s in self.stop:
@@ -129,7 +143,8 @@ class TextStream:
                 if text.endswith(s[:n]):
                     hold = max(hold, n)
                     break
-        return hold
+        kept = text[: len(text) - hold]
+        return hold + len(kept) - len(kept.rstrip())
 
     def push(self, token_id: int) -> str:
         if self.stopped:

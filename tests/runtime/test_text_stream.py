@@ -119,3 +119,23 @@ def test_what_only_looks_like_a_clause_boundary_streams_on():
     assert "".join(_streamed(TextStream(byte_tokenizer(), max_clauses=0), text)) == text
     two = "".join(_streamed(TextStream(byte_tokenizer(), max_clauses=2), text))
     assert two == "The road is closed, so take the ferry."
+
+
+def test_a_reply_ending_in_a_banned_word_keeps_what_was_already_shown():
+    # fed a character at a time: "elve" could still become the banned word, so it waits, and so does the space
+    # before it; what a player saw adds up to the reply's text (best of N streams on that promise)
+    stream = TextStream(byte_tokenizer(), banned=("elves",))
+    deltas = _feed(stream, "I trade with elves")
+    assert "".join(deltas) == stream.text[: stream.emitted] == "I trade with"
+    assert "elves" not in "".join(deltas)
+
+
+def test_the_start_of_a_banned_word_is_released_once_it_becomes_another_word():
+    stream = TextStream(byte_tokenizer(), banned=("elves",))
+    shown = []
+    for i in stream.tokenizer.encode("Ask the elven smiths").ids:
+        shown.append(stream.push(i))
+        if "".join(shown).endswith("elven"):
+            break
+    assert "".join(shown) == "Ask the elven"  # "elve" waited; "elven" is not the banned word
+    assert "".join(shown) + stream.finish() == "Ask the elven"
