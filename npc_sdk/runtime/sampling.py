@@ -166,7 +166,7 @@ def make_sampler(
     role = {w: v * config.role_word_scale for w, v in persona.role_words.items()}
     scene, groups = scene_words or ({}, {})
     weights = merge_weights(role, scene)
-    words = WordBias(tokenizer, weights, groups) if any(weights.values()) else None
+    words = WordBias.shared(tokenizer, weights, groups) if any(weights.values()) else None
     history = None
     recent = [r for r in [*recent_replies[-HISTORY_REPLIES:], *heard] if r.strip()]
     if config.no_repeat_history and recent:

@@ -75,6 +75,16 @@ def test_a_word_once_begun_is_carried_on():
     assert "e" not in bonus({"forge": 4.0}, [" forge"])
 
 
+def test_replies_share_a_word_sets_tables_but_each_keeps_its_own_state():
+    tok = PieceTokenizer(PIECES)
+    first, second = WordBias.shared(tok, {"forge": 4.0}), WordBias.shared(tok, {"forge": 4.0})
+    assert first is not second and first.start is second.start  # built once, for both best-of-N candidates
+    ids = [tok.id(p) for p in (" forge", " hello")]
+    assert first.bonus(ids) == {}  # "forge" said: its bonus is spent in this reply
+    assert {tok.pieces[i] for i in second.bonus([tok.id(" hello")])} == {" forge", " forg"}  # not in the other
+    assert first.bonus(ids) == {} and WordBias.shared(tok, {"forge": 5.0}).start is not first.start
+
+
 def test_spellings_without_a_space_start_only_at_a_boundary():
     # "For" + "ge" spells "Forge" at the start of a reply or after punctuation, never inside a word
     assert bonus({"forge": 4.0}, ["For"]).get("ge") == 4.0
