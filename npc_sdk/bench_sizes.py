@@ -170,6 +170,15 @@ def _run(
     return out.stdout
 
 
+def _current(folder: Path) -> bool:
+    """An export of ours there, made by this npc-sdk's recipe: an older one (say, before the packed attention)
+    would be timed as if it were today's graphs."""
+    from .runtime.manifest import QUANTIZATION_RECIPE
+
+    manifest = folder / "manifest.json"
+    return manifest.is_file() and json.loads(manifest.read_text()).get("quantization_recipe") == QUANTIZATION_RECIPE
+
+
 def prepare(shape: str, log: Callable[[str], None], llamacpp: Path) -> tuple[Path, Path, Path]:
     """(our int4 folder, onnxruntime-genai's int4 folder, llama.cpp's Q4_0 GGUF) of one shape, built once under
     the cache folder; `llamacpp` is the Python of llama.cpp's environment."""
@@ -189,7 +198,7 @@ def prepare(shape: str, log: Callable[[str], None], llamacpp: Path) -> tuple[Pat
             _run(
                 [sys.executable, script, "--shape", source, "--out", str(hf)], log, f"{shape}: random weights"
             )
-    if not (ours / "manifest.json").is_file():
+    if not _current(ours):
         npc = [sys.executable, "-m", "npc_sdk.cli", "export", "--decoder", str(hf), "--out", str(ours)]
         _run(npc, log, f"{shape}: npc-sdk export --decoder (int4)")
     if not (theirs / "genai_config.json").is_file():

@@ -19,3 +19,15 @@ def test_a_missing_peer_environment_says_how_to_make_it(tmp_path, monkeypatch):
     (tmp_path / "venv" / "bin").mkdir(parents=True)
     (tmp_path / "venv" / "bin" / "python").write_text("")
     assert bench_sizes.peer_python() == tmp_path / "venv" / "bin" / "python"
+
+
+def test_an_export_of_an_older_recipe_is_made_again(tmp_path):
+    import json
+
+    from npc_sdk.runtime.manifest import QUANTIZATION_RECIPE
+
+    assert not bench_sizes._current(tmp_path)  # nothing exported yet
+    (tmp_path / "manifest.json").write_text(json.dumps({"quantization_recipe": QUANTIZATION_RECIPE - 1}))
+    assert not bench_sizes._current(tmp_path)  # timed, it would pass old graphs off as today's
+    (tmp_path / "manifest.json").write_text(json.dumps({"quantization_recipe": QUANTIZATION_RECIPE}))
+    assert bench_sizes._current(tmp_path)
