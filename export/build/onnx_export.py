@@ -32,7 +32,7 @@ from npc_sdk.weights import DECODER, IMAGE_ENCODER, TEXT_ENCODER, local_path, sh
 from ..model.fusion import CoAttentionFusion, FusionConfig
 from ..model.reference import NpcModel
 from .onnx_decoder import OPSET, DecoderDims, build_decoder, dims_from_config, io_names
-from .quantize import quantize_decoder, quantize_prefill
+from .quantize import BLOCK_SIZE, check_block_size, quantize_decoder, quantize_prefill
 
 ENCODER_OPSET = 17  # the torch exporter's well-trodden opset for the encoders and fusion
 PREFILL_FILE = "decoder_prefill.onnx"  # the integer-GEMM graph for prefills (quantize.py explains)
@@ -116,19 +116,22 @@ def export_model(
     model: NpcModel | None = None,
     fusion_weights: Path | None = None,
     decoder: str | Path | None = None,
+    block_size: int = BLOCK_SIZE,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Export into `out` (replaced atomically when complete); return the folder.
 
-    `decoder`: a GGUF file or Hugging Face folder of the Llama or Qwen2 family instead of the embedded SmolLM2."""
+    `decoder`: a GGUF file or Hugging Face folder of the Llama or Qwen2 family instead of the embedded SmolLM2.
+    `block_size`: weights per scale in decoder.onnx (int8 and int4; quantize.py)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_block_size(block_size)
     model = model or NpcModel.load(fusion_weights=fusion_weights, decoder=decoder, log=log)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     try:
-        manifest = _write_folder(tmp, model, precision, log)
+        manifest = _write_folder(tmp, model, precision, block_size, log)
         (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
         if out.exists():
             shutil.rmtree(out)
@@ -140,11 +143,13 @@ def export_model(
     return out
 
 
-def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[str], None]) -> Manifest:
+def _write_folder(
+    folder: Path, model: NpcModel, precision: str, block_size: int, log: Callable[[str], None]
+) -> Manifest:
     """Write every file of the folder and return its manifest (the caller writes manifest.json)."""
     _export_encoders(folder, model, log)
     log(f"[4/5] decoder -> decoder.onnx ({precision})")
-    dims = _export_decoder(folder, model, precision, log)
+    dims = _export_decoder(folder, model, precision, block_size, log)
     log("[5/5] embeddings, tokenizers, manifest")
     table = _write_embeddings_and_tokenizers(folder, model, precision)
     files = sorted(p.name for p in folder.iterdir() if p.is_file())
@@ -158,7 +163,7 @@ def _write_folder(folder: Path, model: NpcModel, precision: str, log: Callable[[
         preprocessing=_preprocessing(),
         components={
             **_encoder_components(model.fusion.cfg, dims),
-            **_decoder_components(dims, precision),
+            **_decoder_components(dims, precision, block_size),
             "embeddings": {
                 "filename": "embeddings.npy",
                 "dtype": str(table.dtype),
@@ -202,7 +207,9 @@ def _export_encoders(folder: Path, model: NpcModel, log: Callable[[str], None]) 
     export_fusion(model.fusion, folder / "fusion.onnx")
 
 
-def _export_decoder(folder: Path, model: NpcModel, precision: str, log: Callable[[str], None]) -> DecoderDims:
+def _export_decoder(
+    folder: Path, model: NpcModel, precision: str, block_size: int, log: Callable[[str], None]
+) -> DecoderDims:
     """decoder.onnx built op by op from the weights (onnx_decoder.py), quantised, and the prefill graph beside it
     for int8 and int4; returns the decoder's dimensions."""
     lm = model.decoder.lm
@@ -213,7 +220,7 @@ def _export_decoder(folder: Path, model: NpcModel, precision: str, log: Callable
     if precision != "fp32":
         log("      prefill graph -> decoder_prefill.onnx (7-bit weights, int8 activations per position)")
         save_decoder(quantize_prefill(graph), folder / PREFILL_FILE)
-        graph = quantize_decoder(graph, bits=8 if precision == "int8" else 4)
+        graph = quantize_decoder(graph, bits=8 if precision == "int8" else 4, block_size=block_size)
     save_decoder(graph, folder / "decoder.onnx")
     return dims
 
@@ -334,7 +341,7 @@ def _encoder_components(fcfg: FusionConfig, dims: DecoderDims) -> dict:
     }
 
 
-def _decoder_components(dims: DecoderDims, precision: str) -> dict:
+def _decoder_components(dims: DecoderDims, precision: str, block_size: int) -> dict:
     """The manifest's decoder entry (I/O names in the onnxruntime-genai shape) and, for int8 and int4, the prefill
     graph's."""
     past, present = io_names(dims.layers)
@@ -358,8 +365,9 @@ def _decoder_components(dims: DecoderDims, precision: str) -> dict:
     }
     if precision != "fp32":
         out["decoder"]["quantization"] = (
-            f"{8 if precision == 'int8' else 4}-bit weights, symmetric, blocks of 32"
+            f"{8 if precision == 'int8' else 4}-bit weights, symmetric, blocks of {block_size}"
         )
+        out["decoder"]["block_size"] = block_size
         out["decoder_prefill"] = {
             "filename": PREFILL_FILE,
             "same_io_as": "decoder",

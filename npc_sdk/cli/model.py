@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+from ..runtime.manifest import DECODER_BLOCK_SIZE, DECODER_BLOCK_SIZES
 from ._common import default_model_dir, ensure_model, report, torch_side
 
 
@@ -17,6 +19,18 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_folder(precision: str, source: Any, block_size: int = DECODER_BLOCK_SIZE) -> Path:
+    """Where `export` writes without --out: the default decoder's folder, or one named after the decoder given
+    (`source`: its name, sha256 and is_default); another block size gets its own folder, so it never takes the
+    place of the one the demo and `serve` load."""
+    out = default_model_dir(precision)
+    if not source.is_default:
+        out = out.with_name(f"{source.name}-{source.sha256[:8]}-{precision}")
+    if block_size != DECODER_BLOCK_SIZE:
+        out = out.with_name(f"{out.name}-b{block_size}")
+    return out
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     export = torch_side("npc_export.build.onnx_export")
     model = torch_side("npc_export").NpcModel.load(
@@ -25,16 +39,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         decoder_lora=Path(args.lora) if args.lora else None,
         log=print,
     )
-    if args.out:
-        out = Path(args.out)
-    elif model.decoder.source.is_default:
-        out = default_model_dir(args.precision)
-    else:
-        source = model.decoder.source
-        out = default_model_dir(args.precision).with_name(
-            f"{source.name}-{source.sha256[:8]}-{args.precision}"
-        )
-    export.export_model(out, args.precision, model=model, log=print)
+    out = Path(args.out) if args.out else export_folder(args.precision, model.decoder.source, args.block_size)
+    export.export_model(out, args.precision, model=model, block_size=args.block_size, log=print)
     if args.verify:
         checks = torch_side("npc_export.build.verify").verify_folder(out, reference=model, log=print)
         (out / "verification.json").write_text(json.dumps(checks, indent=2) + "\n")
@@ -164,6 +170,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fusion weights from `npc-sdk train --decoder` (default: the committed ones, for the default decoder)",
     )
     p.add_argument("--lora", help="decoder LoRA adapters from that training run, merged into the export")
+    p.add_argument(
+        "--block-size",
+        type=int,
+        choices=DECODER_BLOCK_SIZES,
+        default=DECODER_BLOCK_SIZE,
+        help="weights per scale in the int4/int8 decoder (default %(default)s). Larger blocks decode faster on "
+        "big decoders (1.23x at 128 on a 1.5B shape) and round coarser: check with --verify; see docs/models.md",
+    )
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("bench", help="print speed figures (load, time to first token, decode tok/s, memory)")
     p.add_argument(

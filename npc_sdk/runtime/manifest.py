@@ -22,6 +22,10 @@ PRECISIONS = ("fp32", "int8", "int4")
 # logits, decode steps ~3% faster). A folder records the recipe it was made with; the cached default export is
 # redone when it is older.
 QUANTIZATION_RECIPE = 3
+# Weights per scale in an int4/int8 decoder.onnx (MatMulNBits takes a power of two from 16); `npc-sdk export
+# --block-size` picks one, the manifest's decoder entry records it.
+DECODER_BLOCK_SIZE = 32
+DECODER_BLOCK_SIZES = (16, 32, 64, 128, 256)
 
 
 class _Reader:

@@ -349,3 +349,75 @@ def test_a_decoder_too_big_for_one_protobuf_keeps_its_weights_beside_the_graph(t
     files = json.loads((folder / "manifest.json").read_text())["files"]
     assert "decoder.onnx.data" in files and (folder / "decoder.onnx").stat().st_size < 100_000
     _check_against_transformers(folder, checkpoint)
+
+
+def _prompt_logits(folder: Path) -> np.ndarray:
+    from npc_sdk.personas.prompt import build_prompt
+    from npc_sdk.runtime.onnx_model import OnnxNpcModel
+
+    runtime = OnnxNpcModel.load(folder, slots=1)
+    ids = build_prompt(runtime.tokenizer, SMITH, [], LINE, fmt=runtime.chat_format).token_ids
+    slot = runtime.acquire_slot()
+    try:
+        embeds = runtime.embed_ids(ids)
+        runtime.runner.run(slot, embeds[None, :-1])
+        # the last position alone is a decode step: decoder.onnx, where the block size is, not the prefill graph
+        return runtime.runner.run(slot, embeds[None, -1:])[0]
+    finally:
+        runtime.release_slot(slot)
+
+
+@pytest.mark.slow
+def test_export_block_size_is_the_decoder_graphs_and_the_manifests(tmp_path):
+    """`npc-sdk export --block-size 64`: every MatMulNBits of decoder.onnx takes 64 weights a scale, the manifest
+    says so, and its decode step stays as near the fp32 export as blocks of 32 do (scales misplaced would not)."""
+    import subprocess
+    import sys
+
+    import onnx
+    from npc_export.build.onnx_export import export_model
+
+    checkpoint = tiny_qwen2(tmp_path / "tiny-qwen2")
+    with pytest.raises(ValueError, match="block_size must be one of 16, 32, 64, 128, 256, got 48"):
+        export_model(tmp_path / "b48", "int4", decoder=checkpoint, block_size=48, log=lambda _m: None)
+    assert not (tmp_path / "b48").exists()
+    run = subprocess.run(
+        [sys.executable, "-m", "npc_sdk.cli", "export", "--decoder", str(checkpoint), "--block-size", "64",
+         "--out", str(tmp_path / "b64")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    blocks = {
+        (node.op_type, attr.i)
+        for node in onnx.load(str(tmp_path / "b64" / "decoder.onnx")).graph.node
+        for attr in node.attribute
+        if node.op_type == "MatMulNBits" and attr.name == "block_size"
+    }
+    assert blocks == {("MatMulNBits", 64)}
+    entry = json.loads((tmp_path / "b64" / "manifest.json").read_text())["model"]["decoder"]
+    assert entry["block_size"] == 64 and entry["quantization"] == "4-bit weights, symmetric, blocks of 64"
+    reference = _prompt_logits(_export(checkpoint, tmp_path / "fp32", "fp32"))
+    # random tiny weights round badly at 4 bits (relative error ~0.3 at 32, ~0.55 at 64), but the logits keep
+    # their direction; scales applied to the wrong blocks would leave them unrelated (cosine near 0)
+    cosine = {
+        block: float(
+            np.dot(got := _prompt_logits(folder), reference) / np.linalg.norm(got) / np.linalg.norm(reference)
+        )
+        for block, folder in ((32, _export(checkpoint, tmp_path / "b32", "int4")), (64, tmp_path / "b64"))
+    }
+    print(f"\ncosine of the decode step's logits to fp32's: {cosine}")
+    assert cosine[32] > 0.7 and cosine[64] > 0.7
+
+
+def test_an_export_with_another_block_size_gets_its_own_folder(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from npc_sdk.cli.model import export_folder
+
+    monkeypatch.setenv("NPC_SDK_CACHE", str(tmp_path))
+    default = SimpleNamespace(is_default=True, name="SmolLM2-135M-Instruct", sha256="0" * 64)
+    own = SimpleNamespace(is_default=False, name="qwen2.5-1.5b", sha256="abcdef0123" + "0" * 54)
+    assert export_folder("int4", default) == tmp_path / "models" / "npc-default-int4"
+    assert export_folder("int4", default, 128) == tmp_path / "models" / "npc-default-int4-b128"
+    assert export_folder("int4", own) == tmp_path / "models" / "qwen2.5-1.5b-abcdef01-int4"
+    assert export_folder("int8", own, 64) == tmp_path / "models" / "qwen2.5-1.5b-abcdef01-int8-b64"
