@@ -54,6 +54,8 @@ class _Running:
     session: LiveSession
     turn: PreparedTurn
     paced: deque[ReplyEvent] = field(default_factory=deque)  # a chosen best-of-N reply's events, not yet out
+    # the persona block's tokens while its KV is not in the model's shared cache: shared once the slot holds it
+    unshared_block: list[int] | None = None
 
 
 class Scheduler:
@@ -206,10 +208,23 @@ class Scheduler:
         except BaseException as exc:  # bad input found late, or the runtime failed: the turn leaves no trace
             self._abort(job, live, turn, exc)
             return
-        self.running[conv.slot] = _Running(job, live, turn)
+        block = self.model.persona_block(live.persona)
+        unshared = None if self.model.cached_persona_kv(block) is not None else block
+        self.running[conv.slot] = _Running(job, live, turn, unshared_block=unshared)
+        self._share_persona_kv(conv.slot)
         if turn.action is not None:
             job.emit(turn.action)  # before the first delta: the game can start the animation now
         self._deliver(conv.slot, events)
+
+    def _share_persona_kv(self, slot: int) -> None:
+        """Once a turn's slot holds its persona block, other sessions of that persona start from it: a burst of
+        first turns for one card (eight guards, one shopkeeper many players talk to) prefills the block once, not
+        once a session. Conversation.finish would share it too, but only after the whole reply."""
+        run = self.running[slot]
+        block = run.unshared_block
+        if block is not None and self.model.cache.lengths[slot] >= len(block):
+            self.model.remember_persona_kv(block, slot)
+            run.unshared_block = None
 
     def _replayed(self, job: ChatJob, live: LiveSession) -> bool:
         """A turn_id already committed (a retry that reached another front door, or raced this one's check):
@@ -342,6 +357,8 @@ class Scheduler:
                 try:
                     for slot, events in self.batch.step().items():
                         self._deliver(slot, events)
+                    for slot in [s for s, run in self.running.items() if run.unshared_block is not None]:
+                        self._share_persona_kv(slot)
                     for slot in [s for s, run in self.running.items() if run.paced]:
                         self._pace(slot)
                 except BaseException as exc:  # a failed step ends every running turn, none is stored

@@ -219,3 +219,54 @@ def test_while_replies_decode_one_turn_starts_per_step(exported_int4, tmp_path):
     finally:
         sched.stop()
         store.close()
+
+
+def test_a_burst_of_first_turns_for_one_persona_prefills_its_block_once(exported_int4, tmp_path):
+    """Four sessions of one card, never warmed, all talking at once: the first turn's slot shares the persona
+    block's KV as soon as it holds it, so the other three start from it while the first is still decoding, and
+    say what they would have said computing it themselves."""
+    model = OnnxNpcModel.load(exported_int4, slots=4)
+    store = SqliteSessionStore(tmp_path / "sessions.sqlite3")
+    sched = Scheduler(model, store)
+    running_at_start: list[int] = []
+    start = sched._start
+
+    def counted_start(job, live):
+        running_at_start.append(len(sched.running))
+        start(job, live)
+
+    sched._start = counted_start
+    sched.start()
+    try:
+        ids = [f"g{i}" for i in range(4)]
+        for sid in ids:
+            sched.call(lambda sid=sid: store.create(sid, DEMO_PERSONA)).result(10)
+        block = persona_block(model.tokenizer, DEMO_PERSONA, model.persona_tokens)
+        assert sched.call(lambda: model.cached_persona_kv(block) is None).result(10)
+        gate = threading.Event()
+        sched.call(gate.wait)  # holds the loop so that all four turns wait together
+        finished = {sid: threading.Event() for sid in ids}
+        dones: dict = {}
+
+        def emit_for(sid):
+            def emit(event) -> None:
+                if isinstance(event, (Done, BaseException)):
+                    dones[sid] = event
+                    finished[sid].set()
+
+            return emit
+
+        config = GenerationConfig(temperature=0.0, max_tokens=12, max_clauses=0, max_sentences=0)
+        accepted = [sched.submit(ChatJob(sid, "Good evening.", None, config, emit_for(sid))) for sid in ids]
+        gate.set()
+        for fut in accepted:
+            fut.result(60)
+        assert all(finished[sid].wait(120) for sid in ids)
+        assert all(isinstance(dones[sid], Done) for sid in ids), dones
+        assert running_at_start[1:] == [1, 2, 3]  # each started while the earlier ones were still decoding
+        cached = [dones[sid].usage.cached_tokens for sid in ids]
+        assert cached == [0, len(block), len(block), len(block)]
+        assert len({dones[sid].text for sid in ids}) == 1, [dones[sid].text for sid in ids]
+    finally:
+        sched.stop()
+        store.close()
