@@ -165,6 +165,33 @@ def test_a_turn_id_sent_twice_at_once_makes_one_turn(scheduler):
     assert finished[0].wait(60) and "used for another line" in str(results[0][-1])
 
 
+def _burst(sched: Scheduler, ids: list[str], config: GenerationConfig) -> list[Done]:
+    """A new session of the demo persona for each id, then one "Good evening." from each, all submitted while the
+    loop is held so that they wait together; their Done events in the order of `ids`."""
+    for sid in ids:
+        sched.call(lambda sid=sid: sched.store.create(sid, DEMO_PERSONA)).result(10)
+    gate = threading.Event()
+    sched.call(gate.wait)
+    finished = {sid: threading.Event() for sid in ids}
+    dones: dict = {}
+
+    def emit_for(sid):
+        def emit(event) -> None:
+            if isinstance(event, (Done, BaseException)):
+                dones[sid] = event
+                finished[sid].set()
+
+        return emit
+
+    accepted = [sched.submit(ChatJob(sid, "Good evening.", None, config, emit_for(sid))) for sid in ids]
+    gate.set()
+    for fut in accepted:
+        fut.result(60)
+    assert all(finished[sid].wait(120) for sid in ids)
+    assert all(isinstance(dones[sid], Done) for sid in ids), dones
+    return [dones[sid] for sid in ids]
+
+
 def test_while_replies_decode_one_turn_starts_per_step(exported_int4, tmp_path):
     """A burst of turns does not stop the talking NPCs for all of its preparations: once one reply decodes, the
     rest start one per decode step."""
@@ -186,28 +213,7 @@ def test_while_replies_decode_one_turn_starts_per_step(exported_int4, tmp_path):
     sched._start = counted_start
     sched.start()
     try:
-        ids = [f"s{i}" for i in range(4)]
-        for sid in ids:
-            sched.call(lambda sid=sid: store.create(sid, DEMO_PERSONA)).result(10)
-        gate = threading.Event()
-        sched.call(gate.wait)  # holds the loop so that all four turns wait together
-        finished = {sid: threading.Event() for sid in ids}
-        dones: dict = {}
-
-        def emit_for(sid):
-            def emit(event) -> None:
-                if isinstance(event, (Done, BaseException)):
-                    dones[sid] = event
-                    finished[sid].set()
-
-            return emit
-
-        accepted = [sched.submit(ChatJob(sid, "Good evening.", None, GREEDY, emit_for(sid))) for sid in ids]
-        gate.set()
-        for fut in accepted:
-            fut.result(60)
-        assert all(finished[sid].wait(120) for sid in ids)
-        assert all(isinstance(dones[sid], Done) for sid in ids), dones
+        _burst(sched, [f"s{i}" for i in range(4)], GREEDY)
         starts_between_steps = 0
         for entry in log:
             if entry == "step":
@@ -238,35 +244,13 @@ def test_a_burst_of_first_turns_for_one_persona_prefills_its_block_once(exported
     sched._start = counted_start
     sched.start()
     try:
-        ids = [f"g{i}" for i in range(4)]
-        for sid in ids:
-            sched.call(lambda sid=sid: store.create(sid, DEMO_PERSONA)).result(10)
         block = persona_block(model.tokenizer, DEMO_PERSONA, model.persona_tokens)
-        assert sched.call(lambda: model.cached_persona_kv(block) is None).result(10)
-        gate = threading.Event()
-        sched.call(gate.wait)  # holds the loop so that all four turns wait together
-        finished = {sid: threading.Event() for sid in ids}
-        dones: dict = {}
-
-        def emit_for(sid):
-            def emit(event) -> None:
-                if isinstance(event, (Done, BaseException)):
-                    dones[sid] = event
-                    finished[sid].set()
-
-            return emit
-
+        assert sched.call(lambda: model.cached_persona_kv(block) is None).result(10)  # never warmed
         config = GenerationConfig(temperature=0.0, max_tokens=12, max_clauses=0, max_sentences=0)
-        accepted = [sched.submit(ChatJob(sid, "Good evening.", None, config, emit_for(sid))) for sid in ids]
-        gate.set()
-        for fut in accepted:
-            fut.result(60)
-        assert all(finished[sid].wait(120) for sid in ids)
-        assert all(isinstance(dones[sid], Done) for sid in ids), dones
+        dones = _burst(sched, [f"g{i}" for i in range(4)], config)
         assert running_at_start[1:] == [1, 2, 3]  # each started while the earlier ones were still decoding
-        cached = [dones[sid].usage.cached_tokens for sid in ids]
-        assert cached == [0, len(block), len(block), len(block)]
-        assert len({dones[sid].text for sid in ids}) == 1, [dones[sid].text for sid in ids]
+        assert [d.usage.cached_tokens for d in dones] == [0, len(block), len(block), len(block)]
+        assert len({d.text for d in dones}) == 1, [d.text for d in dones]
     finally:
         sched.stop()
         store.close()
