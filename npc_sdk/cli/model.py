@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidInputError
 from ..runtime.manifest import DECODER_BLOCK_SIZE, DECODER_BLOCK_SIZES
 from ._common import default_model_dir, ensure_model, report, torch_side
 
@@ -32,6 +33,11 @@ def export_folder(precision: str, source: Any, block_size: int = DECODER_BLOCK_S
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.precision == "fp32" and args.block_size != DECODER_BLOCK_SIZE:
+        raise InvalidInputError(
+            f"--block-size {args.block_size}",
+            "an fp32 export has no weight blocks; use it with --precision int4 or int8",
+        )
     export = torch_side("npc_export.build.onnx_export")
     model = torch_side("npc_export").NpcModel.load(
         decoder=args.decoder,

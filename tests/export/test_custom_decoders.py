@@ -387,6 +387,13 @@ def test_export_block_size_is_the_decoder_graphs_and_the_manifests(tmp_path):
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
+    fp32 = subprocess.run(
+        [sys.executable, "-m", "npc_sdk.cli", "export", "--decoder", str(checkpoint), "--precision", "fp32",
+         "--block-size", "64", "--out", str(tmp_path / "fp32-b64")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert fp32.returncode == 2 and "--block-size 64: an fp32 export has no weight blocks" in fp32.stderr
+    assert not (tmp_path / "fp32-b64").exists()
     blocks = {
         (node.op_type, attr.i)
         for node in onnx.load(str(tmp_path / "b64" / "decoder.onnx")).graph.node
