@@ -24,7 +24,14 @@ import transformers
 from npc_sdk import __version__
 from npc_sdk.runtime.generation import GenerationConfig
 from npc_sdk.runtime.images import GRID, IMAGE_HEIGHT, IMAGE_WIDTH, PAD_VALUE, PIXEL_MEAN, PIXEL_STD
-from npc_sdk.runtime.manifest import DecoderSection, FusionSection, Manifest, TagEntry
+from npc_sdk.runtime.manifest import (
+    DECODER_BLOCK_SIZE,
+    DecoderSection,
+    FusionSection,
+    Manifest,
+    TagEntry,
+    check_block_size,
+)
 from npc_sdk.runtime.model_folder import MANIFEST, PRECISIONS
 from npc_sdk.runtime.text_tokens import ROLE_MAX_TOKENS, TEXT_MAX_TOKENS
 from npc_sdk.weights import DECODER, IMAGE_ENCODER, TEXT_ENCODER, local_path, sha256_file
@@ -32,7 +39,7 @@ from npc_sdk.weights import DECODER, IMAGE_ENCODER, TEXT_ENCODER, local_path, sh
 from ..model.fusion import CoAttentionFusion, FusionConfig
 from ..model.reference import NpcModel
 from .onnx_decoder import OPSET, DecoderDims, build_decoder, dims_from_config, io_names
-from .quantize import BLOCK_SIZE, check_block_size, quantize_decoder, quantize_prefill
+from .quantize import quantize_decoder, quantize_prefill
 
 ENCODER_OPSET = 17  # the torch exporter's well-trodden opset for the encoders and fusion
 PREFILL_FILE = "decoder_prefill.onnx"  # the integer-GEMM graph for prefills (quantize.py explains)
@@ -116,7 +123,7 @@ def export_model(
     model: NpcModel | None = None,
     fusion_weights: Path | None = None,
     decoder: str | Path | None = None,
-    block_size: int = BLOCK_SIZE,
+    block_size: int = DECODER_BLOCK_SIZE,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Export into `out` (replaced atomically when complete); return the folder.
@@ -125,7 +132,7 @@ def export_model(
     `block_size`: weights per scale in decoder.onnx (int8 and int4; quantize.py)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    check_block_size(block_size)
+    check_block_size(block_size, precision)
     model = model or NpcModel.load(fusion_weights=fusion_weights, decoder=decoder, log=log)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ Block size 32, symmetric, accuracy_level 4 (int8 activations inside the kernel):
 
 Larger blocks (`npc-sdk export --block-size`) are for bigger decoders, where decoding reads every weight once a
 token and the scales' bytes count: an fp32 scale per 32 weights makes 5 bits a weight, per 128 weights 4.25. On
-a 1.5B shape that was 1.23x the decode speed of blocks of 32 (docs/models.md); the rounding is coarser, which
+a 1.5B shape that was 1.22x the decode speed of blocks of 32 (docs/models.md); the rounding is coarser, which
 `--verify` measures. The default 135M stays at 32: at 64 its perplexity moved past verify's 10%.
 
 Tried and not taken: an int4 mix, with q/k/v, the MLP's down projection and the LM head at 8 bits and the rest at
@@ -23,23 +23,17 @@ import onnx
 from onnx import helper, numpy_helper
 from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
-from npc_sdk.runtime.manifest import DECODER_BLOCK_SIZE, DECODER_BLOCK_SIZES
+from npc_sdk.runtime.manifest import DECODER_BLOCK_SIZE, check_block_size
 
-BLOCK_SIZE = DECODER_BLOCK_SIZE
 ACCURACY_LEVEL = 4
 
 
-def check_block_size(block_size: int) -> None:
-    if block_size not in DECODER_BLOCK_SIZES:
-        raise ValueError(
-            f"block_size must be one of {', '.join(map(str, DECODER_BLOCK_SIZES))}, got {block_size!r}"
-        )
-
-
-def quantize_decoder(model: onnx.ModelProto, bits: int, block_size: int = BLOCK_SIZE) -> onnx.ModelProto:
+def quantize_decoder(
+    model: onnx.ModelProto, bits: int, block_size: int = DECODER_BLOCK_SIZE
+) -> onnx.ModelProto:
     if bits not in (4, 8):
         raise ValueError(f"bits must be 4 or 8, got {bits}")
-    check_block_size(block_size)
+    check_block_size(block_size, f"int{bits}")
     logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
     config = DefaultWeightOnlyQuantConfig(
         block_size=block_size, is_symmetric=True, accuracy_level=ACCURACY_LEVEL, bits=bits

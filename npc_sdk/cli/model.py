@@ -6,10 +6,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-from ..errors import InvalidInputError
-from ..runtime.manifest import DECODER_BLOCK_SIZE, DECODER_BLOCK_SIZES
+from ..runtime.manifest import DECODER_BLOCK_SIZE, DECODER_BLOCK_SIZES, check_block_size
 from ._common import default_model_dir, ensure_model, report, torch_side
 
 
@@ -20,10 +19,17 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
-def export_folder(precision: str, source: Any, block_size: int = DECODER_BLOCK_SIZE) -> Path:
-    """Where `export` writes without --out: the default decoder's folder, or one named after the decoder given
-    (`source`: its name, sha256 and is_default); another block size gets its own folder, so it never takes the
-    place of the one the demo and `serve` load."""
+class DecoderIdentity(Protocol):
+    """What names an export's folder: the decoder source's name, digest, and whether it is the embedded one."""
+
+    name: str
+    sha256: str
+    is_default: bool
+
+
+def export_folder(precision: str, source: DecoderIdentity, block_size: int = DECODER_BLOCK_SIZE) -> Path:
+    """Where `export` writes without --out: the default decoder's folder, or one named after the decoder given;
+    another block size gets its own folder, so it never takes the place of the one the demo and `serve` load."""
     out = default_model_dir(precision)
     if not source.is_default:
         out = out.with_name(f"{source.name}-{source.sha256[:8]}-{precision}")
@@ -33,11 +39,7 @@ def export_folder(precision: str, source: Any, block_size: int = DECODER_BLOCK_S
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    if args.precision == "fp32" and args.block_size != DECODER_BLOCK_SIZE:
-        raise InvalidInputError(
-            f"--block-size {args.block_size}",
-            "an fp32 export has no weight blocks; use it with --precision int4 or int8",
-        )
+    check_block_size(args.block_size, args.precision)  # before the minutes a model takes to load
     export = torch_side("npc_export.build.onnx_export")
     model = torch_side("npc_export").NpcModel.load(
         decoder=args.decoder,
@@ -182,7 +184,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=DECODER_BLOCK_SIZES,
         default=DECODER_BLOCK_SIZE,
         help="weights per scale in the int4/int8 decoder (default %(default)s). Larger blocks decode faster on "
-        "big decoders (1.23x at 128 on a 1.5B shape) and round coarser: check with --verify; see docs/models.md",
+        "big decoders (1.22x at 128 on a 1.5B shape) and round coarser: check with --verify; see docs/models.md",
     )
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("bench", help="print speed figures (load, time to first token, decode tok/s, memory)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import ModelFolderError
+from ..errors import InvalidInputError, ModelFolderError
 
 FORMAT = "npc-sdk-model"
 FORMAT_VERSION = (
@@ -26,6 +26,18 @@ QUANTIZATION_RECIPE = 3
 # --block-size` picks one, the manifest's decoder entry records it.
 DECODER_BLOCK_SIZE = 32
 DECODER_BLOCK_SIZES = (16, 32, 64, 128, 256)
+
+
+def check_block_size(block_size: int, precision: str) -> None:
+    """Refuse a block size MatMulNBits cannot take, and any other than the default for fp32, which has no blocks
+    (the export and the CLI both ask, the CLI before it loads a model)."""
+    if block_size not in DECODER_BLOCK_SIZES:
+        sizes = ", ".join(map(str, DECODER_BLOCK_SIZES))
+        raise InvalidInputError("block_size", f"must be one of {sizes}, got {block_size!r}")
+    if precision == "fp32" and block_size != DECODER_BLOCK_SIZE:
+        raise InvalidInputError(
+            "block_size", f"{block_size}: an fp32 export has no weight blocks; use it with int4 or int8"
+        )
 
 
 class _Reader:

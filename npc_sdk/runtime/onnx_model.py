@@ -149,8 +149,8 @@ class OnnxNpcModel:
     def cached_persona_kv(self, block: Sequence[int]) -> KVSnapshot | None:
         return self.pool.cached_persona_kv(block)
 
-    def remember_persona_kv(self, block: Sequence[int], slot: int) -> None:
-        self.pool.remember_persona_kv(block, slot)
+    def remember_persona_kv(self, block: Sequence[int], slot: int) -> bool:
+        return self.pool.remember_persona_kv(block, slot)
 
     def persona_block(self, persona: Persona) -> list[int]:
         """The tokens every prompt of `persona` starts with, in this decoder's chat format (fitted to the budget)."""

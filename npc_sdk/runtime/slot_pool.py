@@ -48,13 +48,17 @@ class SlotPool:
             self.persona_kv.move_to_end(tuple(block))
         return snap
 
-    def remember_persona_kv(self, block: Sequence[int], slot: int) -> None:
+    def remember_persona_kv(self, block: Sequence[int], slot: int) -> bool:
+        """Keep the KV of `block` from `slot`, which must start with it; False while the slot holds less of it."""
         key = tuple(block)
-        if key in self.persona_kv or self.cache.lengths[slot] < len(key):
-            return
+        if key in self.persona_kv:
+            return True
+        if self.cache.lengths[slot] < len(key):
+            return False
         self.persona_kv[key] = self.cache.snapshot(slot, len(key))
         while len(self.persona_kv) > 1 and (
             len(self.persona_kv) > self.persona_kv_entries
             or sum(s.nbytes for s in self.persona_kv.values()) > self.persona_kv_bytes
         ):
             self.persona_kv.popitem(last=False)
+        return True

@@ -175,6 +175,8 @@ class Scheduler:
                 continue  # its earlier turn is still decoding: this one follows it
             if job.turn_id and self._replayed(job, live):
                 continue
+            if self._block_in_flight(live):
+                continue
             if not self.residency.make_room(live.conversation):
                 return  # every slot is decoding: wait for one to finish
             self.waiting.remove(job)
@@ -208,9 +210,7 @@ class Scheduler:
         except BaseException as exc:  # bad input found late, or the runtime failed: the turn leaves no trace
             self._abort(job, live, turn, exc)
             return
-        block = self.model.persona_block(live.persona)
-        unshared = None if self.model.cached_persona_kv(block) is not None else block
-        self.running[conv.slot] = _Running(job, live, turn, unshared_block=unshared)
+        self.running[conv.slot] = _Running(job, live, turn, unshared_block=self.model.persona_block(live.persona))
         self._share_persona_kv(conv.slot)
         if turn.action is not None:
             job.emit(turn.action)  # before the first delta: the game can start the animation now
@@ -219,12 +219,27 @@ class Scheduler:
     def _share_persona_kv(self, slot: int) -> None:
         """Once a turn's slot holds its persona block, other sessions of that persona start from it: a burst of
         first turns for one card (eight guards, one shopkeeper many players talk to) prefills the block once, not
-        once a session. Conversation.finish would share it too, but only after the whole reply."""
+        once a session (`_admit` holds their turns back meanwhile). Conversation.finish would share it too, but
+        only after the whole reply."""
         run = self.running[slot]
-        block = run.unshared_block
-        if block is not None and self.model.cache.lengths[slot] >= len(block):
-            self.model.remember_persona_kv(block, slot)
+        if run.unshared_block is None:
+            return
+        try:
+            shared = self.model.remember_persona_kv(run.unshared_block, slot)
+        except Exception:  # noqa: BLE001 - sharing only saves others work: this turn goes on, nobody waits for it
+            log.exception("persona KV could not be shared")
+            shared = True
+        if shared:
             run.unshared_block = None
+
+    def _block_in_flight(self, live: LiveSession) -> bool:
+        """A fresh slot's turn whose persona block another session's turn is prefilling right now: it starts once
+        that block is shared, from it, instead of prefilling the same positions beside it."""
+        if live.conversation.fed.length:
+            return False  # its slot already holds its own dialogue, persona block included
+        return any(
+            run.unshared_block is not None and run.session.persona == live.persona for run in self.running.values()
+        )
 
     def _replayed(self, job: ChatJob, live: LiveSession) -> bool:
         """A turn_id already committed (a retry that reached another front door, or raced this one's check):

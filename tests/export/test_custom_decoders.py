@@ -378,7 +378,7 @@ def test_export_block_size_is_the_decoder_graphs_and_the_manifests(tmp_path):
     from npc_export.build.onnx_export import export_model
 
     checkpoint = tiny_qwen2(tmp_path / "tiny-qwen2")
-    with pytest.raises(ValueError, match="block_size must be one of 16, 32, 64, 128, 256, got 48"):
+    with pytest.raises(ValueError, match="block_size: must be one of 16, 32, 64, 128, 256, got 48"):
         export_model(tmp_path / "b48", "int4", decoder=checkpoint, block_size=48, log=lambda _m: None)
     assert not (tmp_path / "b48").exists()
     run = subprocess.run(
@@ -387,13 +387,6 @@ def test_export_block_size_is_the_decoder_graphs_and_the_manifests(tmp_path):
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
-    fp32 = subprocess.run(
-        [sys.executable, "-m", "npc_sdk.cli", "export", "--decoder", str(checkpoint), "--precision", "fp32",
-         "--block-size", "64", "--out", str(tmp_path / "fp32-b64")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert fp32.returncode == 2 and "--block-size 64: an fp32 export has no weight blocks" in fp32.stderr
-    assert not (tmp_path / "fp32-b64").exists()
     blocks = {
         (node.op_type, attr.i)
         for node in onnx.load(str(tmp_path / "b64" / "decoder.onnx")).graph.node
@@ -414,6 +407,18 @@ def test_export_block_size_is_the_decoder_graphs_and_the_manifests(tmp_path):
     }
     print(f"\ncosine of the decode step's logits to fp32's: {cosine}")
     assert cosine[32] > 0.7 and cosine[64] > 0.7
+
+
+def test_an_fp32_export_with_a_block_size_is_refused_before_a_model_loads(tmp_path, capsys):
+    from npc_sdk.cli import main
+
+    out = tmp_path / "fp32-b64"
+    assert main(["export", "--precision", "fp32", "--block-size", "64", "--out", str(out)]) == 2
+    assert "block_size: 64: an fp32 export has no weight blocks" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(SystemExit) as refused:
+        main(["export", "--block-size", "48"])
+    assert refused.value.code == 2 and "invalid choice: 48" in capsys.readouterr().err
 
 
 def test_an_export_with_another_block_size_gets_its_own_folder(monkeypatch, tmp_path):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from npc_sdk.demo import DEMO_PERSONA
+from npc_sdk.personas.persona import Persona
 from npc_sdk.personas.prompt import next_turn_opening, persona_block
 from npc_sdk.runtime.events import Done
 from npc_sdk.runtime.generation import GenerationConfig
@@ -165,11 +167,14 @@ def test_a_turn_id_sent_twice_at_once_makes_one_turn(scheduler):
     assert finished[0].wait(60) and "used for another line" in str(results[0][-1])
 
 
-def _burst(sched: Scheduler, ids: list[str], config: GenerationConfig) -> list[Done]:
-    """A new session of the demo persona for each id, then one "Good evening." from each, all submitted while the
-    loop is held so that they wait together; their Done events in the order of `ids`."""
+def _burst(
+    sched: Scheduler, ids: list[str], config: GenerationConfig, personas: dict[str, Persona] | None = None
+) -> list[Done]:
+    """A new session for each id (the demo persona unless `personas` says), then one "Good evening." from each, all
+    submitted while the loop is held so that they wait together and start in this order; their Done events."""
     for sid in ids:
-        sched.call(lambda sid=sid: sched.store.create(sid, DEMO_PERSONA)).result(10)
+        persona = (personas or {}).get(sid, DEMO_PERSONA)
+        sched.call(lambda sid=sid, persona=persona: sched.store.create(sid, persona)).result(10)
     gate = threading.Event()
     sched.call(gate.wait)
     finished = {sid: threading.Event() for sid in ids}
@@ -228,17 +233,17 @@ def test_while_replies_decode_one_turn_starts_per_step(exported_int4, tmp_path):
 
 
 def test_a_burst_of_first_turns_for_one_persona_prefills_its_block_once(exported_int4, tmp_path):
-    """Four sessions of one card, never warmed, all talking at once: the first turn's slot shares the persona
-    block's KV as soon as it holds it, so the other three start from it while the first is still decoding, and
-    say what they would have said computing it themselves."""
-    model = OnnxNpcModel.load(exported_int4, slots=4)
+    """Three sessions of one card, never warmed, start together while another NPC talks: the first prefills the
+    persona block in chunks between the talker's steps and shares its KV once its slot holds it; the other two are
+    held back until then and start from it instead of prefilling the same positions beside it."""
+    model = OnnxNpcModel.load(exported_int4, slots=5)  # one spare for the comparison
     store = SqliteSessionStore(tmp_path / "sessions.sqlite3")
     sched = Scheduler(model, store)
-    running_at_start: list[int] = []
+    started: list[tuple[str, bool]] = []
     start = sched._start
 
     def counted_start(job, live):
-        running_at_start.append(len(sched.running))
+        started.append((job.session_id, bool(sched.batch.members)))
         start(job, live)
 
     sched._start = counted_start
@@ -246,11 +251,31 @@ def test_a_burst_of_first_turns_for_one_persona_prefills_its_block_once(exported
     try:
         block = persona_block(model.tokenizer, DEMO_PERSONA, model.persona_tokens)
         assert sched.call(lambda: model.cached_persona_kv(block) is None).result(10)  # never warmed
-        config = GenerationConfig(temperature=0.0, max_tokens=12, max_clauses=0, max_sentences=0)
-        dones = _burst(sched, [f"g{i}" for i in range(4)], config)
-        assert running_at_start[1:] == [1, 2, 3]  # each started while the earlier ones were still decoding
-        assert [d.usage.cached_tokens for d in dones] == [0, len(block), len(block), len(block)]
-        assert len({d.text for d in dones}) == 1, [d.text for d in dones]
+        talker = Persona(
+            name="Mira", description="A ferrywoman who talks about the river.", greeting="Hop on."
+        )
+        config = GenerationConfig(temperature=0.0, max_tokens=24, max_clauses=0, max_sentences=0)
+        dones = _burst(sched, ["talker", "g0", "g1", "g2"], config, personas={"talker": talker})
+        assert [sid for sid, _ in started] == ["talker", "g0", "g1", "g2"]
+        assert started[1] == ("g0", True)  # g0's prompt went in in chunks, between the talker's decode steps
+        assert [d.usage.cached_tokens for d in dones] == [0, 0, len(block), len(block)]
+
+        def block_alone():  # the block prefilled by itself in a spare slot, to compare the shared KV with
+            slot = model.acquire_slot()
+            try:
+                model.cache.rewind(slot, 0)
+                model.runner.run(slot, model.embed_ids(block)[None])
+                return model.cache.snapshot(slot).data
+            finally:
+                model.release_slot(slot)
+
+        shared = sched.call(lambda: model.cached_persona_kv(block)).result(10)
+        alone = sched.call(block_alone).result(60)
+        assert shared is not None and shared.length == len(block)
+        print(
+            f"\nshared block KV against the block alone: max |difference| {np.abs(shared.data - alone).max():.2e}"
+        )
+        assert np.allclose(shared.data, alone, atol=0.05)
     finally:
         sched.stop()
         store.close()
