@@ -194,13 +194,19 @@ class Conversation:
         shares = tuple(self.model.emotion_scores(done.text, turn.text, turn.line_vector))
         return replace(done, explanation=replace(turn.explanation, emotion_scores=shares))
 
+    def share_persona_kv(self) -> bool:
+        """Offer the persona block's KV to other sessions of this persona (the model's shared cache), once the
+        slot holds it: True when the cache has it now, False while the slot holds less of it."""
+        assert self.slot is not None
+        return self.model.remember_persona_kv(self.model.persona_block(self.persona), self.slot)
+
     def finish(self, turn: PreparedTurn, done: Done | None) -> None:
         """Record the end of a turn: `done` joins the history; None (cancelled, failed) leaves no trace."""
         assert self.slot is not None
         cache = self.model.cache
         held = int(cache.lengths[self.slot])
         if done is not None and held >= turn.target.length:
-            self.model.remember_persona_kv(self.model.persona_block(self.persona), self.slot)
+            self.share_persona_kv()
             self.fed = turn.target.extended(list(done.token_ids)[: held - turn.target.length])
             self.history.append(Turn(turn.text, done.text, turn.prefix, turn.context))
             if turn.action is not None:

@@ -54,8 +54,7 @@ class _Running:
     session: LiveSession
     turn: PreparedTurn
     paced: deque[ReplyEvent] = field(default_factory=deque)  # a chosen best-of-N reply's events, not yet out
-    # the persona block's tokens while its KV is not in the model's shared cache: shared once the slot holds it
-    unshared_block: list[int] | None = None
+    persona_shared: bool = False  # its persona block's KV is in the shared cache (Conversation.share_persona_kv)
 
 
 class Scheduler:
@@ -210,7 +209,7 @@ class Scheduler:
         except BaseException as exc:  # bad input found late, or the runtime failed: the turn leaves no trace
             self._abort(job, live, turn, exc)
             return
-        self.running[conv.slot] = _Running(job, live, turn, unshared_block=self.model.persona_block(live.persona))
+        self.running[conv.slot] = _Running(job, live, turn)
         self._share_persona_kv(conv.slot)
         if turn.action is not None:
             job.emit(turn.action)  # before the first delta: the game can start the animation now
@@ -222,15 +221,13 @@ class Scheduler:
         once a session (`_admit` holds their turns back meanwhile). Conversation.finish would share it too, but
         only after the whole reply."""
         run = self.running[slot]
-        if run.unshared_block is None:
+        if run.persona_shared:
             return
         try:
-            shared = self.model.remember_persona_kv(run.unshared_block, slot)
+            run.persona_shared = run.session.conversation.share_persona_kv()
         except Exception:  # noqa: BLE001 - sharing only saves others work: this turn goes on, nobody waits for it
             log.exception("persona KV could not be shared")
-            shared = True
-        if shared:
-            run.unshared_block = None
+            run.persona_shared = True  # not tried again
 
     def _block_in_flight(self, live: LiveSession) -> bool:
         """A fresh slot's turn whose persona block another session's turn is prefilling right now: it starts once
@@ -238,7 +235,7 @@ class Scheduler:
         if live.conversation.fed.length:
             return False  # its slot already holds its own dialogue, persona block included
         return any(
-            run.unshared_block is not None and run.session.persona == live.persona for run in self.running.values()
+            not run.persona_shared and run.session.persona == live.persona for run in self.running.values()
         )
 
     def _replayed(self, job: ChatJob, live: LiveSession) -> bool:
@@ -372,7 +369,7 @@ class Scheduler:
                 try:
                     for slot, events in self.batch.step().items():
                         self._deliver(slot, events)
-                    for slot in [s for s, run in self.running.items() if run.unshared_block is not None]:
+                    for slot in [s for s, run in self.running.items() if not run.persona_shared]:
                         self._share_persona_kv(slot)
                     for slot in [s for s, run in self.running.items() if run.paced]:
                         self._pace(slot)
